@@ -1,0 +1,289 @@
+"""The ``pseval`` command line: a thin layer over the Python API.
+
+Every command turns a :class:`pseval.errors.PsevalError` (or an invalid option value) into one line on
+stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from pseval.errors import PsevalError
+
+app = typer.Typer(
+    name="pseval",
+    help="PS-Eval: do an SAE's features separate the meanings of polysemous words?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        parts = []
+        for error in exc.errors():
+            where = ".".join(str(x) for x in error.get("loc", ())) or "value"
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        return "invalid configuration: " + "; ".join(parts) + ". Fix: correct the value(s) named above."
+    return str(exc)
+
+
+def handle_errors(func: F) -> F:
+    """Report user errors as one line and exit 2; keep tracebacks for genuine bugs."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (PsevalError, ValidationError) as exc:
+            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished results are kept; rerun the command to continue")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _with_ci(metrics: dict[str, Any], name: str) -> str:
+    value = metrics.get("ps_eval", {}).get(name)
+    ci = metrics.get("ps_eval_ci", {})
+    low, high = ci.get(f"{name}_low"), ci.get(f"{name}_high")
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def results_table(results: list[Any], title: str = "PS-Eval") -> Table:
+    """One row per SAE: the headline metric with its interval, the others, and the baselines."""
+    table = Table(title=title, title_justify="left")
+    for column in ("SAE", "hook", "arch", "width", "specificity", "recall", "accuracy", "F1", "no-active"):
+        table.add_column(column, justify="left" if column in ("SAE", "hook", "arch") else "right")
+    has_std = any("standard" in r.eval_result_metrics for r in results)
+    if has_std:
+        table.add_column("FVU", justify="right")
+        table.add_column("L0", justify="right")
+        table.add_column("CE rec.", justify="right")
+    for r in results:
+        m = r.eval_result_metrics
+        sae = m.get("sae", {})
+        row = [
+            r.sae_name,
+            r.hook_name,
+            str(sae.get("architecture", "")),
+            str(sae.get("d_sae", "")),
+            _with_ci(m, "specificity"),
+            _with_ci(m, "recall"),
+            _with_ci(m, "accuracy"),
+            _fmt(m["ps_eval"].get("f1")),
+            str(m["ps_eval"].get("n_pairs_no_active", 0)),
+        ]
+        if has_std:
+            std = m.get("standard", {})
+            row += [_fmt(std.get("fvu")), _fmt(std.get("l0"), 1), _fmt(std.get("ce_loss_recovered"))]
+        table.add_row(*row)
+    return table
+
+
+def baselines_table(results: list[Any]) -> Table | None:
+    """Baselines per hook: dense cosine (held-out threshold) and a random SAE of the same width."""
+    rows = []
+    seen = set()
+    for r in results:
+        m = r.eval_result_metrics
+        if "baseline_dense" in m and r.hook_name not in seen:
+            seen.add(r.hook_name)
+            d = m["baseline_dense"]
+            rows.append(
+                [r.hook_name, "dense cosine", _fmt(d.get("specificity")), _fmt(d.get("recall")),
+                 _fmt(d.get("accuracy")), _fmt(d.get("f1")), _fmt(d.get("roc_auc"))]
+            )
+        if "baseline_random_sae" in m:
+            d = m["baseline_random_sae"]
+            rows.append(
+                [r.hook_name, f"random SAE ({m['sae']['d_sae']})", _fmt(d.get("specificity")),
+                 _fmt(d.get("recall")), _fmt(d.get("accuracy")), _fmt(d.get("f1")), "–"]
+            )
+    if not rows:
+        return None
+    table = Table(title="Baselines", title_justify="left")
+    for column in ("hook", "baseline", "specificity", "recall", "accuracy", "F1", "ROC-AUC"):
+        table.add_column(column, justify="left" if column in ("hook", "baseline") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Hugging Face id or local folder.")]
+
+
+@app.command()
+@handle_errors
+def dataset(
+    model: ModelOpt = "smollm2-135m",
+    name: Annotated[str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")] = "wic",
+    seed: Annotated[int, typer.Option(help="Seed of the balancing downsample.")] = 0,
+    balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
+) -> None:
+    """Print pair counts per split and label, and how many pairs were dropped for which reason."""
+    from pseval.data.datasets import load_dataset
+    from pseval.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    table = Table(title=f"{name} pairs for {model} (' ' + word must be one token)", title_justify="left")
+    for column in ("split", "raw", "dropped", "different (0)", "same (1)", "kept"):
+        table.add_column(column, justify="left" if column in ("split", "dropped") else "right")
+    for split in ("train", "dev", "test"):
+        try:
+            ds = load_dataset(tokenizer, name=name, split=split, balance=balance, seed=seed)
+        except PsevalError as exc:
+            table.add_row(split, "–", str(exc), "–", "–", "0")
+            continue
+        st = ds.stats
+        dropped = ", ".join(f"{k}: {v}" for k, v in st.dropped.items() if v) or "none"
+        before = st.kept_before_balance
+        table.add_row(
+            split,
+            str(st.n_raw),
+            dropped,
+            f"{st.kept.get(0, 0)} (of {before.get(0, 0)})",
+            f"{st.kept.get(1, 0)} (of {before.get(1, 0)})",
+            str(len(ds)),
+        )
+    console.print(table)
+    console.print(f"balanced: {balance} (seed {seed}); counts in parentheses are before balancing")
+
+
+@app.command("eval")
+@handle_errors
+def eval_command(
+    sae: Annotated[list[str], typer.Option("--sae", "-s", help="SAE folder/file or saelens:RELEASE/ID; repeatable.")],
+    model: ModelOpt = "smollm2-135m",
+    hook: Annotated[str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")] = None,
+    output_folder: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path("results"),
+    force_rerun: Annotated[bool, typer.Option("--force-rerun", help="Recompute finished results.")] = False,
+    name: Annotated[str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")] = "wic",
+    split: Annotated[str, typer.Option(help="train, dev, test or all.")] = "test",
+    balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap.")] = 0,
+    max_pairs: Annotated[int | None, typer.Option(help="Keep only the first N pairs.")] = None,
+    template: Annotated[str | None, typer.Option(help="Prompt template with {context} and {word}.")] = None,
+    position: Annotated[str, typer.Option(help="'template' (the template's word token) or 'context'.")] = "template",
+    prepend_bos: Annotated[
+        bool | None, typer.Option("--prepend-bos/--no-prepend-bos", help="Force BOS on or off.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 32,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    fold_decoder_norms: Annotated[
+        bool, typer.Option("--fold-decoder-norms", help="Scale latents by decoder norms first.")
+    ] = False,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals (0 = off).")] = 2000,
+    topk_overlap_k: Annotated[int, typer.Option(help="k of the top-k Jaccard score.")] = 16,
+    baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")] = True,
+    standard_metrics_tokens: Annotated[
+        int, typer.Option(help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens.")
+    ] = 0,
+) -> None:
+    """Evaluate one or many SAEs with PS-Eval (one activation pass per hook) and write one JSON per SAE."""
+    from pseval.evals.config import PSEvalConfig
+    from pseval.evals.runner import evaluate, result_path
+
+    overrides: dict[str, Any] = {}
+    if template is not None:
+        overrides["template"] = template
+    config = PSEvalConfig(
+        model_name=model,
+        dataset=name,
+        split=split,  # type: ignore[arg-type]
+        balance=balance,
+        seed=seed,
+        max_pairs=max_pairs,
+        position=position,  # type: ignore[arg-type]
+        prepend_bos=prepend_bos,
+        batch_size=batch_size,
+        device=_resolve_device(device),
+        fold_decoder_norms=fold_decoder_norms,
+        bootstrap_resamples=bootstrap,
+        topk_overlap_k=topk_overlap_k,
+        baselines=baselines,
+        **overrides,
+    )
+    results = evaluate(
+        model,
+        sae,
+        config=config,
+        hook_name=hook,
+        output_folder=output_folder,
+        force_rerun=force_rerun,
+        standard_metrics_tokens=standard_metrics_tokens,
+        on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+    )
+    n_pairs = results[0].eval_result_metrics["ps_eval"]["n_pairs"] if results else 0
+    console.print(results_table(results, title=f"PS-Eval on {model} · {name} {split} · {n_pairs} pairs"))
+    base = baselines_table(results)
+    if base is not None:
+        console.print(base)
+    for r in results:
+        console.print(f"wrote {result_path(output_folder, r.sae_name)}")
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@app.command()
+@handle_errors
+def compare(
+    result_a: Annotated[Path, typer.Argument(help="A PS-Eval result JSON.")],
+    result_b: Annotated[Path, typer.Argument(help="Another PS-Eval result JSON on the same pairs.")],
+) -> None:
+    """Paired exact McNemar test between two SAEs' PS-Eval results on the same pairs."""
+    from pseval.evals.compare import compare_results
+
+    out = compare_results(result_a, result_b)
+    console.print_json(json.dumps(out))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BrokenPipeError:  # e.g. `pseval ... | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The data stage: PS-Eval word pairs (WiC, WordNet, or your own), filtering, balancing and prompts."""
+
+from __future__ import annotations
+
+from pseval.data.datasets import DATASET_NAMES, SPLITS, dataset_summary, load_dataset
+from pseval.data.prompts import (
+    DEFAULT_TEMPLATE,
+    Prompt,
+    PromptSet,
+    build_prompts,
+    render_template,
+    validate_template,
+)
+from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
+from pseval.data.wic import WIC_SPLITS, Detokenized, WicRecord, detokenize, read_wic_split
+
+__all__ = [
+    "DATASET_NAMES",
+    "DEFAULT_TEMPLATE",
+    "DIFFERENT_MEANING",
+    "SAME_MEANING",
+    "SPLITS",
+    "WIC_SPLITS",
+    "DatasetStats",
+    "Detokenized",
+    "PSEvalDataset",
+    "Prompt",
+    "PromptSet",
+    "WicRecord",
+    "WordPair",
+    "build_prompts",
+    "dataset_summary",
+    "detokenize",
+    "load_dataset",
+    "read_wic_split",
+    "render_template",
+    "validate_template",
+]

@@ -1,0 +1,272 @@
+"""Load a PS-Eval dataset for one tokenizer: filter, balance, and record why pairs were dropped.
+
+PS-Eval compares the top SAE latent at the target word's token across two contexts, so the word inserted
+in the prompt template must be a single token (``" " + word``); pairs whose word splits are dropped. The
+two labels are then balanced by seeded random downsampling of the larger class, so that accuracy and the
+other confusion-matrix metrics are not skewed by the label ratio, and the kept pairs stay in file order so
+results are easy to trace back to the source.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
+from pseval.data.wic import WIC_SPLITS, read_wic_split
+from pseval.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+DATASET_NAMES: tuple[str, ...] = ("wic", "wordnet")
+"""Datasets shipped with pseval; a path to a ``.jsonl`` file of ``WordPair`` records also works."""
+
+SPLITS: tuple[str, ...] = (*WIC_SPLITS, "all")
+"""Accepted ``split`` values; ``all`` concatenates train, dev and test."""
+
+DROP_MULTI_TOKEN = "multi_token_word"
+DROP_TARGET_NOT_FOUND = "target_not_found"
+LABELS: tuple[int, int] = (DIFFERENT_MEANING, SAME_MEANING)
+
+
+def wordnet_pairs_path() -> Path:
+    """Where the shipped WordNet pairs live (``pseval/resources/wordnet/pairs.jsonl``)."""
+    return Path(str(resources.files("pseval").joinpath("resources").joinpath("wordnet"))) / "pairs.jsonl"
+
+
+def load_dataset(
+    tokenizer: PreTrainedTokenizerBase,
+    name: str = "wic",
+    split: str = "test",
+    balance: bool = True,
+    seed: int = 0,
+    max_pairs: int | None = None,
+) -> PSEvalDataset:
+    """Load ``name``'s ``split``, keep the pairs whose word is one token, and balance the labels.
+
+    Args:
+        tokenizer: the model's tokenizer; the single-token filter depends on it.
+        name: ``"wic"`` (vendored WiC v1.0), ``"wordnet"`` (the shipped WordNet pairs) or a path to a
+            ``.jsonl`` file with one ``WordPair`` JSON object per line.
+        split: ``"train"``, ``"dev"``, ``"test"`` or ``"all"``; for ``.jsonl`` files it selects records by their
+            ``split`` field.
+        balance: downsample the larger label class at random (``numpy.random.default_rng(seed)``) to the size
+            of the smaller one; the kept pairs keep their original order.
+        seed: seed of the balancing (and ``max_pairs``) downsample.
+        max_pairs: keep at most this many pairs, drawn at random with the same generator after balancing
+            (half per label when ``balance`` is on, so it is then rounded down to an even number).
+
+    Raises:
+        DataError: unknown dataset, missing or malformed file, or no pair left after filtering.
+        ConfigError: an unknown split or a ``max_pairs`` below what a dataset needs.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
+    if max_pairs is not None and max_pairs < (2 if balance else 1):
+        raise ConfigError(
+            f"max_pairs={max_pairs} leaves no pair{' per label' if balance else ''}",
+            "use max_pairs >= 2 (or leave it unset for all pairs)",
+        )
+
+    short_name, raw_pairs, n_invalid = _read_pairs(name, split)
+    dropped: Counter[str] = Counter()
+    if n_invalid:
+        dropped[DROP_TARGET_NOT_FOUND] += n_invalid
+
+    is_single = _single_token_checker(tokenizer)
+    kept: list[WordPair] = []
+    for pair in raw_pairs:
+        if not (_span_ok(pair.context_1, pair.span_1) and _span_ok(pair.context_2, pair.span_2)):
+            dropped[DROP_TARGET_NOT_FOUND] += 1
+        elif not is_single(pair.word):
+            dropped[DROP_MULTI_TOKEN] += 1
+        else:
+            kept.append(pair)
+    n_raw = len(raw_pairs) + n_invalid
+
+    before = _count_labels(kept)
+    if not kept:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "none"
+        raise DataError(
+            f"dataset {name!r} split {split!r} has no pair left after filtering ({n_raw} read; dropped {reasons})",
+            "use another split or dataset, or a tokenizer in which the target words are single tokens",
+        )
+    rng = np.random.default_rng(seed)
+    if balance:
+        kept = _balance(kept, rng)
+        if not kept:
+            raise DataError(
+                f"dataset {name!r} split {split!r} has only label "
+                f"{next(k for k, v in before.items() if v)} pairs after filtering, so balancing leaves none",
+                "pass balance=False, or use a dataset with both labels",
+            )
+    if max_pairs is not None and len(kept) > max_pairs:
+        kept = _subsample(kept, max_pairs, balance, rng)
+
+    stats = DatasetStats(
+        n_raw=n_raw,
+        dropped=dict(sorted(dropped.items())),
+        kept_before_balance=before,
+        kept=_count_labels(kept),
+    )
+    return PSEvalDataset(
+        name=short_name,
+        split=split,
+        balanced=balance,
+        seed=seed,
+        tokenizer_name=_tokenizer_name(tokenizer),
+        pairs=kept,
+        stats=stats,
+    )
+
+
+def dataset_summary(ds: PSEvalDataset) -> dict[str, Any]:
+    """A JSON-ready summary of a loaded dataset (sizes per label and part of speech, drops by reason)."""
+    return {
+        "name": ds.name,
+        "split": ds.split,
+        "tokenizer": ds.tokenizer_name,
+        "balanced": ds.balanced,
+        "seed": ds.seed,
+        "n_pairs": len(ds.pairs),
+        "n_raw": ds.stats.n_raw,
+        "by_label": {str(k): v for k, v in ds.stats.kept.items()},
+        "kept_before_balance": {str(k): v for k, v in ds.stats.kept_before_balance.items()},
+        "dropped": dict(ds.stats.dropped),
+        "by_pos": dict(sorted(Counter(p.pos for p in ds.pairs).items())),
+        "n_words": len({p.word for p in ds.pairs}),
+    }
+
+
+def _read_pairs(name: str, split: str) -> tuple[str, list[WordPair], int]:
+    """Return (dataset name, pairs of the split, number of source records whose target index is invalid)."""
+    if name == "wic":
+        splits = WIC_SPLITS if split == "all" else (split,)
+        pairs: list[WordPair] = []
+        n_invalid = 0
+        for s in splits:
+            for record in read_wic_split(s):
+                if record.indices_valid:
+                    pairs.append(record.to_word_pair())
+                else:
+                    n_invalid += 1
+        return "wic", pairs, n_invalid
+    if name == "wordnet":
+        path = wordnet_pairs_path()
+        if not path.is_file():
+            raise DataError(
+                f"the WordNet pairs file {path} is not part of this installation",
+                "use name='wic', or build it with the WordNet pair builder / install a pseval that ships it",
+            )
+        return "wordnet", _select_split(_read_jsonl(path), split, path), 0
+    if name.endswith(".jsonl"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise DataError(f"dataset file {path} does not exist", "check the path to the .jsonl file")
+        return path.stem, _select_split(_read_jsonl(path), split, path), 0
+    raise DataError(
+        f"unknown dataset {name!r}",
+        f"use one of {', '.join(DATASET_NAMES)}, or a path to a .jsonl file of WordPair records",
+    )
+
+
+def _read_jsonl(path: Path) -> list[WordPair]:
+    pairs: list[WordPair] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                pair = WordPair.model_validate(json.loads(line))
+            except (json.JSONDecodeError, ValidationError) as exc:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DataError(
+                    f"{path}:{lineno} is not a valid WordPair record ({first})",
+                    "write one JSON object per line with the WordPair fields "
+                    "(id, word, pos, context_1, context_2, span_1, span_2, label)",
+                ) from None
+            if pair.label not in LABELS:
+                raise DataError(
+                    f"{path}:{lineno}: label {pair.label} is not 0 or 1",
+                    "use 1 for same meaning and 0 for different meaning",
+                )
+            if pair.id in seen:
+                raise DataError(f"{path}:{lineno}: duplicate pair id {pair.id!r}", "give every pair a unique id")
+            seen.add(pair.id)
+            pairs.append(pair)
+    return pairs
+
+
+def _select_split(pairs: list[WordPair], split: str, path: Path) -> list[WordPair]:
+    if split == "all":
+        return pairs
+    selected = [p for p in pairs if p.split == split]
+    if pairs and not selected:
+        present = ", ".join(sorted({p.split for p in pairs}))
+        raise DataError(
+            f"{path} has no pair in split {split!r} (splits present: {present})",
+            f"pass split='all' or one of: {present}",
+        )
+    return selected
+
+
+def _span_ok(context: str, span: tuple[int, int]) -> bool:
+    start, end = span
+    return 0 <= start < end <= len(context) and not context[start:end].isspace()
+
+
+def _single_token_checker(tokenizer: PreTrainedTokenizerBase) -> Any:
+    cache: dict[str, bool] = {}
+
+    def is_single(word: str) -> bool:
+        if word not in cache:
+            ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+            cache[word] = len(ids) == 1
+        return cache[word]
+
+    return is_single
+
+
+def _count_labels(pairs: Iterable[WordPair]) -> dict[int, int]:
+    counts = Counter(p.label for p in pairs)
+    return {label: counts.get(label, 0) for label in LABELS}
+
+
+def _balance(pairs: list[WordPair], rng: np.random.Generator) -> list[WordPair]:
+    """Downsample the larger label class to the smaller one's size; keep the original order."""
+    by_label = {label: [i for i, p in enumerate(pairs) if p.label == label] for label in LABELS}
+    n_min = min(len(v) for v in by_label.values())
+    keep: list[int] = []
+    for label in LABELS:
+        idx = by_label[label]
+        if len(idx) > n_min:
+            idx = sorted(int(i) for i in rng.choice(idx, size=n_min, replace=False))
+        keep.extend(idx)
+    return [pairs[i] for i in sorted(keep)]
+
+
+def _subsample(pairs: list[WordPair], max_pairs: int, balance: bool, rng: np.random.Generator) -> list[WordPair]:
+    """Keep ``max_pairs`` pairs at random (half per label when balanced), in the original order."""
+    if balance:
+        per_label = max_pairs // 2
+        keep: list[int] = []
+        for label in LABELS:
+            idx = [i for i, p in enumerate(pairs) if p.label == label]
+            keep.extend(int(i) for i in rng.choice(idx, size=min(per_label, len(idx)), replace=False))
+    else:
+        keep = [int(i) for i in rng.choice(len(pairs), size=max_pairs, replace=False)]
+    return [pairs[i] for i in sorted(keep)]
+
+
+def _tokenizer_name(tokenizer: PreTrainedTokenizerBase) -> str:
+    name = getattr(tokenizer, "name_or_path", "") or ""
+    return str(name) or type(tokenizer).__name__

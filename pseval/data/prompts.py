@@ -1,0 +1,233 @@
+"""Build the PS-Eval prompts and find the token whose activation is read.
+
+Each context of a pair becomes one prompt, ``"{context} The {word} means"`` by default. The position read
+is either the template's own ``{word}`` slot (the paper's choice: in a causal model it has seen the whole
+context, and " means" after it cannot influence it) or the target's occurrence inside the context.
+
+Positions come from character spans and the tokenizer's offset mapping, never from searching for the
+word: a substring search would find "art" inside " party" or the first of two occurrences, and would miss
+inflected forms ("ran" for "run"). Identical prompts (the same context appears in many WiC pairs) are
+kept once, so the model runs on each only once; ``pair_index`` maps every pair to its two prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pseval.data.schema import PSEvalDataset
+from pseval.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+DEFAULT_TEMPLATE = "{context} The {word} means"
+"""The PS-Eval prompt of Minegishi et al. (ICLR 2025)."""
+
+Position = Literal["template", "context"]
+POSITIONS: tuple[str, ...] = ("template", "context")
+
+_CONTEXT = "{context}"
+_WORD = "{word}"
+_PLACEHOLDER_RE = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+class Prompt(BaseModel):
+    """One unique prompt: its text, its token ids and the index of the token whose activation is read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str = Field(description="The rendered prompt.")
+    input_ids: list[int] = Field(description="Token ids, including any BOS or other special tokens.")
+    target_index: int = Field(description="Index into input_ids of the token whose activation is read.")
+    target_token: str = Field(description="The target token decoded to text (e.g. ' bank'), for reports.")
+
+
+class PromptSet(BaseModel):
+    """The unique prompts of a dataset and, for each pair, the indices of its two prompts."""
+
+    prompts: list[Prompt] = Field(description="Unique prompts (same ids and target index are kept once).")
+    pair_index: list[tuple[int, int]] = Field(
+        description="For each pair of the dataset, in order: indices into prompts of context_1 and context_2."
+    )
+    pair_ids: list[str] = Field(default_factory=list, description="Pair ids, aligned with pair_index.")
+    template: str = Field(description="The prompt template with {context} and {word}.")
+    position: Position = Field(description="'template' (the {word} slot) or 'context' (the word in context).")
+    prepend_bos: bool | None = Field(
+        description="True: BOS first; False: no special tokens; None: the tokenizer's default."
+    )
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def validate_template(template: str) -> str:
+    """Check that ``template`` holds ``{context}`` and ``{word}`` exactly once and no other placeholder."""
+    for slot in (_CONTEXT, _WORD):
+        n = template.count(slot)
+        if n != 1:
+            raise ConfigError(
+                f"prompt template {template!r} contains {slot} {n} times",
+                f"use {slot} exactly once, e.g. {DEFAULT_TEMPLATE!r}",
+            )
+    unknown = sorted(set(_PLACEHOLDER_RE.findall(template)) - {_CONTEXT, _WORD})
+    if unknown:
+        raise ConfigError(
+            f"prompt template {template!r} has unknown placeholder(s) {', '.join(unknown)}",
+            "use only {context} and {word}",
+        )
+    return template
+
+
+def render_template(template: str, context: str, word: str) -> tuple[str, tuple[int, int], int]:
+    """Fill the template; return the text, the ``{word}`` span in it, and where ``{context}`` starts.
+
+    Placeholders are replaced by slicing, not ``str.format``, so braces inside a context are left alone.
+    """
+    ci = template.index(_CONTEXT)
+    wi = template.index(_WORD)
+    if ci < wi:
+        head, mid, tail = template[:ci], template[ci + len(_CONTEXT) : wi], template[wi + len(_WORD) :]
+        text = head + context + mid + word + tail
+        context_start = len(head)
+        word_start = len(head) + len(context) + len(mid)
+    else:
+        head, mid, tail = template[:wi], template[wi + len(_WORD) : ci], template[ci + len(_CONTEXT) :]
+        text = head + word + mid + context + tail
+        word_start = len(head)
+        context_start = len(head) + len(word) + len(mid)
+    return text, (word_start, word_start + len(word)), context_start
+
+
+def build_prompts(
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: PSEvalDataset,
+    template: str = DEFAULT_TEMPLATE,
+    position: Position = "template",
+    prepend_bos: bool | None = None,
+) -> PromptSet:
+    """Render, tokenise and locate the target token of both contexts of every pair.
+
+    Args:
+        tokenizer: a fast (Rust-backed) Hugging Face tokenizer; its offset mapping locates the target.
+        dataset: the pairs, from :func:`pseval.data.datasets.load_dataset`.
+        template: prompt template with ``{context}`` and ``{word}`` exactly once each.
+        position: ``"template"`` reads the token covering the last character of the template's ``{word}``;
+            ``"context"`` reads the last token overlapping the target's span in the context.
+        prepend_bos: ``None`` keeps the tokenizer's default special tokens; ``True`` makes BOS the first
+            token (and adds no other special token); ``False`` adds no special token.
+
+    Raises:
+        ConfigError: bad template or position, a slow tokenizer, or ``prepend_bos=True`` without a BOS token.
+        DataError: a pair whose span does not fall on any token (e.g. the span lies outside the context).
+    """
+    validate_template(template)
+    if position not in POSITIONS:
+        raise ConfigError(f"unknown target position {position!r}", f"use one of {', '.join(POSITIONS)}")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(
+            f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer, so it gives no offset mapping",
+            "load the tokenizer with use_fast=True (a tokenizer.json backed tokenizer)",
+        )
+    bos_id: int | None = None
+    if prepend_bos:
+        bos_id = tokenizer.bos_token_id
+        if bos_id is None:
+            raise ConfigError(
+                f"prepend_bos=True but tokenizer {type(tokenizer).__name__} has no BOS token",
+                "pass prepend_bos=False or None",
+            )
+
+    texts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    owners: list[str] = []
+    for pair in dataset.pairs:
+        for context, span in ((pair.context_1, pair.span_1), (pair.context_2, pair.span_2)):
+            start, end = span
+            if not 0 <= start < end <= len(context):
+                raise DataError(
+                    f"pair {pair.id}: target span {start}-{end} is not inside its context ({len(context)} chars)",
+                    "fix the span of that pair (character offsets [start, end) of the word in the context)",
+                )
+            text, word_span, context_start = render_template(template, context, pair.word)
+            texts.append(text)
+            spans.append(word_span if position == "template" else (context_start + start, context_start + end))
+            owners.append(pair.id)
+
+    ids_list, offsets_list = _encode(tokenizer, texts, prepend_bos, bos_id)
+
+    prompts: list[Prompt] = []
+    seen: dict[tuple[tuple[int, ...], int], int] = {}
+    flat_index: list[int] = []
+    for text, span, owner, ids, offsets in zip(texts, spans, owners, ids_list, offsets_list, strict=True):
+        target = _locate(offsets, span, last_char_only=position == "template")
+        if target is None:
+            raise DataError(
+                f"pair {owner}: no token of the prompt {text!r} covers the target span {span[0]}-{span[1]}",
+                "check the pair's span and the template",
+            )
+        key = (tuple(ids), target)
+        if key not in seen:
+            seen[key] = len(prompts)
+            prompts.append(
+                Prompt(
+                    text=text,
+                    input_ids=list(ids),
+                    target_index=target,
+                    target_token=tokenizer.decode([ids[target]]),
+                )
+            )
+        flat_index.append(seen[key])
+
+    pair_index = [(flat_index[2 * i], flat_index[2 * i + 1]) for i in range(len(dataset.pairs))]
+    return PromptSet(
+        prompts=prompts,
+        pair_index=pair_index,
+        pair_ids=[p.id for p in dataset.pairs],
+        template=template,
+        position=position,
+        prepend_bos=prepend_bos,
+    )
+
+
+def _encode(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], prepend_bos: bool | None, bos_id: int | None
+) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """Tokenise with offsets; with an explicit ``prepend_bos`` control the special tokens ourselves."""
+    if not texts:
+        return [], []
+    try:
+        enc: Any = tokenizer(
+            list(texts), add_special_tokens=prepend_bos is None, return_offsets_mapping=True
+        )
+    except NotImplementedError as exc:
+        raise ConfigError(
+            f"tokenizer {type(tokenizer).__name__} gives no offset mapping ({exc})",
+            "load the tokenizer with use_fast=True",
+        ) from None
+    ids_list = [list(map(int, ids)) for ids in enc["input_ids"]]
+    offsets_list = [[(int(s), int(e)) for s, e in offs] for offs in enc["offset_mapping"]]
+    if prepend_bos and bos_id is not None:
+        ids_list = [[bos_id, *ids] for ids in ids_list]
+        offsets_list = [[(0, 0), *offs] for offs in offsets_list]
+    return ids_list, offsets_list
+
+
+def _locate(offsets: Sequence[tuple[int, int]], span: tuple[int, int], last_char_only: bool) -> int | None:
+    """Index of the last token covering ``span``'s last character (or, if not ``last_char_only``, any of it).
+
+    Special tokens have empty offsets and never match. Byte-level BPE offsets may or may not include the
+    leading space of a token (" bank" as 3-8 or 4-8); both contain the word's characters, so both match.
+    """
+    start, end = span
+    found: int | None = None
+    for i, (s, e) in enumerate(offsets):
+        if s >= e:
+            continue
+        hit = (s <= end - 1 < e) if last_char_only else (s < end and e > start)
+        if hit:
+            found = i
+    return found

@@ -1,0 +1,1 @@
+"""Evaluations: each is a config, an output schema and a runner (as in SAEBench)."""

@@ -1,0 +1,85 @@
+"""Configuration of a PS-Eval run. The same fields drive the CLI (``pseval eval --help``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pseval.data.prompts import DEFAULT_TEMPLATE
+from pseval.errors import ConfigError
+
+
+class PSEvalConfig(BaseModel):
+    """How PS-Eval builds its pairs, reads activations and scores SAEs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(
+        default="smollm2-135m",
+        description="Model alias ('smollm2-135m'), Hugging Face id, or local folder.",
+    )
+    dataset: str = Field(default="wic", description="'wic', 'wordnet', or a path to a .jsonl file of pairs.")
+    split: Literal["train", "dev", "test", "all"] = Field(default="test", description="Dataset split.")
+    balance: bool = Field(default=True, description="Balance the two labels by seeded random downsampling.")
+    seed: int = Field(default=0, description="Seed of the balancing downsample and of the bootstrap.")
+    max_pairs: int | None = Field(default=None, description="Keep only the first N pairs (after balancing).")
+    template: str = Field(default=DEFAULT_TEMPLATE, description="Prompt template with {context} and {word}.")
+    position: Literal["template", "context"] = Field(
+        default="template",
+        description="Read the template's own {word} token ('template', the paper's choice) "
+        "or the word's occurrence in the context ('context', its last sub-token).",
+    )
+    prepend_bos: bool | None = Field(
+        default=None, description="Force a BOS token on (True) or off (False); None follows the tokenizer."
+    )
+    batch_size: int = Field(default=32, description="Prompts per forward pass.")
+    device: str = Field(default="cpu", description="Torch device ('cpu', 'cuda', 'auto').")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="Model dtype.")
+    fold_decoder_norms: bool = Field(
+        default=False,
+        description="Scale each latent by its decoder norm before taking the top latent "
+        "(changes which latent is largest when decoder rows are not unit norm).",
+    )
+    bootstrap_resamples: int = Field(
+        default=2000, description="Bootstrap resamples for the 95 % intervals (0 disables them)."
+    )
+    confidence_level: float = Field(default=0.95, description="Confidence level of the bootstrap intervals.")
+    topk_overlap_k: int = Field(default=16, description="k of the top-k latent Jaccard overlap score.")
+    baselines: bool = Field(
+        default=True,
+        description="Also score the dense activations (cosine, threshold chosen on the dev split), "
+        "the MLP neuron basis (MLP hooks) and a random SAE of the same width.",
+    )
+    cache_activations: bool = Field(default=True, description="Cache prompt activations on disk.")
+
+    @field_validator("batch_size", "topk_overlap_k")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be >= 1")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template_has_slots(cls, value: str) -> str:
+        for slot in ("{context}", "{word}"):
+            if value.count(slot) != 1:
+                raise ConfigError(
+                    f"the template {value!r} must contain {slot} exactly once",
+                    'use e.g. --template "{context} The {word} means"',
+                )
+        return value
+
+    def cache_key(self) -> dict[str, object]:
+        """The fields that change which prompts are built (part of the activation cache key)."""
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "balance": self.balance,
+            "seed": self.seed,
+            "max_pairs": self.max_pairs,
+            "template": self.template,
+            "position": self.position,
+            "prepend_bos": self.prepend_bos,
+        }

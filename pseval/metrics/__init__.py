@@ -1,0 +1,1 @@
+"""Metrics: PS-Eval confusion metrics, their uncertainty, and the standard SAE metrics."""

@@ -1,0 +1,132 @@
+"""PS-Eval's confusion metrics from the top-1 latents of the two contexts of each pair.
+
+Positive class = same meaning (label 1). A pair is *predicted same* when both contexts have an active latent
+and their top-1 latents are equal. A context where no latent is active has no top feature: unlike the
+original code (where ``argmax`` of an all-zero vector is latent 0, so two silent contexts counted as "same"),
+such a pair is always predicted *different*, and it is counted in ``n_pairs_no_active``.
+
+Every ratio with an empty denominator is ``None`` (JSON ``null``), never a division by zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from pydantic import BaseModel, Field
+
+NO_LATENT = -1
+"""Top-latent index of a context where no latent is active."""
+
+
+class TopLatents(BaseModel):
+    """Top-1 latent of each context, as plain lists (index -1 = no active latent)."""
+
+    index: list[int]
+    value: list[float]
+
+
+def top1_latents(feats_NF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index and value of the most active latent of each row; index ``NO_LATENT`` where none is active (> 0)."""
+    value_N, index_N = feats_NF.max(dim=-1)
+    index_N = torch.where(value_N > 0, index_N, torch.full_like(index_N, NO_LATENT))
+    return index_N, value_N
+
+
+def predict_same(latent_1: ArrayLike, latent_2: ArrayLike) -> NDArray[np.bool_]:
+    """Same top latent, and an active one, in both contexts."""
+    l1 = np.asarray(latent_1)
+    l2 = np.asarray(latent_2)
+    return (l1 == l2) & (l1 != NO_LATENT) & (l2 != NO_LATENT)
+
+
+class PSEvalMetrics(BaseModel):
+    """PS-Eval's metrics for one SAE (positive class = same meaning)."""
+
+    accuracy: float | None = Field(description="(TP + TN) / pairs.")
+    precision: float | None = Field(description="TP / (TP + FP): of the pairs given one latent, how many mean the same.")
+    recall: float | None = Field(description="TP / (TP + FN): same-meaning pairs given the same latent.")
+    specificity: float | None = Field(
+        description="TN / (TN + FP): different-meaning pairs given different latents (the headline metric)."
+    )
+    f1: float | None = Field(description="2TP / (2TP + FP + FN).")
+    tp: int = Field(description="Same meaning, same top latent.")
+    fp: int = Field(description="Different meaning, same top latent.")
+    tn: int = Field(description="Different meaning, different top latents.")
+    fn: int = Field(description="Same meaning, different top latents.")
+    n_pairs: int = Field(description="Pairs evaluated.")
+    n_same_meaning: int = Field(description="Pairs with label 1 (same meaning).")
+    n_different_meaning: int = Field(description="Pairs with label 0 (different meaning).")
+    n_pairs_no_active: int = Field(
+        description="Pairs where at least one context has no active latent (always predicted 'different')."
+    )
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return None if denominator == 0 else numerator / denominator
+
+
+def confusion_counts(labels: ArrayLike, same: ArrayLike) -> tuple[int, int, int, int]:
+    """``(tp, fp, tn, fn)`` with label 1 = same meaning and ``same`` = predicted same latent."""
+    y = np.asarray(labels).astype(bool)
+    p = np.asarray(same).astype(bool)
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and predictions {p.shape} differ in shape")
+    tp = int(np.sum(y & p))
+    fp = int(np.sum(~y & p))
+    tn = int(np.sum(~y & ~p))
+    fn = int(np.sum(y & ~p))
+    return tp, fp, tn, fn
+
+
+def metrics_from_counts(tp: int, fp: int, tn: int, fn: int, n_pairs_no_active: int = 0) -> PSEvalMetrics:
+    """All PS-Eval metrics from the four confusion counts."""
+    n = tp + fp + tn + fn
+    return PSEvalMetrics(
+        accuracy=_ratio(tp + tn, n),
+        precision=_ratio(tp, tp + fp),
+        recall=_ratio(tp, tp + fn),
+        specificity=_ratio(tn, tn + fp),
+        f1=_ratio(2 * tp, 2 * tp + fp + fn),
+        tp=tp,
+        fp=fp,
+        tn=tn,
+        fn=fn,
+        n_pairs=n,
+        n_same_meaning=tp + fn,
+        n_different_meaning=tn + fp,
+        n_pairs_no_active=n_pairs_no_active,
+    )
+
+
+def ps_eval_metrics(labels: ArrayLike, latent_1: ArrayLike, latent_2: ArrayLike) -> PSEvalMetrics:
+    """PS-Eval metrics from labels and the top-1 latent index of each context (``NO_LATENT`` = none active)."""
+    l1 = np.asarray(latent_1)
+    l2 = np.asarray(latent_2)
+    same = predict_same(l1, l2)
+    no_active = int(np.sum((l1 == NO_LATENT) | (l2 == NO_LATENT)))
+    return metrics_from_counts(*confusion_counts(labels, same), n_pairs_no_active=no_active)
+
+
+METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1")
+
+
+def metric_arrays(labels_RN: NDArray[np.bool_], same_RN: NDArray[np.bool_]) -> dict[str, NDArray[np.float64]]:
+    """Vectorised metrics over R resamples (rows) of N pairs; NaN where a denominator is zero.
+
+    Used by the bootstrap, which evaluates thousands of resamples at once.
+    """
+    y = labels_RN.astype(bool)
+    p = same_RN.astype(bool)
+    tp = np.sum(y & p, axis=-1).astype(np.float64)
+    fp = np.sum(~y & p, axis=-1).astype(np.float64)
+    tn = np.sum(~y & ~p, axis=-1).astype(np.float64)
+    fn = np.sum(y & ~p, axis=-1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "accuracy": (tp + tn) / (tp + fp + tn + fn),
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }

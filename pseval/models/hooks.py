@@ -1,0 +1,540 @@
+"""TransformerLens-style hook points on Hugging Face models, built from plain PyTorch hooks.
+
+SAEs are trained on named points of the residual stream (``blocks.6.hook_resid_post`` …). Hugging Face
+models do not expose those points, so a small per-family adapter says where they live: the list of
+decoder layers, the module whose output is what attention adds to the residual stream, the same for the
+MLP, the module whose input is the residual stream between the two sublayers, and the final norm.
+
+Supported hook names (``L`` is a layer index, ``0 <= L < n_layers``):
+
+- ``blocks.L.hook_resid_pre``: the input of layer ``L`` (the residual stream before it).
+- ``blocks.L.hook_attn_out``: what the attention sublayer adds to the residual stream (after the
+  post-attention norm on Gemma 2/3).
+- ``blocks.L.hook_resid_mid``: the residual stream between attention and MLP (not defined for
+  parallel-residual models).
+- ``blocks.L.hook_mlp_out``: what the MLP sublayer adds to the residual stream.
+- ``blocks.L.hook_resid_post``: the output of layer ``L`` (``resid_pre`` of layer ``L + 1``).
+
+So ``resid_post == resid_pre + attn_out + mlp_out`` for every pre-LN family. :func:`run_with_cache`
+stops the forward pass right after the deepest requested point: no compute is spent on later layers or
+the LM head, which is most of the cost of collecting activations from a middle layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from pseval.errors import ModelError
+
+HOOK_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
+"""Hook kinds in the order they fire inside one layer."""
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(HOOK_KINDS)}
+_HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
+_VALID_FORMS = "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out"
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """One parsed hook name: a layer index and a kind from :data:`HOOK_KINDS`."""
+
+    layer: int
+    kind: str
+
+    @property
+    def name(self) -> str:
+        """The canonical TransformerLens-style name, e.g. ``blocks.3.hook_resid_post``."""
+        return f"blocks.{self.layer}.hook_{self.kind}"
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Position in the forward pass; a larger value fires later."""
+        return (self.layer, _KIND_ORDER[self.kind])
+
+
+@dataclass(frozen=True)
+class FamilyAdapter:
+    """Where the hook points of one model family live.
+
+    Attribute paths are dotted names relative to the model (``layers``, ``final_norm``, ``unembed``) or
+    to one decoder layer (``attn_out``, ``mlp_out``, ``resid_mid_input``). Several candidates are tried
+    in order so the same adapter serves ``XForCausalLM``, the bare ``XModel`` and multimodal wrappers.
+    """
+
+    families: tuple[str, ...]
+    layers: tuple[str, ...]
+    attn_out: str | None
+    """Module (in a layer) whose output, or its first element when a tuple, is added to the residual."""
+    mlp_out: str | None
+    """Module (in a layer) whose output is what the MLP adds to the residual stream."""
+    resid_mid_input: str | None
+    """Module (in a layer) whose first input is the residual stream between attention and MLP."""
+    final_norm: tuple[str, ...] = ()
+    unembed: tuple[str, ...] = ()
+    """Explicit unembedding module paths; empty means ``model.get_output_embeddings()``."""
+    parallel_residual: Callable[[Any], bool] | None = None
+    """Given the config, whether attention and MLP read the same input (no ``resid_mid``)."""
+    unsupported_reason: str | None = None
+    """Why ``attn_out``/``resid_mid``/``mlp_out`` do not exist for this family (e.g. post-LN)."""
+
+    def is_parallel(self, config: Any) -> bool:
+        """Whether attention and MLP run in parallel on the same residual input for this config."""
+        return bool(self.parallel_residual(config)) if self.parallel_residual else False
+
+
+_DECODER_LAYERS = ("model.layers", "model.language_model.layers", "language_model.model.layers", "layers")
+_DECODER_NORM = ("model.norm", "model.language_model.norm", "language_model.model.norm", "norm")
+
+_LLAMA_LIKE = FamilyAdapter(
+    families=("llama", "mistral", "qwen2", "qwen3", "gemma"),
+    layers=_DECODER_LAYERS,
+    attn_out="self_attn",
+    mlp_out="mlp",
+    resid_mid_input="post_attention_layernorm",
+    final_norm=_DECODER_NORM,
+)
+_GEMMA2_LIKE = FamilyAdapter(
+    families=("gemma2", "gemma3", "gemma3_text"),
+    layers=_DECODER_LAYERS,
+    attn_out="post_attention_layernorm",
+    mlp_out="post_feedforward_layernorm",
+    resid_mid_input="pre_feedforward_layernorm",
+    final_norm=_DECODER_NORM,
+)
+_GPT2 = FamilyAdapter(
+    families=("gpt2",),
+    layers=("transformer.h", "h"),
+    attn_out="attn",
+    mlp_out="mlp",
+    resid_mid_input="ln_2",
+    final_norm=("transformer.ln_f", "ln_f"),
+)
+_GPT_NEOX = FamilyAdapter(
+    families=("gpt_neox",),
+    layers=("gpt_neox.layers", "layers"),
+    attn_out="post_attention_dropout",
+    mlp_out="post_mlp_dropout",
+    resid_mid_input="post_attention_layernorm",
+    final_norm=("gpt_neox.final_layer_norm", "final_layer_norm"),
+    parallel_residual=lambda cfg: bool(getattr(cfg, "use_parallel_residual", False)),
+)
+_BERT = FamilyAdapter(
+    families=("bert",),
+    layers=("bert.encoder.layer", "encoder.layer"),
+    attn_out=None,
+    mlp_out=None,
+    resid_mid_input=None,
+    final_norm=(),
+    unembed=("cls.predictions",),
+    unsupported_reason=(
+        "BERT is post-LN: each sublayer's output is layer-normalised together with its input, so no "
+        "attention or MLP output is ever added to a residual stream and resid_mid does not exist"
+    ),
+)
+
+ADAPTERS: dict[str, FamilyAdapter] = {
+    family: adapter
+    for adapter in (_LLAMA_LIKE, _GEMMA2_LIKE, _GPT2, _GPT_NEOX, _BERT)
+    for family in adapter.families
+}
+"""Adapters by ``config.model_type``. Add a family with :func:`register_adapter`."""
+
+
+def register_adapter(adapter: FamilyAdapter) -> None:
+    """Make hooks available for ``adapter.families`` (model types as in ``config.model_type``)."""
+    for family in adapter.families:
+        ADAPTERS[family] = adapter
+
+
+class LogitLens(NamedTuple):
+    """The two last steps of a model, to read logits off any residual-stream vector."""
+
+    final_norm: Callable[[torch.Tensor], torch.Tensor]
+    unembed: Callable[[torch.Tensor], torch.Tensor]
+
+
+class _StopForward(Exception):
+    """Raised from a hook to end a forward pass once every requested value has been captured."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Model access
+
+
+def as_module(model: Any) -> nn.Module:
+    """The ``torch.nn.Module`` of ``model``, which may be a module or a ``LoadedModel``."""
+    if isinstance(model, nn.Module):
+        return model
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Module):
+        return inner
+    raise TypeError(f"expected a torch.nn.Module or a LoadedModel, got {type(model).__name__}")
+
+
+def model_family(model: Any) -> str:
+    """The model family, i.e. ``config.model_type`` (``'llama'``, ``'gpt2'`` …)."""
+    config = getattr(as_module(model), "config", None)
+    return str(getattr(config, "model_type", "") or type(as_module(model)).__name__)
+
+
+def get_adapter(model: Any) -> FamilyAdapter:
+    """The hook adapter of ``model``'s family; a :class:`ModelError` names the supported families."""
+    family = model_family(model)
+    adapter = ADAPTERS.get(family)
+    if adapter is None:
+        raise ModelError(
+            f"hooks are not available for model family '{family}' (supported: {', '.join(sorted(ADAPTERS))})",
+            "use a model of a supported family, or add a FamilyAdapter with pseval.models.hooks.register_adapter",
+        )
+    return adapter
+
+
+def _resolve(root: nn.Module, path: str) -> Any:
+    obj: Any = root
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _first(root: nn.Module, paths: Sequence[str]) -> Any:
+    for path in paths:
+        obj = _resolve(root, path)
+        if obj is not None:
+            return obj
+    return None
+
+
+def get_layers(model: Any) -> nn.ModuleList:
+    """The list of decoder (or encoder) layers of ``model``."""
+    module = as_module(model)
+    adapter = get_adapter(module)
+    layers = _first(module, adapter.layers)
+    if not isinstance(layers, nn.ModuleList):
+        raise ModelError(
+            f"cannot find the layers of this {model_family(module)} model (looked for {', '.join(adapter.layers)})",
+            "pass a standard Hugging Face model of this family",
+        )
+    return layers
+
+
+def n_layers_of(model: Any) -> int:
+    """The number of layers, i.e. the valid range of ``L`` in hook names."""
+    return len(get_layers(model))
+
+
+def d_model_of(model: Any) -> int:
+    """The residual-stream width of ``model``."""
+    config = as_module(model).config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text_config.hidden_size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hook names
+
+
+def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
+    """Parse ``blocks.L.hook_KIND``; with ``model``, also check the layer range and the family's support.
+
+    Raises :class:`ModelError` with the valid forms (and the model's layer range) for anything else.
+    """
+    n_layers = n_layers_of(model) if model is not None else None
+    layer_range = f"; this model has layers 0..{n_layers - 1}" if n_layers is not None else ""
+    match = _HOOK_RE.match(name.strip()) if isinstance(name, str) else None
+    if match is None or match.group(2) not in _KIND_ORDER:
+        raise ModelError(
+            f"unknown hook name '{name}'",
+            f"use one of {_VALID_FORMS}{layer_range}",
+        )
+    point = HookPoint(layer=int(match.group(1)), kind=match.group(2))
+    if model is None:
+        return point
+    assert n_layers is not None
+    if point.layer >= n_layers:
+        raise ModelError(
+            f"hook '{name}' is past the last layer: this model has layers 0..{n_layers - 1}",
+            f"use a layer between 0 and {n_layers - 1}",
+        )
+    module = as_module(model)
+    adapter = get_adapter(module)
+    if point.kind in ("attn_out", "mlp_out", "resid_mid") and adapter.unsupported_reason:
+        raise ModelError(
+            f"hook '{name}' does not exist for {model_family(module)}: {adapter.unsupported_reason}",
+            f"use blocks.{point.layer}.hook_resid_pre or blocks.{point.layer}.hook_resid_post",
+        )
+    if point.kind == "resid_mid" and adapter.is_parallel(module.config):
+        raise ModelError(
+            f"hook '{name}' does not exist: this {model_family(module)} model uses a parallel residual "
+            "(attention and MLP both read resid_pre), so there is no residual stream between them",
+            f"use blocks.{point.layer}.hook_resid_pre, hook_attn_out, hook_mlp_out or hook_resid_post",
+        )
+    return point
+
+
+def hook_width(model: Any, name: str) -> int:
+    """The width of the vectors at hook ``name`` (every supported point is on the residual stream)."""
+    parse_hook_name(name, model)
+    return d_model_of(model)
+
+
+# --------------------------------------------------------------------------------------------------
+# Raw PyTorch hooks for one hook point
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    """A module output may be a tensor or a tuple/ModelOutput whose first element is the hidden state."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    if hasattr(value, "to_tuple"):
+        return _first_tensor(value.to_tuple())
+    raise TypeError(f"cannot find a hidden-state tensor in a {type(value).__name__}")
+
+
+def _replace_first(value: Any, new: torch.Tensor) -> Any:
+    if isinstance(value, torch.Tensor):
+        return new
+    if isinstance(value, tuple):
+        return (new, *value[1:])
+    if isinstance(value, list):
+        return [new, *value[1:]]
+    raise TypeError(f"cannot replace the hidden state in a {type(value).__name__}")
+
+
+def _hidden_from_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    if args:
+        return _first_tensor(args[0])
+    return _first_tensor(kwargs["hidden_states"])
+
+
+def _replace_hidden_in_inputs(
+    args: tuple[Any, ...], kwargs: dict[str, Any], new: torch.Tensor
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if args:
+        return (new, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": new}
+
+
+def _submodule(layer: nn.Module, path: str | None, point: HookPoint) -> nn.Module:
+    module = _resolve(layer, path) if path else None
+    if not isinstance(module, nn.Module):
+        raise ModelError(
+            f"cannot find the module of hook '{point.name}' (expected '{path}' in layer {point.layer})",
+            "pass a standard Hugging Face model of this family",
+        )
+    return module
+
+
+Observer = Callable[[torch.Tensor], torch.Tensor | None]
+"""Called with the hook's value; a returned tensor replaces it, ``None`` leaves it unchanged."""
+
+
+def _attach(model: nn.Module, point: HookPoint, observer: Observer, patch: bool = False) -> list[Any]:
+    """Register PyTorch hooks that call ``observer`` on the value of ``point``; return the handles.
+
+    ``patch`` says the observer returns replacements (only ``resid_mid`` is hooked differently then).
+    """
+    layers = get_layers(model)
+    adapter = get_adapter(model)
+    layer = layers[point.layer]
+
+    if point.kind == "resid_pre":
+
+        def pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            new = observer(_hidden_from_inputs(args, kwargs))
+            return None if new is None else _replace_hidden_in_inputs(args, kwargs, new)
+
+        return [layer.register_forward_pre_hook(pre_hook, with_kwargs=True)]
+
+    if point.kind in ("resid_post", "attn_out", "mlp_out"):
+        if point.kind == "resid_post":
+            target = layer
+        else:
+            target = _submodule(
+                layer, adapter.attn_out if point.kind == "attn_out" else adapter.mlp_out, point
+            )
+
+        def fwd_hook(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
+            new = observer(_first_tensor(output))
+            return None if new is None else _replace_first(output, new)
+
+        return [target.register_forward_hook(fwd_hook)]
+
+    # resid_mid: read as the input of the pre-MLP norm. Replacing it there would only change the MLP's
+    # input, not the residual skip, so a replacement is applied through the attention output instead:
+    # attn_out' = fn(resid_pre + attn_out) - resid_pre makes the residual stream equal fn(resid_mid).
+    norm = _submodule(layer, adapter.resid_mid_input, point)
+    attn = _submodule(layer, adapter.attn_out, point)
+    state: dict[str, torch.Tensor] = {}
+
+    def mid_pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        observer(_hidden_from_inputs(args, kwargs))
+
+    def save_resid_pre(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        state["resid_pre"] = _hidden_from_inputs(args, kwargs)
+
+    def patch_attn(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
+        resid_pre = state.pop("resid_pre")
+        resid_mid = resid_pre + _first_tensor(output)
+        new = observer(resid_mid)
+        return None if new is None else _replace_first(output, new - resid_pre)
+
+    if patch:
+        return [
+            layer.register_forward_pre_hook(save_resid_pre, with_kwargs=True),
+            attn.register_forward_hook(patch_attn),
+        ]
+    return [norm.register_forward_pre_hook(mid_pre_hook, with_kwargs=True)]
+
+
+def _validate(model: nn.Module, hook_names: Sequence[str]) -> list[HookPoint]:
+    if isinstance(hook_names, str):
+        hook_names = [hook_names]
+    if not hook_names:
+        raise ModelError("no hook names given", "pass at least one name such as blocks.0.hook_resid_post")
+    return [parse_hook_name(name, model) for name in hook_names]
+
+
+def _forward_kwargs(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+) -> dict[str, Any]:
+    """Forward arguments; position ids follow the attention mask so left padding keeps true positions."""
+    kwargs: dict[str, Any] = {"input_ids": input_ids}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+        params = inspect.signature(model.forward).parameters
+        if "position_ids" in params and model_family(model) != "bert":
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        kwargs["use_cache"] = False
+    return kwargs
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+
+
+@torch.no_grad()
+def run_with_cache(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    hook_names: Sequence[str],
+) -> dict[str, torch.Tensor]:
+    """Run ``model`` on a batch and return the value of every hook, each ``[B, T, D]``.
+
+    All hooks are captured in one forward pass, which is stopped right after the deepest requested
+    point (later layers and the LM head never run). Position ids are derived from ``attention_mask`` so
+    left- and right-padded batches give the same vectors at real tokens.
+    """
+    module = as_module(model)
+    names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
+    points = _validate(module, names)
+    by_name = {point.name: point for point in points}
+    last = max(points, key=lambda p: p.order)
+    captured: dict[str, torch.Tensor] = {}
+    handles: list[Any] = []
+
+    def make_observer(point: HookPoint) -> Observer:
+        def observe(value: torch.Tensor) -> None:
+            captured[point.name] = value.detach().clone()
+            if point == last:
+                raise _StopForward
+
+        return observe
+
+    try:
+        for point in by_name.values():
+            handles.extend(_attach(module, point, make_observer(point)))
+        with contextlib.suppress(_StopForward):
+            module(**_forward_kwargs(module, input_ids, attention_mask))
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in by_name if name not in captured]
+    if missing:
+        raise ModelError(
+            f"hooks {missing} never fired during the forward pass",
+            "check that the model's forward pass runs every layer (no layer skipping)",
+        )
+    return {name: captured[point.name] for name, point in zip(names, points, strict=True)}
+
+
+@contextlib.contextmanager
+def patch_hook(model: Any, hook_name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[HookPoint]:
+    """Within the block, every forward pass of ``model`` uses ``fn(value)`` instead of the hook's value.
+
+    The forward pass runs to the end (logits included), e.g. to measure the cross-entropy loss with an
+    SAE reconstruction spliced in. ``fn`` receives ``[B, T, D]`` and must return the same shape.
+    """
+    module = as_module(model)
+    point = _validate(module, [hook_name])[0]
+
+    def observer(value: torch.Tensor) -> torch.Tensor:
+        new = fn(value)
+        if not isinstance(new, torch.Tensor) or new.shape != value.shape:
+            got = tuple(new.shape) if isinstance(new, torch.Tensor) else type(new).__name__
+            raise ModelError(
+                f"the patch function for '{hook_name}' returned {got}, expected shape {tuple(value.shape)}",
+                "return a tensor with the same shape as its input",
+            )
+        return new.to(value.dtype)
+
+    handles = _attach(module, point, observer, patch=True)
+    try:
+        yield point
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def final_norm_and_unembed(model: Any) -> LogitLens:
+    """The final norm and the unembedding of ``model``, to apply a logit lens to residual vectors.
+
+    The unembedding includes the final logit soft-capping of Gemma 2/3 when the config sets one.
+    """
+    module = as_module(model)
+    adapter = get_adapter(module)
+    norm: Callable[[torch.Tensor], torch.Tensor]
+    if adapter.final_norm:
+        found = _first(module, adapter.final_norm)
+        if not isinstance(found, nn.Module):
+            raise ModelError(
+                f"cannot find the final norm of this {model_family(module)} model",
+                "pass a standard Hugging Face model of this family",
+            )
+        norm = found
+    else:
+        norm = nn.Identity()
+    head = _first(module, adapter.unembed) if adapter.unembed else None
+    if head is None and hasattr(module, "get_output_embeddings"):
+        head = module.get_output_embeddings()
+    if not isinstance(head, nn.Module):
+        raise ModelError(
+            f"this {model_family(module)} model has no unembedding (it was loaded without its LM head)",
+            "load the model with its language-modelling head (e.g. AutoModelForCausalLM)",
+        )
+    text_config = (
+        module.config.get_text_config() if hasattr(module.config, "get_text_config") else module.config
+    )
+    softcap = getattr(text_config, "final_logit_softcapping", None)
+    if softcap:
+        cap = float(softcap)
+        linear = head
+
+        def unembed(x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(linear(x) / cap) * cap
+
+        return LogitLens(norm, unembed)
+    return LogitLens(norm, head)

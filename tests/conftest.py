@@ -1,0 +1,39 @@
+"""Shared pytest fixtures. Model factories live in :mod:`tests.helpers` so they can be imported."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+
+from tests.helpers import tiny_loaded, tiny_model, tiny_tokenizer
+
+
+@pytest.fixture
+def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point ``$PSEVAL_CACHE`` at a fresh temporary folder for the test."""
+    cache = tmp_path / "pseval-cache"
+    monkeypatch.setenv("PSEVAL_CACHE", str(cache))
+    yield cache
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():  # type: ignore[no-untyped-def]
+    """A shared tiny random Llama model (read-only: do not register hooks that outlive a test)."""
+    return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_loaded():  # type: ignore[no-untyped-def]
+    """A shared tiny :class:`pseval.models.LoadedModel` (Llama, word-level tokenizer)."""
+    return tiny_loaded("llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_tok():  # type: ignore[no-untyped-def]
+    """The tiny word-level tokenizer of :func:`tests.helpers.tiny_tokenizer`."""
+    return tiny_tokenizer()
