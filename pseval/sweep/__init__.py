@@ -1,0 +1,1 @@
+"""Sweeps: the paper's experiments as one resumable command (train what is missing, evaluate, plot)."""

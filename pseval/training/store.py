@@ -1,0 +1,517 @@
+"""The activation store: model activations on training text, shuffled, in batches, optionally cached.
+
+Training an SAE needs millions of activation vectors in random order. The store packs the corpus into
+contexts (:mod:`pseval.training.corpus`), runs the model on a batch of contexts at a time, stopping after
+the deepest requested layer (:func:`pseval.models.hooks.run_with_cache`), and keeps only the positions
+that hold text (BOS, separators and other special tokens are dropped).
+
+Two things keep it cheap:
+
+- **One forward pass, several hooks.** :meth:`ActivationStore.harvest` fills the caches of several hook
+  points from the same forward passes.
+- **A disk cache.** Harvested activations are written (fp16/bf16/fp32 safetensors shards plus a
+  ``manifest.json``) under ``<cache>/train_acts/<key>-<n_tokens>/``, atomically, so a second SAE on the
+  same hook (another width, architecture or seed) never reruns the model. The key is a hash of the model
+  fingerprint, the tokenizer, the hook, the corpus, the context size, BOS handling, the split and the
+  dtype; a cache holding more tokens than asked for is reused (its first rows are exactly what a
+  shorter run would have produced, because packing is deterministic).
+
+Shuffling goes through a bounded buffer (:class:`ShuffleBuffer`): it is filled once, then half of it,
+chosen at random, is handed out in batches and refilled with fresh rows, and so on. Peak memory is the
+buffer plus one chunk of incoming rows, whatever the number of tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from pseval._io import atomic_dir, cache_dir, stable_hash
+from pseval.errors import ConfigError, DataError
+from pseval.models.hooks import as_module, run_with_cache
+from pseval.training.corpus import (
+    BUNDLED,
+    ContextBatch,
+    Split,
+    corpus_identity,
+    iter_context_batches,
+    iter_texts,
+    pack_tokens,
+    resolve_add_bos,
+    special_token_mask,
+)
+
+__all__ = ["CacheDtype", "ActivationStore", "ShuffleBuffer", "StoreConfig", "tokenizer_fingerprint"]
+
+CacheDtype = Literal["float32", "float16", "bfloat16"]
+
+STORE_FORMAT_VERSION = 1
+"""Bumped whenever the cached layout or the packing changes, so old caches are not reused."""
+
+_TORCH_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+_FP16_MAX = 65504.0
+_MANIFEST = "manifest.json"
+
+
+class StoreConfig(BaseModel):
+    """Where activations come from and how they are buffered and cached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    corpus: str = Field(
+        default=BUNDLED,
+        description="Training text: 'bundled', a local .txt/.jsonl(.gz) file or a Hugging Face dataset name.",
+    )
+    split: Split = Field(
+        default="train", description="Corpus split to harvest: 'train' (default), 'holdout' or 'all'."
+    )
+    context_size: int = Field(default=128, ge=2, description="Tokens per context fed to the model (BOS included).")
+    add_bos: bool | None = Field(
+        default=None, description="Start every context with BOS; unset = whenever the tokenizer has one."
+    )
+    model_batch_size: int = Field(default=16, gt=0, description="Contexts per forward pass of the model.")
+    buffer_tokens: int = Field(
+        default=262_144,
+        gt=0,
+        description="Rows held by the shuffling buffer; its memory is buffer_tokens × d_in × dtype size.",
+    )
+    seed: int = Field(default=0, description="Seed of the shuffling order.")
+    cache: bool = Field(
+        default=True, description="Cache harvested activations on disk so later runs skip the model."
+    )
+    cache_root: Path | None = Field(
+        default=None, description="Folder for activation caches; unset = <pseval cache>/train_acts."
+    )
+    cache_dtype: CacheDtype = Field(
+        default="float16",
+        description="Dtype of cached and buffered activations (batches are always handed out as float32).",
+    )
+    shard_tokens: int = Field(default=65_536, gt=0, description="Rows per cached safetensors shard.")
+    device: str | None = Field(
+        default=None, description="Device of the buffer and of the batches; unset = the model's device."
+    )
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A short hash of a tokenizer's vocabulary and special tokens (part of every cache key)."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    return stable_hash(
+        type(tokenizer).__name__,
+        sorted(vocab.items()),
+        [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id],
+        sorted(tokenizer.all_special_ids),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shuffling
+
+
+class ShuffleBuffer:
+    """A bounded shuffling buffer of ``capacity`` rows.
+
+    It is filled from the incoming chunks; then, repeatedly, ``capacity // 2`` rows chosen at random are
+    handed out in batches and their slots refilled with the next incoming rows. Batches therefore mix
+    rows from many contexts, and memory never exceeds ``capacity`` rows (plus the chunk being copied in
+    and the batch being handed out). Rows are handed out exactly once.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if capacity < 2:
+            raise ConfigError(f"buffer_tokens={capacity} is too small", "use a buffer of at least 2 rows")
+        self.capacity = capacity
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.buffer: torch.Tensor | None = None
+        """The buffer while batches are being handed out (``[capacity, D]``), else None."""
+        self.peak_rows = 0
+        """The most rows the buffer ever held (its allocated size)."""
+        self.max_chunk_rows = 0
+        """The largest incoming chunk seen (the only other rows held at once)."""
+
+    def batches(
+        self, chunks: Iterator[torch.Tensor], batch_size: int, drop_last: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """Shuffle the rows of ``chunks`` (each ``[n, D]``) into float32 batches ``[batch_size, D]``.
+
+        All rows are handed out; the last batch is shorter unless ``drop_last``.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size} must be positive", "use a batch size of at least 1")
+        if self.capacity < 2 * batch_size:
+            raise ConfigError(
+                f"buffer_tokens={self.capacity} is smaller than two batches of {batch_size}",
+                f"raise buffer_tokens to at least {2 * batch_size} (ideally many batches)",
+            )
+        first = next(chunks, None)
+        if first is None:
+            return
+        chunks = itertools.chain([first], chunks)
+        self.buffer = torch.empty(self.capacity, first.shape[-1], dtype=self.dtype, device=self.device)
+        self.peak_rows = max(self.peak_rows, self.capacity)
+        pending: list[torch.Tensor | None] = [None]
+
+        def fill(slots_S: torch.Tensor) -> int:
+            """Write incoming rows into ``slots_S`` in order; return how many slots were filled."""
+            assert self.buffer is not None
+            filled = 0
+            while filled < slots_S.shape[0]:
+                rows = pending[0]
+                if rows is None or rows.shape[0] == 0:
+                    rows = next(chunks, None)
+                    if rows is None:
+                        return filled
+                    self.max_chunk_rows = max(self.max_chunk_rows, rows.shape[0])
+                take = min(rows.shape[0], slots_S.shape[0] - filled)
+                index = slots_S[filled : filled + take].to(self.device)
+                self.buffer[index] = rows[:take].to(device=self.device, dtype=self.dtype)
+                pending[0] = rows[take:]
+                filled += take
+            return filled
+
+        def drain(slots_S: torch.Tensor) -> Iterator[torch.Tensor]:
+            assert self.buffer is not None
+            order = slots_S[torch.randperm(slots_S.shape[0], generator=self.generator)].to(self.device)
+            for start in range(0, order.shape[0], batch_size):
+                index = order[start : start + batch_size]
+                if drop_last and index.shape[0] < batch_size:
+                    return
+                yield self.buffer[index].float()
+
+        try:
+            n_filled = fill(torch.arange(self.capacity))
+            if n_filled < self.capacity:
+                yield from drain(torch.arange(n_filled))
+                return
+            half = max(batch_size, (self.capacity // 2) // batch_size * batch_size)
+            while True:
+                slots = torch.randperm(self.capacity, generator=self.generator)[:half]
+                slots_dev = slots.to(self.device)
+                for start in range(0, half, batch_size):
+                    yield self.buffer[slots_dev[start : start + batch_size]].float()
+                n_filled = fill(slots)
+                if n_filled < half:
+                    keep = torch.ones(self.capacity, dtype=torch.bool)
+                    keep[slots[n_filled:]] = False
+                    yield from drain(keep.nonzero().squeeze(1))
+                    return
+        finally:
+            self.buffer = None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cache shards
+
+
+class _ShardWriter:
+    """Accumulates rows of one hook and writes them as fixed-size safetensors shards."""
+
+    def __init__(self, folder: Path, dtype: torch.dtype, shard_tokens: int, hook_name: str) -> None:
+        self.folder = folder
+        self.dtype = dtype
+        self.shard_tokens = shard_tokens
+        self.hook_name = hook_name
+        self.pending: list[torch.Tensor] = []
+        self.n_pending = 0
+        self.shards: list[dict[str, Any]] = []
+        self.d_in: int | None = None
+
+    def add(self, rows_ND: torch.Tensor) -> None:
+        if self.dtype == torch.float16 and rows_ND.numel() and float(rows_ND.abs().max()) > _FP16_MAX:
+            raise DataError(
+                f"activations at {self.hook_name} exceed the float16 range (|x| > {_FP16_MAX:g})",
+                "set cache_dtype='bfloat16' or 'float32'",
+            )
+        self.d_in = rows_ND.shape[-1]
+        self.pending.append(rows_ND.detach().to(device="cpu", dtype=self.dtype))
+        self.n_pending += rows_ND.shape[0]
+        while self.n_pending >= self.shard_tokens:
+            self._flush(self.shard_tokens)
+
+    def _flush(self, n_rows: int) -> None:
+        block = torch.cat(self.pending)
+        shard, rest = block[:n_rows], block[n_rows:]
+        name = f"shard_{len(self.shards):05d}.safetensors"
+        save_file({"acts": shard.contiguous()}, str(self.folder / name))
+        self.shards.append({"file": name, "n_rows": int(shard.shape[0])})
+        self.pending = [rest] if rest.shape[0] else []
+        self.n_pending = int(rest.shape[0])
+
+    def close(self) -> None:
+        if self.n_pending:
+            self._flush(self.n_pending)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The store
+
+
+class ActivationStore:
+    """Activations of one model at one or several hooks, on packed text, for SAE training.
+
+    ``loaded`` is a :class:`pseval.models.loading.LoadedModel` (anything with ``model``, ``tokenizer``,
+    ``name`` and ``fingerprint``). Settings come from ``config`` and/or keyword overrides of
+    :class:`StoreConfig` fields. ``n_forward_passes`` counts the model calls made so far (0 when every
+    activation came from the disk cache).
+    """
+
+    def __init__(self, loaded: Any, config: StoreConfig | None = None, **overrides: Any) -> None:
+        base = config or StoreConfig()
+        try:
+            self.config = StoreConfig.model_validate({**base.model_dump(), **overrides}) if overrides else base
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid activation store settings: {problems}", "see StoreConfig") from None
+        self.loaded = loaded
+        self.model = as_module(loaded)
+        self.tokenizer = loaded.tokenizer
+        self.add_bos = resolve_add_bos(self.tokenizer, self.config.add_bos)
+        self.model_device = _module_device(self.model)
+        self.device = torch.device(self.config.device) if self.config.device else self.model_device
+        self.cache_dtype = _TORCH_DTYPES[self.config.cache_dtype]
+        self.n_forward_passes = 0
+        self.last_buffer: ShuffleBuffer | None = None
+        """The shuffling buffer of the latest :meth:`batches` call (for inspecting its size)."""
+        self._tokenizer_hash: str | None = None
+
+    # ------------------------------------------------------------------ keys and paths
+
+    @property
+    def cache_root(self) -> Path:
+        """The folder holding this store's activation caches."""
+        root = self.config.cache_root
+        return Path(root).expanduser() if root is not None else cache_dir() / "train_acts"
+
+    def cache_key(self, hook_name: str, split: Split | None = None) -> str:
+        """The hash naming the caches of ``hook_name`` (without the token count)."""
+        if self._tokenizer_hash is None:
+            self._tokenizer_hash = tokenizer_fingerprint(self.tokenizer)
+        return stable_hash(
+            STORE_FORMAT_VERSION,
+            str(self.loaded.fingerprint),
+            self._tokenizer_hash,
+            hook_name,
+            corpus_identity(self.config.corpus),
+            self.config.context_size,
+            self.add_bos,
+            split or self.config.split,
+            self.config.cache_dtype,
+        )
+
+    def cache_path(self, hook_name: str, n_tokens: int) -> Path:
+        """The folder a harvest of ``n_tokens`` rows at ``hook_name`` is written to."""
+        return self.cache_root / f"{self.cache_key(hook_name)}-{n_tokens}"
+
+    def find_cache(self, hook_name: str, n_tokens: int) -> Path | None:
+        """A complete cache with at least ``n_tokens`` rows at ``hook_name``, the smallest such, or None."""
+        key = self.cache_key(hook_name)
+        best: tuple[int, Path] | None = None
+        if not self.cache_root.is_dir():
+            return None
+        for folder in self.cache_root.glob(f"{key}-*"):
+            manifest = _read_manifest(folder)
+            if manifest is None or manifest.get("cache_key") != key:
+                continue
+            size = int(manifest.get("n_tokens", 0))
+            if size >= n_tokens and (best is None or size < best[0]):
+                best = (size, folder)
+        return best[1] if best else None
+
+    # ------------------------------------------------------------------ harvesting
+
+    def _context_batches(self, split: Split) -> Iterator[torch.Tensor]:
+        contexts = pack_tokens(
+            self.tokenizer, iter_texts(self.config.corpus, split), self.config.context_size, self.add_bos
+        )
+        while rows := list(itertools.islice(contexts, self.config.model_batch_size)):
+            yield torch.stack(rows)
+
+    def iter_activations(
+        self,
+        hook_names: Sequence[str],
+        n_tokens: int | None,
+        split: Split | None = None,
+        allow_short: bool = False,
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Run the model over packed contexts; yield per-hook ``[n, D]`` float32 rows of text positions.
+
+        Rows come in corpus order (no shuffling, no cache), ``model_batch_size`` contexts per forward
+        pass, until ``n_tokens`` rows (all of the split when None). A corpus that runs out first raises
+        :class:`DataError` unless ``allow_short``.
+        """
+        names = list(hook_names)
+        remaining = n_tokens
+        for input_ids_BT in self._context_batches(split or self.config.split):
+            input_ids_BT = input_ids_BT.to(self.model_device)
+            keep_BT = ~special_token_mask(input_ids_BT, self.tokenizer)
+            acts = run_with_cache(self.model, input_ids_BT, torch.ones_like(input_ids_BT), names)
+            self.n_forward_passes += 1
+            rows = {name: acts[name][keep_BT].float() for name in names}
+            n_rows = int(keep_BT.sum())
+            if remaining is not None:
+                n_rows = min(n_rows, remaining)
+                rows = {name: value[:n_rows] for name, value in rows.items()}
+                remaining -= n_rows
+            yield rows
+            if remaining == 0:
+                return
+        if remaining and not allow_short:
+            done = (n_tokens or 0) - remaining
+            raise DataError(
+                f"corpus {self.config.corpus!r} ({self.config.split} split) gave only {done:,} tokens, "
+                f"fewer than the {n_tokens:,} asked for",
+                "lower the number of training tokens or pass a larger corpus",
+            )
+
+    def harvest(self, hook_names: Sequence[str] | str, n_tokens: int) -> dict[str, Path]:
+        """Make sure ``n_tokens`` activations of every hook are cached on disk; return their folders.
+
+        Hooks not cached yet are harvested together, from one forward pass per batch of contexts.
+        """
+        if not self.config.cache:
+            raise ConfigError("harvest() writes to the disk cache, which is turned off", "set cache=True")
+        if n_tokens < 1:
+            raise ConfigError(f"n_tokens={n_tokens} must be positive", "ask for at least one token")
+        names = [hook_names] if isinstance(hook_names, str) else list(dict.fromkeys(hook_names))
+        found = {name: self.find_cache(name, n_tokens) for name in names}
+        missing = [name for name, path in found.items() if path is None]
+        if missing:
+            started = time.time()
+            passes_before = self.n_forward_passes
+            with contextlib.ExitStack() as stack:
+                writers = {
+                    name: _ShardWriter(
+                        stack.enter_context(atomic_dir(self.cache_path(name, n_tokens))),
+                        self.cache_dtype,
+                        self.config.shard_tokens,
+                        name,
+                    )
+                    for name in missing
+                }
+                for rows in self.iter_activations(missing, n_tokens):
+                    for name, writer in writers.items():
+                        writer.add(rows[name])
+                for name, writer in writers.items():
+                    writer.close()
+                    manifest = self._manifest(name, n_tokens, writer)
+                    manifest["n_forward_passes"] = self.n_forward_passes - passes_before
+                    manifest["seconds"] = round(time.time() - started, 3)
+                    (writer.folder / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            for name in missing:
+                found[name] = self.cache_path(name, n_tokens)
+        return {name: path for name, path in found.items() if path is not None}
+
+    def _manifest(self, hook_name: str, n_tokens: int, writer: _ShardWriter) -> dict[str, Any]:
+        return {
+            "format_version": STORE_FORMAT_VERSION,
+            "cache_key": self.cache_key(hook_name),
+            "model_name": str(getattr(self.loaded, "name", "")),
+            "model_fingerprint": str(self.loaded.fingerprint),
+            "hook_name": hook_name,
+            "corpus": corpus_identity(self.config.corpus),
+            "split": self.config.split,
+            "context_size": self.config.context_size,
+            "add_bos": self.add_bos,
+            "dtype": self.config.cache_dtype,
+            "d_in": writer.d_in,
+            "n_tokens": n_tokens,
+            "shards": writer.shards,
+        }
+
+    def _iter_cached(self, folder: Path, n_tokens: int, chunk_rows: int) -> Iterator[torch.Tensor]:
+        """Rows of a cache folder in order, ``chunk_rows`` at a time, stopping after ``n_tokens``."""
+        manifest = _read_manifest(folder)
+        if manifest is None:
+            raise DataError(f"activation cache {folder} has no readable manifest", f"delete {folder}")
+        remaining = n_tokens
+        for shard in manifest["shards"]:
+            path = folder / shard["file"]
+            try:
+                with safe_open(str(path), framework="pt") as handle:
+                    acts = handle.get_slice("acts")
+                    n_rows = int(acts.get_shape()[0])
+                    for start in range(0, n_rows, chunk_rows):
+                        stop = min(start + chunk_rows, n_rows, start + remaining)
+                        yield acts[start:stop]
+                        remaining -= stop - start
+                        if remaining == 0:
+                            return
+            except (OSError, RuntimeError, KeyError) as exc:
+                raise DataError(f"activation cache shard {path} is unreadable ({exc})", f"delete {folder}") from exc
+        if remaining:
+            raise DataError(f"activation cache {folder} holds fewer rows than its manifest says", f"delete {folder}")
+
+    # ------------------------------------------------------------------ public iteration
+
+    def batches(
+        self, hook_name: str, batch_size: int, n_tokens: int, drop_last: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """Shuffled float32 batches ``[batch_size, D]`` of ``n_tokens`` activations at ``hook_name``.
+
+        With the cache on, the activations are harvested (or found) on disk first, then streamed from
+        there; with it off, they stream straight from the model. Either way they pass through a
+        :class:`ShuffleBuffer` of ``buffer_tokens`` rows, seeded by ``seed``: same settings, same batches.
+        Every row is used once; the last batch is shorter unless ``drop_last``.
+        """
+        if n_tokens < 1:
+            raise ConfigError(f"n_tokens={n_tokens} must be positive", "ask for at least one token")
+        chunk_rows = self.config.model_batch_size * self.config.context_size
+        if self.config.cache:
+            folder = self.harvest([hook_name], n_tokens)[hook_name]
+            source = self._iter_cached(folder, n_tokens, chunk_rows)
+        else:
+            source = (rows[hook_name] for rows in self.iter_activations([hook_name], n_tokens))
+        buffer = ShuffleBuffer(self.config.buffer_tokens, self.config.seed, self.cache_dtype, self.device)
+        self.last_buffer = buffer
+        yield from buffer.batches(source, batch_size, drop_last)
+
+    def holdout_batches(self, batch_size: int = 8, n_tokens: int | None = None) -> Iterator[ContextBatch]:
+        """Held-out contexts (never trained on) with their masks, for the standard metrics."""
+        return iter_context_batches(
+            self.tokenizer,
+            self.config.corpus,
+            "holdout",
+            self.config.context_size,
+            batch_size,
+            n_tokens,
+            self.add_bos,
+        )
+
+    def holdout_activations(self, hook_name: str, n_tokens: int | None = None) -> Iterator[torch.Tensor]:
+        """Activations ``[n, D]`` (float32, in order) of held-out text at ``hook_name``, for evaluation."""
+        for rows in self.iter_activations([hook_name], n_tokens, split="holdout", allow_short=True):
+            yield rows[hook_name]
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
