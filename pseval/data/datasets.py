@@ -164,7 +164,7 @@ def _read_pairs(name: str, split: str) -> tuple[str, list[WordPair], int]:
         if not path.is_file():
             raise DataError(
                 f"the WordNet pairs file {path} is not part of this installation",
-                "use name='wic', or build it with the WordNet pair builder / install a pseval that ships it",
+                "reinstall pseval (the file ships with it), or use name='wic'",
             )
         return "wordnet", _select_split(_read_jsonl(path), split, path), 0
     if name.endswith(".jsonl"):
@@ -200,7 +200,9 @@ def _read_jsonl(path: Path) -> list[WordPair]:
                     "use 1 for same meaning and 0 for different meaning",
                 )
             if pair.id in seen:
-                raise DataError(f"{path}:{lineno}: duplicate pair id {pair.id!r}", "give every pair a unique id")
+                raise DataError(
+                    f"{path}:{lineno}: duplicate pair id {pair.id!r}", "give every pair a unique id"
+                )
             seen.add(pair.id)
             pairs.append(pair)
     return pairs
@@ -254,7 +256,9 @@ def _balance(pairs: list[WordPair], rng: np.random.Generator) -> list[WordPair]:
     return [pairs[i] for i in sorted(keep)]
 
 
-def _subsample(pairs: list[WordPair], max_pairs: int, balance: bool, rng: np.random.Generator) -> list[WordPair]:
+def _subsample(
+    pairs: list[WordPair], max_pairs: int, balance: bool, rng: np.random.Generator
+) -> list[WordPair]:
     """Keep ``max_pairs`` pairs at random (half per label when balanced), in the original order."""
     if balance:
         per_label = max_pairs // 2

@@ -154,7 +154,9 @@ def build_prompts(
                 )
             text, word_span, context_start = render_template(template, context, pair.word)
             texts.append(text)
-            spans.append(word_span if position == "template" else (context_start + start, context_start + end))
+            spans.append(
+                word_span if position == "template" else (context_start + start, context_start + end)
+            )
             owners.append(pair.id)
 
     ids_list, offsets_list = _encode(tokenizer, texts, prepend_bos, bos_id)
@@ -177,7 +179,7 @@ def build_prompts(
                     text=text,
                     input_ids=list(ids),
                     target_index=target,
-                    target_token=tokenizer.decode([ids[target]]),
+                    target_token=str(tokenizer.decode([ids[target]])),
                 )
             )
         flat_index.append(seen[key])
@@ -200,9 +202,7 @@ def _encode(
     if not texts:
         return [], []
     try:
-        enc: Any = tokenizer(
-            list(texts), add_special_tokens=prepend_bos is None, return_offsets_mapping=True
-        )
+        enc: Any = tokenizer(list(texts), add_special_tokens=prepend_bos is None, return_offsets_mapping=True)
     except NotImplementedError as exc:
         raise ConfigError(
             f"tokenizer {type(tokenizer).__name__} gives no offset mapping ({exc})",

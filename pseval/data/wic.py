@@ -163,7 +163,9 @@ def _context_and_span(tokens: Sequence[str], index: int, pair_id: str) -> tuple[
     detok = detokenize(tokens)
     start, end = detok.offsets[index]
     if detok.text[start:end] != tokens[index]:  # pragma: no cover - guaranteed by detokenize()
-        raise AssertionError(f"{pair_id}: span {start}-{end} does not hold the target token {tokens[index]!r}")
+        raise AssertionError(
+            f"{pair_id}: span {start}-{end} does not hold the target token {tokens[index]!r}"
+        )
     return detok.text, (start, end)
 
 
@@ -213,7 +215,9 @@ def _parse_line(split: str, i: int, line: str, gold: str) -> WicRecord:
     word, pos, idx, sentence_1, sentence_2 = fields
     match = re.fullmatch(r"(\d+)-(\d+)", idx.strip())
     if match is None:
-        raise DataError(f"WiC {where}: index field {idx!r} is not 'i-j'", "use an unmodified WiC release file")
+        raise DataError(
+            f"WiC {where}: index field {idx!r} is not 'i-j'", "use an unmodified WiC release file"
+        )
     if gold not in ("T", "F"):
         raise DataError(
             f"WiC {split}.gold.txt line {i + 1}: label {gold!r} is not T or F",

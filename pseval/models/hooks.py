@@ -234,9 +234,18 @@ def n_layers_of(model: Any) -> int:
 
 def d_model_of(model: Any) -> int:
     """The residual-stream width of ``model``."""
-    config = as_module(model).config
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(text_config.hidden_size)
+    return int(text_config_of(model).hidden_size)
+
+
+def config_of(model: Any) -> Any:
+    """The Hugging Face config of ``model`` (``None`` for a plain module)."""
+    return getattr(as_module(model), "config", None)
+
+
+def text_config_of(model: Any) -> Any:
+    """The config of the language part (the config itself, except for multimodal wrappers)."""
+    config = config_of(model)
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,7 +423,7 @@ def _forward_kwargs(
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
         params = inspect.signature(model.forward).parameters
-        if "position_ids" in params and model_family(model) != "bert":
+        if "position_ids" in params:
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     if "use_cache" in inspect.signature(model.forward).parameters:
         kwargs["use_cache"] = False
@@ -518,16 +527,15 @@ def final_norm_and_unembed(model: Any) -> LogitLens:
     else:
         norm = nn.Identity()
     head = _first(module, adapter.unembed) if adapter.unembed else None
-    if head is None and hasattr(module, "get_output_embeddings"):
-        head = module.get_output_embeddings()
+    get_output_embeddings: Any = getattr(module, "get_output_embeddings", None)
+    if head is None and callable(get_output_embeddings):
+        head = get_output_embeddings()
     if not isinstance(head, nn.Module):
         raise ModelError(
             f"this {model_family(module)} model has no unembedding (it was loaded without its LM head)",
             "load the model with its language-modelling head (e.g. AutoModelForCausalLM)",
         )
-    text_config = (
-        module.config.get_text_config() if hasattr(module.config, "get_text_config") else module.config
-    )
+    text_config = text_config_of(module)
     softcap = getattr(text_config, "final_logit_softcapping", None)
     if softcap:
         cap = float(softcap)

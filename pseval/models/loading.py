@@ -25,6 +25,7 @@ from torch import nn
 
 from pseval._io import atomic_dir, cache_dir, write_json_atomic
 from pseval.errors import ModelError
+from pseval.models.hooks import ADAPTERS, config_of, get_layers, text_config_of
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,21 @@ _DTYPES: dict[str, torch.dtype] = {
 
 # Config keys that change with the environment, not with the model.
 _VOLATILE_CONFIG_KEYS = frozenset(
-    {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash", "quantization_config"}
+    {
+        "_name_or_path",
+        "_commit_hash",
+        "_attn_implementation",
+        "_attn_implementation_autoset",
+        "architectures",
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+        "quantization_config",
+        "use_cache",
+        "return_dict",
+        "output_attentions",
+        "output_hidden_states",
+    }
 )
 
 
@@ -127,6 +142,44 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     return _load_hub(source, name, device, torch_dtype)
 
 
+def load_tokenizer(name: str = DEFAULT_MODEL) -> Any:
+    """Only the (fast) tokenizer of ``name``, resolved like :func:`load_model`; the pad token is set."""
+    source = _resolve_alias(name)
+    if isinstance(source, GGUFSource):
+        folder: Path | str = _export_packaged_gguf(source)
+    else:
+        path = Path(source).expanduser()
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise ModelError(
+                    f"GGUF file '{path}' does not exist", "pass the path of an existing .gguf file"
+                )
+            folder = _export_gguf_file(path)
+        elif path.is_dir():
+            folder = path
+        else:
+            folder = source
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        if isinstance(folder, Path) or _hub_offline():
+            raise ModelError(
+                f"cannot load the tokenizer of '{name}' (not a model folder and not in the local Hugging Face cache)",
+                "pass a local folder with the model and its tokenizer files",
+            ) from exc
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
+        except (OSError, ValueError) as exc2:
+            raise ModelError(
+                f"cannot load the tokenizer of '{name}' from the Hugging Face hub",
+                "pass a local folder with the model and its tokenizer files, or check the id",
+            ) from exc2
+    _ensure_pad_token(tokenizer)
+    return tokenizer
+
+
 def wrap_model(
     model: nn.Module,
     tokenizer: Any,
@@ -138,8 +191,8 @@ def wrap_model(
     model.eval()
     model.requires_grad_(False)
     _ensure_pad_token(tokenizer)
-    config = model.config
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    config = config_of(model)
+    text_config = text_config_of(model)
     family = str(getattr(config, "model_type", "") or type(model).__name__)
     first_param = next(model.parameters(), None)
     param_dtype = first_param.dtype if first_param is not None else torch.float32
@@ -164,16 +217,19 @@ def model_fingerprint(model: nn.Module) -> str:
     Hashing every weight would cost seconds for large models; the embedding plus the last layer's
     parameters change whenever the checkpoint does, which is what the activation cache needs.
     """
-    config = model.config.to_dict() if hasattr(model, "config") else {}
+    hf_config = config_of(model)
+    config = hf_config.to_dict() if hf_config is not None else {}
     config = {k: v for k, v in config.items() if k not in _VOLATILE_CONFIG_KEYS}
     digest = hashlib.sha256()
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     named = list(model.named_parameters())
     digest.update(json.dumps([(n, list(p.shape)) for n, p in named]).encode())
     tensors: list[torch.Tensor] = []
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if isinstance(embedding, nn.Module) and getattr(embedding, "weight", None) is not None:
-        tensors.append(embedding.weight)
+    get_input_embeddings: Any = getattr(model, "get_input_embeddings", None)
+    embedding = get_input_embeddings() if callable(get_input_embeddings) else None
+    weight = getattr(embedding, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        tensors.append(weight)
     tensors.extend(p for _, p in named[-8:])
     for tensor in tensors:
         data = tensor.detach().to("cpu").contiguous().reshape(-1)
@@ -314,7 +370,7 @@ def _load_hub(model_id: str, name: str, device: str, torch_dtype: torch.dtype) -
     try:
         model, tokenizer = _from_pretrained(model_id, torch_dtype, local_files_only=True)
     except (OSError, ValueError) as local_exc:
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        if _hub_offline():
             raise ModelError(
                 f"model '{model_id}' is not in the local Hugging Face cache and the hub is offline",
                 "pass a local folder with the model (config.json, weights, tokenizer) or unset HF_HUB_OFFLINE",
@@ -330,6 +386,10 @@ def _load_hub(model_id: str, name: str, device: str, torch_dtype: torch.dtype) -
     return wrap_model(model.to(device), tokenizer, name=name, device=device)
 
 
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _ensure_pad_token(tokenizer: Any) -> None:
     """Padding is always masked out, so any existing token will do as the pad token."""
     if tokenizer is None or getattr(tokenizer, "pad_token", None) is not None:
@@ -343,9 +403,7 @@ def _ensure_pad_token(tokenizer: Any) -> None:
 
 
 def _count_layers(model: nn.Module, text_config: Any) -> int:
-    from pseval.models.hooks import ADAPTERS, get_layers
-
-    if getattr(model.config, "model_type", None) in ADAPTERS:
+    if getattr(config_of(model), "model_type", None) in ADAPTERS:
         try:
             return len(get_layers(model))
         except ModelError:

@@ -48,9 +48,12 @@ class SAEConfig(BaseModel):
         ),
     )
     hook_name: str | None = Field(
-        default=None, description="TransformerLens-style hook the SAE was trained on, e.g. blocks.6.hook_resid_post."
+        default=None,
+        description="TransformerLens-style hook the SAE was trained on, e.g. blocks.6.hook_resid_post.",
     )
-    model_name: str | None = Field(default=None, description="Name of the language model the SAE was trained on.")
+    model_name: str | None = Field(
+        default=None, description="Name of the language model the SAE was trained on."
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description="Free-form provenance (SAELens metadata, source format and path, training details).",
@@ -98,7 +101,9 @@ class BatchTopKSAEConfig(SAEConfig):
     extra_parameters: ClassVar[tuple[str, ...]] = ("b_enc", "threshold")
 
     architecture: Literal["batchtopk"] = Field(default="batchtopk", description="Architecture tag.")
-    k: float = Field(description="Average number of latents kept per input during training (may be fractional).")
+    k: float = Field(
+        description="Average number of latents kept per input during training (may be fractional)."
+    )
 
     @model_validator(mode="after")
     def _check_k(self) -> BatchTopKSAEConfig:

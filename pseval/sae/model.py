@@ -119,8 +119,8 @@ class SAE(nn.Module):
         """A randomly initialised SAE (the random-SAE control, and test fixtures).
 
         ``W_enc`` is Kaiming-uniform (fan-in ``d_in``), ``W_dec = W_enc.T`` with unit-norm rows. Biases are
-        zero unless ``random_biases``, which also draws small positive thresholds and small ``r_mag`` so that
-        every code path is exercised.
+        zero unless ``random_biases``, which also draws small positive thresholds (one shared value for
+        batchtopk, as its training learns) and small ``r_mag`` so that every code path is exercised.
         """
         sae = cls(cfg, device=device)
         gen = torch.Generator().manual_seed(seed)
@@ -131,7 +131,10 @@ class SAE(nn.Module):
         if random_biases:
             params["b_dec"] = torch.randn(cfg.d_in, generator=gen, dtype=torch.float64) * 0.1
             for name in cfg.extra_parameters:
-                if name == "threshold":
+                if name == "threshold" and cfg.architecture == "batchtopk":
+                    # BatchTopK learns one global threshold, saved per latent
+                    value = torch.full((cfg.d_sae,), 0.1 + 0.4 * torch.rand(1, generator=gen).item())
+                elif name == "threshold":
                     value = torch.rand(cfg.d_sae, generator=gen, dtype=torch.float64) * 0.5
                 else:
                     value = torch.randn(cfg.d_sae, generator=gen, dtype=torch.float64) * 0.1
@@ -340,7 +343,9 @@ class SAE(nn.Module):
             if x_ND is not None:
                 self._check_width(x_ND)
                 _, state = self._normalize_in(x_ND.to(self.W_enc.dtype))
-            elif self._last_norm_state is not None and self._last_norm_state.shape == tuple(feats_NF.shape[:-1]):
+            elif self._last_norm_state is not None and self._last_norm_state.shape == tuple(
+                feats_NF.shape[:-1]
+            ):
                 state = self._last_norm_state
         return self._decode(feats_NF, state)
 

@@ -35,7 +35,9 @@ def _import_sae_lens() -> Any:
     try:
         import sae_lens
     except ImportError as exc:
-        raise SAEError(f"loading a SAELens pretrained SAE needs the sae_lens package ({exc})", _INSTALL_FIX) from None
+        raise SAEError(
+            f"loading a SAELens pretrained SAE needs the sae_lens package ({exc})", _INSTALL_FIX
+        ) from None
     return sae_lens
 
 
@@ -64,11 +66,16 @@ def load_pretrained(release: str, sae_id: str, device: str = "cpu", dtype: str |
     """
     sae_lens = _import_sae_lens()
     try:
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
     except ImportError:  # pragma: no cover - huggingface_hub comes with sae_lens
         EntryNotFoundError = LocalEntryNotFoundError = RepositoryNotFoundError = ()  # type: ignore[assignment,misc]
 
     label = f"saelens:{release}/{sae_id}"
+    release, sae_id = _split_repo_release(release, sae_id)
     try:
         sl_sae = sae_lens.SAE.from_pretrained(release, sae_id, device=str(device), dtype=dtype or "float32")
     except ValueError as exc:
@@ -90,9 +97,25 @@ def load_pretrained(release: str, sae_id: str, device: str = "cpu", dtype: str |
     return sae
 
 
+def _split_repo_release(release: str, sae_id: str) -> tuple[str, str]:
+    """SAELens also accepts a Hugging Face repo id (``owner/repo``) as the release: re-split for that case."""
+    try:
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+        known = release in get_pretrained_saes_directory()
+    except (ImportError, OSError, KeyError):  # pragma: no cover - registry layout of other versions
+        return release, sae_id
+    if known or "/" not in sae_id:
+        return release, sae_id
+    repo, _, rest = sae_id.partition("/")
+    return f"{release}/{repo}", rest
+
+
 def _unreachable(label: str) -> SAEError:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    why = "offline mode is on (HF_HUB_OFFLINE) and it is not in the local cache" if offline else "no connection"
+    why = (
+        "offline mode is on (HF_HUB_OFFLINE) and it is not in the local cache" if offline else "no connection"
+    )
     return SAEError(
         f"cannot fetch {label}: the Hugging Face hub is unreachable ({why})",
         "download the SAE folder on a connected machine and pass its path",
@@ -115,7 +138,9 @@ def from_saelens(sl_sae: Any) -> SAE:
         )
     normalize = cfg_dict.get("normalize_activations", "none")
     if normalize not in ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"):
-        raise SAEError(f"SAELens normalize_activations={normalize!r} is not supported", "fold it into the weights first")
+        raise SAEError(
+            f"SAELens normalize_activations={normalize!r} is not supported", "fold it into the weights first"
+        )
     if cfg_dict.get("reshape_activations", "none") != "none":
         metadata["reshape_activations"] = cfg_dict["reshape_activations"]
     fields = {

@@ -76,12 +76,18 @@ class TrainConfig(BaseModel):
         gt=0,
         description="Activations kept in the shuffling buffer, so consecutive batches mix many sequences.",
     )
+    model_batch_size: int = Field(
+        default=16, gt=0, description="Contexts per forward pass of the model when collecting activations."
+    )
+    cache_activations: bool = Field(
+        default=True,
+        description="Cache the model's activations on disk so another SAE on the same hook skips the model.",
+    )
     cache_dtype: Literal["float32", "float16", "bfloat16"] = Field(
-        default="float32", description="Dtype activations are buffered/cached in before training on them."
+        default="float16", description="Dtype activations are buffered and cached in (batches are float32)."
     )
     cache_dir: Path | None = Field(
-        default=None,
-        description="Folder to cache model activations in for reuse across runs; unset keeps them in memory only.",
+        default=None, description="Folder for activation caches; unset = <pseval cache>/train_acts."
     )
 
     # --- architecture -------------------------------------------------------------------------------
@@ -276,7 +282,10 @@ class TrainConfig(BaseModel):
     def fingerprint_dict(self) -> dict[str, Any]:
         """The fields that determine the trained weights (not where they go or how they are logged)."""
         return self.model_dump(
-            mode="json", exclude={"out", "overwrite", "log_every", "checkpoint_every", "device", "cache_dir"}
+            mode="json", exclude={
+                "out", "overwrite", "log_every", "checkpoint_every", "device", "cache_dir",
+                "cache_activations", "model_batch_size",
+            }
         )
 
     @classmethod

@@ -239,7 +239,7 @@ def iter_texts(corpus: str = BUNDLED, split: Split = "train", text_field: str = 
         raise DataError(
             f"corpus {corpus!r} has no document in the {split!r} split ({n_seen} documents, 1 in "
             f"{HOLDOUT_EVERY} held out)",
-            f"pass a corpus with more documents (at least a few hundred), or use split='all'",
+            "pass a corpus with more documents (at least a few hundred), or use split='all'",
         )
 
 
@@ -282,7 +282,9 @@ def resolve_add_bos(tokenizer: PreTrainedTokenizerBase, add_bos: bool | None) ->
     if add_bos is None:
         return _bos_id(tokenizer) is not None
     if add_bos and _bos_id(tokenizer) is None:
-        raise ConfigError("add_bos=True but the tokenizer has neither a BOS nor an EOS token", "set add_bos=False")
+        raise ConfigError(
+            "add_bos=True but the tokenizer has neither a BOS nor an EOS token", "set add_bos=False"
+        )
     return add_bos
 
 
@@ -337,9 +339,11 @@ def special_token_mask(input_ids: torch.Tensor, tokenizer: PreTrainedTokenizerBa
     """Bool mask (shape of ``input_ids``), True at BOS/EOS/pad and every other special token.
 
     These positions carry no text (and BOS is an attention sink with outsized activations), so they are
-    excluded from SAE training and from every metric.
+    excluded from SAE training and from every metric. The unknown token is *not* special here: it
+    stands for real (out-of-vocabulary) text.
     """
     special = set(tokenizer.all_special_ids)
+    special.discard(tokenizer.unk_token_id)
     for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id):
         if token_id is not None:
             special.add(int(token_id))

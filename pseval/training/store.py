@@ -51,7 +51,7 @@ from pseval.training.corpus import (
     special_token_mask,
 )
 
-__all__ = ["CacheDtype", "ActivationStore", "ShuffleBuffer", "StoreConfig", "tokenizer_fingerprint"]
+__all__ = ["ActivationStore", "CacheDtype", "ShuffleBuffer", "StoreConfig", "tokenizer_fingerprint"]
 
 CacheDtype = Literal["float32", "float16", "bfloat16"]
 
@@ -79,7 +79,9 @@ class StoreConfig(BaseModel):
     split: Split = Field(
         default="train", description="Corpus split to harvest: 'train' (default), 'holdout' or 'all'."
     )
-    context_size: int = Field(default=128, ge=2, description="Tokens per context fed to the model (BOS included).")
+    context_size: int = Field(
+        default=128, ge=2, description="Tokens per context fed to the model (BOS included)."
+    )
     add_bos: bool | None = Field(
         default=None, description="Start every context with BOS; unset = whenever the tokenizer has one."
     )
@@ -279,7 +281,9 @@ class ActivationStore:
     def __init__(self, loaded: Any, config: StoreConfig | None = None, **overrides: Any) -> None:
         base = config or StoreConfig()
         try:
-            self.config = StoreConfig.model_validate({**base.model_dump(), **overrides}) if overrides else base
+            self.config = (
+                StoreConfig.model_validate({**base.model_dump(), **overrides}) if overrides else base
+            )
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigError(f"invalid activation store settings: {problems}", "see StoreConfig") from None
@@ -458,9 +462,13 @@ class ActivationStore:
                         if remaining == 0:
                             return
             except (OSError, RuntimeError, KeyError) as exc:
-                raise DataError(f"activation cache shard {path} is unreadable ({exc})", f"delete {folder}") from exc
+                raise DataError(
+                    f"activation cache shard {path} is unreadable ({exc})", f"delete {folder}"
+                ) from exc
         if remaining:
-            raise DataError(f"activation cache {folder} holds fewer rows than its manifest says", f"delete {folder}")
+            raise DataError(
+                f"activation cache {folder} holds fewer rows than its manifest says", f"delete {folder}"
+            )
 
     # ------------------------------------------------------------------ public iteration
 

@@ -154,7 +154,7 @@ def test_jsonl_problems(gpt2_tokenizer: Any, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="duplicate"):
         load_dataset(gpt2_tokenizer, name=str(path))
     _write_jsonl(path, [_pair(0, "antidisestablishmentarianism", 0)])
-    with pytest.raises(DataError, match="no pair left.*multi_token_word: 1"):
+    with pytest.raises(DataError, match=r"no pair left.*multi_token_word: 1"):
         load_dataset(gpt2_tokenizer, name=str(path))
     _write_jsonl(path, [_pair(0, "bank", 0), _pair(1, "river", 0)])
     with pytest.raises(DataError, match="balancing leaves none"):

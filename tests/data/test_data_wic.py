@@ -19,8 +19,14 @@ WIC_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "wic"
         ("It 's a narrow defeat .", "It's a narrow defeat."),
         ("Do n't fuss , they wo n't mind !", "Don't fuss, they won't mind!"),
         ("I 've got it ; you 'll see : it 's fine ?", "I've got it; you'll see: it's fine?"),
-        ("John Henry said , \" A man ai n't nothing but a man . \" .", 'John Henry said, "A man ain\'t nothing but a man.".'),
-        ('Pat pushed the button marked " shred " on the blender .', 'Pat pushed the button marked "shred" on the blender.'),
+        (
+            'John Henry said , " A man ai n\'t nothing but a man . " .',
+            'John Henry said, "A man ain\'t nothing but a man.".',
+        ),
+        (
+            'Pat pushed the button marked " shred " on the blender .',
+            'Pat pushed the button marked "shred" on the blender.',
+        ),
         ("` smog ' is a blend of ` smoke ' and ` fog ' .", "`smog' is a blend of `smoke' and `fog'."),
         ("The marketing rule ' nude sells ' spread .", "The marketing rule 'nude sells' spread."),
         ("Used her parents ' influence .", "Used her parents' influence."),

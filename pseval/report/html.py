@@ -1,0 +1,475 @@
+"""One self-contained HTML report of a results folder: it opens offline, from a mail attachment or a USB stick.
+
+Nothing is fetched: CSS and JavaScript are inlined from ``pseval/resources/report/``, figures are embedded
+as SVG data URIs, and per-pair data travels as one JSON block (pair texts once, per SAE only the
+columns that differ), with ``<``, ``>`` and ``&`` escaped so no string can close the script element.
+Server-side text goes through :func:`html.escape`; the script only ever sets ``textContent``.
+The output has no timestamp, so the same folder always gives the same file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pseval._io import write_text_atomic
+from pseval.evals.schema import PSEvalResult
+from pseval.report.load import (
+    architecture_label,
+    describe,
+    display_names,
+    hook_kind_rank,
+    load_results,
+    summary_table,
+)
+from pseval.report.plots import build_figures, figure_bytes, summary_csv
+
+Row = dict[str, Any]
+
+MAX_DATA_BYTES = 3_500_000
+"""Budget of the embedded per-pair JSON; above it top contexts, then logit-lens tokens, are trimmed."""
+
+FIGURE_PX_PER_INCH = 110
+"""Display scale of the embedded figures (their fonts then read like the page's small print)."""
+TOP_CONTEXTS_PER_LATENT = 3
+TOP_CONTEXT_CHARS = 240
+LOGIT_LENS_TOKENS = 8
+
+
+def _resource(name: str) -> str:
+    return (resources.files("pseval") / "resources" / "report" / name).read_text(encoding="utf-8")
+
+
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def embed_json(obj: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">`` (no ``</script>``, no ``<!--``)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-pair data for the drill-down
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _span(value: Any) -> list[int] | None:
+    """A ``[start, end]`` character span from a list, tuple or ``{"start", "end"}`` mapping."""
+    if isinstance(value, dict):
+        value = [value.get("start"), value.get("end")]
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        start, end = int(value[0]), int(value[1])
+        if 0 <= start < end:
+            return [start, end]
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def report_data(results: Sequence[PSEvalResult], names: Sequence[str]) -> dict[str, Any]:
+    """The drill-down's data: a shared pair table and, per SAE, its latents, activations and interpretations."""
+    pair_index: dict[tuple[str, str, str], int] = {}
+    pairs: dict[str, list[Any]] = {k: [] for k in ("id", "word", "pos", "label", "c1", "c2", "s1", "s2")}
+    saes: list[dict[str, Any]] = []
+    for result, name in zip(results, names, strict=True):
+        key_prefix = (result.eval_config.dataset, result.eval_config.split)
+        indices: list[int] = []
+        l1: list[int] = []
+        l2: list[int] = []
+        a1: list[float] = []
+        a2: list[float] = []
+        same: list[str] = []
+        for detail in result.eval_result_details:
+            extra = detail.model_extra or {}
+            key = (*key_prefix, detail.id)
+            index = pair_index.get(key)
+            if index is None:
+                index = pair_index[key] = len(pairs["id"])
+                pairs["id"].append(detail.id)
+                pairs["word"].append(detail.word)
+                pairs["pos"].append(detail.pos)
+                pairs["label"].append(int(detail.label))
+                for short, field in (("c1", "context_1"), ("c2", "context_2")):
+                    pairs[short].append(_text(extra.get(field)))
+                for short, field in (("s1", "span_1"), ("s2", "span_2")):
+                    pairs[short].append(_span(extra.get(field)))
+            else:
+                for short, field in (("c1", "context_1"), ("c2", "context_2")):
+                    if pairs[short][index] is None and _text(extra.get(field)):
+                        pairs[short][index] = extra[field]
+                for short, field in (("s1", "span_1"), ("s2", "span_2")):
+                    if pairs[short][index] is None:
+                        pairs[short][index] = _span(extra.get(field))
+            indices.append(index)
+            l1.append(int(detail.latent_1))
+            l2.append(int(detail.latent_2))
+            a1.append(round(_finite(detail.activation_1) or 0.0, 3))
+            a2.append(round(_finite(detail.activation_2) or 0.0, 3))
+            same.append("1" if detail.predicted_same else "0")
+        used = {str(v) for v in l1 + l2 if v >= 0}
+        unstructured = result.eval_result_unstructured or {}
+        lens_raw = unstructured.get("logit_lens") or {}
+        lens = {
+            lat: [str(t) for t in tokens[:LOGIT_LENS_TOKENS]]
+            for lat, tokens in sorted(lens_raw.items())
+            if lat in used and isinstance(tokens, list)
+        }
+        contexts_raw = unstructured.get("top_contexts") or {}
+        contexts: dict[str, list[list[Any]]] = {}
+        for lat, items in sorted(contexts_raw.items()) if isinstance(contexts_raw, dict) else []:
+            if lat not in used or not isinstance(items, list):
+                continue
+            kept = []
+            for item in items[:TOP_CONTEXTS_PER_LATENT]:
+                if isinstance(item, dict) and isinstance(item.get("text"), str):
+                    text = item["text"]
+                    if len(text) > TOP_CONTEXT_CHARS:
+                        text = text[: TOP_CONTEXT_CHARS - 1] + "…"
+                    activation = _finite(item.get("activation"))
+                    kept.append([text, None if activation is None else round(activation, 3)])
+            if kept:
+                contexts[lat] = kept
+        start = indices[0] if indices else 0
+        contiguous = indices == list(range(start, start + len(indices)))
+        sae: dict[str, Any] = {
+            "name": name,
+            "hook": result.hook_name,
+            "arch": architecture_label(result.eval_result_metrics.get("sae", {}).get("architecture")),
+            "n": len(indices),
+            "l1": l1,
+            "a1": a1,
+            "l2": l2,
+            "a2": a2,
+            "same": "".join(same),
+            "lens": lens,
+            "ctx": contexts,
+        }
+        if contiguous:
+            sae["pstart"] = start
+        else:
+            sae["pidx"] = indices
+        saes.append(sae)
+    return {"pairs": pairs, "saes": saes, "notes": []}
+
+
+def fit_budget(data: dict[str, Any], budget: int = MAX_DATA_BYTES) -> str:
+    """Embedded JSON within ``budget`` bytes: drop top contexts, then shorten the logit lens, if needed."""
+    text = embed_json(data)
+    if len(text.encode()) <= budget:
+        return text
+    if any(sae["ctx"] for sae in data["saes"]):
+        for sae in data["saes"]:
+            sae["ctx"] = {}
+        data["notes"].append("Top contexts were left out to keep this file small; they are in the JSON results.")
+        text = embed_json(data)
+    if len(text.encode()) > budget:
+        for sae in data["saes"]:
+            sae["lens"] = {lat: tokens[:3] for lat, tokens in sae["lens"].items()}
+        data["notes"].append("Logit-lens lists were cut to 3 tokens to keep this file small.")
+        text = embed_json(data)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The summary table
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    """One column of the summary table: its header, sort type and how a row fills it."""
+
+    label: str
+    kind: str  # "num" or "text"
+    cell: Callable[[Row], tuple[str, Any]]  # (inner HTML, sort value)
+    title: str = ""
+
+
+def _num_cell(key: str, digits: int = 3) -> Callable[[Row], tuple[str, Any]]:
+    def cell(row: Row) -> tuple[str, Any]:
+        value = row.get(key)
+        if value is None:
+            return '<span class="na">–</span>', None
+        low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+        text = f"{value:.{digits}f}"
+        if low is not None and high is not None:
+            return f'<span title="95 % interval [{low:.3f}, {high:.3f}]">{text}</span>', value
+        return text, value
+
+    return cell
+
+
+def _ci_cell(key: str) -> Callable[[Row], tuple[str, Any]]:
+    def cell(row: Row) -> tuple[str, Any]:
+        value = row.get(key)
+        if value is None:
+            return '<span class="na">–</span>', None
+        low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+        interval = f' <span class="ci">[{low:.2f}, {high:.2f}]</span>' if low is not None and high is not None else ""
+        return f"<strong>{value:.3f}</strong>{interval}", value
+
+    return cell
+
+
+def _sci(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _name_cell(row: Row) -> tuple[str, Any]:
+    if row.get("_baseline"):
+        return f'<span class="badge">baseline</span> {_esc(row["name"])}', row["name"]
+    index = row["_index"]
+    return (
+        f'<a class="sae-link" href="#drilldown" data-sae="{index}">{_esc(row["name"])}</a>',
+        row["name"],
+    )
+
+
+def _hook_cell(row: Row) -> tuple[str, Any]:
+    layer = row.get("layer")
+    rank = hook_kind_rank(row.get("hook_kind"))
+    key = f"{row.get('model', '')}|{-1 if layer is None else layer:05d}|{rank[0]}{rank[1]}|{row['hook']}"
+    return f"<code>{_esc(row['hook'])}</code>", key
+
+
+def _width_cell(row: Row) -> tuple[str, Any]:
+    ratio, d_sae = row.get("expansion_ratio"), row.get("d_sae")
+    if ratio is None and d_sae is None:
+        return '<span class="na">–</span>', None
+    ratio_text = f"×{ratio:g}" if ratio is not None else ""
+    width_text = f' <span class="ci">{d_sae:,}</span>' if d_sae is not None else ""
+    return f"{ratio_text}{width_text}", ratio if ratio is not None else d_sae
+
+
+def _no_active_cell(row: Row) -> tuple[str, Any]:
+    value, n = row.get("n_pairs_no_active"), row.get("n_pairs")
+    if value is None:
+        return '<span class="na">–</span>', None
+    share = f' <span class="ci">{value / n:.0%}</span>' if n else ""
+    return f"{value}{share}", value
+
+
+def _plain_num(key: str, fmt: Callable[[float], str] = _sci) -> Callable[[Row], tuple[str, Any]]:
+    def cell(row: Row) -> tuple[str, Any]:
+        value = row.get(key)
+        return ('<span class="na">–</span>', None) if value is None else (fmt(value), value)
+
+    return cell
+
+
+def summary_columns(rows: Sequence[Row]) -> list[Column]:
+    """The summary table's columns; optional ones only when some SAE has the value."""
+
+    def present(key: str) -> bool:
+        return any(r.get(key) is not None for r in rows)
+
+    columns = [
+        Column("SAE", "text", _name_cell),
+        Column("Architecture", "text", lambda r: (_esc(r.get("arch_label", "")), r.get("arch_label", ""))),
+        Column("Hook", "text", _hook_cell),
+        Column("Width", "num", _width_cell, "expansion ratio d_sae / d_in and number of latents"),
+    ]
+    if present("k"):
+        columns.append(Column("k", "num", _plain_num("k", lambda v: f"{v:g}"), "TopK / BatchTopK k"))
+    columns += [
+        Column("Specificity", "num", _ci_cell("specificity"), "TN / (TN + FP) with its 95 % bootstrap interval"),
+        Column("Recall", "num", _num_cell("recall"), "TP / (TP + FN)"),
+        Column("Accuracy", "num", _num_cell("accuracy"), "(TP + TN) / pairs"),
+        Column("F1", "num", _num_cell("f1"), "2TP / (2TP + FP + FN)"),
+        Column("Precision", "num", _num_cell("precision"), "TP / (TP + FP)"),
+        Column("No-active pairs", "num", _no_active_cell, "pairs where a context has no active latent"),
+    ]
+    if len({r.get("n_pairs") for r in rows if not r.get("_baseline")}) > 1:
+        columns.append(Column("Pairs", "num", _plain_num("n_pairs", lambda v: f"{v:,.0f}")))
+    if present("jaccard_roc_auc"):
+        columns.append(
+            Column("Jaccard AUC", "num", _num_cell("jaccard_roc_auc"), "ROC AUC of the top-k latent Jaccard overlap")
+        )
+    optional = (
+        ("l0", "L0", "active latents per token (held-out corpus)"),
+        ("fvu", "FVU", "fraction of variance unexplained"),
+        ("mse", "MSE", "mean squared reconstruction error"),
+        ("ce_loss_recovered", "CE recovered", "share of the cross-entropy loss recovered with the SAE spliced in"),
+    )
+    for key, label, title in optional:
+        if present(key) and not (key == "mse" and present("fvu")):
+            columns.append(Column(label, "num", _plain_num(key), title))
+    return columns
+
+
+def baseline_rows(rows: Sequence[Row]) -> list[Row]:
+    """Rows for the dense baseline (one per hook) and the random SAE (one per SAE), marked as baselines."""
+    out: list[Row] = []
+    seen: set[tuple[Any, ...]] = set()
+    metrics = ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
+    for row in rows:
+        key = (row["model"], row["dataset"], row["split"], row["hook"])
+        if key not in seen and any(row.get(f"dense_{m}") is not None for m in metrics):
+            seen.add(key)
+            out.append(
+                {
+                    "name": "dense activations (cosine)",
+                    "_baseline": "dense",
+                    "arch_label": "–",
+                    "hook": row["hook"],
+                    "layer": row.get("layer"),
+                    "hook_kind": row.get("hook_kind"),
+                    "model": row["model"],
+                    "n_pairs": row.get("n_pairs"),
+                    **{m: row.get(f"dense_{m}") for m in metrics},
+                }
+            )
+        if any(row.get(f"random_{m}") is not None for m in metrics):
+            out.append(
+                {
+                    "name": f"random SAE ({row['name']})",
+                    "_baseline": "random",
+                    "arch_label": architecture_label(row.get("architecture")),
+                    "hook": row["hook"],
+                    "layer": row.get("layer"),
+                    "hook_kind": row.get("hook_kind"),
+                    "model": row["model"],
+                    "expansion_ratio": row.get("expansion_ratio"),
+                    "d_sae": row.get("d_sae"),
+                    "k": row.get("k"),
+                    "n_pairs": row.get("n_pairs"),
+                    **{m: row.get(f"random_{m}") for m in metrics},
+                }
+            )
+    return out
+
+
+def render_summary_table(rows: Sequence[Row]) -> str:
+    """The sortable summary table (SAE rows, then baseline rows) as HTML."""
+    sae_rows = [{**row, "_index": i, "arch_label": architecture_label(row.get("architecture"))} for i, row in enumerate(rows)]
+    all_rows = sae_rows + baseline_rows(sae_rows)
+    columns = summary_columns(sae_rows)
+    head = "".join(
+        f'<th scope="col" data-type="{c.kind}"'
+        + (f' title="{_esc(c.title)}"' if c.title else "")
+        + f">{_esc(c.label)}</th>"
+        for c in columns
+    )
+    body_parts: list[str] = []
+    for i, row in enumerate(all_rows):
+        cells = []
+        for column in columns:
+            inner, sort_value = column.cell(row)
+            value = "" if sort_value is None else (repr(float(sort_value)) if column.kind == "num" else str(sort_value))
+            css = ' class="num"' if column.kind == "num" else ""
+            cells.append(f'<td{css} data-v="{_esc(value)}">{inner}</td>')
+        kind = row.get("_baseline")
+        attrs = f' class="baseline baseline-{kind}"' if kind else ""
+        body_parts.append(f'<tr data-i="{i}"{attrs}>{"".join(cells)}</tr>')
+    return (
+        '<table id="summary" class="data sortable">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body_parts)}</tbody></table>"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The page
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _join(values: Sequence[Any]) -> str:
+    return ", ".join(str(v) for v in values) if values else "–"
+
+
+def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) -> str:
+    """The whole HTML page for ``results`` (already loaded and sorted)."""
+    rows = summary_table(results)
+    names = display_names(results)
+    info = describe(results)
+    data_json = fit_budget(report_data(results, names))
+
+    pairs = info["n_pairs"]
+    pairs_text = f"{pairs[0]:,}" if len(pairs) == 1 else (f"{min(pairs):,}–{max(pairs):,}" if pairs else "–")
+    facts = [
+        ("Model", _join(info["models"])),
+        ("Dataset", _join(info["datasets"])),
+        ("Split", _join(info["splits"])),
+        ("Pairs", pairs_text),
+        ("SAEs", str(info["n_saes"])),
+        ("pseval", _join(info["pseval_versions"])),
+    ]
+    facts_html = "".join(f"<div><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>" for k, v in facts)
+
+    figures_html = ""
+    if with_figures:
+        cards = []
+        for spec in build_figures(results, rows):
+            svg = base64.b64encode(figure_bytes(spec.figure, "svg")).decode("ascii")
+            width_px = round(float(spec.figure.get_size_inches()[0]) * FIGURE_PX_PER_INCH)
+            cards.append(
+                f'<figure class="card figure" id="fig-{_esc(spec.name)}">'
+                f"<h3>{_esc(spec.title)}</h3>"
+                f'<img alt="{_esc(spec.title)}" style="width: min(100%, {width_px}px)" '
+                f'src="data:image/svg+xml;base64,{svg}">'
+                f"<figcaption>{_esc(spec.caption)}</figcaption></figure>"
+            )
+        if cards:
+            figures_html = '<section id="figures"><h2>Figures</h2>' + "".join(cards) + "</section>"
+
+    baselines = baseline_rows(rows)
+    toggles = []
+    if any(b["_baseline"] == "dense" for b in baselines):
+        toggles.append('<label><input type="checkbox" id="show-dense" checked> dense-activation baselines</label>')
+    n_random = sum(1 for b in baselines if b["_baseline"] == "random")
+    if n_random:
+        checked = " checked" if n_random <= 8 else ""
+        toggles.append(f'<label><input type="checkbox" id="show-random"{checked}> random-SAE baselines</label>')
+    csv_b64 = base64.b64encode(summary_csv(rows).encode("utf-8")).decode("ascii")
+    title = f"PS-Eval report · {_join(info['models'])}"
+    page = _resource("report.html")
+    replacements = {
+        "__TITLE__": _esc(title),
+        "__CSS__": _resource("report.css"),
+        "__JS__": _resource("report.js"),
+        "__FACTS__": facts_html,
+        "__TABLE__": render_summary_table(rows),
+        "__TOGGLES__": "\n".join(toggles),
+        "__CSV__": csv_b64,
+        "__FIGURES__": figures_html,
+        "__DATA__": data_json,
+        "__FOOTER__": _esc(
+            f"Written by pseval {_join(info['pseval_versions'])} from {len(results)} PS-Eval result file(s)."
+        ),
+    }
+    # One pass, so text inserted for one marker is never scanned for another.
+    pattern = re.compile("|".join(re.escape(marker) for marker in replacements))
+    return pattern.sub(lambda match: replacements[match.group(0)], page)
+
+
+def write_report(results_folder: str | Path, out_path: str | Path | None = None) -> Path:
+    """Write the self-contained HTML report of a results folder and return its path.
+
+    ``out_path`` defaults to ``<results_folder>/report.html``. Raises :class:`pseval.errors.DataError` when
+    the folder holds no PS-Eval result.
+    """
+    results = load_results(results_folder)
+    root = Path(results_folder)
+    path = Path(out_path) if out_path is not None else (root.parent if root.is_file() else root) / "report.html"
+    return write_text_atomic(path, render_report(results))

@@ -1,0 +1,292 @@
+"""Read a results folder back: every PS-Eval result file under it, and one flat row of key numbers per SAE.
+
+The report is built from the result files alone (no model, no SAE weights), so anything a figure or the
+HTML page shows must be recoverable from here. Files are found recursively because a sweep nests them
+(``<out>/results/ps_eval/*.json``); files of other SAEBench evals that share the folder are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pseval.errors import DataError
+from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
+
+RESULT_GLOB = "*_eval_results.json"
+"""File names the runner writes (SAEBench's layout: ``<out>/ps_eval/<name>_eval_results.json``)."""
+
+METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "specificity", "f1")
+"""PS-Eval ratios, each with a bootstrap interval in the ``ps_eval_ci`` category."""
+
+COUNTS: tuple[str, ...] = ("tp", "fp", "tn", "fn", "n_pairs", "n_same_meaning", "n_different_meaning")
+
+HOOK_KIND_ORDER: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
+"""Hook kinds in the order they occur inside a transformer block (the report's column order)."""
+
+ARCHITECTURE_LABELS: dict[str, str] = {
+    "standard": "ReLU",
+    "topk": "TopK",
+    "batchtopk": "BatchTopK",
+    "jumprelu": "JumpReLU",
+    "gated": "Gated",
+}
+"""Display names of the architecture tags ("standard" is the L1-trained ReLU SAE)."""
+
+_HOOK_RE = re.compile(r"^blocks\.(\d+)\.(?:[a-z_]+\.)*?(?:hook_)?([A-Za-z0-9_]+)$")
+
+
+def parse_hook(hook_name: str) -> tuple[int | None, str | None]:
+    """Layer and kind of a hook name (``blocks.12.hook_attn_out`` → ``(12, "attn_out")``).
+
+    Written here rather than imported from :mod:`pseval.models.hooks` so reading results never needs torch,
+    and lenient: an unrecognised name gives ``(None, None)`` instead of an error, since the report should
+    still show such an SAE.
+    """
+    match = _HOOK_RE.match(hook_name.strip())
+    if match is None:
+        return None, None
+    return int(match.group(1)), match.group(2)
+
+
+def architecture_label(architecture: str | None) -> str:
+    """Human name of an architecture tag (unknown tags are shown as they are)."""
+    if not architecture:
+        return "unknown"
+    return ARCHITECTURE_LABELS.get(architecture, architecture)
+
+
+def architecture_rank(architecture: str | None) -> tuple[int, str]:
+    """Sort key: ReLU, TopK, BatchTopK, JumpReLU, Gated, then unknown tags alphabetically."""
+    order = tuple(ARCHITECTURE_LABELS)
+    if architecture in order:
+        return order.index(architecture), ""
+    return len(order), architecture or ""
+
+
+def hook_kind_rank(kind: str | None) -> tuple[int, str]:
+    """Sort key putting hook kinds in block order, unknown kinds after them alphabetically."""
+    if kind in HOOK_KIND_ORDER:
+        return HOOK_KIND_ORDER.index(kind), ""
+    return len(HOOK_KIND_ORDER), kind or ""
+
+
+def find_result_files(folder: str | Path) -> list[Path]:
+    """Every ``*_eval_results.json`` under ``folder`` (or ``folder`` itself if it is such a file), sorted."""
+    root = Path(folder)
+    if root.is_file():
+        return [root]
+    files = [
+        path
+        for path in root.rglob(RESULT_GLOB)
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    ]
+    return sorted(files)
+
+
+def _read(path: Path) -> PSEvalResult | None:
+    """A PS-Eval result, ``None`` for another eval's file; a corrupt PS-Eval file is an error."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"cannot read the result file {path} ({type(exc).__name__})",
+            "delete it and rerun `pseval eval` for that SAE",
+        ) from None
+    if not isinstance(raw, dict) or raw.get("eval_type_id") != EVAL_TYPE_ID:
+        return None
+    try:
+        return PSEvalResult.model_validate(raw)
+    except Exception as exc:
+        raise DataError(
+            f"{path} is not a valid PS-Eval result ({type(exc).__name__})",
+            "delete it and rerun `pseval eval` for that SAE with this pseval version",
+        ) from None
+
+
+def sort_key(result: PSEvalResult) -> tuple[Any, ...]:
+    """Stable order: model, dataset, split, layer, hook kind, architecture, width, k, name."""
+    layer, kind = parse_hook(result.hook_name)
+    sae = result.eval_result_metrics.get("sae", {})
+    expansion = _number(sae.get("expansion_ratio"))
+    k = _number(result.sae_cfg_dict.get("k"))
+    return (
+        result.model_name,
+        result.eval_config.dataset,
+        result.eval_config.split,
+        -1 if layer is None else layer,
+        hook_kind_rank(kind),
+        architecture_rank(sae.get("architecture") or result.sae_cfg_dict.get("architecture")),
+        math.inf if expansion is None else expansion,
+        math.inf if k is None else k,
+        result.sae_name,
+        result.eval_id,
+    )
+
+
+def load_results(folder: str | Path) -> list[PSEvalResult]:
+    """All PS-Eval results under ``folder``, sorted by model, hook, architecture and width.
+
+    Raises :class:`DataError` when the folder is missing or holds no PS-Eval result.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise DataError(
+            f"the results folder {root} does not exist",
+            "pass the folder given to `pseval eval --output` (it holds ps_eval/*_eval_results.json)",
+        )
+    results = [result for path in find_result_files(root) if (result := _read(path)) is not None]
+    if not results:
+        raise DataError(
+            f"no PS-Eval result (*{RESULT_GLOB[1:]} with eval_type_id 'ps_eval') under {root}",
+            "run `pseval eval --output FOLDER` first and pass that FOLDER",
+        )
+    return sorted(results, key=sort_key)
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or ``None`` for missing, non-numeric and NaN values."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def display_names(results: Sequence[PSEvalResult]) -> list[str]:
+    """One unique label per result: the SAE name, extended by its hook (then a counter) where names repeat."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.sae_name] = counts.get(result.sae_name, 0) + 1
+    names: list[str] = []
+    seen: set[str] = set()
+    for result in results:
+        name = result.sae_name
+        if counts[name] > 1:
+            name = f"{name} @ {result.hook_name}"
+        base, n = name, 1
+        while name in seen:
+            n += 1
+            name = f"{base} ({n})"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]:
+    """The key numbers of one result as a flat dict (``None`` where a value is absent).
+
+    Keys: identity (``name``, ``model``, ``dataset``, ``split``, ``hook``, ``layer``, ``hook_kind``), SAE
+    (``architecture``, ``d_in``, ``d_sae``, ``expansion_ratio``, ``k``), PS-Eval (:data:`METRICS`,
+    :data:`COUNTS`, ``n_pairs_no_active``, ``<metric>_low``/``<metric>_high``), threshold-free scores,
+    every numeric ``standard`` metric under its own name (``l0``, ``l0_normalised``, ``mse``, ``fvu``,
+    ``ce_loss_recovered`` …; ``standard_<name>`` if the name is taken), and the baselines as
+    ``dense_<metric>`` and ``random_<metric>``.
+    """
+    categories = result.eval_result_metrics
+    ps = categories.get("ps_eval", {})
+    ci = categories.get("ps_eval_ci", {})
+    sae = categories.get("sae", {})
+    cfg = result.sae_cfg_dict
+    layer, kind = parse_hook(result.hook_name)
+    architecture = sae.get("architecture") or cfg.get("architecture")
+    d_in = _number(sae.get("d_in", cfg.get("d_in")))
+    d_sae = _number(sae.get("d_sae", cfg.get("d_sae")))
+    expansion = _number(sae.get("expansion_ratio"))
+    if expansion is None and d_in and d_sae:
+        expansion = d_sae / d_in
+    row: dict[str, Any] = {
+        "name": name or result.sae_name,
+        "sae_name": result.sae_name,
+        "model": result.model_name,
+        "dataset": result.eval_config.dataset,
+        "split": result.eval_config.split,
+        "hook": result.hook_name,
+        "layer": layer,
+        "hook_kind": kind,
+        "architecture": architecture,
+        "d_in": None if d_in is None else int(d_in),
+        "d_sae": None if d_sae is None else int(d_sae),
+        "expansion_ratio": expansion,
+        "k": _number(cfg.get("k")),
+        "pseval_version": result.pseval_version,
+    }
+    for metric in METRICS:
+        row[metric] = _number(ps.get(metric))
+        row[f"{metric}_low"] = _number(ci.get(f"{metric}_low"))
+        row[f"{metric}_high"] = _number(ci.get(f"{metric}_high"))
+    for count in (*COUNTS, "n_pairs_no_active"):
+        value = _number(ps.get(count))
+        row[count] = None if value is None else int(value)
+    if row["n_pairs"] is None:
+        row["n_pairs"] = len(result.eval_result_details)
+    row["confidence_level"] = _number(ci.get("confidence_level"))
+    threshold_free = categories.get("threshold_free", {})
+    for key in ("jaccard_roc_auc", "jaccard_average_precision", "code_cosine_roc_auc"):
+        row[key] = _number(threshold_free.get(key))
+    standard = categories.get("standard") or {}
+    for key, value in sorted(standard.items()):
+        number = _number(value)
+        if number is not None:
+            row[key if key not in row else f"standard_{key}"] = number
+    if row.get("l0_normalised") is None and row.get("l0") is not None and row["d_sae"]:
+        row["l0_normalised"] = row["l0"] / row["d_sae"]
+    for prefix, category in (("dense", "baseline_dense"), ("random", "baseline_random_sae")):
+        values = categories.get(category) or {}
+        for metric in (*METRICS, "n_pairs_no_active", "roc_auc"):
+            if metric in values:
+                row[f"{prefix}_{metric}"] = _number(values.get(metric))
+    return row
+
+
+def summary_table(results: Sequence[PSEvalResult]) -> list[dict[str, Any]]:
+    """One :func:`summary_row` per result, in the given order, with unique ``name`` values."""
+    return [summary_row(result, name) for result, name in zip(results, display_names(results), strict=True)]
+
+
+def table_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The union of the rows' keys, in first-seen order (the column order of a CSV export)."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            columns.setdefault(key, None)
+    return list(columns)
+
+
+def describe(results: Sequence[PSEvalResult]) -> dict[str, Any]:
+    """What the results were computed on: models, datasets, splits, pair counts and pseval versions."""
+
+    def distinct(values: Iterable[Any]) -> list[Any]:
+        return sorted({value for value in values if value is not None}, key=str)
+
+    return {
+        "models": distinct(r.model_name for r in results),
+        "datasets": distinct(r.eval_config.dataset for r in results),
+        "splits": distinct(r.eval_config.split for r in results),
+        "n_pairs": distinct(r.metric("ps_eval", "n_pairs") or len(r.eval_result_details) for r in results),
+        "pseval_versions": distinct(r.pseval_version for r in results),
+        "n_saes": len(results),
+    }
+
+
+def context_line(results: Sequence[PSEvalResult]) -> str:
+    """A one-line description for figure subtitles: model · dataset (split) · pairs."""
+    info = describe(results)
+
+    def join(values: list[Any]) -> str:
+        return ", ".join(str(v) for v in values) if values else "?"
+
+    pairs = info["n_pairs"]
+    if len(pairs) == 1:
+        pairs_text = f"{pairs[0]:,} pairs"
+    elif pairs:
+        pairs_text = f"{min(pairs):,}–{max(pairs):,} pairs"
+    else:
+        pairs_text = "? pairs"
+    return f"{join(info['models'])} · {join(info['datasets'])} ({join(info['splits'])} split) · {pairs_text}"
