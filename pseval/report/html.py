@@ -182,7 +182,9 @@ def fit_budget(data: dict[str, Any], budget: int = MAX_DATA_BYTES) -> str:
     if any(sae["ctx"] for sae in data["saes"]):
         for sae in data["saes"]:
             sae["ctx"] = {}
-        data["notes"].append("Top contexts were left out to keep this file small; they are in the JSON results.")
+        data["notes"].append(
+            "Top contexts were left out to keep this file small; they are in the JSON results."
+        )
         text = embed_json(data)
     if len(text.encode()) > budget:
         for sae in data["saes"]:
@@ -227,14 +229,21 @@ def _ci_cell(key: str) -> Callable[[Row], tuple[str, Any]]:
         if value is None:
             return '<span class="na">–</span>', None
         low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
-        interval = f' <span class="ci">[{low:.2f}, {high:.2f}]</span>' if low is not None and high is not None else ""
+        interval = (
+            f' <span class="ci">[{low:.2f}, {high:.2f}]</span>'
+            if low is not None and high is not None
+            else ""
+        )
         return f"<strong>{value:.3f}</strong>{interval}", value
 
     return cell
 
 
 def _sci(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    """Three significant digits (trailing zeros kept so columns align), whole numbers as such."""
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:#.3g}"
 
 
 def _name_cell(row: Row) -> tuple[str, Any]:
@@ -242,9 +251,14 @@ def _name_cell(row: Row) -> tuple[str, Any]:
         return f'<span class="badge">baseline</span> {_esc(row["name"])}', row["name"]
     index = row["_index"]
     return (
-        f'<a class="sae-link" href="#drilldown" data-sae="{index}">{_esc(row["name"])}</a>',
+        f'<a class="sae-link" href="#drilldown" data-sae="{index}">{_breakable(row["name"])}</a>',
         row["name"],
     )
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap after ``_``, ``/``, ``.`` and ``-`` (long SAE ids wrap at their parts)."""
+    return re.sub(r"([_/.\-])", r"\1<wbr>", _esc(text))
 
 
 def _hook_cell(row: Row) -> tuple[str, Any]:
@@ -258,17 +272,18 @@ def _width_cell(row: Row) -> tuple[str, Any]:
     ratio, d_sae = row.get("expansion_ratio"), row.get("d_sae")
     if ratio is None and d_sae is None:
         return '<span class="na">–</span>', None
-    ratio_text = f"×{ratio:g}" if ratio is not None else ""
-    width_text = f' <span class="ci">{d_sae:,}</span>' if d_sae is not None else ""
-    return f"{ratio_text}{width_text}", ratio if ratio is not None else d_sae
+    if ratio is None:
+        return f"{d_sae:,}", d_sae
+    title = f' title="{d_sae:,} latents"' if d_sae is not None else ""
+    return f"<span{title}>×{ratio:g}</span>", ratio
 
 
 def _no_active_cell(row: Row) -> tuple[str, Any]:
     value, n = row.get("n_pairs_no_active"), row.get("n_pairs")
     if value is None:
         return '<span class="na">–</span>', None
-    share = f' <span class="ci">{value / n:.0%}</span>' if n else ""
-    return f"{value}{share}", value
+    title = f' title="{value / n:.1%} of {n:,} pairs"' if n else ""
+    return f"<span{title}>{value}</span>", value
 
 
 def _plain_num(key: str, fmt: Callable[[float], str] = _sci) -> Callable[[Row], tuple[str, Any]]:
@@ -289,29 +304,44 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
         Column("SAE", "text", _name_cell),
         Column("Architecture", "text", lambda r: (_esc(r.get("arch_label", "")), r.get("arch_label", ""))),
         Column("Hook", "text", _hook_cell),
-        Column("Width", "num", _width_cell, "expansion ratio d_sae / d_in and number of latents"),
+        Column("Width", "num", _width_cell, "expansion ratio d_sae / d_in (hover for the number of latents)"),
     ]
     if present("k"):
         columns.append(Column("k", "num", _plain_num("k", lambda v: f"{v:g}"), "TopK / BatchTopK k"))
     columns += [
-        Column("Specificity", "num", _ci_cell("specificity"), "TN / (TN + FP) with its 95 % bootstrap interval"),
+        Column(
+            "Specificity", "num", _ci_cell("specificity"), "TN / (TN + FP) with its 95 % bootstrap interval"
+        ),
         Column("Recall", "num", _num_cell("recall"), "TP / (TP + FN)"),
         Column("Accuracy", "num", _num_cell("accuracy"), "(TP + TN) / pairs"),
         Column("F1", "num", _num_cell("f1"), "2TP / (2TP + FP + FN)"),
-        Column("Precision", "num", _num_cell("precision"), "TP / (TP + FP)"),
-        Column("No-active pairs", "num", _no_active_cell, "pairs where a context has no active latent"),
+        Column(
+            "No-active pairs",
+            "num",
+            _no_active_cell,
+            "pairs where a context has no active latent (predicted 'different')",
+        ),
     ]
     if len({r.get("n_pairs") for r in rows if not r.get("_baseline")}) > 1:
         columns.append(Column("Pairs", "num", _plain_num("n_pairs", lambda v: f"{v:,.0f}")))
     if present("jaccard_roc_auc"):
         columns.append(
-            Column("Jaccard AUC", "num", _num_cell("jaccard_roc_auc"), "ROC AUC of the top-k latent Jaccard overlap")
+            Column(
+                "Jaccard AUC",
+                "num",
+                _num_cell("jaccard_roc_auc"),
+                "ROC AUC of the top-k latent Jaccard overlap",
+            )
         )
     optional = (
         ("l0", "L0", "active latents per token (held-out corpus)"),
         ("fvu", "FVU", "fraction of variance unexplained"),
         ("mse", "MSE", "mean squared reconstruction error"),
-        ("ce_loss_recovered", "CE recovered", "share of the cross-entropy loss recovered with the SAE spliced in"),
+        (
+            "ce_loss_recovered",
+            "CE recovered",
+            "share of the cross-entropy loss recovered with the SAE spliced in",
+        ),
     )
     for key, label, title in optional:
         if present(key) and not (key == "mse" and present("fvu")):
@@ -363,7 +393,10 @@ def baseline_rows(rows: Sequence[Row]) -> list[Row]:
 
 def render_summary_table(rows: Sequence[Row]) -> str:
     """The sortable summary table (SAE rows, then baseline rows) as HTML."""
-    sae_rows = [{**row, "_index": i, "arch_label": architecture_label(row.get("architecture"))} for i, row in enumerate(rows)]
+    sae_rows = [
+        {**row, "_index": i, "arch_label": architecture_label(row.get("architecture"))}
+        for i, row in enumerate(rows)
+    ]
     all_rows = sae_rows + baseline_rows(sae_rows)
     columns = summary_columns(sae_rows)
     head = "".join(
@@ -377,8 +410,14 @@ def render_summary_table(rows: Sequence[Row]) -> str:
         cells = []
         for column in columns:
             inner, sort_value = column.cell(row)
-            value = "" if sort_value is None else (repr(float(sort_value)) if column.kind == "num" else str(sort_value))
-            css = ' class="num"' if column.kind == "num" else ""
+            value = (
+                ""
+                if sort_value is None
+                else (repr(float(sort_value)) if column.kind == "num" else str(sort_value))
+            )
+            css = (
+                ' class="num"' if column.kind == "num" else (' class="name"' if column.label == "SAE" else "")
+            )
             cells.append(f'<td{css} data-v="{_esc(value)}">{inner}</td>')
         kind = row.get("_baseline")
         attrs = f' class="baseline baseline-{kind}"' if kind else ""
@@ -436,11 +475,15 @@ def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) ->
     baselines = baseline_rows(rows)
     toggles = []
     if any(b["_baseline"] == "dense" for b in baselines):
-        toggles.append('<label><input type="checkbox" id="show-dense" checked> dense-activation baselines</label>')
+        toggles.append(
+            '<label><input type="checkbox" id="show-dense" checked> dense-activation baselines</label>'
+        )
     n_random = sum(1 for b in baselines if b["_baseline"] == "random")
     if n_random:
         checked = " checked" if n_random <= 8 else ""
-        toggles.append(f'<label><input type="checkbox" id="show-random"{checked}> random-SAE baselines</label>')
+        toggles.append(
+            f'<label><input type="checkbox" id="show-random"{checked}> random-SAE baselines</label>'
+        )
     csv_b64 = base64.b64encode(summary_csv(rows).encode("utf-8")).decode("ascii")
     title = f"PS-Eval report · {_join(info['models'])}"
     page = _resource("report.html")
@@ -471,5 +514,7 @@ def write_report(results_folder: str | Path, out_path: str | Path | None = None)
     """
     results = load_results(results_folder)
     root = Path(results_folder)
-    path = Path(out_path) if out_path is not None else (root.parent if root.is_file() else root) / "report.html"
+    path = (
+        Path(out_path) if out_path is not None else (root.parent if root.is_file() else root) / "report.html"
+    )
     return write_text_atomic(path, render_report(results))

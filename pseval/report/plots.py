@@ -9,7 +9,7 @@
   paper's central point in one picture (a better frontier does not mean better meaning separation).
 - ``recall_specificity``: where each SAE lies against the chance line ``specificity = 1 − recall``.
 
-Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state) inside a fixed
+Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas (no pyplot state) inside a fixed
 ``rc_context``; SVG ids are salted with a constant and dates are left out, so regenerating from the same
 folder gives byte-identical files.
 """
@@ -27,17 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from matplotlib import colors as mcolors
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-matplotlib.use("Agg")
-
-from matplotlib import colors as mcolors  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
-
-from pseval._io import atomic_path, write_text_atomic  # noqa: E402
-from pseval.evals.schema import PSEvalResult  # noqa: E402
-from pseval.report.load import (  # noqa: E402
+from pseval._io import atomic_path, write_text_atomic
+from pseval.evals.schema import PSEvalResult
+from pseval.report.load import (
     architecture_label,
     architecture_rank,
     context_line,
@@ -116,8 +114,15 @@ class FigureSpec:
 @contextmanager
 def style() -> Iterator[None]:
     """The fixed matplotlib style every figure is built and saved in."""
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]
         yield
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas: no pyplot, so the caller's backend (e.g. a notebook's) is untouched."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def arch_colour(architecture: str | None) -> str:
@@ -206,7 +211,7 @@ def expansion_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fi
 
     metrics = ("specificity", "recall", "f1")
     ratios = sorted({r["expansion_ratio"] for k in keys for r in lines[k]})
-    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    fig = new_figure((11, 4.4))
     axes = fig.subplots(1, len(metrics), sharey=True)
     n = len(keys)
     has_dense = has_random = False
@@ -268,24 +273,45 @@ def expansion_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fi
     if by_hook:
         handles += [Line2D([], [], color=hook_colour[h], linewidth=2, label=h) for _, h in hooks]
         handles += [
-            Line2D([], [], color="#333333", marker=arch_marker(a), linestyle="none", label=architecture_label(a))
+            Line2D(
+                [], [], color="#333333", marker=arch_marker(a), linestyle="none", label=architecture_label(a)
+            )
             for a in archs
         ]
     else:
         handles += [
-            Line2D([], [], color=arch_colour(a), marker=arch_marker(a), linewidth=1.4, label=architecture_label(a))
+            Line2D(
+                [],
+                [],
+                color=arch_colour(a),
+                marker=arch_marker(a),
+                linewidth=1.4,
+                label=architecture_label(a),
+            )
             for a in archs
         ]
     if has_dense:
-        handles.append(Line2D([], [], color=BASELINE_GREY, linestyle="--", label="dense activations (cosine)"))
+        handles.append(
+            Line2D([], [], color=BASELINE_GREY, linestyle="--", label="dense activations (cosine)")
+        )
     if has_random:
         handles.append(
-            Line2D([], [], color=BASELINE_GREY, linestyle=":", marker="o", markerfacecolor="white", label="random SAE")
+            Line2D(
+                [],
+                [],
+                color=BASELINE_GREY,
+                linestyle=":",
+                marker="o",
+                markerfacecolor="white",
+                label="random SAE",
+            )
         )
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
     extra = f"{dropped} more lines not shown" if dropped else ""
     hook_text = "" if by_hook else f" at {hooks[0][1]}"
-    _title(fig, f"Specificity, recall and F1 against the expansion ratio{hook_text}", _subtitle(results, extra))
+    _title(
+        fig, f"Specificity, recall and F1 against the expansion ratio{hook_text}", _subtitle(results, extra)
+    )
     return FigureSpec(
         name="expansion_ratio",
         title="Metrics against the expansion ratio",
@@ -311,7 +337,9 @@ def matched_setting(rows: Sequence[Row]) -> list[Row]:
     """
     groups: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for row in rows:
-        groups[(row["model"], row["dataset"], row["split"], row["hook"], row.get("expansion_ratio"))].append(row)
+        groups[(row["model"], row["dataset"], row["split"], row["hook"], row.get("expansion_ratio"))].append(
+            row
+        )
 
     def score(key: tuple[Any, ...]) -> tuple[Any, ...]:
         group = groups[key]
@@ -325,7 +353,9 @@ def matched_setting(rows: Sequence[Row]) -> list[Row]:
     if not groups:
         return []
     best = max(sorted(groups, key=str), key=score)
-    return sorted(groups[best], key=lambda r: (architecture_rank(r.get("architecture")), r.get("k") or 0, r["name"]))
+    return sorted(
+        groups[best], key=lambda r: (architecture_rank(r.get("architecture")), r.get("k") or 0, r["name"])
+    )
 
 
 def _bar_label(row: Row, rows: Sequence[Row]) -> str:
@@ -369,7 +399,13 @@ def architecture_tables(chosen: Sequence[Row]) -> dict[str, str]:
         values = [_mean([r.get(f"{prefix}_{m}") for r in chosen]) for m in ARCH_METRICS]
         if any(v is not None for v in values):
             records.append(
-                [label, "", chosen[0]["hook"], chosen[0].get("expansion_ratio") if prefix == "random" else None, None]
+                [
+                    label,
+                    "",
+                    chosen[0]["hook"],
+                    chosen[0].get("expansion_ratio") if prefix == "random" else None,
+                    None,
+                ]
                 + [x for v in values for x in (v, None, None)]
                 + [chosen[0].get("n_pairs"), None]
             )
@@ -378,14 +414,27 @@ def architecture_tables(chosen: Sequence[Row]) -> dict[str, str]:
     writer.writerow(header)
     writer.writerows([["" if v is None else v for v in record] for record in records])
 
-    md_header = ["SAE", "architecture", "hook", "expansion", *[METRIC_LABELS[m] for m in ARCH_METRICS], "no-active pairs"]
-    lines = ["| " + " | ".join(md_header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(md_header) - 4)) + "|"]
+    md_header = [
+        "SAE",
+        "architecture",
+        "hook",
+        "expansion",
+        *[METRIC_LABELS[m] for m in ARCH_METRICS],
+        "no-active pairs",
+    ]
+    lines = [
+        "| " + " | ".join(md_header) + " |",
+        "|" + "|".join(["---"] * 4 + ["---:"] * (len(md_header) - 4)) + "|",
+    ]
     for record in records:
         cells = [str(record[0]).replace("|", "\\|"), str(record[1]), str(record[2]), _ratio_text(record[3])]
         for j in range(len(ARCH_METRICS)):
             value, low, high = record[5 + 3 * j : 8 + 3 * j]
             cells.append(
-                "–" if value is None else f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+                "–"
+                if value is None
+                else f"{value:.3f}"
+                + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
             )
         cells.append(_fmt(record[-1]))
         lines.append("| " + " | ".join(cells) + " |")
@@ -403,7 +452,7 @@ def architecture_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) ->
     if not chosen:
         return None
     series: list[tuple[str, list[float | None], list[tuple[float, float]], str, str | None]] = []
-    arch_counts = defaultdict(int)
+    arch_counts: dict[str | None, int] = defaultdict(int)
     for row in chosen:
         arch_counts[row.get("architecture")] += 1
     for i, row in enumerate(chosen):
@@ -428,7 +477,7 @@ def architecture_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) ->
     if any(v is not None for v in dense_values):
         series.append(("dense activations", dense_values, [(0.0, 0.0)] * len(ARCH_METRICS), "#a6a6a6", "xx"))
 
-    fig = Figure(figsize=(max(6.5, 1.1 + 0.55 * len(series) * len(ARCH_METRICS)), 4.4), layout="constrained")
+    fig = new_figure((max(6.5, 1.1 + 0.55 * len(series) * len(ARCH_METRICS)), 4.4))
     ax = fig.subplots()
     width = 0.8 / len(series)
     for j, (label, values, errs, colour, hatch) in enumerate(series):
@@ -455,17 +504,32 @@ def architecture_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) ->
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("score (95 % bootstrap interval)")
     ax.grid(axis="x", visible=False)
-    fig.legend(loc="outside right upper")
+    fig.legend(loc="outside lower center", ncol=min(len(series), 6))
     setting = f"{chosen[0]['hook']}, expansion {_ratio_text(chosen[0].get('expansion_ratio'))}"
-    _title(fig, f"Metrics per activation function at {setting}", _subtitle(results))
+    several = len({r.get("architecture") for r in chosen}) > 1
+    references = [label for label, *_rest in series if label in ("random SAE", "dense activations")]
+    if several:
+        title = "Metrics per activation function"
+        caption = f"SAEs that differ only in their activation function ({setting})"
+    else:
+        title = "PS-Eval metrics" if len(chosen) == 1 else "PS-Eval metrics of SAEs at one setting"
+        caption = f"{title} at {setting}"
+    caption += "; error bars are 95 % bootstrap intervals."
+    if references:
+        caption += (
+            " Hatched bars are references: "
+            + " and ".join(
+                "a random SAE of the same shape" if r == "random SAE" else "the model's dense activations"
+                for r in references
+            )
+            + "."
+        )
+    caption += " The same numbers are in architectures.md and architectures.csv."
+    _title(fig, f"{title} at {setting}", _subtitle(results))
     return FigureSpec(
         name="architectures",
-        title="Metrics per activation function",
-        caption=(
-            f"SAEs that differ only in their activation function ({setting}); error bars are 95 % bootstrap "
-            "intervals. Hatched bars are references: a random SAE of the same shape and the model's dense "
-            "activations. The same numbers are in architectures.md and architectures.csv."
-        ),
+        title=title,
+        caption=caption,
         figure=fig,
         tables=architecture_tables(chosen),
     )
@@ -478,7 +542,9 @@ def architecture_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) ->
 
 def heatmap_panels(rows: Sequence[Row]) -> list[tuple[str, dict[tuple[int, str], Row]]]:
     """Per (model, dataset, split, architecture): the width covering most (layer, hook kind) cells, if ≥ 2."""
-    grouped: dict[tuple[Any, ...], dict[Any, dict[tuple[int, str], Row]]] = defaultdict(lambda: defaultdict(dict))
+    grouped: dict[tuple[Any, ...], dict[Any, dict[tuple[int, str], Row]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
     for row in rows:
         if row.get("layer") is None or row.get("hook_kind") is None or row.get("specificity") is None:
             continue
@@ -504,24 +570,31 @@ def heatmap_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Figu
         return None
     layers_all = [sorted({c[0] for c in cells}) for _, cells in panels]
     kinds_all = [sorted({c[1] for c in cells}, key=hook_kind_rank) for _, cells in panels]
-    height = 1.6 + 0.42 * max(len(layers) for layers in layers_all)
-    widths = [1.0 + 1.05 * len(kinds) for kinds in kinds_all]
-    fig = Figure(figsize=(min(sum(widths) + 1.4, 16), max(height, 3.2)), layout="constrained")
+    height = 1.8 + 0.55 * max(len(layers) for layers in layers_all)
+    widths = [1.0 + 1.45 * len(kinds) for kinds in kinds_all]
+    fig = new_figure((min(max(sum(widths) + 1.4, 6.5), 16), max(height, 3.6)))
     axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=widths)[0]
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
     image = None
     for ax, (label, cells), layers, kinds in zip(axes, panels, layers_all, kinds_all, strict=True):
-        grid = [[cells[(layer, kind)]["specificity"] if (layer, kind) in cells else math.nan for kind in kinds] for layer in layers]
+        grid = [
+            [cells[(layer, kind)]["specificity"] if (layer, kind) in cells else math.nan for kind in kinds]
+            for layer in layers
+        ]
         image = ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
         for yi, layer in enumerate(layers):
             for xi, kind in enumerate(kinds):
                 row = cells.get((layer, kind))
                 value = None if row is None else row["specificity"]
                 text = "–" if value is None else f"{value:.2f}"
-                if row is not None and row.get("specificity_low") is not None and row.get("specificity_high") is not None:
+                if (
+                    row is not None
+                    and row.get("specificity_low") is not None
+                    and row.get("specificity_high") is not None
+                ):
                     text += f"\n[{row['specificity_low']:.2f}, {row['specificity_high']:.2f}]"
                 colour = "#444444" if value is None else ("black" if value > 0.6 else "white")
-                ax.text(xi, yi, text, ha="center", va="center", fontsize=7.5, color=colour, linespacing=1.2)
+                ax.text(xi, yi, text, ha="center", va="center", fontsize=8, color=colour, linespacing=1.25)
         ax.set_xticks(range(len(kinds)), kinds)
         ax.set_yticks(range(len(layers)), [str(layer) for layer in layers])
         ax.set_xlabel("hook kind")
@@ -579,7 +652,7 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
         low, high = max(0.0, low - 0.05), min(1.0, high + 0.05)
     norm = mcolors.Normalize(vmin=low, vmax=high)
     cmap = matplotlib.colormaps["viridis"]
-    fig = Figure(figsize=(7.8, 5.0), layout="constrained")
+    fig = new_figure((7.8, 5.0))
     ax = fig.subplots()
     lines: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for row in pts:
@@ -587,7 +660,9 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     for key in sorted(lines):
         group = sorted(lines[key], key=lambda r: r[x_key])
         if len(group) > 1:
-            ax.plot([r[x_key] for r in group], [r[y_key] for r in group], color="#bbbbbb", linewidth=0.9, zorder=1)
+            ax.plot(
+                [r[x_key] for r in group], [r[y_key] for r in group], color="#bbbbbb", linewidth=0.9, zorder=1
+            )
     scatter = None
     archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
     for arch in archs:
@@ -639,7 +714,15 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label="PS-Eval specificity")
     handles = [
-        Line2D([], [], color="#222222", marker=arch_marker(a), linestyle="none", markerfacecolor="white", label=architecture_label(a))
+        Line2D(
+            [],
+            [],
+            color="#222222",
+            marker=arch_marker(a),
+            linestyle="none",
+            markerfacecolor="white",
+            label=architecture_label(a),
+        )
         for a in archs
     ]
     ax.legend(handles=handles, title="architecture", loc="best")
@@ -668,7 +751,7 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
     pts = [r for r in rows if r.get("recall") is not None and r.get("specificity") is not None]
     if not pts:
         return None
-    fig = Figure(figsize=(6.8, 5.4), layout="constrained")
+    fig = new_figure((6.8, 5.4))
     ax = fig.subplots()
     ax.plot([0, 1], [1, 0], color="#999999", linestyle="--", linewidth=1.0, zorder=1)
     ax.text(
@@ -689,7 +772,13 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
     archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
     for arch in archs:
         group = [r for r in pts if (r.get("architecture") or "") == arch]
-        kwargs: dict[str, Any] = {"marker": arch_marker(arch), "s": 55, "edgecolors": "#222222", "linewidths": 0.6, "zorder": 3}
+        kwargs: dict[str, Any] = {
+            "marker": arch_marker(arch),
+            "s": 55,
+            "edgecolors": "#222222",
+            "linewidths": 0.6,
+            "zorder": 3,
+        }
         if norm is not None and all(r.get("expansion_ratio") for r in group):
             scatter = ax.scatter(
                 [r["recall"] for r in group],
@@ -700,11 +789,28 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
                 **kwargs,
             )
         else:
-            ax.scatter([r["recall"] for r in group], [r["specificity"] for r in group], color=arch_colour(arch), **kwargs)
-    dense = sorted({(r["dense_recall"], r["dense_specificity"]) for r in pts if r.get("dense_recall") is not None and r.get("dense_specificity") is not None})
+            ax.scatter(
+                [r["recall"] for r in group],
+                [r["specificity"] for r in group],
+                color=arch_colour(arch),
+                **kwargs,
+            )
+    dense = sorted(
+        {
+            (r["dense_recall"], r["dense_specificity"])
+            for r in pts
+            if r.get("dense_recall") is not None and r.get("dense_specificity") is not None
+        }
+    )
     if dense:
         ax.scatter([d[0] for d in dense], [d[1] for d in dense], marker="*", s=140, color="black", zorder=4)
-    rnd = sorted({(r["random_recall"], r["random_specificity"]) for r in pts if r.get("random_recall") is not None and r.get("random_specificity") is not None})
+    rnd = sorted(
+        {
+            (r["random_recall"], r["random_specificity"])
+            for r in pts
+            if r.get("random_recall") is not None and r.get("random_specificity") is not None
+        }
+    )
     if rnd:
         ax.scatter([d[0] for d in rnd], [d[1] for d in rnd], marker="x", s=50, color=BASELINE_GREY, zorder=4)
     ax.set_xlim(-0.02, 1.02)
@@ -713,11 +819,23 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
     ax.set_xlabel("recall (same meaning → same top latent)")
     ax.set_ylabel("specificity (different meanings → different top latents)")
     handles = [
-        Line2D([], [], color="#222222", marker=arch_marker(a), linestyle="none", markerfacecolor="white", label=architecture_label(a))
+        Line2D(
+            [],
+            [],
+            color="#222222",
+            marker=arch_marker(a),
+            linestyle="none",
+            markerfacecolor="white",
+            label=architecture_label(a),
+        )
         for a in archs
     ]
     if dense:
-        handles.append(Line2D([], [], color="black", marker="*", markersize=10, linestyle="none", label="dense activations"))
+        handles.append(
+            Line2D(
+                [], [], color="black", marker="*", markersize=10, linestyle="none", label="dense activations"
+            )
+        )
     if rnd:
         handles.append(Line2D([], [], color=BASELINE_GREY, marker="x", linestyle="none", label="random SAE"))
     ax.legend(handles=handles, loc="lower left")
@@ -732,8 +850,9 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
         title="Recall against specificity",
         caption=(
             "An SAE that always gives a word one latent sits at the bottom right, pure noise at the top left; "
-            "points above the dashed chance line separate meanings better than a coin flip of the same bias. "
-            "Star: dense activations; cross: a random SAE."
+            "points above the dashed chance line separate meanings better than a coin flip of the same bias."
+            + (" Star: dense activations." if dense else "")
+            + (" Cross: a random SAE." if rnd else "")
         ),
         figure=fig,
     )
@@ -781,7 +900,9 @@ def make_figures(results_folder: str | Path, out_folder: str | Path | None = Non
     """
     results = load_results(results_folder)
     root = Path(results_folder)
-    out = Path(out_folder) if out_folder is not None else (root.parent if root.is_file() else root) / "figures"
+    out = (
+        Path(out_folder) if out_folder is not None else (root.parent if root.is_file() else root) / "figures"
+    )
     out.mkdir(parents=True, exist_ok=True)
     rows = summary_table(results)
     written: list[Path] = []

@@ -151,12 +151,13 @@ class TrainingSAE(nn.Module):
         reconstruction and active set are unchanged (ReLU, JumpReLU and the gate are positively homogeneous).
         """
         state = {name: t.detach().float().clone() for name, t in self._raw_inference_state().items()}
-        norms_F = state["W_dec"].norm(dim=1).clamp_min(1e-12)
-        state["W_dec"] /= norms_F[:, None]
-        state["W_enc"] *= norms_F[None, :]
-        for name in ("b_enc", "b_gate", "b_mag", "threshold"):
-            if name in state:
-                state[name] *= norms_F
+        if not self.unit_norm_decoder:  # unit-norm decoders are renormalised after every step already
+            norms_F = state["W_dec"].norm(dim=1).clamp_min(1e-12)
+            state["W_dec"] /= norms_F[:, None]
+            state["W_enc"] *= norms_F[None, :]
+            for name in ("b_enc", "b_gate", "b_mag", "threshold"):
+                if name in state:
+                    state[name] *= norms_F
         for name in ("b_enc", "b_gate", "b_mag", "threshold", "b_dec"):
             if name in state:
                 state[name] /= input_scale

@@ -8,6 +8,8 @@ requests, evaluate JavaScript and take a screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import select
@@ -31,6 +33,13 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
 )
 
 
+def _high_fd(fd: int) -> int:
+    """A duplicate of ``fd`` numbered 10 or more (the original is closed)."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return high
+
+
 def chromium_path() -> str | None:
     """The Chromium binary, if installed."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
@@ -46,10 +55,13 @@ class Browser:
         self.timeout = timeout
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
+        # Move Chromium's ends above fd 9 so the shell's "3<&X 4>&Y" cannot clobber one with the other.
+        to_chrome_r, from_chrome_w = (_high_fd(to_chrome_r), _high_fd(from_chrome_w))
         args = [*CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe", "about:blank"]
-        # The shell moves our pipe ends to the fds Chromium expects (3: commands in, 4: messages out).
+        # bash (dash takes single-digit fds only) moves our pipe ends to the fds Chromium expects
+        # (3: commands in, 4: messages out).
         self.proc = subprocess.Popen(
-            ["sh", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', binary, *args],
+            ["bash", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', binary, *args],
             pass_fds=(to_chrome_r, from_chrome_w),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -62,20 +74,16 @@ class Browser:
         self.session: str | None = None
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.send("Browser.close", session=False)
-        except Exception:
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for fd in (self._to_chrome, self._from_chrome):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:
@@ -113,9 +121,9 @@ class Browser:
     def open(self, url: str) -> None:
         """A fresh page with console, log and network recording on, navigated to ``url``."""
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)[
-            "sessionId"
-        ]
+        self.session = self.send(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}, session=False
+        )["sessionId"]
         for domain in ("Runtime", "Log", "Network", "Page"):
             self.send(f"{domain}.enable")
         self.send(
@@ -149,7 +157,9 @@ class Browser:
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             params["captureBeyondViewport"] = True
-            size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            size = self.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            )
             params["clip"] = {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}
         data = self.send("Page.captureScreenshot", params)["data"]
         path.write_bytes(base64.b64decode(data))
@@ -171,5 +181,7 @@ class Browser:
     def requested_urls(self) -> list[str]:
         """Every URL the page requested."""
         return [
-            e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e.get("method") == "Network.requestWillBeSent"
         ]

@@ -29,7 +29,7 @@ SENTENCES: list[str] = [
     "They walked along the {w} at dusk.",
     "She said the {w} was nothing like last year's.",
     "Nobody expected the {w} to matter that much.",
-    "He wrote \"{w}\" on a card & left it <there>.",
+    'He wrote "{w}" on a card & left it <there>.',
     "A quiet {w} can change a whole afternoon.",
     "The report about the {w} ended with </script><b>bold</b> claims.",
 ]
@@ -180,7 +180,11 @@ def fake_result(sae: FakeSAE, n_pairs: int, seed: int, model: str = "smollm2-135
             "code_cosine_roc_auc": None,
             "code_cosine_average_precision": None,
         },
-        "codes": {"mean_l0_on_prompts": 40.0, "n_latents_active_on_prompts": 900, "n_distinct_top_latents": 40},
+        "codes": {
+            "mean_l0_on_prompts": 40.0,
+            "n_latents_active_on_prompts": 900,
+            "n_distinct_top_latents": 40,
+        },
         "sae": {
             "d_in": sae.d_in,
             "d_sae": d_sae,
@@ -229,7 +233,10 @@ def fake_result(sae: FakeSAE, n_pairs: int, seed: int, model: str = "smollm2-135
     if sae.top_contexts:
         unstructured["top_contexts"] = {
             str(lat): [
-                {"text": f"Example <{lat}> where the {WORDS[lat % len(WORDS)][0]} appears & fires.", "activation": 9.5 - j}
+                {
+                    "text": f"Example <{lat}> where the {WORDS[lat % len(WORDS)][0]} appears & fires.",
+                    "activation": 9.5 - j,
+                }
                 for j in range(3)
             ]
             for lat in used
@@ -268,7 +275,9 @@ def write_results_folder(
     folder = root / "results" / EVAL_TYPE_ID if nested else root / EVAL_TYPE_ID
     for i, sae in enumerate(saes if saes is not None else default_saes()):
         result = fake_result(sae, n_pairs, seed=i)
-        write_json_atomic(folder / f"{sae.name}_eval_results.json", result.model_dump(mode="json"), indent=None)
+        write_json_atomic(
+            folder / f"{sae.name}_eval_results.json", result.model_dump(mode="json"), indent=None
+        )
     # Another eval's file in the same tree must be ignored.
     write_json_atomic(
         root / "other" / "sparse_probing" / "x_eval_results.json",

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from pseval.errors import DataError
-from pseval.report.html import embed_json, render_report, write_report
+from pseval.report.html import embed_json, fit_budget, render_report, report_data, write_report
 from pseval.report.load import load_results
 from tests.report.cdp import Browser, chromium_path
-from tests.report.fabricate import FakeSAE, write_results_folder
+from tests.report.fabricate import FakeSAE, fake_result, write_results_folder
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +32,28 @@ def test_report_is_written_beside_the_results(results_folder: Path, report: Path
     assert report == results_folder / "report.html"
     page = report.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    for marker in ('id="summary"', 'id="drilldown"', 'id="dd-sae"', 'id="dd-word"', 'id="words"', 'id="figures"'):
+    for marker in (
+        'id="summary"',
+        'id="drilldown"',
+        'id="dd-sae"',
+        'id="dd-word"',
+        'id="words"',
+        'id="figures"',
+    ):
         assert marker in page
     assert page.count('class="sae-link"') == 26
     assert page.count('class="baseline baseline-dense"') == 9  # one per hook with a dense baseline
     assert "data:image/svg+xml;base64," in page
-    for heading in ("Specificity", "Recall", "Accuracy", "F1", "No-active pairs", "L0", "FVU", "CE recovered"):
+    for heading in (
+        "Specificity",
+        "Recall",
+        "Accuracy",
+        "F1",
+        "No-active pairs",
+        "L0",
+        "FVU",
+        "CE recovered",
+    ):
         assert f">{heading}</th>" in page
     for fact in ("smollm2-135m", "wic", "test", "72", "0.1.0"):
         assert f"<dd>{fact}</dd>" in page
@@ -47,7 +63,7 @@ def test_report_opens_offline(report: Path) -> None:
     page = report.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "url(http" not in page and "@import" not in page
-    assert "<script src" not in page and "<link rel=\"stylesheet\"" not in page
+    assert "<script src" not in page and '<link rel="stylesheet"' not in page
 
 
 def test_text_is_escaped_and_embedded_json_is_safe(report: Path) -> None:
@@ -135,6 +151,18 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
         assert browser.evaluate("document.getElementById('dd-word').value") == "play"
         heads = browser.evaluate("[...document.querySelectorAll('#dd-pairs mark')].map(m => m.textContent)")
         assert heads and set(heads) == {"play"}
+        # Top contexts appear for the SAE whose result carries them.
+        index = browser.evaluate(
+            "[...document.querySelectorAll('#dd-sae option')].findIndex(o => o.textContent === 'topk_x16_L6_resid_post')"
+        )
+        browser.evaluate(
+            f"(() => {{ const s = document.getElementById('dd-sae'); s.value = '{index}';"
+            " s.dispatchEvent(new Event('change')); })()"
+        )
+        assert browser.evaluate("document.querySelectorAll('#dd-pairs details li').length") > 0
+        # Only misclassified pairs.
+        browser.evaluate("document.getElementById('dd-errors').click()")
+        assert browser.evaluate("document.querySelectorAll('#dd-pairs article.pair:not(.wrong)').length") == 0
         browser.evaluate("window.scrollTo(0, 0)")
         shot = browser.screenshot(tmp_path / "report.png")
         full = browser.screenshot(tmp_path / "report-full.png", full_page=True)
@@ -149,3 +177,23 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
         assert external == []
     finally:
         browser.close()
+
+
+def test_budget_drops_top_contexts_first(results_folder: Path) -> None:
+    results = load_results(results_folder)
+    data = report_data(results, [r.sae_name for r in results])
+    full = fit_budget(json.loads(json.dumps(data)))
+    assert any(sae["ctx"] for sae in json.loads(full)["saes"])
+    trimmed = json.loads(fit_budget(data, budget=len(full.encode()) - 1))
+    assert all(sae["ctx"] == {} for sae in trimmed["saes"])
+    assert trimmed["notes"] and "Top contexts" in trimmed["notes"][0]
+
+
+def test_a_result_without_pairs_still_renders(tmp_path: Path) -> None:
+    result = fake_result(FakeSAE("topk", 4, 1, "mlp_out", standard=False, baselines=False), 4, seed=0)
+    result.eval_result_details = []
+    result.eval_result_metrics["ps_eval"] = {k: None for k in ("accuracy", "recall", "specificity", "f1")}
+    result.eval_result_metrics["ps_eval_ci"] = {}
+    page = render_report([result])
+    assert 'id="figures"' not in page and 'class="sae-link"' in page
+    assert _data_block(page)["saes"][0]["n"] == 0

@@ -87,7 +87,7 @@ def test_empty_folder_is_a_data_error_with_a_fix(tmp_path: Path) -> None:
 def test_corrupt_result_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "ps_eval").mkdir()
     (tmp_path / "ps_eval" / "bad_eval_results.json").write_text('{"eval_type_id": "ps_eval"')
-    with pytest.raises(DataError, match="bad_eval_results.json"):
+    with pytest.raises(DataError, match=r"bad_eval_results\.json"):
         load_results(tmp_path)
     (tmp_path / "ps_eval" / "bad_eval_results.json").write_text('{"eval_type_id": "ps_eval"}')
     with pytest.raises(DataError, match="not a valid PS-Eval result"):

@@ -13,7 +13,13 @@ from pseval.report.load import load_results, summary_table
 from pseval.report.plots import build_figures, make_figures, matched_setting
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ALL_FIGURES = ("expansion_ratio", "architectures", "layer_hook_heatmap", "mse_l0_frontier", "recall_specificity")
+ALL_FIGURES = (
+    "expansion_ratio",
+    "architectures",
+    "layer_hook_heatmap",
+    "mse_l0_frontier",
+    "recall_specificity",
+)
 
 
 def _digests(paths: list[Path]) -> dict[str, str]:
@@ -54,7 +60,9 @@ def test_figures_name_model_dataset_split_and_pairs(results_folder: Path, sweep_
     assert csv_text.count("\n") == 27 and csv_text.startswith("name,")
 
 
-def test_regenerating_gives_identical_files(results_folder: Path, sweep_figures: list[Path], tmp_path: Path) -> None:
+def test_regenerating_gives_identical_files(
+    results_folder: Path, sweep_figures: list[Path], tmp_path: Path
+) -> None:
     again = make_figures(results_folder, tmp_path / "again")
     assert _digests(again) == _digests(sweep_figures)
 
@@ -66,7 +74,9 @@ def test_matched_setting_compares_architectures_at_one_hook_and_width(results_fo
     assert {r["expansion_ratio"] for r in chosen} == {64}
 
 
-def test_only_figures_with_data_are_drawn_and_stale_ones_removed(single_result_folder: Path, tmp_path: Path) -> None:
+def test_only_figures_with_data_are_drawn_and_stale_ones_removed(
+    single_result_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "figs"
     out.mkdir()
     (out / "expansion_ratio.png").write_bytes(b"old")
