@@ -5,7 +5,7 @@ model with no hooks, which is the least work any collector must do; (b) runs
 ``collect_activations`` at ``blocks.L.hook_resid_post`` with the cache disabled. The ratio (b)/(a) of
 tokens per second measures the collector's overhead (goal: >= 0.90).
 
-    python benchmarks/bench_activations.py [--model smollm2-135m] [--layer 6] [--repeats 2]
+    python benchmarks/bench_activations.py [--model smollm2-135m] [--layer 6] [--limit 2300]
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -52,13 +51,13 @@ def wic_prompts(tokenizer: Any, limit: int) -> tuple[list[Any], str]:
         from pseval.data.prompts import build_prompts
 
         dataset = load_dataset(tokenizer, name="wic", split="test")
-        prompts = list(build_prompts(tokenizer, dataset).prompts)
+        prompts: list[Any] = list(build_prompts(tokenizer, dataset).prompts)
         return prompts[:limit], f"wic-test ({len(dataset)} pairs)"
     except Exception as exc:  # the data layer may be missing: fall back to synthetic text
         print(f"WiC prompts unavailable ({exc}); using synthetic sentences", file=sys.stderr)
     gen = torch.Generator().manual_seed(0)
     words = _FALLBACK_TEXT.split()
-    prompts = []
+    prompts: list[Any] = []
     for _ in range(limit):
         n = int(torch.randint(8, 30, (1,), generator=gen))
         start = int(torch.randint(0, len(words) - n, (1,), generator=gen))
@@ -67,19 +66,23 @@ def wic_prompts(tokenizer: Any, limit: int) -> tuple[list[Any], str]:
     return prompts, "synthetic"
 
 
-def batches(prompts: Sequence[Any], batch_size: int, pad_id: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Distinct sequences, longest first, right-padded in groups of ``batch_size`` (as the collector does)."""
-    distinct = sorted({tuple(p.input_ids) for p in prompts}, key=lambda s: -len(s))
-    out = []
-    for i in range(0, len(distinct), batch_size):
-        group = distinct[i : i + batch_size]
-        ids = torch.full((len(group), len(group[0])), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for b, seq in enumerate(group):
-            ids[b, : len(seq)] = torch.tensor(seq)
-            mask[b, : len(seq)] = 1
-        out.append((ids, mask))
-    return out
+def distinct_sorted(prompts: Sequence[Any]) -> list[Any]:
+    """One prompt per distinct token sequence, longest first (the collector's batching order)."""
+    seen: dict[tuple[int, ...], Any] = {}
+    for prompt in prompts:
+        seen.setdefault(tuple(prompt.input_ids), prompt)
+    return sorted(seen.values(), key=lambda p: -len(p.input_ids))
+
+
+def pad_batch(prompts: Sequence[Any], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` of ``prompts`` (longest first)."""
+    width = len(prompts[0].input_ids)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, prompt in enumerate(prompts):
+        ids[b, : len(prompt.input_ids)] = torch.tensor(prompt.input_ids)
+        mask[b, : len(prompt.input_ids)] = 1
+    return ids, mask
 
 
 @contextmanager
@@ -111,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--layer", type=int, default=6, help="L in blocks.L.hook_resid_post")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=2300, help="at most this many prompts")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="passes over all prompts per side")
+    parser.add_argument("--batches-per-chunk", type=int, default=4, help="batches timed per alternation")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -119,56 +123,58 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_s = time.perf_counter() - t0
     prompts, source = wic_prompts(loaded.tokenizer, args.limit)
     pad_id = loaded.tokenizer.pad_token_id or 0
-    groups = batches(prompts, args.batch_size, pad_id)
+    ordered = distinct_sorted(prompts)
+    bs = args.batch_size
+    groups = [pad_batch(ordered[i : i + bs], pad_id) for i in range(0, len(ordered), bs)]
     n_tokens = sum(int(mask.sum()) for _, mask in groups)
     padded = sum(mask.numel() for _, mask in groups)
     hook = f"blocks.{args.layer}.hook_resid_post"
     bare = base_model(loaded.model)
+    # Chunks of whole batches, timed alternately for (a) and (b): both sides see the same machine
+    # load even when other processes share the cores, and (b) forms exactly the batches of (a).
+    chunk = bs * args.batches_per_chunk
+    chunks = [
+        (ordered[i : i + chunk], groups[i // bs : (i + chunk) // bs]) for i in range(0, len(ordered), chunk)
+    ]
 
-    def run_bare() -> float:
+    def run_bare(batch_group: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         start = time.perf_counter()
         with torch.no_grad(), truncated(loaded.model, args.layer + 1):
-            for ids, mask in groups:
+            for ids, mask in batch_group:
                 bare(input_ids=ids, attention_mask=mask, use_cache=False)
         return time.perf_counter() - start
 
-    def run_collect() -> float:
+    def run_collect(chunk_prompts: list[Any], n_batches: int) -> float:
         start = time.perf_counter()
-        result = collect_activations(loaded, prompts, [hook], batch_size=args.batch_size, cache=False)
+        result = collect_activations(loaded, chunk_prompts, [hook], batch_size=bs, cache=False)
         elapsed = time.perf_counter() - start
-        assert result.n_forward_passes == len(groups)
+        assert result.n_forward_passes == n_batches
         return elapsed
 
-    # Warm-up on a few batches, then alternate so both sides see the same machine load.
-    with torch.no_grad(), truncated(loaded.model, args.layer + 1):
-        for ids, mask in groups[:2]:
-            bare(input_ids=ids, attention_mask=mask, use_cache=False)
-    bare_s: list[float] = []
-    collect_s: list[float] = []
-    for _ in range(args.repeats):
-        bare_s.append(run_bare())
-        collect_s.append(run_collect())
-    bare_best, collect_best = min(bare_s), min(collect_s)
+    run_bare(groups[:2])  # warm-up
+    bare_s = collect_s = 0.0
+    for i, (chunk_prompts, batch_group) in enumerate(chunks * args.repeats):
+        if i % 2:
+            collect_s += run_collect(chunk_prompts, len(batch_group))
+            bare_s += run_bare(batch_group)
+        else:
+            bare_s += run_bare(batch_group)
+            collect_s += run_collect(chunk_prompts, len(batch_group))
+    n_total = n_tokens * args.repeats
     report = {
         "model": loaded.name,
         "hook": hook,
         "prompts": len(prompts),
         "prompt_source": source,
-        "sequences": sum(ids.shape[0] for ids, _ in groups),
+        "sequences": len(ordered),
         "batches": len(groups),
         "batch_size": args.batch_size,
         "tokens": n_tokens,
         "padding_fraction": round(1 - n_tokens / padded, 4),
-        "bare_truncated_forward": {
-            "seconds": [round(s, 3) for s in bare_s],
-            "tokens_per_s": round(n_tokens / bare_best),
-        },
-        "collect_activations": {
-            "seconds": [round(s, 3) for s in collect_s],
-            "tokens_per_s": round(n_tokens / collect_best),
-        },
-        "ratio": round(bare_best / collect_best, 3),
-        "ratio_median": round(statistics.median(bare_s) / statistics.median(collect_s), 3),
+        "repeats": args.repeats,
+        "bare_truncated_forward": {"seconds": round(bare_s, 2), "tokens_per_s": round(n_total / bare_s)},
+        "collect_activations": {"seconds": round(collect_s, 2), "tokens_per_s": round(n_total / collect_s)},
+        "ratio": round(bare_s / collect_s, 3),
         "goal": 0.9,
         "model_load_s": round(load_s, 2),
         "threads": torch.get_num_threads(),

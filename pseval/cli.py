@@ -28,8 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Piped or captured output gets a wide, fixed width so tables are never cut into unreadable columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -274,9 +275,53 @@ def compare(
     console.print_json(json.dumps(out))
 
 
+@app.command()
+@handle_errors
+def plot(
+    results_dir: Annotated[Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")],
+    out: Annotated[Path | None, typer.Option(help="Where the figures go (default RESULTS_DIR/figures).")] = None,
+) -> None:
+    """Regenerate every figure (PNG and SVG) from a results folder alone."""
+    from pseval.report.plots import make_figures
+
+    paths = make_figures(results_dir, out)
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")],
+    out: Annotated[Path | None, typer.Option(help="The HTML file (default RESULTS_DIR/report.html).")] = None,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Also write the figure files.")] = True,
+) -> None:
+    """Write one self-contained HTML report (opens offline) with the table, figures and per-word drill-down."""
+    from pseval.report.html import write_report
+    from pseval.report.plots import make_figures
+
+    if figures:
+        make_figures(results_dir)
+    path = write_report(results_dir, out)
+    console.print(f"wrote {path}")
+
+
+def _quiet_transformers() -> None:
+    """Hide transformers' per-load progress bars and advisory warnings; pseval reports its own progress."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except Exception:  # transformers missing or changed: nothing to quiet
+        pass
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _quiet_transformers()
     try:
         app()
     except SystemExit:

@@ -283,6 +283,10 @@ def score_codes(
             code_cosine=round(float(code_cos[i]), 6),
             encoder_cosine=_round(enc_cos[i]),
             decoder_cosine=_round(dec_cos[i]),
+            context_1=pair.context_1,
+            context_2=pair.context_2,
+            span_1=list(pair.span_1),
+            span_2=list(pair.span_2),
         )
         for i, pair in enumerate(data.pairs)
     ]

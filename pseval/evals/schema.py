@@ -39,6 +39,10 @@ class PairDetail(BaseModel):
     decoder_cosine: float | None = Field(
         default=None, description="Cosine of the decoder directions of the two top latents (null if none active)."
     )
+    context_1: str | None = Field(default=None, description="First context (for reports).")
+    context_2: str | None = Field(default=None, description="Second context (for reports).")
+    span_1: list[int] | None = Field(default=None, description="Character span of the target in context_1.")
+    span_2: list[int] | None = Field(default=None, description="Character span of the target in context_2.")
 
 
 class PSEvalResult(BaseModel):

@@ -76,7 +76,7 @@ class TrainingSAE(nn.Module):
     # --- forward ------------------------------------------------------------------------------------
     def pre_acts(self, x_ND: Tensor) -> Tensor:
         """Encoder pre-activations (``b_dec`` subtracted from the input first, as in SAELens)."""
-        return (x_ND - self.b_dec) @ self.W_enc + self.b_enc
+        return _project(x_ND, self.b_dec, self.W_enc) + self.b_enc
 
     def encode(self, x_ND: Tensor) -> Tensor:
         """Inference-time latents (dense), as the exported SAE computes them."""
@@ -164,11 +164,31 @@ class TrainingSAE(nn.Module):
         return {name: t.contiguous() for name, t in state.items()}
 
 
+def _project(x_ND: Tensor, b_dec_D: Tensor, W_enc_DF: Tensor) -> Tensor:
+    """``(x - b_dec) @ W_enc``, with ``b_dec``'s gradient taken through a vector, not a matmul.
+
+    Written plainly, autograd gets ``b_dec``'s gradient from the gradient of the whole centred input,
+    ``grad_pre @ W_enc.T``: a third [N, d_sae] × [d_sae, d_in] matmul per step. Here the matmul sees a
+    detached ``b_dec`` and a zero-valued term ``(b_dec - b_dec.detach()) @ W_enc`` carries the gradient,
+    ``-grad_pre.sum(0) @ W_enc.T``, at the cost of a vector-matrix product. The value is unchanged (the
+    term is exactly zero) and so is every gradient.
+    """
+    b_dec_const_D = b_dec_D.detach()
+    return (x_ND - b_dec_const_D) @ W_enc_DF - (b_dec_D - b_dec_const_D) @ W_enc_DF
+
+
 def _dense_metrics(feats_NF: Tensor) -> tuple[Tensor, Tensor]:
-    active_NF = feats_NF > 0
-    fire_counts_F = active_NF.sum(dim=0, dtype=torch.float32)
+    fire_counts_F = torch.count_nonzero(feats_NF, dim=0).float()
     l0 = fire_counts_F.sum() / feats_NF.shape[0]
     return l0, fire_counts_F
+
+
+def _weighted_l1(acts_NF: Tensor, W_dec_FD: Tensor) -> Tensor:
+    """Mean over inputs of ``sum_i acts_i * ||W_dec_i||`` for non-negative ``acts``.
+
+    Summing over the batch first keeps the penalty (and its gradient) at vector cost.
+    """
+    return acts_NF.sum(dim=0) @ W_dec_FD.norm(dim=1) / acts_NF.shape[0]
 
 
 def _mse(recon_ND: Tensor, x_ND: Tensor) -> Tensor:
@@ -190,7 +210,7 @@ class StandardTrainingSAE(TrainingSAE):
         feats_NF = F.relu(self.pre_acts(x_ND))
         recon_ND = feats_NF @ self.W_dec + self.b_dec
         mse = _mse(recon_ND, x_ND)
-        l1 = (feats_NF * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
+        l1 = _weighted_l1(feats_NF, self.W_dec)
         aux = coefficient * l1
         l0, fire_counts_F = _dense_metrics(feats_NF.detach())
         return StepOutput(mse + aux, mse.detach(), l0, aux.detach(), fire_counts_F)
@@ -439,7 +459,7 @@ class GatedTrainingSAE(TrainingSAE):
         self.r_mag = nn.Parameter(torch.zeros(d_sae))
 
     def _paths(self, x_ND: Tensor) -> tuple[Tensor, Tensor]:
-        proj_NF = (x_ND - self.b_dec) @ self.W_enc
+        proj_NF = _project(x_ND, self.b_dec, self.W_enc)
         return proj_NF + self.b_gate, proj_NF * self.r_mag.exp() + self.b_mag
 
     def encode(self, x_ND: Tensor) -> Tensor:
@@ -455,7 +475,7 @@ class GatedTrainingSAE(TrainingSAE):
         recon_ND = feats_NF @ self.W_dec + self.b_dec
         mse = _mse(recon_ND, x_ND)
         gate_NF = F.relu(pi_gate_NF)
-        l1 = (gate_NF * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
+        l1 = _weighted_l1(gate_NF, self.W_dec)
         via_gate_ND = gate_NF @ self.W_dec.detach() + self.b_dec.detach()
         aux = coefficient * l1 + _mse(via_gate_ND, x_ND)
         l0, fire_counts_F = _dense_metrics(feats_NF.detach())
