@@ -112,7 +112,7 @@ def ours(architecture: str, batches: list[torch.Tensor], steps: int, device: str
         _sync(device)
         marks.append((record.tokens, time.perf_counter()))
 
-    _, log = train_sae_on_activations(config, cycle(batches, device), D_IN, callbacks=[mark], progress=False)
+    train_sae_on_activations(config, cycle(batches, device), D_IN, callbacks=[mark], progress=False)
     (tokens_0, t_0), (tokens_1, t_1) = marks[0], marks[-1]
     return (tokens_1 - tokens_0) / (t_1 - t_0)
 

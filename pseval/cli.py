@@ -277,6 +277,36 @@ def compare(
 
 @app.command()
 @handle_errors
+def demo(
+    output_folder: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path("results/demo"),
+    force_rerun: Annotated[bool, typer.Option("--force-rerun", help="Re-evaluate finished results.")] = False,
+    report_html: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+) -> None:
+    """Train (first time only) and evaluate the default SAE suite on the embedded SmolLM2."""
+    from pseval.demo import run_demo
+
+    results, timings = run_demo(
+        output_folder=output_folder,
+        force_rerun=force_rerun,
+        status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+    )
+    n_pairs = results[0].eval_result_metrics["ps_eval"]["n_pairs"] if results else 0
+    console.print(results_table(results, title=f"PS-Eval on smollm2-135m · wic test · {n_pairs} pairs"))
+    base = baselines_table(results)
+    if base is not None:
+        console.print(base)
+    if report_html:
+        from pseval.report.html import write_report
+        from pseval.report.plots import make_figures
+
+        make_figures(output_folder)
+        console.print(f"report: {write_report(output_folder)}")
+    console.print(f"results: {output_folder / 'ps_eval'}")
+    console.print(f"took {timings['total_s']:.0f} s")
+
+
+@app.command()
+@handle_errors
 def plot(
     results_dir: Annotated[Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")],
     out: Annotated[Path | None, typer.Option(help="Where the figures go (default RESULTS_DIR/figures).")] = None,

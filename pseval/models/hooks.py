@@ -418,14 +418,20 @@ def _validate(model: nn.Module, hook_names: Sequence[str]) -> list[HookPoint]:
 def _forward_kwargs(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
 ) -> dict[str, Any]:
-    """Forward arguments; position ids follow the attention mask so left padding keeps true positions."""
+    """Forward arguments; with left padding, position ids follow the mask so real tokens keep their positions.
+
+    Position ids are only passed when some row starts with padding: passing them for right-padded
+    batches (where the default positions are already right) makes transformers take a several times
+    slower attention-mask path.
+    """
+    params = inspect.signature(model.forward).parameters
     kwargs: dict[str, Any] = {"input_ids": input_ids}
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
-        params = inspect.signature(model.forward).parameters
-        if "position_ids" in params:
+        left_padded = bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any())
+        if left_padded and "position_ids" in params:
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    if "use_cache" in inspect.signature(model.forward).parameters:
+    if "use_cache" in params:
         kwargs["use_cache"] = False
     return kwargs
 

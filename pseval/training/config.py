@@ -92,7 +92,8 @@ class TrainConfig(BaseModel):
 
     # --- architecture -------------------------------------------------------------------------------
     architecture: Architecture = Field(
-        default="topk", description="SAE architecture: standard (ReLU + L1), topk, batchtopk, jumprelu or gated."
+        default="topk",
+        description="SAE architecture: standard (ReLU + L1), topk, batchtopk, jumprelu or gated.",
     )
     d_sae: int | None = Field(
         default=None, gt=0, description="Number of latents. Give this or expansion_factor, not both."
@@ -193,7 +194,8 @@ class TrainConfig(BaseModel):
     # --- run ----------------------------------------------------------------------------------------
     seed: int = Field(default=42, description="Seed for initialisation and data order; same seed, same SAE.")
     device: str = Field(
-        default="auto", description="Torch device: 'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'."
+        default="auto",
+        description="Torch device: 'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'.",
     )
     dtype: Literal["float32", "bfloat16"] = Field(
         default="float32",
@@ -210,7 +212,8 @@ class TrainConfig(BaseModel):
         description="Output folder for the trained SAE (SAELens format); unset = saes/<model>/<hook>/<architecture>-<width>.",
     )
     overwrite: bool = Field(
-        default=False, description="Replace an output folder that holds an SAE trained with a different config."
+        default=False,
+        description="Replace an output folder that holds an SAE trained with a different config.",
     )
 
     def __init__(self, **data: Any) -> None:
@@ -260,7 +263,9 @@ class TrainConfig(BaseModel):
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r} requested but CUDA is not available", "use --device cpu")
+            raise ConfigError(
+                f"device {self.device!r} requested but CUDA is not available", "use --device cpu"
+            )
         return self.device
 
     def n_steps(self) -> int:
@@ -282,10 +287,17 @@ class TrainConfig(BaseModel):
     def fingerprint_dict(self) -> dict[str, Any]:
         """The fields that determine the trained weights (not where they go or how they are logged)."""
         return self.model_dump(
-            mode="json", exclude={
-                "out", "overwrite", "log_every", "checkpoint_every", "device", "cache_dir",
-                "cache_activations", "model_batch_size",
-            }
+            mode="json",
+            exclude={
+                "out",
+                "overwrite",
+                "log_every",
+                "checkpoint_every",
+                "device",
+                "cache_dir",
+                "cache_activations",
+                "model_batch_size",
+            },
         )
 
     @classmethod

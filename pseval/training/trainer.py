@@ -47,12 +47,20 @@ class StepMetrics(BaseModel):
     step: int = Field(description="Optimiser steps done.")
     tokens: int = Field(description="Training tokens seen.")
     loss: float = Field(description="Total loss (MSE + sparsity/auxiliary terms).")
-    mse: float = Field(description="Squared reconstruction error summed over d_in, mean over tokens (normalised units).")
-    explained_variance: float = Field(description="1 - MSE / variance of the inputs around their batch mean.")
+    mse: float = Field(
+        description="Squared reconstruction error summed over d_in, mean over tokens (normalised units)."
+    )
+    explained_variance: float = Field(
+        description="1 - MSE / variance of the inputs around their mean (variance from one batch per record)."
+    )
     l0: float = Field(description="Mean number of active latents per token.")
     aux: float = Field(description="Weighted sparsity or auxiliary loss term.")
-    dead_fraction: float = Field(description="Fraction of latents that have not fired within dead_feature_window.")
-    dense_fraction: float = Field(description=f"Fraction of latents firing on more than {DENSE_THRESHOLD:.0%} of tokens.")
+    dead_fraction: float = Field(
+        description="Fraction of latents that have not fired within dead_feature_window."
+    )
+    dense_fraction: float = Field(
+        description=f"Fraction of latents firing on more than {DENSE_THRESHOLD:.0%} of tokens."
+    )
     lr: float = Field(description="Learning rate at this step.")
 
 
@@ -66,8 +74,12 @@ class TrainLog(BaseModel):
     n_tokens: int = Field(description="Training tokens seen.")
     seconds: float = Field(description="Wall-clock time of the loop.")
     tokens_per_second: float = Field(description="Training throughput.")
-    input_scale: float = Field(description="Factor inputs were multiplied by during training (folded out on export).")
-    ran_out_of_data: bool = Field(default=False, description="True if the batches ended before training_tokens.")
+    input_scale: float = Field(
+        description="Factor inputs were multiplied by during training (folded out on export)."
+    )
+    ran_out_of_data: bool = Field(
+        default=False, description="True if the batches ended before training_tokens."
+    )
     history: list[StepMetrics] = Field(default_factory=list, description="Metrics every log_every steps.")
     checkpoints: list[str] = Field(default_factory=list, description="Checkpoint folders written.")
 
@@ -86,7 +98,9 @@ class EvalMetrics(BaseModel):
     cosine: float = Field(description="Mean cosine similarity between inputs and reconstructions.")
     l0: float = Field(description="Mean active latents per token.")
     dead_fraction: float = Field(description="Fraction of latents that never fired on the held-out tokens.")
-    dense_fraction: float = Field(description=f"Fraction of latents firing on more than {DENSE_THRESHOLD:.0%} of tokens.")
+    dense_fraction: float = Field(
+        description=f"Fraction of latents firing on more than {DENSE_THRESHOLD:.0%} of tokens."
+    )
 
 
 @dataclass
@@ -153,13 +167,14 @@ class _Accumulator:
     """Sums of per-step metrics kept on the device, read back once per log record."""
 
     def __init__(self, d_sae: int, device: torch.device) -> None:
-        self.sums = torch.zeros(5, device=device, dtype=torch.float64)  # loss, mse, var, l0, aux
+        self.sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, mse, l0, aux
+        self.var = torch.zeros((), device=device)
         self.fire_counts_F = torch.zeros(d_sae, device=device)
         self.steps = 0
         self.tokens = 0
 
-    def add(self, loss: Tensor, mse: Tensor, var: Tensor, l0: Tensor, aux: Tensor, fire_counts_F: Tensor, n: int) -> None:
-        self.sums += torch.stack([loss.detach(), mse, var, l0, aux]).double()
+    def add(self, loss: Tensor, mse: Tensor, l0: Tensor, aux: Tensor, fire_counts_F: Tensor, n: int) -> None:
+        self.sums += torch.stack([loss.detach(), mse, l0, aux]).double()
         self.fire_counts_F += fire_counts_F
         self.steps += 1
         self.tokens += n
@@ -273,7 +288,17 @@ def train_sae_on_activations(
         else nullcontext()
     )
     bar = _progress_bar(config.training_tokens, progress)
-    export_kwargs = {"model_name": model_name, "hook_name": hook_name, "config": config}
+
+    def export(tokens: int) -> SAE:
+        return export_sae(
+            module,
+            input_scale,
+            config=config,
+            log=log,
+            tokens=tokens,
+            model_name=model_name,
+            hook_name=hook_name,
+        )
 
     def batch_stream() -> Iterator[Tensor]:
         yield first_ND
@@ -319,8 +344,9 @@ def train_sae_on_activations(
 
         tokens_since_fired_F += n
         tokens_since_fired_F.masked_fill_(out.fire_counts_F > 0, 0)
-        var = (x_ND - x_ND.mean(dim=0)).pow(2).sum(dim=-1).mean()
-        acc.add(out.loss, out.mse, var, out.l0, out.aux, out.fire_counts_F, n)
+        if acc.steps == 0:  # the input variance is stable: one batch per record is enough
+            acc.var = (x_ND - x_ND.mean(dim=0)).pow(2).sum(dim=-1).mean()
+        acc.add(out.loss, out.mse, out.l0, out.aux, out.fire_counts_F, n)
         tokens += n
         step += 1
         bar.update(n)
@@ -333,14 +359,22 @@ def train_sae_on_activations(
             acc.reset()
             log.history.append(record)
             bar.set_postfix(
-                mse=f"{record.mse:.4g}", ev=f"{record.explained_variance:.3f}", l0=f"{record.l0:.1f}",
-                dead=f"{record.dead_fraction:.1%}", refresh=False,
+                mse=f"{record.mse:.4g}",
+                ev=f"{record.explained_variance:.3f}",
+                l0=f"{record.l0:.1f}",
+                dead=f"{record.dead_fraction:.1%}",
+                refresh=False,
             )
             for callback in callbacks:
                 callback(record)
-        if next_checkpoint is not None and checkpoint_dir is not None and tokens >= next_checkpoint and not last:
+        if (
+            next_checkpoint is not None
+            and checkpoint_dir is not None
+            and tokens >= next_checkpoint
+            and not last
+        ):
             folder = Path(checkpoint_dir) / str(tokens)
-            sae = export_sae(module, input_scale, log=log, tokens=tokens, **export_kwargs)
+            sae = export(tokens)
             _save_folder(sae, folder, log)
             log.checkpoints.append(str(folder))
             while next_checkpoint <= tokens:
@@ -356,12 +390,13 @@ def train_sae_on_activations(
     log.n_tokens = tokens
     log.tokens_per_second = tokens / log.seconds if log.seconds > 0 else 0.0
     module.eval()
-    return export_sae(module, input_scale, log=log, tokens=tokens, **export_kwargs), log
+    return export(tokens), log
 
 
 def _record(acc: _Accumulator, step: int, tokens: int, dead_F: Tensor, lr: float) -> StepMetrics:
     steps = max(acc.steps, 1)
-    loss, mse, var, l0, aux = (float(v) / steps for v in acc.sums.tolist())
+    loss, mse, l0, aux = (float(v) / steps for v in acc.sums.tolist())
+    var = float(acc.var)
     dense = float((acc.fire_counts_F > DENSE_THRESHOLD * max(acc.tokens, 1)).float().mean())
     return StepMetrics(
         step=step,
@@ -380,7 +415,9 @@ def _record(acc: _Accumulator, step: int, tokens: int, dead_F: Tensor, lr: float
 def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="tok", unit_scale=True, desc="train", disable=not enabled, dynamic_ncols=True)
+    return tqdm(
+        total=total, unit="tok", unit_scale=True, desc="train", disable=not enabled, dynamic_ncols=True
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -456,7 +493,9 @@ def _save_folder(sae: SAE, folder: Path, log: TrainLog | None) -> None:
             write_json_atomic(tmp / TRAINING_LOG_FILE, log.model_dump(mode="json"))
 
 
-def write_output(sae: SAE, out: str | os.PathLike[str], log: TrainLog | None = None, eval: EvalMetrics | None = None) -> Path:
+def write_output(
+    sae: SAE, out: str | os.PathLike[str], log: TrainLog | None = None, eval: EvalMetrics | None = None
+) -> Path:
     """Write the final SAE into ``out`` without touching ``out/checkpoints``.
 
     Files are written into a temporary folder, then moved into place one by one, ``cfg.json`` last, so
@@ -506,7 +545,9 @@ def check_output_dir(config: TrainConfig, out: Path) -> str:
     stored_hash = None
     if cfg_path.is_file():
         try:
-            stored_hash = json.loads(cfg_path.read_text(encoding="utf-8")).get("metadata", {}).get("train_config_hash")
+            stored_hash = (
+                json.loads(cfg_path.read_text(encoding="utf-8")).get("metadata", {}).get("train_config_hash")
+            )
         except (OSError, ValueError, AttributeError):
             stored_hash = None
     if config.overwrite:
@@ -539,7 +580,9 @@ def _clear_output(out: Path) -> None:
 
 
 @torch.no_grad()
-def evaluate_sae_on_activations(sae: SAE, batches: Iterable[Tensor], max_tokens: int | None = None) -> EvalMetrics:
+def evaluate_sae_on_activations(
+    sae: SAE, batches: Iterable[Tensor], max_tokens: int | None = None
+) -> EvalMetrics:
     """MSE, explained variance, cosine, L0 and dead/dense fractions of ``sae`` on ``batches`` (raw units)."""
     device = sae.device
     sq_err = 0.0
@@ -666,5 +709,7 @@ def _reused_result(config: TrainConfig, out: Path, sae: SAE) -> TrainResult:
             log = TrainLog.model_validate(payload)
             metrics = EvalMetrics.model_validate(eval_payload) if eval_payload else None
         except (OSError, ValueError) as exc:
-            raise SAEError(f"training log {log_path} is unreadable: {exc}", "pass --overwrite to retrain") from None
+            raise SAEError(
+                f"training log {log_path} is unreadable: {exc}", "pass --overwrite to retrain"
+            ) from None
     return TrainResult(sae=sae, out=out, config=config, log=log, eval=metrics, reused=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pseval.errors import ModelError
-from pseval.models import load_model, run_with_cache, wrap_model
+from pseval.models import load_model, load_tokenizer, run_with_cache, wrap_model
 from pseval.models import loading as loading_mod
 from tests.helpers import tiny_model, tiny_tokenizer
 
@@ -31,6 +31,14 @@ def test_load_local_folder(tmp_path: Path) -> None:
     assert not any(p.requires_grad for p in loaded.model.parameters())
     assert loaded.tokenizer.is_fast and loaded.tokenizer.pad_token is not None
     assert loaded.fingerprint == wrap_model(tiny_model("llama"), tiny_tokenizer(), "x").fingerprint
+
+
+def test_load_tokenizer_only(tmp_path: Path) -> None:
+    folder = _save("gpt2", tmp_path / "m")
+    tokenizer = load_tokenizer(str(folder))
+    assert tokenizer.is_fast and tokenizer("the bank").input_ids == [6, 28]
+    with pytest.raises(ModelError, match="tokenizer"):
+        load_tokenizer("pseval-nobody/no-such-model")
 
 
 def test_load_local_folder_bf16(tmp_path: Path) -> None:
@@ -136,3 +144,4 @@ def test_real_smollm2() -> None:
         hidden = loaded.model(**enc, output_hidden_states=True).hidden_states
     torch.testing.assert_close(value, hidden[6], atol=1e-4, rtol=1e-4)
     assert load_model("smollm2-135m").fingerprint == loaded.fingerprint
+    assert load_tokenizer("smollm2-135m")("The bank").input_ids == loaded.tokenizer("The bank").input_ids

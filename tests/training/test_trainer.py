@@ -281,7 +281,9 @@ def test_bad_batches_raise_data_error() -> None:
 
 def test_dead_latents_are_tracked_and_feed_auxk() -> None:
     # A window of one batch: latents that do not fire in a batch count as dead at the next log.
-    _, log = train(make_config("topk", d_sae=512, dead_feature_window=BATCH, training_tokens=BATCH * 10, log_every=5))
+    _, log = train(
+        make_config("topk", d_sae=512, dead_feature_window=BATCH, training_tokens=BATCH * 10, log_every=5)
+    )
     assert log.history[0].dead_fraction > 0
     assert log.history[-1].aux > 0
 

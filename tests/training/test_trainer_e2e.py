@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +23,9 @@ HOOK = "blocks.1.hook_resid_post"
 @pytest.fixture
 def tiny_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     loaded = tiny_loaded("llama", n_layers=3, d_model=32)
-    monkeypatch.setattr("pseval.models.loading.load_model", lambda name, device="cpu", dtype="float32": loaded)
+    monkeypatch.setattr(
+        "pseval.models.loading.load_model", lambda name, device="cpu", dtype="float32": loaded
+    )
     monkeypatch.setenv("PSEVAL_CACHE", str(tmp_path / "cache"))
     rng = random.Random(0)
     words = [w for w in TINY_VOCAB_WORDS if not w.startswith("[")]
