@@ -10,7 +10,9 @@ same random activations, on ``--threads`` CPU threads (2 by default):
     tracking and metrics.
 
 It prints one JSON object with tokens/s of both and the ratio bare/ours per architecture (goal: <= 1.5,
-i.e. ours within 1.5x of bare; below 1 means ours is faster).
+i.e. ours within 1.5x of bare; below 1 means ours is faster), plus the machine's load average: on a
+machine whose cores are busy with other work, multi-threaded runs are dominated by waiting for threads
+(run with ``--threads 1`` to compare the work itself).
 
     python benchmarks/bench_train.py [--threads 2] [--batch 1024] [--steps 8] [--device cpu]
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -153,6 +156,8 @@ def main() -> None:
                 "device": args.device,
                 "torch": torch.__version__,
                 "machine": platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "load_average_1min": round(os.getloadavg()[0], 2),
                 "results": results,
             },
             indent=2,

@@ -250,8 +250,10 @@ def score_codes(
     same = predict_same(lat1, lat2)
     labels = data.labels
     metrics = ps_eval_metrics(labels, lat1, lat2)
-    jaccard = topk_jaccard(feats_PF[idx1], feats_PF[idx2], config.topk_overlap_k).numpy()
-    code_cos = cosine_rows(feats_PF[idx1], feats_PF[idx2]).numpy()
+    feats_1_NF, feats_2_NF = feats_PF[idx1], feats_PF[idx2]
+    jaccard = topk_jaccard(feats_1_NF, feats_2_NF, config.topk_overlap_k).numpy()
+    code_cos = cosine_rows(feats_1_NF, feats_2_NF).numpy()
+    del feats_1_NF, feats_2_NF
 
     enc_cos: list[float | None] = [None] * len(lat1)
     dec_cos: list[float | None] = [None] * len(lat1)
@@ -299,7 +301,8 @@ def score_codes(
     )
     jac = ranking_scores(labels, jaccard)
     cos = ranking_scores(labels, code_cos)
-    alive = (feats_PF > 0).any(0)
+    active_PF = feats_PF > 0
+    alive = active_PF.any(0)
     categories: dict[str, dict[str, Any]] = {
         "ps_eval": metrics.model_dump(),
         "ps_eval_ci": {
@@ -316,7 +319,7 @@ def score_codes(
             "code_cosine_average_precision": cos.average_precision,
         },
         "codes": {
-            "mean_l0_on_prompts": float((feats_PF > 0).float().sum(-1).mean()) if len(feats_PF) else 0.0,
+            "mean_l0_on_prompts": float(active_PF.sum(-1).float().mean()) if len(feats_PF) else 0.0,
             "n_latents_active_on_prompts": int(alive.sum()),
             "n_distinct_top_latents": int(np.unique(np.concatenate([lat1, lat2])).size),
         },

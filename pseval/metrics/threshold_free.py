@@ -16,19 +16,24 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 def topk_jaccard(feats_a_NF: torch.Tensor, feats_b_NF: torch.Tensor, k: int) -> torch.Tensor:
     """Jaccard overlap of the sets of the k most active (and active, > 0) latents of each row."""
     k = min(k, feats_a_NF.shape[-1])
-    idx_a_NK = feats_a_NF.topk(k, dim=-1)
-    idx_b_NK = feats_b_NF.topk(k, dim=-1)
-    # Mark the active latents among each row's top k in a boolean mask of width F, then intersect.
-    mask_a_NF = torch.zeros_like(feats_a_NF, dtype=torch.bool).scatter_(-1, idx_a_NK.indices, idx_a_NK.values > 0)
-    mask_b_NF = torch.zeros_like(feats_b_NF, dtype=torch.bool).scatter_(-1, idx_b_NK.indices, idx_b_NK.values > 0)
-    inter_N = (mask_a_NF & mask_b_NF).sum(-1).float()
-    union_N = (mask_a_NF | mask_b_NF).sum(-1).float()
+    top_a = feats_a_NF.topk(k, dim=-1)
+    top_b = feats_b_NF.topk(k, dim=-1)
+    # Inactive slots get distinct negative ids so they never match anything.
+    slots_K = torch.arange(1, k + 1)
+    ids_a_NK = torch.where(top_a.values > 0, top_a.indices, -slots_K)
+    ids_b_NK = torch.where(top_b.values > 0, top_b.indices, -(slots_K + k))
+    inter_N = (ids_a_NK.unsqueeze(-1) == ids_b_NK.unsqueeze(-2)).sum((-1, -2)).float()
+    size_a_N = (top_a.values > 0).sum(-1).float()
+    size_b_N = (top_b.values > 0).sum(-1).float()
+    union_N = size_a_N + size_b_N - inter_N
     return torch.where(union_N > 0, inter_N / union_N.clamp_min(1), torch.zeros_like(union_N))
 
 
 def cosine_rows(a_ND: torch.Tensor, b_ND: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of corresponding rows (0 where a row is all zero)."""
-    return torch.nn.functional.cosine_similarity(a_ND, b_ND, dim=-1, eps=1e-12)
+    dot_N = torch.einsum("nd,nd->n", a_ND, b_ND)
+    norms_N = torch.linalg.vector_norm(a_ND, dim=-1) * torch.linalg.vector_norm(b_ND, dim=-1)
+    return dot_N / norms_N.clamp_min(1e-12)
 
 
 class RankingScores(BaseModel):

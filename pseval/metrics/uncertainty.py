@@ -33,31 +33,30 @@ def bootstrap_intervals(
     """
     y = np.asarray(labels).astype(bool)
     p = np.asarray(same).astype(bool)
-    out: dict[str, Interval] = {}
     if y.size < 2 or n_resamples <= 0:
         return {name: Interval(low=None, high=None) for name in METRIC_NAMES}
-    for name in METRIC_NAMES:
 
-        def statistic(y_s: np.ndarray, p_s: np.ndarray, axis: int = -1, _name: str = name) -> np.ndarray:
-            return metric_arrays(np.moveaxis(y_s, axis, -1), np.moveaxis(p_s, axis, -1))[_name]
+    # One vector-valued statistic: every metric is computed on the same resamples, in one pass.
+    def statistic(y_s: np.ndarray, p_s: np.ndarray, axis: int = -1) -> np.ndarray:
+        values = metric_arrays(np.moveaxis(y_s, axis, -1), np.moveaxis(p_s, axis, -1))
+        return np.stack([values[name] for name in METRIC_NAMES])
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = stats.bootstrap(
-                (y, p),
-                statistic,
-                paired=True,
-                vectorized=True,
-                n_resamples=n_resamples,
-                confidence_level=confidence_level,
-                method=method,
-                rng=np.random.default_rng(seed),
-            )
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        out[name] = Interval(
-            low=None if np.isnan(low) else low,
-            high=None if np.isnan(high) else high,
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap(
+            (y, p),
+            statistic,
+            paired=True,
+            vectorized=True,
+            n_resamples=n_resamples,
+            confidence_level=confidence_level,
+            method=method,
+            rng=np.random.default_rng(seed),
         )
+    out: dict[str, Interval] = {}
+    for i, name in enumerate(METRIC_NAMES):
+        low, high = float(res.confidence_interval.low[i]), float(res.confidence_interval.high[i])
+        out[name] = Interval(low=None if np.isnan(low) else low, high=None if np.isnan(high) else high)
     return out
 
 

@@ -220,13 +220,49 @@ class StandardTrainingSAE(TrainingSAE):
         return StepOutput(mse + aux, mse.detach(), l0, aux.detach(), fire_counts_F)
 
 
+class _DecoderGradient(torch.autograd.Function):
+    """Zero-valued term that gives ``W_dec`` the gradient of a sparse decode, ``latents.T @ grad_out``.
+
+    ``embedding_bag``'s own weight gradient sorts the indices with an integer radix sort that stalls
+    badly when CPU threads are contended; a sparse COO × dense product computes the same sums (bit for
+    bit here) without sorting.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, rows_M: Tensor, cols_M: Tensor, vals_M: Tensor, W_dec_FD: Tensor, n: int) -> Tensor:
+        ctx.save_for_backward(rows_M, cols_M, vals_M)
+        ctx.d_sae = W_dec_FD.shape[0]
+        ctx.n = n
+        return W_dec_FD.new_zeros(n, W_dec_FD.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_ND: Tensor) -> tuple[None, None, None, Tensor, None]:  # type: ignore[override]
+        rows_M, cols_M, vals_M = ctx.saved_tensors
+        latents_T_FN = torch.sparse_coo_tensor(
+            torch.stack([cols_M, rows_M]),
+            vals_M.to(grad_ND.dtype),
+            (ctx.d_sae, ctx.n),
+            check_invariants=False,  # indices come from top-k: in range by construction
+        )
+        return None, None, None, torch.sparse.mm(latents_T_FN, grad_ND), None
+
+
 def _sparse_decode(idx_NK: Tensor, vals_NK: Tensor, W_dec_FD: Tensor) -> Tensor:
     """``sum_k vals[n, k] * W_dec[idx[n, k]]`` without materialising the dense [N, d_sae] latents.
 
-    ``embedding_bag`` reads only the k selected decoder rows per input (forward and backward), which
-    is what makes TopK training cheaper than the dense matmul of the same shapes.
+    Forward and the gradient to ``vals`` go through ``embedding_bag`` (reads only the k selected decoder
+    rows per input), the gradient to ``W_dec`` through :class:`_DecoderGradient`. This is what makes
+    TopK training cheaper than the dense matmuls of the same shapes.
     """
-    return F.embedding_bag(idx_NK, W_dec_FD, per_sample_weights=vals_NK.to(W_dec_FD.dtype), mode="sum")
+    n, k = idx_NK.shape
+    vals_NK = vals_NK.to(W_dec_FD.dtype)
+    out_ND = F.embedding_bag(idx_NK, W_dec_FD.detach(), per_sample_weights=vals_NK, mode="sum")
+    if W_dec_FD.requires_grad and torch.is_grad_enabled():
+        rows_M = torch.arange(n, device=idx_NK.device).repeat_interleave(k)
+        out_ND = out_ND + _DecoderGradient.apply(
+            rows_M, idx_NK.reshape(-1), vals_NK.detach().reshape(-1), W_dec_FD, n
+        )
+    return out_ND
 
 
 class TopKTrainingSAE(TrainingSAE):
@@ -319,16 +355,18 @@ class BatchTopKTrainingSAE(TopKTrainingSAE):
         acts_NF = F.relu(pre_NF)
         vals_M, flat_M = acts_NF.reshape(-1).topk(min(self.k * n, acts_NF.numel()), sorted=False)
         # Group the selected entries by input (sorting flat indices sorts by row) for embedding_bag.
-        flat_M, order_M = flat_M.sort()
-        vals_M = vals_M[order_M]
+        # Sorting float64 keys (exact below 2**53) avoids the integer radix sort that stalls on busy CPUs.
+        order_M = flat_M.double().argsort()
+        flat_M = flat_M[order_M]
+        vals_M = vals_M[order_M].to(self.W_dec.dtype)
         rows_M = torch.div(flat_M, self.d_sae, rounding_mode="floor")
         cols_M = flat_M - rows_M * self.d_sae
         offsets_N = torch.searchsorted(rows_M, torch.arange(n, device=x_ND.device))
+        recon_ND = F.embedding_bag(
+            cols_M, self.W_dec.detach(), offsets_N, per_sample_weights=vals_M, mode="sum"
+        )
         recon_ND = (
-            F.embedding_bag(
-                cols_M, self.W_dec, offsets_N, per_sample_weights=vals_M.to(self.W_dec.dtype), mode="sum"
-            )
-            + self.b_dec
+            recon_ND + _DecoderGradient.apply(rows_M, cols_M, vals_M.detach(), self.W_dec, n) + self.b_dec
         )
         mse = _mse(recon_ND, x_ND)
         loss = mse

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -461,7 +462,7 @@ def export_sae(
     }
     if final is not None:
         metadata.update(
-            final_train_mse=final.mse,
+            final_train_mse=final.mse / input_scale**2,  # raw activation units, like the eval metrics
             final_train_explained_variance=final.explained_variance,
             final_train_l0=final.l0,
             final_dead_fraction=final.dead_fraction,
@@ -643,6 +644,8 @@ def train_sae(
     from pseval.sae.formats import load_sae
 
     device = config.resolve_device()
+    if config.out is not None:  # fail before loading the model when the folder is already taken
+        check_output_dir(config, Path(config.out))
     loaded = load_model(config.model, device=device)
     parse_hook_name(config.hook_name, loaded.model)
     d_in = hook_width(loaded.model, config.hook_name)
@@ -668,10 +671,14 @@ def train_sae(
     )
     metrics = None
     if config.eval_tokens > 0:
-        metrics = evaluate_sae_on_activations(
-            sae.to(device), _holdout_batches(store, config), max_tokens=config.eval_tokens
-        )
-        sae.cfg.metadata = {**sae.cfg.metadata, "eval": metrics.model_dump(mode="json")}
+        try:
+            metrics = evaluate_sae_on_activations(
+                sae.to(device), _holdout_batches(store, config), max_tokens=config.eval_tokens
+            )
+        except DataError as exc:  # a corpus too small to hold out text: keep the trained SAE anyway
+            warnings.warn(f"held-out evaluation skipped: {exc}", stacklevel=2)
+        else:
+            sae.cfg.metadata = {**sae.cfg.metadata, "eval": metrics.model_dump(mode="json")}
     sae = sae.to("cpu")
     write_output(sae, out, log, metrics)
     return TrainResult(sae=sae, out=out, config=config, log=log, eval=metrics)

@@ -18,7 +18,8 @@ import torch
 
 from pseval.errors import ConfigError, DataError
 from pseval.sae.formats import load_sae
-from pseval.sae.model import SAE
+from pseval.sae.model import SAE, batch_topk_activation, topk_activation
+from pseval.training.architectures import build_training_sae
 from pseval.training.config import TrainConfig
 from pseval.training.trainer import (
     CHECKPOINTS_DIR,
@@ -181,6 +182,29 @@ def test_standard_l1_warmup_and_sparsity(trained: dict[str, tuple[SAE, Any]]) ->
                                     training_tokens=BATCH * 2))  # fmt: skip
     _, cold_log = train(make_config("standard", l1_coefficient=1.0, log_every=1, training_tokens=BATCH * 2))
     assert warm_log.history[0].aux < cold_log.history[0].aux / 100
+
+
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk"])
+def test_sparse_decode_gradients_match_dense(architecture: str) -> None:
+    """The sparse TopK/BatchTopK decode gives the gradients of the plain dense computation."""
+    config = make_config(architecture, d_sae=64, k=4)
+    module = build_training_sae(config, D_IN, 64, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        module.b_enc.normal_()
+        module.b_dec.normal_()
+    x_ND = torch.randn(16, D_IN, generator=torch.Generator().manual_seed(1))
+    module.training_step(x_ND, 0.0, None).loss.backward()
+    sparse_grads = {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
+    module.zero_grad()
+    pre_NF = (x_ND - module.b_dec) @ module.W_enc + module.b_enc
+    if architecture == "topk":
+        feats_NF = topk_activation(pre_NF, 4)
+    else:
+        feats_NF = batch_topk_activation(pre_NF, 4)
+    recon_ND = feats_NF @ module.W_dec + module.b_dec
+    (recon_ND - x_ND).pow(2).sum(dim=-1).mean().backward()
+    for name, p in module.named_parameters():
+        torch.testing.assert_close(sparse_grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
 # ------------------------------------------------------------------------------------------------ determinism
