@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--batch", type=int, default=1024, help="tokens per step")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
-    parser.add_argument("--repeats", type=int, default=2, help="measurements per side (the best is kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per side (the best is kept)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--architectures", default="topk,standard", help="comma-separated")
     args = parser.parse_args()

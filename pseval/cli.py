@@ -122,14 +122,28 @@ def baselines_table(results: list[Any]) -> Table | None:
             seen.add(r.hook_name)
             d = m["baseline_dense"]
             rows.append(
-                [r.hook_name, "dense cosine", _fmt(d.get("specificity")), _fmt(d.get("recall")),
-                 _fmt(d.get("accuracy")), _fmt(d.get("f1")), _fmt(d.get("roc_auc"))]
+                [
+                    r.hook_name,
+                    "dense cosine",
+                    _fmt(d.get("specificity")),
+                    _fmt(d.get("recall")),
+                    _fmt(d.get("accuracy")),
+                    _fmt(d.get("f1")),
+                    _fmt(d.get("roc_auc")),
+                ]
             )
         if "baseline_random_sae" in m:
             d = m["baseline_random_sae"]
             rows.append(
-                [r.hook_name, f"random SAE ({m['sae']['d_sae']})", _fmt(d.get("specificity")),
-                 _fmt(d.get("recall")), _fmt(d.get("accuracy")), _fmt(d.get("f1")), "–"]
+                [
+                    r.hook_name,
+                    f"random SAE ({m['sae']['d_sae']})",
+                    _fmt(d.get("specificity")),
+                    _fmt(d.get("recall")),
+                    _fmt(d.get("accuracy")),
+                    _fmt(d.get("f1")),
+                    "–",
+                ]
             )
     if not rows:
         return None
@@ -148,7 +162,9 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Huggi
 @handle_errors
 def dataset(
     model: ModelOpt = "smollm2-135m",
-    name: Annotated[str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")] = "wic",
+    name: Annotated[
+        str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")
+    ] = "wic",
     seed: Annotated[int, typer.Option(help="Seed of the balancing downsample.")] = 0,
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
 ) -> None:
@@ -184,18 +200,26 @@ def dataset(
 @app.command("eval")
 @handle_errors
 def eval_command(
-    sae: Annotated[list[str], typer.Option("--sae", "-s", help="SAE folder/file or saelens:RELEASE/ID; repeatable.")],
+    sae: Annotated[
+        list[str], typer.Option("--sae", "-s", help="SAE folder/file or saelens:RELEASE/ID; repeatable.")
+    ],
     model: ModelOpt = "smollm2-135m",
-    hook: Annotated[str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")] = None,
+    hook: Annotated[
+        str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
+    ] = None,
     output_folder: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path("results"),
     force_rerun: Annotated[bool, typer.Option("--force-rerun", help="Recompute finished results.")] = False,
-    name: Annotated[str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")] = "wic",
+    name: Annotated[
+        str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")
+    ] = "wic",
     split: Annotated[str, typer.Option(help="train, dev, test or all.")] = "test",
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap.")] = 0,
     max_pairs: Annotated[int | None, typer.Option(help="Keep only the first N pairs.")] = None,
     template: Annotated[str | None, typer.Option(help="Prompt template with {context} and {word}.")] = None,
-    position: Annotated[str, typer.Option(help="'template' (the template's word token) or 'context'.")] = "template",
+    position: Annotated[
+        str, typer.Option(help="'template' (the template's word token) or 'context'.")
+    ] = "template",
     prepend_bos: Annotated[
         bool | None, typer.Option("--prepend-bos/--no-prepend-bos", help="Force BOS on or off.")
     ] = None,
@@ -206,7 +230,9 @@ def eval_command(
     ] = False,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals (0 = off).")] = 2000,
     topk_overlap_k: Annotated[int, typer.Option(help="k of the top-k Jaccard score.")] = 16,
-    baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")] = True,
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")
+    ] = True,
     standard_metrics_tokens: Annotated[
         int, typer.Option(help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens.")
     ] = 0,
@@ -280,7 +306,9 @@ def compare(
 def demo(
     output_folder: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path("results/demo"),
     force_rerun: Annotated[bool, typer.Option("--force-rerun", help="Re-evaluate finished results.")] = False,
-    report_html: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+    report_html: Annotated[
+        bool, typer.Option("--report/--no-report", help="Also write the HTML report.")
+    ] = True,
 ) -> None:
     """Train (first time only) and evaluate the default SAE suite on the embedded SmolLM2."""
     from pseval.demo import run_demo
@@ -308,8 +336,12 @@ def demo(
 @app.command()
 @handle_errors
 def plot(
-    results_dir: Annotated[Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")],
-    out: Annotated[Path | None, typer.Option(help="Where the figures go (default RESULTS_DIR/figures).")] = None,
+    results_dir: Annotated[
+        Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Where the figures go (default RESULTS_DIR/figures).")
+    ] = None,
 ) -> None:
     """Regenerate every figure (PNG and SVG) from a results folder alone."""
     from pseval.report.plots import make_figures
@@ -322,9 +354,13 @@ def plot(
 @app.command()
 @handle_errors
 def report(
-    results_dir: Annotated[Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")],
+    results_dir: Annotated[
+        Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")
+    ],
     out: Annotated[Path | None, typer.Option(help="The HTML file (default RESULTS_DIR/report.html).")] = None,
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Also write the figure files.")] = True,
+    figures: Annotated[
+        bool, typer.Option("--figures/--no-figures", help="Also write the figure files.")
+    ] = True,
 ) -> None:
     """Write one self-contained HTML report (opens offline) with the table, figures and per-word drill-down."""
     from pseval.report.html import write_report
@@ -334,6 +370,174 @@ def report(
         make_figures(results_dir)
     path = write_report(results_dir, out)
     console.print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
+def metrics(
+    sae: Annotated[list[str], typer.Option("--sae", "-s", help="SAE folder/file; repeatable.")],
+    model: ModelOpt = "smollm2-135m",
+    hook: Annotated[
+        str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
+    ] = None,
+    corpus: Annotated[str, typer.Option(help="Held-out text: 'bundled' or a .txt/.jsonl file.")] = "bundled",
+    tokens: Annotated[int, typer.Option(help="Held-out tokens for MSE/FVU/L0.")] = 16384,
+    ce_tokens: Annotated[
+        int | None, typer.Option(help="Tokens for CE loss recovered and KL (default min(tokens, 4096)).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the metrics as JSON to this file.")] = None,
+) -> None:
+    """Standard SAE metrics on held-out corpus text: MSE, FVU, L0, dead/dense latents, CE loss recovered, KL."""
+    from pseval._io import write_json_atomic
+    from pseval.evals.runner import check_sae_fits, hook_for, resolve_saes
+    from pseval.metrics.standard import standard_metrics
+    from pseval.models.hooks import parse_hook_name
+    from pseval.models.loading import load_model
+
+    if tokens < 1:
+        from pseval.errors import ConfigError
+
+        raise ConfigError(f"--tokens must be positive (got {tokens})", "pass e.g. --tokens 16384")
+    named = resolve_saes(sae)
+    loaded = load_model(model)
+    rows = {}
+    for item in named:
+        hook_name = hook_for(item, hook)
+        parse_hook_name(hook_name, loaded.model)
+        check_sae_fits(loaded, item, hook_name)
+        result = standard_metrics(
+            loaded, item.sae, hook_name, corpus=corpus, n_tokens=tokens, n_tokens_ce=ce_tokens
+        )
+        rows[item.name] = result.model_dump(mode="json")
+    table = Table(
+        title=f"Standard metrics on held-out {corpus} text ({tokens:,} tokens)", title_justify="left"
+    )
+    columns = [
+        "mse",
+        "fvu",
+        "explained_variance",
+        "l0",
+        "l0_normalised",
+        "dead_fraction",
+        "dense_fraction",
+        "cosine",
+        "ce_loss_recovered",
+        "kl_div_with_sae",
+    ]
+    table.add_column("SAE")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, row in rows.items():
+        table.add_row(name, *[_fmt(row.get(c), 4) for c in columns])
+    console.print(table)
+    if output is not None:
+        write_json_atomic(output, rows)
+        console.print(f"wrote {output}")
+
+
+@app.command()
+@handle_errors
+def sweep(
+    config_file: Annotated[
+        Path | None, typer.Argument(help="A sweep YAML file (see docs/sweeps.md).")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="paper-layers, paper-expansion, paper-activation or paper-all.")
+    ] = None,
+    budget: Annotated[str, typer.Option(help="Token budget of the presets: tiny, small or full.")] = "small",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<name>).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (GPU when present), cpu or cuda.")] = None,
+    force_rerun: Annotated[
+        bool, typer.Option("--force-rerun", help="Retrain and re-evaluate everything.")
+    ] = False,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the figures at the end.")] = True,
+) -> None:
+    """Train what is missing of a grid of SAEs, evaluate everything, draw the figures (resumable)."""
+    from pseval.errors import ConfigError
+    from pseval.sweep.config import load_sweep_config, preset as make_preset
+    from pseval.sweep.runner import run_sweep
+
+    if (config_file is None) == (preset is None):
+        raise ConfigError(
+            "give either a sweep CONFIG.yaml or --preset, not both or neither",
+            "e.g. pseval sweep --preset paper-layers --budget tiny",
+        )
+    if budget not in ("tiny", "small", "full"):
+        raise ConfigError(f"unknown budget {budget!r}", "use tiny, small or full")
+    config = load_sweep_config(config_file) if config_file is not None else make_preset(preset or "", budget)  # type: ignore[arg-type]
+    updates: dict[str, Any] = {}
+    if out is not None:
+        updates["out"] = out
+    if device is not None:
+        updates["device"] = device
+    if updates:
+        config = config.model_copy(update=updates)
+    summary = run_sweep(
+        config, force_rerun=force_rerun, plots=plots, status=lambda m: err_console.print(f"[dim]{m}[/]")
+    )
+    from pseval.report.load import load_results
+
+    results = load_results(summary["results_dir"])
+    console.print(results_table(results, title=f"Sweep {config.name}"))
+    console.print(
+        f"trained {summary['trained']}, reused {summary['reused']}, evaluated {summary['evaluated']}, "
+        f"skipped {summary['skipped']} · {summary['timings']['total_s']:.0f} s on {summary['device']}"
+    )
+    console.print(f"results: {summary['results_dir']}")
+
+
+def _train(**params: Any) -> None:
+    from pseval.cli_options import passed_values
+    from pseval.training.config import TrainConfig
+    from pseval.training.trainer import train_sae
+
+    config_path = params.pop("config", None)
+    values = passed_values(params)
+    if config_path is not None:
+        base = TrainConfig.from_file(config_path).model_dump(exclude_none=True)
+        config = TrainConfig(**{**base, **values})
+    else:
+        config = TrainConfig(**values)
+    result = train_sae(config, progress=True)
+    verb = "reused" if result.reused else "trained"
+    console.print(f"{verb} {config.architecture} SAE at {config.hook_name} → {result.out}")
+    if result.eval is not None:
+        console.print(result.eval.model_dump_json(indent=2))
+
+
+def _register_train_command() -> None:
+    """``pseval train``: its options are the documented fields of TrainConfig."""
+    import inspect
+
+    from pseval.cli_options import add_config_command
+    from pseval.training.config import TrainConfig
+
+    config_option = inspect.Parameter(
+        "config",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None, typer.Option(help="A JSON/YAML file of TrainConfig fields; options override it.")
+        ],
+    )
+    add_config_command(
+        app,
+        "train",
+        TrainConfig,
+        handle_errors(_train),
+        help_text="Train an SAE (standard, topk, batchtopk, jumprelu, gated) on a model's activations; "
+        "writes an SAELens-format folder that pseval and sae_lens both load.",
+        aliases={
+            "hook_name": ["--hook"],
+            "expansion_factor": ["--expansion"],
+            "training_tokens": ["--tokens"],
+            "architecture": ["--arch"],
+        },
+        extra=[config_option],
+    )
+
+
+_register_train_command()
 
 
 def _quiet_transformers() -> None:
@@ -353,7 +557,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     _quiet_transformers()
     try:
-        app()
+        app(prog_name="pseval")
     except SystemExit:
         raise
     except BrokenPipeError:  # e.g. `pseval ... | head`

@@ -26,7 +26,8 @@ class DemoConfig(BaseModel):
     model: str = Field(default="smollm2-135m", description="Model alias, Hugging Face id or local folder.")
     layer: int = Field(default=12, ge=0, description="The middle layer the suite is trained at.")
     hook_kinds: list[str] = Field(
-        default=["resid_post", "attn_out"], description="Hook kinds: the residual stream and the attention output."
+        default=["resid_post", "attn_out"],
+        description="Hook kinds: the residual stream and the attention output.",
     )
     architectures: list[str] = Field(default=["standard", "topk"], description="ReLU (L1) and TopK SAEs.")
     expansion_factor: int = Field(default=8, gt=0, description="Latents per input dimension (576 → 4,608).")

@@ -393,6 +393,7 @@ def evaluate(
     force_rerun: bool = False,
     standard_metrics_tokens: int = 0,
     on_status: Callable[[str], None] | None = None,
+    run_log: dict[str, list[str]] | None = None,
     **overrides: Any,
 ) -> list[PSEvalResult]:
     """Evaluate SAEs with PS-Eval, one activation pass per hook, and return one result per SAE.
@@ -402,6 +403,7 @@ def evaluate(
     recorded in each SAE's config. With ``output_folder``, one JSON file per SAE is written there, and SAEs
     whose file already holds a result of the same configuration are skipped unless ``force_rerun``.
     ``standard_metrics_tokens > 0`` adds MSE/L0/CE-recovered measured on that many held-out corpus tokens.
+    ``run_log``, when given, receives the names of the SAEs ``evaluated`` and ``skipped``.
     """
     status = on_status or (lambda _msg: None)
     if config is None:
@@ -423,6 +425,9 @@ def evaluate(
                 finished[item.name] = stored
                 status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
     todo = [item for item in named if item.name not in finished]
+    if run_log is not None:
+        run_log["skipped"] = [item.name for item in named if item.name in finished]
+        run_log["evaluated"] = [item.name for item in todo]
     if not todo:
         return [finished[item.name] for item in named]
 

@@ -488,6 +488,8 @@ class GatedTrainingSAE(TrainingSAE):
 
     Loss = MSE + l1 * ||relu(π_gate)||₁ (weighted by decoder norms) + the reconstruction of the input
     from relu(π_gate) through a detached decoder, which trains the gate path that the Heaviside blocks.
+    Decoder rows are kept at unit norm, as in the paper: with free norms the L1 term keeps shrinking
+    them while ``r_mag`` compensates, and the gate drifts open (L0 grows, reconstruction degrades).
     """
 
     architecture = "gated"

@@ -32,7 +32,7 @@ ARCHITECTURE_FIELDS: dict[str, tuple[str, ...]] = {
         "jumprelu_init_threshold",
         "jumprelu_threshold_lr_scale",
     ),
-    "gated": ("l1_coefficient", "l1_warmup_steps", "decoder_init_norm"),
+    "gated": ("l1_coefficient", "l1_warmup_steps"),
 }
 
 _HOOK_RE = re.compile(r"^blocks\.\d+\.[A-Za-z_.]+$")
@@ -153,7 +153,7 @@ class TrainConfig(BaseModel):
     decoder_init_norm: float = Field(
         default=0.1,
         gt=0,
-        description="standard/gated: initial norm of every decoder row (topk/batchtopk/jumprelu keep unit norms).",
+        description="standard: initial norm of every decoder row (the other architectures keep them at unit norm).",
     )
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = Field(
         default="geometric_median",
@@ -219,6 +219,14 @@ class TrainConfig(BaseModel):
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation_error(exc), "see `pseval train --help`") from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> TrainConfig:  # type: ignore[override]
+        """As pydantic's, but invalid values raise :class:`ConfigError`."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
             raise ConfigError(_describe_validation_error(exc), "see `pseval train --help`") from None
 

@@ -359,6 +359,8 @@ def test_config_validation() -> None:
         TrainConfig(hook_name="model.layers.3")
     with pytest.raises(ConfigError, match="unknown_field"):
         TrainConfig(unknown_field=1)
+    with pytest.raises(ConfigError, match="lr"):
+        TrainConfig.model_validate({"lr": -1})
     assert TrainConfig().resolve_d_sae(576) == 4608
     assert TrainConfig(expansion_factor=4).resolve_d_sae(576) == 2304
     assert TrainConfig(device="auto").resolve_device() in ("cpu", "cuda")

@@ -1,0 +1,143 @@
+"""Run a sweep: harvest every hook once, train what is missing, evaluate everything, draw the figures.
+
+Resumable at SAE granularity: a trained SAE is a finished folder (written atomically) whose config is
+checked before reuse, and a PS-Eval result is a finished JSON file; an interrupted sweep redoes neither,
+and a finished sweep does nothing unless ``force_rerun``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pseval._io import write_json_atomic
+from pseval.evals.config import PSEvalConfig
+from pseval.evals.schema import PSEvalResult
+from pseval.sweep.config import SweepConfig, SweepRun, _train_kwargs
+
+
+class SweepSummary(dict[str, Any]):
+    """What a sweep did: counts of trained/reused SAEs and evaluated/skipped results, timings, paths."""
+
+
+def sae_folder(config: SweepConfig, run: SweepRun) -> Path:
+    """Where a run's SAE lives."""
+    return config.output_dir() / "saes" / run.name
+
+
+def run_sweep(
+    config: SweepConfig,
+    force_rerun: bool = False,
+    plots: bool = True,
+    status: Callable[[str], None] = print,
+    train_fn: Callable[..., Any] | None = None,
+) -> SweepSummary:
+    """Train the missing SAEs of ``config`` and evaluate all of them; return a summary.
+
+    ``train_fn`` (default :func:`pseval.training.trainer.train_sae`) is injectable for tests.
+    """
+    from pseval.evals.runner import evaluate
+    from pseval.models.loading import load_model
+    from pseval.training.config import TrainConfig
+    from pseval.training.store import ActivationStore
+
+    if train_fn is None:
+        from pseval.training.trainer import train_sae as train_fn
+
+    out = config.output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "sweep_config.json", config.model_dump(mode="json"))
+    runs = config.runs()
+    summary = SweepSummary(name=config.name, n_runs=len(runs), trained=0, reused=0, evaluated=0, skipped=0)
+    timings: dict[str, float] = {}
+    started = time.time()
+
+    device = (
+        "cuda"
+        if config.device == "auto" and _cuda()
+        else ("cpu" if config.device == "auto" else config.device)
+    )
+    status(f"sweep {config.name}: {len(runs)} SAEs over {len(config.hook_names())} hooks → {out}")
+    loaded = load_model(config.model, device=device)
+
+    train_configs: dict[str, TrainConfig] = {}
+    for run in runs:
+        kwargs = _train_kwargs(config, run, out=sae_folder(config, run))
+        kwargs["device"] = device
+        kwargs["eval_tokens"] = 0  # standard metrics are measured by the evaluation, on held-out text
+        if force_rerun:
+            kwargs["overwrite"] = True
+        train_configs[run.name] = TrainConfig(**kwargs)
+
+    def finished(run: SweepRun) -> bool:
+        return (sae_folder(config, run) / "cfg.json").is_file() and not force_rerun
+
+    missing = [run for run in runs if not finished(run)]
+    t0 = time.time()
+    if missing:
+        first = train_configs[missing[0].name]
+        store = ActivationStore(
+            loaded,
+            corpus=first.corpus,
+            context_size=first.context_size,
+            model_batch_size=first.model_batch_size,
+            buffer_tokens=first.buffer_tokens,
+            seed=first.seed,
+            cache=True,
+            cache_root=first.cache_dir,
+            cache_dtype=first.cache_dtype,
+        )
+        hooks = list(dict.fromkeys(run.hook_name for run in missing))
+        status(f"harvesting {config.training_tokens:,} tokens at {len(hooks)} hook(s) in one pass")
+        store.harvest(hooks, config.training_tokens)
+    timings["harvest_s"] = time.time() - t0
+
+    t0 = time.time()
+    for i, run in enumerate(runs, 1):
+        result = train_fn(train_configs[run.name], progress=False)
+        if getattr(result, "reused", False):
+            summary["reused"] += 1
+        else:
+            summary["trained"] += 1
+            status(f"[{i}/{len(runs)}] trained {run.name}")
+    timings["train_s"] = time.time() - t0
+
+    t0 = time.time()
+    eval_config = PSEvalConfig(model_name=config.model, device=device, **config.eval_overrides)
+    results_dir = out / "results"
+    run_log: dict[str, list[str]] = {}
+    results: list[PSEvalResult] = evaluate(
+        loaded,
+        [str(sae_folder(config, run)) for run in runs],
+        config=eval_config,
+        output_folder=results_dir,
+        force_rerun=force_rerun,
+        standard_metrics_tokens=config.standard_metrics_tokens,
+        on_status=status,
+        run_log=run_log,
+    )
+    summary["evaluated"] = len(run_log.get("evaluated", []))
+    summary["skipped"] = len(run_log.get("skipped", []))
+    summary["n_results"] = len(results)
+    timings["eval_s"] = time.time() - t0
+
+    if plots:
+        from pseval.report.plots import make_figures
+
+        t0 = time.time()
+        summary["figures"] = [str(p) for p in make_figures(results_dir, out / "figures")]
+        timings["plots_s"] = time.time() - t0
+    timings["total_s"] = time.time() - started
+    summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    summary["results_dir"] = str(results_dir)
+    summary["device"] = device
+    write_json_atomic(out / "sweep_summary.json", dict(summary))
+    return summary
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
