@@ -380,3 +380,21 @@ def test_config_from_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="cannot parse"):
         TrainConfig.from_file(path)
+
+
+def test_saelens_loads_trained_saes(tmp_path: Path) -> None:
+    """The written folders load in SAELens itself and give the same latents and reconstructions."""
+    pytest.importorskip("sae_lens")
+    import warnings
+
+    from sae_lens import SAE as SAELensSAE
+
+    x_ND = next(synthetic_batches(true_dictionary(), seed=5))
+    for architecture in RECOVERY_SETTINGS:
+        sae, log = train(make_config(architecture, l1_coefficient=1.0))
+        out = write_output(sae, tmp_path / architecture, log)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = SAELensSAE.load_from_disk(str(out))
+        torch.testing.assert_close(theirs.encode(x_ND), sae.encode(x_ND), rtol=0, atol=1e-6, msg=architecture)
+        torch.testing.assert_close(theirs(x_ND), sae(x_ND), rtol=1e-5, atol=1e-5, msg=architecture)
