@@ -71,6 +71,13 @@ def run_sweep(
             kwargs["overwrite"] = True
         train_configs[run.name] = TrainConfig(**kwargs)
 
+    # Every width is checked against its hook before anything is trained (e.g. k larger than the width).
+    from pseval.models.hooks import hook_width, parse_hook_name
+
+    for run in runs:
+        parse_hook_name(run.hook_name, loaded.model)
+        train_configs[run.name].resolve_d_sae(hook_width(loaded.model, run.hook_name))
+
     def finished(run: SweepRun) -> bool:
         return (sae_folder(config, run) / "cfg.json").is_file() and not force_rerun
 

@@ -644,8 +644,9 @@ def train_sae(
     from pseval.sae.formats import load_sae
 
     device = config.resolve_device()
-    if config.out is not None:  # fail before loading the model when the folder is already taken
-        check_output_dir(config, Path(config.out))
+    # With an explicit folder, decide before loading the model (refusals and reuse cost nothing).
+    if config.out is not None and check_output_dir(config, Path(config.out)) == "reuse":
+        return _reused_result(config, Path(config.out), load_sae(str(config.out), device=device))
     loaded = load_model(config.model, device=device)
     parse_hook_name(config.hook_name, loaded.model)
     d_in = hook_width(loaded.model, config.hook_name)

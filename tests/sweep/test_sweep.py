@@ -1,0 +1,133 @@
+"""Sweep configs are validated up front; sweeps resume where they stopped and redo nothing when finished."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pseval.cli import app
+from pseval.errors import ConfigError, PsevalError
+from pseval.sweep.config import BUDGETS, load_sweep_config, preset, validate_sweep_config
+from pseval.sweep.runner import run_sweep
+from pseval.training.trainer import train_sae
+
+
+def _config(tmp_path: Path, model_dir: Path, dataset: Path, **over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "tiny",
+        "model": str(model_dir),
+        "grid": {
+            "layers": [0, 2],
+            "hook_kinds": ["resid_post", "attn_out"],
+            "architectures": ["topk"],
+            "expansion_factors": [2],
+            "k": [4],
+        },
+        "training_tokens": 1024,
+        "batch_size": 256,
+        "standard_metrics_tokens": 0,
+        "eval_overrides": {"dataset": str(dataset), "bootstrap_resamples": 50},
+        "device": "cpu",
+        "out": str(tmp_path / "sweep"),
+    }
+    base.update(over)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"unknown_key": 1}, "unknown_key"),
+        ({"training_tokens": 0}, "training_tokens"),
+        ({"grid": {"layers": []}}, "layers"),
+        ({"grid": {"layers": [1], "architectures": ["sparse"]}}, "architectures"),
+        ({"eval_overrides": {"splits": "test"}}, "splits"),
+        ({"train_overrides": {"lr": -1}}, "lr"),
+    ],
+)
+def test_bad_configs_rejected_with_one_line(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    data = _config(tmp_path, tmp_path, tmp_path / "d.jsonl")
+    data.update(change)
+    with pytest.raises(ConfigError, match=message) as info:
+        validate_sweep_config(data)
+    assert "\n" not in str(info.value)
+
+
+def test_width_and_hook_checked_before_training(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    too_big_k = _config(tmp_path, tiny_model_dir, tiny_dataset_file)
+    too_big_k["grid"] = {"layers": [1], "k": [1000], "expansion_factors": [1]}
+    with pytest.raises(ConfigError, match="k"):
+        run_sweep(validate_sweep_config(too_big_k), plots=False, status=lambda _m: None)
+    bad_layer = _config(tmp_path, tiny_model_dir, tiny_dataset_file)
+    bad_layer["grid"] = {"layers": [7]}
+    with pytest.raises(PsevalError, match="layer"):
+        run_sweep(validate_sweep_config(bad_layer), plots=False, status=lambda _m: None)
+    assert not (tmp_path / "sweep" / "saes").exists()
+
+
+def test_yaml_file_and_cli_errors(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"grid": {"layers": [1]}, "bogus": True}))
+    with pytest.raises(ConfigError, match="bogus"):
+        load_sweep_config(path)
+    result = CliRunner().invoke(app, ["sweep", str(path)])
+    assert result.exit_code == 2 and "bogus" in result.output
+    result = CliRunner().invoke(app, ["sweep", "--preset", "paper-nothing"])
+    assert result.exit_code == 2 and "paper-layers" in result.output
+
+
+def test_presets_are_valid_and_scaled() -> None:
+    for name in ("paper-layers", "paper-expansion", "paper-activation", "paper-all"):
+        for budget in ("tiny", "small", "full"):
+            config = preset(name, budget)  # type: ignore[arg-type]
+            assert config.training_tokens == BUDGETS[budget]["training_tokens"]
+            assert config.runs()
+    layers = preset("paper-layers", "tiny")
+    assert {r.hook_name.split(".")[1] for r in layers.runs()} >= {"0", "3", "27", "29"}
+    assert {r.hook_name.rsplit("_", 2)[-2] + "_" + r.hook_name.rsplit("_", 1)[-1] for r in layers.runs()} >= {"attn_out", "mlp_out"}
+    every = preset("paper-all", "small").runs()
+    assert len({r.name for r in every}) == len(every)
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_saes(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    config = validate_sweep_config(_config(tmp_path, tiny_model_dir, tiny_dataset_file))
+    assert len(config.runs()) == 4
+    trained: list[str] = []
+
+    def failing_train(cfg: Any, progress: bool = False) -> Any:
+        if len(trained) == 2:
+            raise RuntimeError("simulated crash")
+        result = train_sae(cfg, progress=progress)
+        trained.append(cfg.hook_name)
+        return result
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_sweep(config, plots=False, status=lambda _m: None, train_fn=failing_train)
+    assert len(trained) == 2
+
+    calls: list[bool] = []
+
+    def counting_train(cfg: Any, progress: bool = False) -> Any:
+        result = train_sae(cfg, progress=progress)
+        calls.append(bool(result.reused))
+        return result
+
+    summary = run_sweep(config, plots=False, status=lambda _m: None, train_fn=counting_train)
+    assert summary["trained"] == 2 and summary["reused"] == 2
+    assert calls.count(False) == 2
+    assert summary["evaluated"] == 4
+    results = sorted((Path(config.output_dir()) / "results" / "ps_eval").glob("*.json"))
+    assert len(results) == 4
+
+    # A finished sweep trains and evaluates nothing.
+    again = run_sweep(config, plots=False, status=lambda _m: None)
+    assert again["trained"] == 0 and again["reused"] == 4
+    assert again["evaluated"] == 0 and again["skipped"] == 4
