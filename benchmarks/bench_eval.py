@@ -39,7 +39,11 @@ def bench_collection(model: str, layer: int) -> dict[str, object]:
         text=True,
         check=True,
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip().startswith("{") is False else json.loads(proc.stdout)
+    return (
+        json.loads(proc.stdout.strip().splitlines()[-1])
+        if proc.stdout.strip().startswith("{") is False
+        else json.loads(proc.stdout)
+    )
 
 
 def bench_scoring(model: str, layer: int, n_saes: int, width: int) -> dict[str, object]:

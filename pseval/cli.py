@@ -115,7 +115,7 @@ def results_table(results: list[Any], title: str = "PS-Eval") -> Table:
 def baselines_table(results: list[Any]) -> Table | None:
     """Baselines per hook: dense cosine (held-out threshold) and a random SAE of the same width."""
     rows = []
-    seen = set()
+    seen: set[object] = set()
     for r in results:
         m = r.eval_result_metrics
         if "baseline_dense" in m and r.hook_name not in seen:
@@ -132,7 +132,9 @@ def baselines_table(results: list[Any]) -> Table | None:
                     _fmt(d.get("roc_auc")),
                 ]
             )
-        if "baseline_random_sae" in m:
+        random_key = (r.hook_name, m.get("sae", {}).get("d_sae"))
+        if "baseline_random_sae" in m and random_key not in seen:
+            seen.add(random_key)
             d = m["baseline_random_sae"]
             rows.append(
                 [
@@ -454,7 +456,8 @@ def sweep(
 ) -> None:
     """Train what is missing of a grid of SAEs, evaluate everything, draw the figures (resumable)."""
     from pseval.errors import ConfigError
-    from pseval.sweep.config import load_sweep_config, preset as make_preset
+    from pseval.sweep.config import load_sweep_config
+    from pseval.sweep.config import preset as make_preset
     from pseval.sweep.runner import run_sweep
 
     if (config_file is None) == (preset is None):

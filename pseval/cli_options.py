@@ -61,7 +61,7 @@ def options_signature(
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if cli_type is bool else [flag]
         decls += aliases.get(name, [])
         option = typer.Option(*decls, help=_help(field), show_default=False)
-        annotation = Annotated[Optional[cli_type], option]  # noqa: UP045 - typer needs the runtime form
+        annotation = Annotated[Optional[cli_type], option]  # type: ignore[valid-type]  # noqa: UP045
         params.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
         )

@@ -39,6 +39,11 @@ class DemoConfig(BaseModel):
     standard_metrics_tokens: int = Field(
         default=4096, ge=0, description="Held-out corpus tokens for MSE/L0/CE-recovered."
     )
+    standard_metrics_ce_tokens: int = Field(
+        default=1024,
+        ge=0,
+        description="Of those, tokens for CE loss recovered and KL (three full forward passes).",
+    )
     seed: int = Field(default=42, description="Training seed.")
 
     def hooks(self) -> list[str]:
@@ -131,6 +136,7 @@ def run_demo(
         output_folder=output_folder,
         force_rerun=force_rerun,
         standard_metrics_tokens=config.standard_metrics_tokens,
+        standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
         on_status=status,
     )
     timings["eval_s"] = time.time() - t0

@@ -36,8 +36,16 @@ def compare_results(path_a: str | Path, path_b: str | Path) -> dict[str, Any]:
         )
     test = mcnemar_exact([rows_a[i].correct for i in shared], [rows_b[i].correct for i in shared])
     return {
-        "a": {"sae": a.sae_name, "hook": a.hook_name, **{k: a.metric("ps_eval", k) for k in ("specificity", "recall", "accuracy")}},
-        "b": {"sae": b.sae_name, "hook": b.hook_name, **{k: b.metric("ps_eval", k) for k in ("specificity", "recall", "accuracy")}},
+        "a": {
+            "sae": a.sae_name,
+            "hook": a.hook_name,
+            **{k: a.metric("ps_eval", k) for k in ("specificity", "recall", "accuracy")},
+        },
+        "b": {
+            "sae": b.sae_name,
+            "hook": b.hook_name,
+            **{k: b.metric("ps_eval", k) for k in ("specificity", "recall", "accuracy")},
+        },
         "mcnemar": test.model_dump(),
         "conclusion": (
             f"{'A' if test.a_only_correct > test.b_only_correct else 'B'} is more accurate on the shared pairs"

@@ -31,7 +31,6 @@ from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_s
 from pseval.metrics.uncertainty import bootstrap_intervals
 from pseval.sae.model import SAE
 
-
 ENCODE_CHUNK = 1024
 """Rows encoded at once: bounds the (chunk × d_sae) feature matrix in memory."""
 
@@ -119,7 +118,9 @@ def result_path(output_folder: str | Path, name: str) -> Path:
     return Path(output_folder) / EVAL_TYPE_ID / f"{name}_eval_results.json"
 
 
-def _finished(path: Path, config: PSEvalConfig, hook: str, model_name: str) -> PSEvalResult | None:
+def _finished(
+    path: Path, config: PSEvalConfig, hook: str, model_name: str, standard_metrics_tokens: int = 0
+) -> PSEvalResult | None:
     """The stored result when it was produced by the same configuration, else ``None``."""
     if not path.exists():
         return None
@@ -127,9 +128,13 @@ def _finished(path: Path, config: PSEvalConfig, hook: str, model_name: str) -> P
         stored = PSEvalResult.model_validate_json(path.read_text(encoding="utf-8"))
     except Exception:
         return None
-    if stored.eval_config == config and stored.hook_name == hook and stored.model_name == model_name:
-        return stored
-    return None
+    if stored.eval_config != config or stored.hook_name != hook or stored.model_name != model_name:
+        return None
+    if standard_metrics_tokens > 0:
+        standard = stored.eval_result_metrics.get("standard") or {}
+        if standard.get("n_tokens") != standard_metrics_tokens:
+            return None
+    return stored
 
 
 def check_sae_fits(loaded: Any, item: NamedSAE, hook: str) -> None:
@@ -194,7 +199,9 @@ def encode_all(sae: SAE, acts_ND: torch.Tensor, fold_decoder_norms: bool = False
     model_sae = sae.fold_decoder_norms() if fold_decoder_norms else sae
     param = next(model_sae.parameters())
     chunks = [
-        model_sae.encode(acts_ND[i : i + ENCODE_CHUNK].to(device=param.device, dtype=param.dtype)).float().cpu()
+        model_sae.encode(acts_ND[i : i + ENCODE_CHUNK].to(device=param.device, dtype=param.dtype))
+        .float()
+        .cpu()
         for i in range(0, acts_ND.shape[0], ENCODE_CHUNK)
     ]
     return torch.cat(chunks) if chunks else torch.zeros(0, sae.cfg.d_sae)
@@ -392,6 +399,7 @@ def evaluate(
     output_folder: str | Path | None = "results",
     force_rerun: bool = False,
     standard_metrics_tokens: int = 0,
+    standard_metrics_ce_tokens: int | None = None,
     on_status: Callable[[str], None] | None = None,
     run_log: dict[str, list[str]] | None = None,
     **overrides: Any,
@@ -402,7 +410,8 @@ def evaluate(
     ``saelens:RELEASE/ID`` specs, ``SAE`` objects or ``(name, SAE)`` tuples. ``hook_name`` overrides the hook
     recorded in each SAE's config. With ``output_folder``, one JSON file per SAE is written there, and SAEs
     whose file already holds a result of the same configuration are skipped unless ``force_rerun``.
-    ``standard_metrics_tokens > 0`` adds MSE/L0/CE-recovered measured on that many held-out corpus tokens.
+    ``standard_metrics_tokens > 0`` adds MSE/L0/CE-recovered measured on that many held-out corpus tokens
+    (CE loss and KL on ``standard_metrics_ce_tokens`` of them; default ``min(tokens, 4096)``).
     ``run_log``, when given, receives the names of the SAEs ``evaluated`` and ``skipped``.
     """
     status = on_status or (lambda _msg: None)
@@ -420,7 +429,13 @@ def evaluate(
     finished: dict[str, PSEvalResult] = {}
     if output_folder is not None and not force_rerun:
         for item in named:
-            stored = _finished(result_path(output_folder, item.name), config, hooks[item.name], config.model_name)
+            stored = _finished(
+                result_path(output_folder, item.name),
+                config,
+                hooks[item.name],
+                config.model_name,
+                standard_metrics_tokens,
+            )
             if stored is not None:
                 finished[item.name] = stored
                 status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
@@ -434,7 +449,11 @@ def evaluate(
     from pseval.models.hooks import parse_hook_name
     from pseval.models.loading import load_model
 
-    loaded = load_model(config.model_name, device=config.device, dtype=config.dtype) if isinstance(model, str) else model
+    loaded = (
+        load_model(config.model_name, device=config.device, dtype=config.dtype)
+        if isinstance(model, str)
+        else model
+    )
     for item in todo:
         parse_hook_name(hooks[item.name])
         check_sae_fits(loaded, item, hooks[item.name])
@@ -469,15 +488,25 @@ def evaluate(
             categories.update(baselines_by_hook[hook])
             random_sae = SAE.create_random(item.sae.cfg, seed=config.seed)
             random_feats = encode_all(random_sae, acts_PD)
-            random_categories, _, _ = score_codes(random_feats, data, config.model_copy(update={"bootstrap_resamples": 0}))
+            random_categories, _, _ = score_codes(
+                random_feats, data, config.model_copy(update={"bootstrap_resamples": 0})
+            )
             categories["baseline_random_sae"] = {
-                k: v for k, v in random_categories["ps_eval"].items() if k in ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
+                k: v
+                for k, v in random_categories["ps_eval"].items()
+                if k in ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
             }
         if standard_metrics_tokens > 0:
             from pseval.metrics.standard import standard_metrics
 
             status(f"standard metrics of {item.name} on {standard_metrics_tokens} held-out tokens")
-            std = standard_metrics(loaded, item.sae, hook, n_tokens=standard_metrics_tokens)
+            std = standard_metrics(
+                loaded,
+                item.sae,
+                hook,
+                n_tokens=standard_metrics_tokens,
+                n_tokens_ce=standard_metrics_ce_tokens,
+            )
             categories["standard"] = std.model_dump() if hasattr(std, "model_dump") else dict(std)
         used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
         unstructured["logit_lens"] = logit_lens(loaded, item.sae, used)

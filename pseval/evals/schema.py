@@ -34,10 +34,12 @@ class PairDetail(BaseModel):
     jaccard: float = Field(description="Jaccard overlap of the two contexts' top-k active latents.")
     code_cosine: float = Field(description="Cosine of the two contexts' SAE codes.")
     encoder_cosine: float | None = Field(
-        default=None, description="Cosine of the encoder directions of the two top latents (null if none active)."
+        default=None,
+        description="Cosine of the encoder directions of the two top latents (null if none active).",
     )
     decoder_cosine: float | None = Field(
-        default=None, description="Cosine of the decoder directions of the two top latents (null if none active)."
+        default=None,
+        description="Cosine of the decoder directions of the two top latents (null if none active).",
     )
     context_1: str | None = Field(default=None, description="First context (for reports).")
     context_2: str | None = Field(default=None, description="Second context (for reports).")
@@ -62,8 +64,12 @@ class PSEvalResult(BaseModel):
         default=None, description="Breakdowns (by part of speech, by word) and interpretation (logit lens)."
     )
     sae_bench_commit_hash: str | None = Field(default=None, description="Unused (SAEBench compatibility).")
-    sae_lens_id: str | None = Field(default=None, description="SAE id (SAELens release/id, or the SAE's name).")
-    sae_lens_release_id: str | None = Field(default=None, description="SAELens release, when loaded from one.")
+    sae_lens_id: str | None = Field(
+        default=None, description="SAE id (SAELens release/id, or the SAE's name)."
+    )
+    sae_lens_release_id: str | None = Field(
+        default=None, description="SAELens release, when loaded from one."
+    )
     sae_lens_version: str | None = Field(default=None, description="sae-lens version if installed.")
     sae_cfg_dict: dict[str, Any] = Field(description="The SAE's configuration.")
     pseval_version: str = Field(description="pseval version that wrote the file.")
@@ -73,6 +79,10 @@ class PSEvalResult(BaseModel):
     model_name: str = Field(description="Model evaluated.")
     model_fingerprint: str = Field(default="", description="Hash of the model's config and weights.")
     dataset_stats: dict[str, Any] = Field(default_factory=dict, description="Filtering and balancing counts.")
+    n_forward_passes: int = Field(
+        default=0,
+        description="Model forward passes this run needed (0 = every activation came from the cache).",
+    )
 
     def metric(self, category: str, name: str) -> Any:
         """Shortcut: ``result.metric('ps_eval', 'specificity')``."""

@@ -44,7 +44,9 @@ class PSEvalMetrics(BaseModel):
     """PS-Eval's metrics for one SAE (positive class = same meaning)."""
 
     accuracy: float | None = Field(description="(TP + TN) / pairs.")
-    precision: float | None = Field(description="TP / (TP + FP): of the pairs given one latent, how many mean the same.")
+    precision: float | None = Field(
+        description="TP / (TP + FP): of the pairs given one latent, how many mean the same."
+    )
     recall: float | None = Field(description="TP / (TP + FN): same-meaning pairs given the same latent.")
     specificity: float | None = Field(
         description="TN / (TN + FP): different-meaning pairs given different latents (the headline metric)."

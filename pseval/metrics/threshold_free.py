@@ -39,8 +39,12 @@ def cosine_rows(a_ND: torch.Tensor, b_ND: torch.Tensor) -> torch.Tensor:
 class RankingScores(BaseModel):
     """How well a similarity score ranks same-meaning pairs above different-meaning pairs."""
 
-    roc_auc: float | None = Field(description="ROC-AUC of the score against label 1 = same meaning (0.5 = chance).")
-    average_precision: float | None = Field(description="Average precision for label 1 (chance = share of label 1).")
+    roc_auc: float | None = Field(
+        description="ROC-AUC of the score against label 1 = same meaning (0.5 = chance)."
+    )
+    average_precision: float | None = Field(
+        description="Average precision for label 1 (chance = share of label 1)."
+    )
 
 
 def ranking_scores(labels: ArrayLike, scores: ArrayLike) -> RankingScores:

@@ -14,6 +14,10 @@ Supported hook names (``L`` is a layer index, ``0 <= L < n_layers``):
   parallel-residual models).
 - ``blocks.L.hook_mlp_out``: what the MLP sublayer adds to the residual stream.
 - ``blocks.L.hook_resid_post``: the output of layer ``L`` (``resid_pre`` of layer ``L + 1``).
+- ``blocks.L.mlp.hook_post``: the MLP's hidden activation, after the nonlinearity (and the gating of
+  SwiGLU/GeGLU MLPs), i.e. the input of its down projection (``down_proj`` on Llama, Mistral, Qwen and
+  Gemma, ``c_proj`` on GPT-2, ``dense_4h_to_h`` on GPT-NeoX, ``output.dense`` on BERT). Its width is the
+  MLP's hidden size, not ``d_model``; its coordinates are the MLP neurons. The name is TransformerLens's.
 
 So ``resid_post == resid_pre + attn_out + mlp_out`` for every pre-LN family. :func:`run_with_cache`
 stops the forward pass right after the deepest requested point: no compute is spent on later layers or
@@ -35,11 +39,19 @@ from torch import nn
 from pseval.errors import ModelError
 
 HOOK_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
-"""Hook kinds in the order they fire inside one layer."""
+"""Residual-stream hook kinds (width ``d_model``) in the order they fire inside one layer."""
 
-_KIND_ORDER = {kind: i for i, kind in enumerate(HOOK_KINDS)}
+MLP_POST = "mlp_post"
+"""Kind of ``blocks.L.mlp.hook_post``, the MLP's hidden activation (width = the MLP's hidden size)."""
+
+_FIRING_ORDER: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", MLP_POST, "mlp_out", "resid_post")
+_KIND_ORDER = {kind: i for i, kind in enumerate(_FIRING_ORDER)}
 _HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
-_VALID_FORMS = "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out"
+_MLP_POST_RE = re.compile(r"^blocks\.(\d+)\.mlp\.hook_post$")
+_VALID_FORMS = (
+    "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out, "
+    "or blocks.<L>.mlp.hook_post"
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class HookPoint:
     @property
     def name(self) -> str:
         """The canonical TransformerLens-style name, e.g. ``blocks.3.hook_resid_post``."""
+        if self.kind == MLP_POST:
+            return f"blocks.{self.layer}.mlp.hook_post"
         return f"blocks.{self.layer}.hook_{self.kind}"
 
     @property
@@ -84,6 +98,9 @@ class FamilyAdapter:
     """Given the config, whether attention and MLP read the same input (no ``resid_mid``)."""
     unsupported_reason: str | None = None
     """Why ``attn_out``/``resid_mid``/``mlp_out`` do not exist for this family (e.g. post-LN)."""
+    mlp_hidden_input: str | None = None
+    """Module (in a layer) whose first input is the MLP's hidden activation (``mlp.hook_post``): the
+    down projection. ``None`` when the family has no such point."""
 
     def is_parallel(self, config: Any) -> bool:
         """Whether attention and MLP run in parallel on the same residual input for this config."""
@@ -100,6 +117,7 @@ _LLAMA_LIKE = FamilyAdapter(
     mlp_out="mlp",
     resid_mid_input="post_attention_layernorm",
     final_norm=_DECODER_NORM,
+    mlp_hidden_input="mlp.down_proj",
 )
 _GEMMA2_LIKE = FamilyAdapter(
     families=("gemma2", "gemma3", "gemma3_text"),
@@ -108,6 +126,7 @@ _GEMMA2_LIKE = FamilyAdapter(
     mlp_out="post_feedforward_layernorm",
     resid_mid_input="pre_feedforward_layernorm",
     final_norm=_DECODER_NORM,
+    mlp_hidden_input="mlp.down_proj",
 )
 _GPT2 = FamilyAdapter(
     families=("gpt2",),
@@ -116,6 +135,7 @@ _GPT2 = FamilyAdapter(
     mlp_out="mlp",
     resid_mid_input="ln_2",
     final_norm=("transformer.ln_f", "ln_f"),
+    mlp_hidden_input="mlp.c_proj",
 )
 _GPT_NEOX = FamilyAdapter(
     families=("gpt_neox",),
@@ -125,6 +145,7 @@ _GPT_NEOX = FamilyAdapter(
     resid_mid_input="post_attention_layernorm",
     final_norm=("gpt_neox.final_layer_norm", "final_layer_norm"),
     parallel_residual=lambda cfg: bool(getattr(cfg, "use_parallel_residual", False)),
+    mlp_hidden_input="mlp.dense_4h_to_h",
 )
 _BERT = FamilyAdapter(
     families=("bert",),
@@ -138,6 +159,7 @@ _BERT = FamilyAdapter(
         "BERT is post-LN: each sublayer's output is layer-normalised together with its input, so no "
         "attention or MLP output is ever added to a residual stream and resid_mid does not exist"
     ),
+    mlp_hidden_input="output.dense",
 )
 
 ADAPTERS: dict[str, FamilyAdapter] = {
@@ -252,20 +274,33 @@ def text_config_of(model: Any) -> Any:
 # Hook names
 
 
+def _match_hook_name(name: str) -> HookPoint | None:
+    if not isinstance(name, str):
+        return None
+    text = name.strip()
+    match = _HOOK_RE.match(text)
+    if match is not None and match.group(2) in HOOK_KINDS:
+        return HookPoint(layer=int(match.group(1)), kind=match.group(2))
+    match = _MLP_POST_RE.match(text)
+    if match is not None:
+        return HookPoint(layer=int(match.group(1)), kind=MLP_POST)
+    return None
+
+
 def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
-    """Parse ``blocks.L.hook_KIND``; with ``model``, also check the layer range and the family's support.
+    """Parse ``blocks.L.hook_KIND`` or ``blocks.L.mlp.hook_post``; with ``model``, also check the layer
+    range and the family's support.
 
     Raises :class:`ModelError` with the valid forms (and the model's layer range) for anything else.
     """
     n_layers = n_layers_of(model) if model is not None else None
     layer_range = f"; this model has layers 0..{n_layers - 1}" if n_layers is not None else ""
-    match = _HOOK_RE.match(name.strip()) if isinstance(name, str) else None
-    if match is None or match.group(2) not in _KIND_ORDER:
+    point = _match_hook_name(name)
+    if point is None:
         raise ModelError(
             f"unknown hook name '{name}'",
             f"use one of {_VALID_FORMS}{layer_range}",
         )
-    point = HookPoint(layer=int(match.group(1)), kind=match.group(2))
     if model is None:
         return point
     assert n_layers is not None
@@ -276,6 +311,12 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
         )
     module = as_module(model)
     adapter = get_adapter(module)
+    if point.kind == MLP_POST and not adapter.mlp_hidden_input:
+        raise ModelError(
+            f"hook '{name}' is not available for {model_family(module)}: pseval does not know where its "
+            "MLP's hidden activation is",
+            f"use blocks.{point.layer}.hook_mlp_out, or register a FamilyAdapter with mlp_hidden_input",
+        )
     if point.kind in ("attn_out", "mlp_out", "resid_mid") and adapter.unsupported_reason:
         raise ModelError(
             f"hook '{name}' does not exist for {model_family(module)}: {adapter.unsupported_reason}",
@@ -291,9 +332,35 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
 
 
 def hook_width(model: Any, name: str) -> int:
-    """The width of the vectors at hook ``name`` (every supported point is on the residual stream)."""
-    parse_hook_name(name, model)
-    return d_model_of(model)
+    """The width of the vectors at hook ``name``.
+
+    ``d_model`` for the residual-stream points; for ``mlp.hook_post``, the MLP's hidden size, read off
+    the down projection's input features (so it is right for GPT-2's ``n_inner`` and any config name).
+    """
+    point = parse_hook_name(name, model)
+    if point.kind != MLP_POST:
+        return d_model_of(model)
+    return _in_features(_mlp_hidden_module(as_module(model), point))
+
+
+def _mlp_hidden_module(model: nn.Module, point: HookPoint) -> nn.Module:
+    """The down projection of layer ``point.layer``, whose input is ``mlp.hook_post``."""
+    adapter = get_adapter(model)
+    return _submodule(get_layers(model)[point.layer], adapter.mlp_hidden_input, point)
+
+
+def _in_features(module: nn.Module) -> int:
+    """Input width of a projection: ``nn.Linear.in_features``, GPT-2's ``Conv1D.nx``, or the weight's shape."""
+    for attr in ("in_features", "nx"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.ndim == 2:
+        return int(weight.shape[1])
+    raise ModelError(
+        f"cannot tell the input width of {type(module).__name__}", "pass a standard Hugging Face model"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,6 +424,16 @@ def _attach(model: nn.Module, point: HookPoint, observer: Observer, patch: bool 
     layers = get_layers(model)
     adapter = get_adapter(model)
     layer = layers[point.layer]
+
+    if point.kind == MLP_POST:
+        # The hidden activation is the first input of the down projection: read (and replace) it there.
+        down = _mlp_hidden_module(model, point)
+
+        def hidden_pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            new = observer(_hidden_from_inputs(args, kwargs))
+            return None if new is None else _replace_hidden_in_inputs(args, kwargs, new)
+
+        return [down.register_forward_pre_hook(hidden_pre_hook, with_kwargs=True)]
 
     if point.kind == "resid_pre":
 

@@ -79,6 +79,11 @@ class SweepConfig(BaseModel):
     standard_metrics_tokens: int = Field(
         default=16_384, ge=0, description="Held-out corpus tokens for MSE/L0/CE-recovered (0 skips them)."
     )
+    standard_metrics_ce_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="Of those, tokens for CE loss recovered and KL (default min(tokens, 4096)).",
+    )
     device: str = Field(default="auto", description="'auto' uses a GPU when present, else the CPU.")
     out: Path | None = Field(default=None, description="Output folder; default runs/<name>.")
 
@@ -155,8 +160,13 @@ def _short(key: str) -> str:
 
 
 # Token budgets per SAE and held-out tokens for the standard metrics, by --budget.
-BUDGETS: dict[str, dict[str, int]] = {
-    "tiny": {"training_tokens": 49_152, "batch_size": 1024, "standard_metrics_tokens": 2_048},
+BUDGETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "training_tokens": 49_152,
+        "batch_size": 1024,
+        "standard_metrics_tokens": 2_048,
+        "standard_metrics_ce_tokens": 512,
+    },
     "small": {"training_tokens": 1_000_000, "batch_size": 4096, "standard_metrics_tokens": 16_384},
     "full": {"training_tokens": 10_000_000, "batch_size": 4096, "standard_metrics_tokens": 65_536},
 }

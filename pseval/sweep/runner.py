@@ -42,9 +42,9 @@ def run_sweep(
     from pseval.models.loading import load_model
     from pseval.training.config import TrainConfig
     from pseval.training.store import ActivationStore
+    from pseval.training.trainer import train_sae
 
-    if train_fn is None:
-        from pseval.training.trainer import train_sae as train_fn
+    train = train_fn or train_sae
 
     out = config.output_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def run_sweep(
 
     t0 = time.time()
     for i, run in enumerate(runs, 1):
-        result = train_fn(train_configs[run.name], progress=False)
+        result = train(train_configs[run.name], progress=False)
         if getattr(result, "reused", False):
             summary["reused"] += 1
         else:
@@ -122,6 +122,7 @@ def run_sweep(
         output_folder=results_dir,
         force_rerun=force_rerun,
         standard_metrics_tokens=config.standard_metrics_tokens,
+        standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
         on_status=status,
         run_log=run_log,
     )

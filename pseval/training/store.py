@@ -11,7 +11,11 @@ Two things keep it cheap:
   points from the same forward passes.
 - **A disk cache.** Harvested activations are written (fp16/bf16/fp32 safetensors shards plus a
   ``manifest.json``) under ``<cache>/train_acts/<key>-<n_tokens>/``, atomically, so a second SAE on the
-  same hook (another width, architecture or seed) never reruns the model. The key is a hash of the model
+  same hook (another width, architecture or seed) never reruns the model. Beside the shards,
+  ``contexts.safetensors`` keeps the token ids of every harvested context and, per row, its context
+  index and position (int32, a few bytes per row), so any cached activation can be traced back to its
+  text without running the model again (e.g. to show the top-activating contexts of a latent,
+  :func:`load_cached_contexts`). The key is a hash of the model
   fingerprint, the tokenizer, the hook, the corpus, the context size, BOS handling, the split and the
   dtype; a cache holding more tokens than asked for is reused (its first rows are exactly what a
   shorter run would have produced, because packing is deterministic).
@@ -29,7 +33,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -51,12 +55,24 @@ from pseval.training.corpus import (
     special_token_mask,
 )
 
-__all__ = ["ActivationStore", "CacheDtype", "ShuffleBuffer", "StoreConfig", "tokenizer_fingerprint"]
+__all__ = [
+    "ActivationStore",
+    "CacheDtype",
+    "CachedContexts",
+    "ShuffleBuffer",
+    "StoreConfig",
+    "iter_cached_rows",
+    "load_cached_contexts",
+    "tokenizer_fingerprint",
+]
 
 CacheDtype = Literal["float32", "float16", "bfloat16"]
 
-STORE_FORMAT_VERSION = 1
-"""Bumped whenever the cached layout or the packing changes, so old caches are not reused."""
+STORE_FORMAT_VERSION = 2
+"""Bumped whenever the cached layout or the packing changes, so old caches are not reused.
+
+2: every cache folder also holds ``contexts.safetensors`` (token ids and a per-row index).
+"""
 
 _TORCH_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -65,6 +81,7 @@ _TORCH_DTYPES: dict[str, torch.dtype] = {
 }
 _FP16_MAX = 65504.0
 _MANIFEST = "manifest.json"
+_CONTEXTS = "contexts.safetensors"
 
 
 class StoreConfig(BaseModel):
@@ -265,6 +282,104 @@ class _ShardWriter:
             self._flush(self.n_pending)
 
 
+class CachedContexts(NamedTuple):
+    """Where the rows of a cache come from: the harvested contexts and, per row, a context and a position.
+
+    Row ``i`` of the cache is the activation at token ``input_ids_CT[context_N[i], position_N[i]]``.
+    Everything is int32 (4 bytes per token and 8 per row, against hundreds per cached activation).
+    """
+
+    input_ids_CT: torch.Tensor
+    """Token ids of the harvested contexts, ``[n_contexts, context_size]`` int32."""
+    context_N: torch.Tensor
+    """Context index of each row, ``[n_rows]`` int32."""
+    position_N: torch.Tensor
+    """Position of each row in its context, ``[n_rows]`` int32."""
+
+
+class _ContextRecorder:
+    """Collects the token ids of the harvested contexts and the (context, position) of every kept row."""
+
+    def __init__(self) -> None:
+        self.input_ids: list[torch.Tensor] = []
+        self.rows: list[torch.Tensor] = []
+        self.n_contexts = 0
+
+    def add(self, input_ids_BT: torch.Tensor, keep_BT: torch.Tensor, n_rows: int) -> None:
+        """Record one batch of contexts, of which the first ``n_rows`` kept positions became rows."""
+        where_N2 = keep_BT.nonzero()[:n_rows].to(device="cpu", dtype=torch.int32)  # row-major = mask order
+        if where_N2.shape[0] == 0:
+            return
+        where_N2[:, 0] += self.n_contexts
+        used = int(where_N2[-1, 0]) - self.n_contexts + 1  # contexts past the last row are not kept
+        self.input_ids.append(input_ids_BT[:used].to(device="cpu", dtype=torch.int32))
+        self.rows.append(where_N2)
+        self.n_contexts += used
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        input_ids = torch.cat(self.input_ids) if self.input_ids else torch.zeros(0, 0, dtype=torch.int32)
+        rows = torch.cat(self.rows) if self.rows else torch.zeros(0, 2, dtype=torch.int32)
+        return {"input_ids": input_ids.contiguous(), "row_index": rows.contiguous()}
+
+
+def load_cached_contexts(folder: str | Path, n_tokens: int | None = None) -> CachedContexts:
+    """The contexts of a cache folder and the (context, position) of its first ``n_tokens`` rows (all when None).
+
+    Only the needed part of the file is read, so a small query on a large cache stays cheap.
+    """
+    folder = Path(folder)
+    path = folder / _CONTEXTS
+    if not path.is_file():
+        raise DataError(
+            f"activation cache {folder} has no {_CONTEXTS} (written by an older pseval)", f"delete {folder}"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            rows = handle.get_slice("row_index")
+            n_rows = int(rows.get_shape()[0])
+            take = n_rows if n_tokens is None else n_tokens
+            if take > n_rows:
+                raise DataError(
+                    f"activation cache {folder} indexes {n_rows:,} rows, fewer than the {take:,} asked for",
+                    f"delete {folder}",
+                )
+            row_index_N2 = rows[:take]
+            n_contexts = int(row_index_N2[-1, 0]) + 1 if take else 0
+            input_ids_CT = handle.get_slice("input_ids")[:n_contexts]
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise DataError(f"activation cache file {path} is unreadable ({exc})", f"delete {folder}") from exc
+    return CachedContexts(input_ids_CT, row_index_N2[:, 0].contiguous(), row_index_N2[:, 1].contiguous())
+
+
+def iter_cached_rows(folder: str | Path, n_tokens: int, chunk_rows: int) -> Iterator[torch.Tensor]:
+    """Rows of a cache folder in order (in the cached dtype), ``chunk_rows`` at a time, stopping after ``n_tokens``."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    if manifest is None:
+        raise DataError(f"activation cache {folder} has no readable manifest", f"delete {folder}")
+    remaining = n_tokens
+    for shard in manifest["shards"]:
+        path = folder / shard["file"]
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                acts = handle.get_slice("acts")
+                n_rows = int(acts.get_shape()[0])
+                for start in range(0, n_rows, chunk_rows):
+                    stop = min(start + chunk_rows, n_rows, start + remaining)
+                    yield acts[start:stop]
+                    remaining -= stop - start
+                    if remaining == 0:
+                        return
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise DataError(
+                f"activation cache shard {path} is unreadable ({exc})", f"delete {folder}"
+            ) from exc
+    if remaining:
+        raise DataError(
+            f"activation cache {folder} holds fewer rows than its manifest says", f"delete {folder}"
+        )
+
+
 # ----------------------------------------------------------------------------------------------------
 # The store
 
@@ -364,6 +479,20 @@ class ActivationStore:
         pass, until ``n_tokens`` rows (all of the split when None). A corpus that runs out first raises
         :class:`DataError` unless ``allow_short``.
         """
+        for rows, _input_ids_BT, _keep_BT in self._iter_rows(hook_names, n_tokens, split, allow_short):
+            yield rows
+
+    def _iter_rows(
+        self,
+        hook_names: Sequence[str],
+        n_tokens: int | None,
+        split: Split | None = None,
+        allow_short: bool = False,
+    ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
+        """:meth:`iter_activations` with each batch's contexts ``[B, T]`` and text mask ``[B, T]``.
+
+        The rows of a batch are the masked positions in row-major order, cut to the rows still needed.
+        """
         names = list(hook_names)
         remaining = n_tokens
         for input_ids_BT in self._context_batches(split or self.config.split):
@@ -377,7 +506,7 @@ class ActivationStore:
                 n_rows = min(n_rows, remaining)
                 rows = {name: value[:n_rows] for name, value in rows.items()}
                 remaining -= n_rows
-            yield rows
+            yield rows, input_ids_BT, keep_BT
             if remaining == 0:
                 return
         if remaining and not allow_short:
@@ -413,12 +542,17 @@ class ActivationStore:
                     )
                     for name in missing
                 }
-                for rows in self.iter_activations(missing, n_tokens):
+                contexts = _ContextRecorder()
+                for rows, input_ids_BT, keep_BT in self._iter_rows(missing, n_tokens):
                     for name, writer in writers.items():
                         writer.add(rows[name])
+                    contexts.add(input_ids_BT, keep_BT, next(iter(rows.values())).shape[0])
+                index = contexts.tensors()
                 for name, writer in writers.items():
                     writer.close()
+                    save_file(index, str(writer.folder / _CONTEXTS))
                     manifest = self._manifest(name, n_tokens, writer)
+                    manifest["contexts"] = {"file": _CONTEXTS, "n_contexts": contexts.n_contexts}
                     manifest["n_forward_passes"] = self.n_forward_passes - passes_before
                     manifest["seconds"] = round(time.time() - started, 3)
                     (writer.folder / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -445,30 +579,7 @@ class ActivationStore:
 
     def _iter_cached(self, folder: Path, n_tokens: int, chunk_rows: int) -> Iterator[torch.Tensor]:
         """Rows of a cache folder in order, ``chunk_rows`` at a time, stopping after ``n_tokens``."""
-        manifest = _read_manifest(folder)
-        if manifest is None:
-            raise DataError(f"activation cache {folder} has no readable manifest", f"delete {folder}")
-        remaining = n_tokens
-        for shard in manifest["shards"]:
-            path = folder / shard["file"]
-            try:
-                with safe_open(str(path), framework="pt") as handle:
-                    acts = handle.get_slice("acts")
-                    n_rows = int(acts.get_shape()[0])
-                    for start in range(0, n_rows, chunk_rows):
-                        stop = min(start + chunk_rows, n_rows, start + remaining)
-                        yield acts[start:stop]
-                        remaining -= stop - start
-                        if remaining == 0:
-                            return
-            except (OSError, RuntimeError, KeyError) as exc:
-                raise DataError(
-                    f"activation cache shard {path} is unreadable ({exc})", f"delete {folder}"
-                ) from exc
-        if remaining:
-            raise DataError(
-                f"activation cache {folder} holds fewer rows than its manifest says", f"delete {folder}"
-            )
+        return iter_cached_rows(folder, n_tokens, chunk_rows)
 
     # ------------------------------------------------------------------ public iteration
 

@@ -34,7 +34,10 @@ def _eval(env: dict[str, Path], *extra: str) -> list[str]:
 
 
 def test_eval_prints_table_and_writes_json(env: dict[str, Path]) -> None:
-    result = runner.invoke(app, _eval(env, "--sae", str(env["sae"]), "--sae", str(env["sae_b"]), "--output-folder", str(env["out"])))
+    result = runner.invoke(
+        app,
+        _eval(env, "--sae", str(env["sae"]), "--sae", str(env["sae_b"]), "--output-folder", str(env["out"])),
+    )
     assert result.exit_code == 0, result.output
     assert "specificity" in result.output and "sae-a" in result.output and "sae-b" in result.output
     assert "Baselines" in result.output
@@ -87,7 +90,9 @@ def test_corrupt_sae_exit_2(env: dict[str, Path]) -> None:
 def test_empty_dataset_exit_2(env: dict[str, Path]) -> None:
     empty = env["tmp"] / "empty.jsonl"
     empty.write_text("")
-    result = runner.invoke(app, ["eval", "--model", str(env["model"]), "--dataset", str(empty), "--sae", str(env["sae"])])
+    result = runner.invoke(
+        app, ["eval", "--model", str(env["model"]), "--dataset", str(empty), "--sae", str(env["sae"])]
+    )
     assert result.exit_code == 2
     assert "Traceback" not in result.output
 
@@ -98,7 +103,17 @@ def test_previous_results_survive_a_failed_run(env: dict[str, Path]) -> None:
     path = env["out"] / "ps_eval" / "sae-a_eval_results.json"
     before = path.read_bytes()
     bad = runner.invoke(
-        app, _eval(env, "--sae", str(env["sae"]), "--hook", "blocks.9.hook_resid_post", "--output-folder", str(env["out"]), "--force-rerun")
+        app,
+        _eval(
+            env,
+            "--sae",
+            str(env["sae"]),
+            "--hook",
+            "blocks.9.hook_resid_post",
+            "--output-folder",
+            str(env["out"]),
+            "--force-rerun",
+        ),
     )
     assert bad.exit_code == 2
     assert path.read_bytes() == before
@@ -108,7 +123,16 @@ def test_previous_results_survive_a_failed_run(env: dict[str, Path]) -> None:
 def test_console_script_no_traceback(env: dict[str, Path]) -> None:
     """The installed entry point: one line on stderr, exit code 2."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pseval.cli", "eval", "--model", str(env["model"]), "--sae", str(env["tmp"] / "missing")],
+        [
+            sys.executable,
+            "-m",
+            "pseval.cli",
+            "eval",
+            "--model",
+            str(env["model"]),
+            "--sae",
+            str(env["tmp"] / "missing"),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},

@@ -84,7 +84,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def make_sae(folder: Path, architecture: str, hook: str, d_in: int = 32, d_sae: int = 64, seed: int = 0) -> Path:
+def make_sae(
+    folder: Path, architecture: str, hook: str, d_in: int = 32, d_sae: int = 64, seed: int = 0
+) -> Path:
     """Write a random SAELens-format SAE and return its folder."""
     fields: dict[str, object] = {
         "architecture": architecture,

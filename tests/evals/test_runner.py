@@ -23,7 +23,9 @@ from tests.evals.conftest import make_sae
 
 
 @pytest.fixture
-def setup(tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path) -> dict[str, object]:
+def setup(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> dict[str, object]:
     saes = tmp_path / "saes"
     return {
         "model": str(tiny_model_dir),
@@ -41,7 +43,9 @@ def _config(setup: dict[str, object], **kw: object) -> PSEvalConfig:
 
 def test_metrics_match_independent_computation(setup: dict[str, object]) -> None:
     config = _config(setup)
-    results = evaluate(setup["model"], [setup["topk"], setup["relu"]], config=config, output_folder=setup["out"])
+    results = evaluate(
+        setup["model"], [setup["topk"], setup["relu"]], config=config, output_folder=setup["out"]
+    )
     assert [r.sae_name for r in results] == ["topk-L1", "relu-L2attn"]
 
     # Recompute PS-Eval for the topk SAE by hand: forward each prompt alone, encode, argmax.
@@ -82,13 +86,24 @@ def test_envelope_and_files(setup: dict[str, object]) -> None:
         assert key in data
     assert data["eval_type_id"] == "ps_eval"
     metrics = data["eval_result_metrics"]
-    assert {"ps_eval", "ps_eval_ci", "threshold_free", "sae", "baseline_dense", "baseline_random_sae"} <= set(metrics)
+    assert {"ps_eval", "ps_eval_ci", "threshold_free", "sae", "baseline_dense", "baseline_random_sae"} <= set(
+        metrics
+    )
     assert 0.0 <= metrics["ps_eval"]["specificity"] <= 1.0
     low, high = metrics["ps_eval_ci"]["accuracy_low"], metrics["ps_eval_ci"]["accuracy_high"]
     assert low <= metrics["ps_eval"]["accuracy"] <= high
     assert len(data["eval_result_details"]) == 10  # 5 same + 5 of the 7 different (balanced)
     row = data["eval_result_details"][0]
-    assert {"id", "word", "label", "latent_1", "activation_1", "latent_2", "activation_2", "predicted_same"} <= set(row)
+    assert {
+        "id",
+        "word",
+        "label",
+        "latent_1",
+        "activation_1",
+        "latent_2",
+        "activation_2",
+        "predicted_same",
+    } <= set(row)
     assert {str(k): v for k, v in results[0].dataset_stats["kept"].items()} == {"0": 5, "1": 5}
 
 
@@ -117,16 +132,25 @@ def test_one_activation_pass_for_many_saes_and_skip_finished(
     assert len(calls) == 1
     # A different configuration is not mistaken for a finished one.
     calls.clear()
-    evaluate(setup["model"], saes, config=_config(setup, baselines=False, topk_overlap_k=3), output_folder=setup["out"])
+    evaluate(
+        setup["model"],
+        saes,
+        config=_config(setup, baselines=False, topk_overlap_k=3),
+        output_folder=setup["out"],
+    )
     assert len(calls) == 1
 
 
 def test_hook_override_and_cached_rerun_has_no_forward(setup: dict[str, object]) -> None:
     config = _config(setup, baselines=False)
-    first = evaluate(setup["model"], [setup["topk"]], config=config, output_folder=None, hook_name="blocks.0.hook_mlp_out")
+    first = evaluate(
+        setup["model"], [setup["topk"]], config=config, output_folder=None, hook_name="blocks.0.hook_mlp_out"
+    )
     assert first[0].hook_name == "blocks.0.hook_mlp_out"
-    second = evaluate(setup["model"], [setup["topk"]], config=config, output_folder=None, hook_name="blocks.0.hook_mlp_out")
-    assert second[0].model_extra is not None and second[0].model_extra["n_forward_passes"] == 0
+    second = evaluate(
+        setup["model"], [setup["topk"]], config=config, output_folder=None, hook_name="blocks.0.hook_mlp_out"
+    )
+    assert first[0].n_forward_passes > 0 and second[0].n_forward_passes == 0
     assert first[0].eval_result_metrics["ps_eval"] == second[0].eval_result_metrics["ps_eval"]
 
 
@@ -138,7 +162,13 @@ def test_width_mismatch_names_both_numbers(setup: dict[str, object], tmp_path: P
 
 def test_unknown_hook_and_missing_sae(setup: dict[str, object], tmp_path: Path) -> None:
     with pytest.raises(ModelError):
-        evaluate(setup["model"], [setup["topk"]], config=_config(setup), output_folder=None, hook_name="blocks.9.hook_resid_post")
+        evaluate(
+            setup["model"],
+            [setup["topk"]],
+            config=_config(setup),
+            output_folder=None,
+            hook_name="blocks.9.hook_resid_post",
+        )
     with pytest.raises(SAEError):
         evaluate(setup["model"], [tmp_path / "nope"], config=_config(setup), output_folder=None)
     with pytest.raises(ConfigError):
@@ -159,7 +189,12 @@ def test_nothing_written_on_failure(setup: dict[str, object], tmp_path: Path) ->
 
 
 def test_bootstrap_disabled_gives_null_intervals(setup: dict[str, object]) -> None:
-    res = evaluate(setup["model"], [setup["topk"]], config=_config(setup, bootstrap_resamples=0, baselines=False), output_folder=None)
+    res = evaluate(
+        setup["model"],
+        [setup["topk"]],
+        config=_config(setup, bootstrap_resamples=0, baselines=False),
+        output_folder=None,
+    )
     ci = res[0].eval_result_metrics["ps_eval_ci"]
     assert ci["specificity_low"] is None and ci["specificity_high"] is None
     assert np.isfinite(res[0].eval_result_metrics["ps_eval"]["accuracy"])

@@ -90,7 +90,10 @@ def test_presets_are_valid_and_scaled() -> None:
             assert config.runs()
     layers = preset("paper-layers", "tiny")
     assert {r.hook_name.split(".")[1] for r in layers.runs()} >= {"0", "3", "27", "29"}
-    assert {r.hook_name.rsplit("_", 2)[-2] + "_" + r.hook_name.rsplit("_", 1)[-1] for r in layers.runs()} >= {"attn_out", "mlp_out"}
+    assert {r.hook_name.rsplit("_", 2)[-2] + "_" + r.hook_name.rsplit("_", 1)[-1] for r in layers.runs()} >= {
+        "attn_out",
+        "mlp_out",
+    }
     every = preset("paper-all", "small").runs()
     assert len({r.name for r in every}) == len(every)
 
