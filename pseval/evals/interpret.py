@@ -145,7 +145,7 @@ def corpus_latent_stats(
     cache_dtype: Literal["float32", "float16", "bfloat16"] | None = None,
     cache_root: str | Path | None = None,
     model_batch_size: int = 16,
-    chunk_rows: int = 4096,
+    chunk_rows: int = 1024,
     fold_decoder_norms: bool = False,
 ) -> CorpusLatentStats:
     """Firing frequency and top-activating corpus contexts of ``latents``, from cached activations.
@@ -185,24 +185,18 @@ def corpus_latent_stats(
     param = next(model_sae.parameters())
     d_sae = sae.cfg.d_sae
     index_L = torch.tensor(chosen, dtype=torch.long, device=param.device)
-    counts_F = torch.zeros(d_sae, dtype=torch.long, device=param.device)
+    counts_F = torch.zeros(d_sae, dtype=torch.int32, device=param.device)
     k = min(top_n, n_tokens)
     best_val_KL = torch.full((k, len(chosen)), -math.inf, device=param.device)
     best_row_KL = torch.full((k, len(chosen)), -1, dtype=torch.long, device=param.device)
     offset = 0
+    all_latents = chosen == list(range(d_sae))
     for rows_ND in iter_cached_rows(folder, n_tokens, chunk_rows):
         feats_NF = model_sae.encode(rows_ND.to(device=param.device, dtype=param.dtype)).float()
-        counts_F += (feats_NF > 0).sum(0)
+        counts_F += (feats_NF > 0).sum(0, dtype=torch.int32)
         if k and chosen:
-            sel_NL = (
-                feats_NF if len(chosen) == d_sae and chosen == list(range(d_sae)) else feats_NF[:, index_L]
-            )
-            chunk_k = min(k, sel_NL.shape[0])
-            val_KL, row_KL = sel_NL.topk(chunk_k, dim=0)
-            merged_val = torch.cat([best_val_KL, val_KL])
-            merged_row = torch.cat([best_row_KL, row_KL + offset])
-            best_val_KL, pick_KL = merged_val.topk(k, dim=0)
-            best_row_KL = merged_row.gather(0, pick_KL)
+            sel_NL = feats_NF if all_latents else feats_NF.index_select(1, index_L)
+            best_val_KL, best_row_KL = _merge_topk(sel_NL, offset, best_val_KL, best_row_KL)
         offset += rows_ND.shape[0]
         del feats_NF
 
@@ -245,6 +239,37 @@ def corpus_latent_stats(
         frequency_all=frequency_summary(freq_F),
         top_contexts=top_contexts,
     )
+
+
+def _merge_topk(
+    vals_NL: torch.Tensor, offset: int, best_val_KL: torch.Tensor, best_row_KL: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top-k per column, updated with a chunk of rows ``offset .. offset + N``.
+
+    Only the columns whose chunk maximum beats their current k-th best can change; after a few chunks
+    that is a small share of them, so ``topk`` (slow across rows) runs on those columns only, found with
+    a column maximum (a fast reduction).
+    """
+    k = best_val_KL.shape[0]
+    chunk_k = min(k, vals_NL.shape[0])
+    cols_C = (vals_NL.amax(0) > best_val_KL[-1]).nonzero().squeeze(1)
+    if cols_C.numel() == 0:
+        return best_val_KL, best_row_KL
+    if cols_C.numel() == vals_NL.shape[1]:
+        val_KL, row_KL = vals_NL.topk(chunk_k, dim=0)
+        merged_val = torch.cat([best_val_KL, val_KL])
+        merged_row = torch.cat([best_row_KL, row_KL + offset])
+        top_val_KL, pick_KL = merged_val.topk(k, dim=0)
+        return top_val_KL, merged_row.gather(0, pick_KL)
+    val_KC, row_KC = vals_NL.index_select(1, cols_C).topk(chunk_k, dim=0)
+    merged_val = torch.cat([best_val_KL[:, cols_C], val_KC])
+    merged_row = torch.cat([best_row_KL[:, cols_C], row_KC + offset])
+    top_val_KC, pick_KC = merged_val.topk(k, dim=0)
+    best_val_KL = best_val_KL.clone()
+    best_row_KL = best_row_KL.clone()
+    best_val_KL[:, cols_C] = top_val_KC
+    best_row_KL[:, cols_C] = merged_row.gather(0, pick_KC)
+    return best_val_KL, best_row_KL
 
 
 def frequency_summary(freq_F: torch.Tensor) -> dict[str, float]:

@@ -467,6 +467,18 @@ def evaluate(
         status(f"collecting the held-out {held_out_split} split for the dense baseline threshold")
         held_out = prompt_activations(loaded, config, needed_hooks, split=held_out_split)
 
+    standard_by_name: dict[str, Any] = {}
+    if standard_metrics_tokens > 0:
+        from pseval.metrics.standard import standard_metrics_many
+
+        status(f"standard metrics of {len(todo)} SAE(s) on {standard_metrics_tokens:,} held-out tokens")
+        standard_by_name = standard_metrics_many(
+            loaded,
+            [(item.name, item.sae, hooks[item.name]) for item in todo],
+            n_tokens=standard_metrics_tokens,
+            n_tokens_ce=standard_metrics_ce_tokens,
+        )
+
     baselines_by_hook: dict[str, dict[str, Any]] = {}
     results: list[PSEvalResult] = []
     fresh: dict[str, PSEvalResult] = {}
@@ -496,18 +508,8 @@ def evaluate(
                 for k, v in random_categories["ps_eval"].items()
                 if k in ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
             }
-        if standard_metrics_tokens > 0:
-            from pseval.metrics.standard import standard_metrics
-
-            status(f"standard metrics of {item.name} on {standard_metrics_tokens} held-out tokens")
-            std = standard_metrics(
-                loaded,
-                item.sae,
-                hook,
-                n_tokens=standard_metrics_tokens,
-                n_tokens_ce=standard_metrics_ce_tokens,
-            )
-            categories["standard"] = std.model_dump() if hasattr(std, "model_dump") else dict(std)
+        if item.name in standard_by_name:
+            categories["standard"] = standard_by_name[item.name].model_dump()
         used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
         unstructured["logit_lens"] = logit_lens(loaded, item.sae, used)
         result = PSEvalResult(

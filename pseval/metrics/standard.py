@@ -29,7 +29,7 @@ its target are text tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -391,3 +391,118 @@ def standard_metrics(
             **downstream,
         }
     )
+
+
+@torch.no_grad()
+def standard_metrics_many(
+    loaded: Any,
+    items: Sequence[tuple[str, SAELike | Any, str]],
+    corpus: str = BUNDLED,
+    n_tokens: int = 16_384,
+    n_tokens_ce: int | None = None,
+    context_size: int = 128,
+    batch_size: int = 8,
+    dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
+    add_bos: bool | None = None,
+) -> dict[str, StandardMetrics]:
+    """:func:`standard_metrics` for many ``(name, sae, hook_name)`` at once, sharing the forward passes.
+
+    Reconstruction: one pass per batch of held-out contexts collects every hook (stopping after the deepest).
+    CE/KL: the clean pass is shared by all SAEs and the zero-ablation pass by all SAEs of a hook, so each SAE
+    costs one spliced pass instead of three. Results equal per-SAE :func:`standard_metrics` calls.
+    """
+    if n_tokens < 1:
+        raise ConfigError(f"n_tokens={n_tokens} must be positive", "measure on at least one token")
+    if not items:
+        return {}
+    tokenizer = loaded.tokenizer
+    module = as_module(loaded)
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    hooks = list(dict.fromkeys(hook for _, _, hook in items))
+
+    def contexts(limit: int) -> Iterator[ContextBatch]:
+        return iter_context_batches(tokenizer, corpus, "holdout", context_size, batch_size, limit, add_bos)
+
+    accumulators = {name: ReconstructionAccumulator(dense_threshold) for name, _, _ in items}
+    remaining = n_tokens
+    for batch in contexts(n_tokens):
+        acts = run_with_cache(module, batch.input_ids.to(device), batch.attention_mask.to(device), hooks)
+        mask_BT = batch.token_mask.to(device)
+        rows_by_hook = {hook: acts[hook][mask_BT][:remaining] for hook in hooks}
+        remaining -= next(iter(rows_by_hook.values())).shape[0]
+        for name, sae, hook in items:
+            feats_NF, x_hat_ND = _encode_decode(sae, rows_by_hook[hook])
+            accumulators[name].update(rows_by_hook[hook], x_hat_ND, feats_NF)
+        if remaining <= 0:
+            break
+    reconstruction = {name: acc.compute() for name, acc in accumulators.items()}
+
+    ce_tokens = min(n_tokens, 4096) if n_tokens_ce is None else n_tokens_ce
+    downstream: dict[str, dict[str, Any]] = {name: {} for name, _, _ in items}
+    family = str(getattr(loaded, "family", "") or "")
+    if ce_tokens > 0 and family not in _ENCODER_FAMILIES:
+        keys = [f"sae:{name}" for name, _, _ in items] + [f"zero:{hook}" for hook in hooks]
+        sums = {key: 0.0 for key in keys} | {f"kl_{key}": 0.0 for key in keys} | {"clean": 0.0}
+        n_predictions = 0
+        for batch in contexts(ce_tokens):
+            token_mask_BT = batch.token_mask.to(device)
+            valid_BT = token_mask_BT[:, :-1] & token_mask_BT[:, 1:]
+            if not bool(valid_BT.any()):
+                continue
+            targets_BT1 = batch.input_ids[:, 1:].to(device).unsqueeze(-1)
+            n_predictions += int(valid_BT.sum())
+            logp_clean_BTV = _log_probs(module, batch, device)
+            sums["clean"] += float(-logp_clean_BTV.gather(-1, targets_BT1).squeeze(-1)[valid_BT].sum())
+            p_clean_BTV = logp_clean_BTV.exp()
+            patches: list[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]] = [
+                (f"zero:{hook}", hook, _splice(token_mask_BT, torch.zeros_like)) for hook in hooks
+            ]
+            for name, sae, hook in items:
+                patches.append(
+                    (
+                        f"sae:{name}",
+                        hook,
+                        _splice(token_mask_BT, lambda rows_ND, _sae=sae: _encode_decode(_sae, rows_ND)[1]),
+                    )
+                )
+            for key, hook, patch in patches:
+                with patch_hook(module, hook, patch):
+                    logp_BTV = _log_probs(module, batch, device)
+                sums[key] += float(-logp_BTV.gather(-1, targets_BT1).squeeze(-1)[valid_BT].sum())
+                kl_BT = (p_clean_BTV * (logp_clean_BTV - logp_BTV)).sum(dim=-1)
+                sums[f"kl_{key}"] += float(kl_BT[valid_BT].sum())
+                del logp_BTV, kl_BT
+        if n_predictions == 0:
+            raise DataError(
+                "no next-token prediction between text tokens to measure", "pass longer held-out contexts"
+            )
+        clean = sums["clean"] / n_predictions
+        for name, _, hook in items:
+            sae_ce = sums[f"sae:{name}"] / n_predictions
+            zero_ce = sums[f"zero:{hook}"] / n_predictions
+            kl_sae = sums[f"kl_sae:{name}"] / n_predictions
+            kl_zero = sums[f"kl_zero:{hook}"] / n_predictions
+            denominator = zero_ce - clean
+            downstream[name] = {
+                "n_predictions": n_predictions,
+                "ce_loss_clean": clean,
+                "ce_loss_with_sae": sae_ce,
+                "ce_loss_zero_ablation": zero_ce,
+                "ce_loss_recovered": (zero_ce - sae_ce) / denominator if denominator != 0 else None,
+                "kl_div_with_sae": kl_sae,
+                "kl_div_zero_ablation": kl_zero,
+                "kl_div_score": 1 - kl_sae / kl_zero if kl_zero != 0 else None,
+            }
+    return {
+        name: StandardMetrics.model_validate(
+            {
+                "hook_name": hook,
+                "corpus": corpus,
+                "context_size": context_size,
+                **reconstruction[name],
+                **downstream[name],
+            }
+        )
+        for name, _, hook in items
+    }

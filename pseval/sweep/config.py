@@ -162,10 +162,10 @@ def _short(key: str) -> str:
 # Token budgets per SAE and held-out tokens for the standard metrics, by --budget.
 BUDGETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "training_tokens": 49_152,
-        "batch_size": 1024,
-        "standard_metrics_tokens": 2_048,
-        "standard_metrics_ce_tokens": 512,
+        "training_tokens": 24_576,
+        "batch_size": 512,
+        "standard_metrics_tokens": 1_024,
+        "standard_metrics_ce_tokens": 256,
     },
     "small": {"training_tokens": 1_000_000, "batch_size": 4096, "standard_metrics_tokens": 16_384},
     "full": {"training_tokens": 10_000_000, "batch_size": 4096, "standard_metrics_tokens": 65_536},

@@ -193,3 +193,37 @@ def test_standard_metrics_end_to_end(loaded: Any, corpus_file: str, tmp_path: Pa
     assert skipped.ce_loss_clean is None and skipped.n_tokens == 50
     assert set(StandardMetrics.model_fields) >= {"mse", "fvu", "l0", "dead_fraction", "kl_div_with_sae"}
     assert all(field.description for field in StandardMetrics.model_fields.values())
+
+
+def test_standard_metrics_many_equals_one_by_one(tmp_cache: Path) -> None:
+    """Sharing the forward passes across SAEs and hooks changes no number."""
+    from pseval.metrics.standard import standard_metrics, standard_metrics_many
+    from pseval.sae.config import config_from_dict
+    from pseval.sae.model import SAE
+    from tests.helpers import tiny_loaded
+
+    loaded = tiny_loaded("llama", n_layers=3, d_model=32)
+    items = []
+    for i, (arch, hook) in enumerate(
+        [
+            ("topk", "blocks.0.hook_resid_post"),
+            ("standard", "blocks.2.hook_attn_out"),
+            ("topk", "blocks.2.hook_attn_out"),
+        ]
+    ):
+        fields: dict[str, object] = {"architecture": arch, "d_in": 32, "d_sae": 64, "hook_name": hook}
+        if arch == "topk":
+            fields["k"] = 4
+        items.append((f"sae{i}", SAE.create_random(config_from_dict(fields), seed=i), hook))
+    many = standard_metrics_many(loaded, items, n_tokens=300, n_tokens_ce=200, context_size=32, batch_size=4)
+    for name, sae, hook in items:
+        single = standard_metrics(
+            loaded, sae, hook, n_tokens=300, n_tokens_ce=200, context_size=32, batch_size=4
+        )
+        a, b = many[name].model_dump(), single.model_dump()
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], float):
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+            else:
+                assert a[key] == b[key], key
