@@ -57,6 +57,9 @@ UNKNOWN_BIN = "frequency unknown"
 _TRAIN_DEFAULTS: dict[str, Any] = {"context_size": 128, "cache_dtype": "float16"}
 """The trainer's defaults for the settings that enter the activation cache key (see ``TrainConfig``)."""
 
+SPARSE_DENSITY = 0.02
+"""Codes with at most this share of active entries are handled as (row, latent, value) lists."""
+
 QUANTILES: tuple[tuple[str, float], ...] = (
     ("q01", 0.01),
     ("q10", 0.10),
@@ -191,12 +194,34 @@ def corpus_latent_stats(
     best_row_KL = torch.full((k, len(chosen)), -1, dtype=torch.long, device=param.device)
     offset = 0
     all_latents = chosen == list(range(d_sae))
+    column_F = torch.full(
+        (d_sae,), -1, dtype=torch.long, device=param.device
+    )  # latent -> column, -1 = not kept
+    column_F[index_L] = torch.arange(len(chosen), device=param.device)
+    sparse = True  # SAE codes are sparse; a chunk denser than SPARSE_DENSITY switches to the dense path
     for rows_ND in iter_cached_rows(folder, n_tokens, chunk_rows):
         feats_NF = model_sae.encode(rows_ND.to(device=param.device, dtype=param.dtype)).float()
-        counts_F += (feats_NF > 0).sum(0, dtype=torch.int32)
-        if k and chosen:
-            sel_NL = feats_NF if all_latents else feats_NF.index_select(1, index_L)
-            best_val_KL, best_row_KL = _merge_topk(sel_NL, offset, best_val_KL, best_row_KL)
+        if sparse:
+            where_M2 = feats_NF.nonzero()
+            vals_M = feats_NF[where_M2[:, 0], where_M2[:, 1]]
+            positive = vals_M > 0
+            rows_M, latents_M, vals_M = where_M2[positive, 0], where_M2[positive, 1], vals_M[positive]
+            counts_F += torch.bincount(latents_M, minlength=d_sae).to(torch.int32)
+            n_active = int(latents_M.shape[0])
+            if k and chosen:
+                cols_M = column_F[latents_M]
+                kept = cols_M >= 0
+                best_val_KL, best_row_KL = _merge_topk_sparse(
+                    rows_M[kept] + offset, cols_M[kept], vals_M[kept], best_val_KL, best_row_KL
+                )
+        else:
+            chunk_counts_F = (feats_NF > 0).sum(0, dtype=torch.int32)
+            counts_F += chunk_counts_F
+            n_active = int(chunk_counts_F.sum())
+            if k and chosen:
+                sel_NL = feats_NF if all_latents else feats_NF.index_select(1, index_L)
+                best_val_KL, best_row_KL = _merge_topk(sel_NL, offset, best_val_KL, best_row_KL)
+        sparse = n_active <= SPARSE_DENSITY * feats_NF.numel()
         offset += rows_ND.shape[0]
         del feats_NF
 
@@ -204,11 +229,11 @@ def corpus_latent_stats(
     contexts = load_cached_contexts(folder, n_tokens)
     best_val = best_val_KL.cpu()
     best_row = best_row_KL.cpu()
-    picks: dict[int, list[tuple[float, int]]] = {}
-    for j, latent in enumerate(chosen):
-        picks[latent] = [
-            (float(best_val[r, j]), int(best_row[r, j])) for r in range(k) if float(best_val[r, j]) > 0
-        ]
+    best_vals, best_rows = best_val.T.tolist(), best_row.T.tolist()
+    picks = {
+        latent: [(v, r) for v, r in zip(best_vals[j], best_rows[j], strict=True) if v > 0]
+        for j, latent in enumerate(chosen)
+    }
     rows_needed = sorted({row for entries in picks.values() for _, row in entries})
     windows = _decode_windows(
         loaded.tokenizer,
@@ -269,6 +294,39 @@ def _merge_topk(
     best_row_KL = best_row_KL.clone()
     best_val_KL[:, cols_C] = top_val_KC
     best_row_KL[:, cols_C] = merged_row.gather(0, pick_KC)
+    return best_val_KL, best_row_KL
+
+
+def _merge_topk_sparse(
+    rows_M: torch.Tensor,
+    cols_M: torch.Tensor,
+    vals_M: torch.Tensor,
+    best_val_KL: torch.Tensor,
+    best_row_KL: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top-k per column, updated with the active entries ``(row, column, value)`` of a chunk.
+
+    Entries that do not beat their column's current k-th best are dropped first (after a few chunks,
+    nearly all); the rest are ranked together with the current best of their columns by one sort by
+    value and a stable sort by column, and the first k of each column are written back.
+    """
+    k = best_val_KL.shape[0]
+    beats = vals_M > best_val_KL[-1, cols_M]
+    if not bool(beats.any()):
+        return best_val_KL, best_row_KL
+    rows_M, cols_M, vals_M = rows_M[beats], cols_M[beats], vals_M[beats]
+    touched_A = torch.unique(cols_M)
+    all_val = torch.cat([best_val_KL[:, touched_A].reshape(-1), vals_M])
+    all_row = torch.cat([best_row_KL[:, touched_A].reshape(-1), rows_M])
+    all_col = torch.cat([touched_A.repeat(k), cols_M])
+    order = torch.argsort(all_val, descending=True, stable=True)
+    order = order[torch.argsort(all_col[order], stable=True)]
+    col_S = all_col[order]
+    rank_S = torch.arange(col_S.shape[0], device=col_S.device) - torch.searchsorted(col_S, col_S)
+    top = rank_S < k  # every touched column has its k current entries, so ranks 0..k-1 all exist
+    best_val_KL, best_row_KL = best_val_KL.clone(), best_row_KL.clone()
+    best_val_KL[rank_S[top], col_S[top]] = all_val[order][top]
+    best_row_KL[rank_S[top], col_S[top]] = all_row[order][top]
     return best_val_KL, best_row_KL
 
 

@@ -47,10 +47,17 @@ def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-def make_sae(d_sae: int = 64, seed: int = 0, **metadata: Any) -> SAE:
-    cfg = config_from_dict(
-        {"architecture": "standard", "d_in": 32, "d_sae": d_sae, "hook_name": HOOK, "metadata": metadata}
-    )
+def make_sae(architecture: str = "standard", d_sae: int = 64, seed: int = 0, **metadata: Any) -> SAE:
+    fields: dict[str, Any] = {
+        "architecture": architecture,
+        "d_in": 32,
+        "d_sae": d_sae,
+        "hook_name": HOOK,
+        "metadata": metadata,
+    }
+    if architecture == "topk":
+        fields["k"] = 1  # 1 active latent of 64: codes sparse enough for the sparse path
+    cfg = config_from_dict(fields)
     sae = SAE.create_random(cfg, seed=seed)
     with torch.no_grad():
         sae.b_enc[0] = -1e4  # latent 0 never fires
@@ -142,10 +149,13 @@ def expected_text(ids: list[int], position: int, window: int) -> str:
     return " ".join(words)
 
 
-def test_top_contexts_are_the_true_top_n(loaded: Any, corpus_file: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", ["standard", "topk"])  # dense codes, sparse codes
+def test_top_contexts_are_the_true_top_n(
+    loaded: Any, corpus_file: str, tmp_path: Path, architecture: str
+) -> None:
     n_rows = 350
     folder, (acts_ND, input_ids, rows) = fabricate_cache(loaded, corpus_file, tmp_path, n_rows)
-    sae = make_sae()
+    sae = make_sae(architecture)
     latents = [0, 3, 17, 3, -1, 63]
     stats = corpus_latent_stats(
         loaded,
@@ -314,16 +324,27 @@ def test_frequency_breakdown_on_hand_built_rows() -> None:
         frequency_breakdown(rows, freq, bins=(0, 1e-2, 1e-3))
 
 
-def test_running_topk_equals_a_topk_over_all_rows() -> None:
-    from pseval.evals.interpret import _merge_topk
+@pytest.mark.parametrize("path", ["dense", "sparse"])
+def test_running_topk_equals_a_topk_over_all_rows(path: str) -> None:
+    from pseval.evals.interpret import _merge_topk, _merge_topk_sparse
 
     gen = torch.Generator().manual_seed(3)
     vals_NL = torch.relu(torch.randn(1000, 40, generator=gen) - 1.5)  # sparse, many zeros
     vals_NL[:, 5] = 0.0  # a column that never fires
+    vals_NL[:2, 7] = 1.0  # a column that fires on fewer rows than k
+    vals_NL[2:, 7] = 0.0
     best_val, best_row = torch.full((4, 40), -torch.inf), torch.full((4, 40), -1, dtype=torch.long)
     for start in range(0, 1000, 3):  # chunks smaller than k too
-        best_val, best_row = _merge_topk(vals_NL[start : start + 3], start, best_val, best_row)
+        chunk = vals_NL[start : start + 3]
+        if path == "dense":
+            best_val, best_row = _merge_topk(chunk, start, best_val, best_row)
+        else:
+            where = chunk.nonzero()
+            best_val, best_row = _merge_topk_sparse(
+                where[:, 0] + start, where[:, 1], chunk[where[:, 0], where[:, 1]], best_val, best_row
+            )
     expected_val, _ = vals_NL.topk(4, dim=0)
-    torch.testing.assert_close(best_val, expected_val)
     active = best_val > 0
+    torch.testing.assert_close(best_val[active], expected_val[active])
+    assert torch.equal(active, expected_val > 0)  # the active entries are exactly the positive top values
     torch.testing.assert_close(vals_NL.gather(0, best_row.clamp(min=0))[active], best_val[active])
