@@ -132,6 +132,13 @@ def baselines_table(results: list[Any]) -> Table | None:
                     _fmt(d.get("roc_auc")),
                 ]
             )
+        if "baseline_neurons" in m and (r.hook_name, "neurons") not in seen:
+            seen.add((r.hook_name, "neurons"))
+            d = m["baseline_neurons"]
+            rows.append(
+                [r.hook_name, f"MLP neurons ({d.get('n_neurons', '?')})", _fmt(d.get("specificity")),
+                 _fmt(d.get("recall")), _fmt(d.get("accuracy")), _fmt(d.get("f1")), "–"]
+            )  # fmt: skip
         random_key = (r.hook_name, m.get("sae", {}).get("d_sae"))
         if "baseline_random_sae" in m and random_key not in seen:
             seen.add(random_key)
@@ -238,6 +245,12 @@ def eval_command(
     standard_metrics_tokens: Annotated[
         int, typer.Option(help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens.")
     ] = 0,
+    interpret_tokens: Annotated[
+        int,
+        typer.Option(
+            help="Corpus tokens for the chosen latents' firing frequency and top contexts (0 = skip)."
+        ),
+    ] = 16384,
 ) -> None:
     """Evaluate one or many SAEs with PS-Eval (one activation pass per hook) and write one JSON per SAE."""
     from pseval.evals.config import PSEvalConfig
@@ -261,6 +274,7 @@ def eval_command(
         bootstrap_resamples=bootstrap,
         topk_overlap_k=topk_overlap_k,
         baselines=baselines,
+        interpret_tokens=interpret_tokens,
         **overrides,
     )
     results = evaluate(

@@ -27,7 +27,7 @@ import torch
 
 from pseval._io import atomic_path, cache_dir, stable_hash
 from pseval.errors import DataError
-from pseval.models.hooks import d_model_of, parse_hook_name, run_with_cache
+from pseval.models.hooks import hook_width, parse_hook_name, run_with_cache
 from pseval.models.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def collect_activations(
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}", "pass a positive batch size")
     sequences, targets = _validate_prompts(prompts)
-    d_model = d_model_of(loaded.model)
+    # Hooks differ in width (mlp.hook_post is the MLP's hidden size, not d_model).
+    widths = {name: hook_width(loaded.model, name) for name in names}
     n_prompts = len(targets)
 
     acts: dict[str, torch.Tensor] = {}
@@ -127,7 +128,7 @@ def collect_activations(
         digest = prompts_digest(prompts)
         for name in names:
             paths[name] = activation_cache_path(loaded, name, digest, cache_key)
-            cached = _read_cache(paths[name], n_prompts, d_model)
+            cached = _read_cache(paths[name], n_prompts, widths[name])
             if cached is not None:
                 acts[name] = cached
     missing = [name for name in names if name not in acts]
@@ -140,7 +141,7 @@ def collect_activations(
                 _write_cache(paths[name], computed[name], loaded, name, cache_key)
     elif missing:
         for name in missing:
-            acts[name] = torch.zeros(0, d_model)
+            acts[name] = torch.zeros(0, widths[name])
     return ActivationResult(
         acts={name: acts[name] for name in names},
         n_forward_passes=n_passes,
@@ -192,8 +193,10 @@ def _run(
     for row, (seq, target) in enumerate(zip(sequences, targets, strict=True)):
         rows_of[unique[seq]].append((row, target))
 
-    d_model = d_model_of(loaded.model)
-    out = {name: torch.empty(len(sequences), d_model, dtype=torch.float32) for name in hook_names}
+    out = {
+        name: torch.empty(len(sequences), hook_width(loaded.model, name), dtype=torch.float32)
+        for name in hook_names
+    }
     device = _model_device(loaded)
     pad_id = _pad_id(loaded)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

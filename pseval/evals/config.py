@@ -51,6 +51,12 @@ class PSEvalConfig(BaseModel):
         description="Also score the dense activations (cosine, threshold chosen on the dev split), "
         "the MLP neuron basis (MLP hooks) and a random SAE of the same width.",
     )
+    interpret_tokens: int = Field(
+        default=16_384,
+        ge=0,
+        description="Corpus tokens (from the training activation cache) for each chosen latent's firing frequency "
+        "and top-activating contexts; 0 skips them.",
+    )
     cache_activations: bool = Field(default=True, description="Cache prompt activations on disk.")
 
     @field_validator("batch_size", "topk_overlap_k")

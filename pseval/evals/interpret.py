@@ -57,9 +57,6 @@ UNKNOWN_BIN = "frequency unknown"
 _TRAIN_DEFAULTS: dict[str, Any] = {"context_size": 128, "cache_dtype": "float16"}
 """The trainer's defaults for the settings that enter the activation cache key (see ``TrainConfig``)."""
 
-SPARSE_DENSITY = 0.02
-"""Codes with at most this share of active entries are handled as (row, latent, value) lists."""
-
 QUANTILES: tuple[tuple[str, float], ...] = (
     ("q01", 0.01),
     ("q10", 0.10),
@@ -168,7 +165,7 @@ def corpus_latent_stats(
         raise ConfigError(f"n_tokens={n_tokens} must be positive", "ask for at least one corpus token")
     if top_n < 0 or window < 0 or chunk_rows < 1:
         raise ConfigError(
-            f"top_n={top_n}, window={window} and chunk_rows={chunk_rows} must not be negative",
+            f"top_n={top_n}, window={window} or chunk_rows={chunk_rows} is out of range",
             "pass top_n >= 0, window >= 0 and chunk_rows >= 1",
         )
     chosen = _check_latents(latents, sae.cfg.d_sae)
@@ -194,34 +191,12 @@ def corpus_latent_stats(
     best_row_KL = torch.full((k, len(chosen)), -1, dtype=torch.long, device=param.device)
     offset = 0
     all_latents = chosen == list(range(d_sae))
-    column_F = torch.full(
-        (d_sae,), -1, dtype=torch.long, device=param.device
-    )  # latent -> column, -1 = not kept
-    column_F[index_L] = torch.arange(len(chosen), device=param.device)
-    sparse = True  # SAE codes are sparse; a chunk denser than SPARSE_DENSITY switches to the dense path
     for rows_ND in iter_cached_rows(folder, n_tokens, chunk_rows):
         feats_NF = model_sae.encode(rows_ND.to(device=param.device, dtype=param.dtype)).float()
-        if sparse:
-            where_M2 = feats_NF.nonzero()
-            vals_M = feats_NF[where_M2[:, 0], where_M2[:, 1]]
-            positive = vals_M > 0
-            rows_M, latents_M, vals_M = where_M2[positive, 0], where_M2[positive, 1], vals_M[positive]
-            counts_F += torch.bincount(latents_M, minlength=d_sae).to(torch.int32)
-            n_active = int(latents_M.shape[0])
-            if k and chosen:
-                cols_M = column_F[latents_M]
-                kept = cols_M >= 0
-                best_val_KL, best_row_KL = _merge_topk_sparse(
-                    rows_M[kept] + offset, cols_M[kept], vals_M[kept], best_val_KL, best_row_KL
-                )
-        else:
-            chunk_counts_F = (feats_NF > 0).sum(0, dtype=torch.int32)
-            counts_F += chunk_counts_F
-            n_active = int(chunk_counts_F.sum())
-            if k and chosen:
-                sel_NL = feats_NF if all_latents else feats_NF.index_select(1, index_L)
-                best_val_KL, best_row_KL = _merge_topk(sel_NL, offset, best_val_KL, best_row_KL)
-        sparse = n_active <= SPARSE_DENSITY * feats_NF.numel()
+        counts_F += (feats_NF > 0).sum(0, dtype=torch.int32)
+        if k and chosen:
+            sel_NL = feats_NF if all_latents else feats_NF.index_select(1, index_L)
+            _merge_topk(sel_NL, offset, best_val_KL, best_row_KL)
         offset += rows_ND.shape[0]
         del feats_NF
 
@@ -234,11 +209,12 @@ def corpus_latent_stats(
         latent: [(v, r) for v, r in zip(best_vals[j], best_rows[j], strict=True) if v > 0]
         for j, latent in enumerate(chosen)
     }
+    context_of, position_of = contexts.context_N.tolist(), contexts.position_N.tolist()
     rows_needed = sorted({row for entries in picks.values() for _, row in entries})
     windows = _decode_windows(
         loaded.tokenizer,
         contexts.input_ids_CT,
-        {row: (int(contexts.context_N[row]), int(contexts.position_N[row])) for row in rows_needed},
+        {row: (context_of[row], position_of[row]) for row in rows_needed},
         window,
     )
     top_contexts = {
@@ -247,8 +223,8 @@ def corpus_latent_stats(
                 text=windows[row][0],
                 activation=round(value, 6),
                 token=windows[row][1],
-                context_index=int(contexts.context_N[row]),
-                position=int(contexts.position_N[row]),
+                context_index=context_of[row],
+                position=position_of[row],
             )
             for value, row in entries
         ]
@@ -268,66 +244,32 @@ def corpus_latent_stats(
 
 def _merge_topk(
     vals_NL: torch.Tensor, offset: int, best_val_KL: torch.Tensor, best_row_KL: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The running top-k per column, updated with a chunk of rows ``offset .. offset + N``.
+) -> None:
+    """Update the running top-k of every column (in place) with a chunk of rows ``offset .. offset + N``.
 
     Only the columns whose chunk maximum beats their current k-th best can change; after a few chunks
-    that is a small share of them, so ``topk`` (slow across rows) runs on those columns only, found with
-    a column maximum (a fast reduction).
+    that is a small share of them (and none for a latent that does not fire), so ``topk`` across rows,
+    the slow part, runs on those columns only. Columns are gathered and written back with
+    ``index_select``/``index_copy_``, which stay cheap where advanced indexing is not.
     """
     k = best_val_KL.shape[0]
     chunk_k = min(k, vals_NL.shape[0])
     cols_C = (vals_NL.amax(0) > best_val_KL[-1]).nonzero().squeeze(1)
     if cols_C.numel() == 0:
-        return best_val_KL, best_row_KL
-    if cols_C.numel() == vals_NL.shape[1]:
-        val_KL, row_KL = vals_NL.topk(chunk_k, dim=0)
-        merged_val = torch.cat([best_val_KL, val_KL])
-        merged_row = torch.cat([best_row_KL, row_KL + offset])
-        top_val_KL, pick_KL = merged_val.topk(k, dim=0)
-        return top_val_KL, merged_row.gather(0, pick_KL)
-    val_KC, row_KC = vals_NL.index_select(1, cols_C).topk(chunk_k, dim=0)
-    merged_val = torch.cat([best_val_KL[:, cols_C], val_KC])
-    merged_row = torch.cat([best_row_KL[:, cols_C], row_KC + offset])
-    top_val_KC, pick_KC = merged_val.topk(k, dim=0)
-    best_val_KL = best_val_KL.clone()
-    best_row_KL = best_row_KL.clone()
-    best_val_KL[:, cols_C] = top_val_KC
-    best_row_KL[:, cols_C] = merged_row.gather(0, pick_KC)
-    return best_val_KL, best_row_KL
-
-
-def _merge_topk_sparse(
-    rows_M: torch.Tensor,
-    cols_M: torch.Tensor,
-    vals_M: torch.Tensor,
-    best_val_KL: torch.Tensor,
-    best_row_KL: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The running top-k per column, updated with the active entries ``(row, column, value)`` of a chunk.
-
-    Entries that do not beat their column's current k-th best are dropped first (after a few chunks,
-    nearly all); the rest are ranked together with the current best of their columns by one sort by
-    value and a stable sort by column, and the first k of each column are written back.
-    """
-    k = best_val_KL.shape[0]
-    beats = vals_M > best_val_KL[-1, cols_M]
-    if not bool(beats.any()):
-        return best_val_KL, best_row_KL
-    rows_M, cols_M, vals_M = rows_M[beats], cols_M[beats], vals_M[beats]
-    touched_A = torch.unique(cols_M)
-    all_val = torch.cat([best_val_KL[:, touched_A].reshape(-1), vals_M])
-    all_row = torch.cat([best_row_KL[:, touched_A].reshape(-1), rows_M])
-    all_col = torch.cat([touched_A.repeat(k), cols_M])
-    order = torch.argsort(all_val, descending=True, stable=True)
-    order = order[torch.argsort(all_col[order], stable=True)]
-    col_S = all_col[order]
-    rank_S = torch.arange(col_S.shape[0], device=col_S.device) - torch.searchsorted(col_S, col_S)
-    top = rank_S < k  # every touched column has its k current entries, so ranks 0..k-1 all exist
-    best_val_KL, best_row_KL = best_val_KL.clone(), best_row_KL.clone()
-    best_val_KL[rank_S[top], col_S[top]] = all_val[order][top]
-    best_row_KL[rank_S[top], col_S[top]] = all_row[order][top]
-    return best_val_KL, best_row_KL
+        return
+    every = cols_C.numel() == vals_NL.shape[1]
+    sub_NC = vals_NL if every else vals_NL.index_select(1, cols_C)
+    val_KC, row_KC = sub_NC.topk(chunk_k, dim=0)
+    cur_val_KC = best_val_KL if every else best_val_KL.index_select(1, cols_C)
+    cur_row_KC = best_row_KL if every else best_row_KL.index_select(1, cols_C)
+    top_val_KC, pick_KC = torch.cat([cur_val_KC, val_KC]).topk(k, dim=0)
+    top_row_KC = torch.cat([cur_row_KC, row_KC + offset]).gather(0, pick_KC)
+    if every:
+        best_val_KL.copy_(top_val_KC)
+        best_row_KL.copy_(top_row_KC)
+    else:
+        best_val_KL.index_copy_(1, cols_C, top_val_KC)
+        best_row_KL.index_copy_(1, cols_C, top_row_KC)
 
 
 def frequency_summary(freq_F: torch.Tensor) -> dict[str, float]:

@@ -384,6 +384,34 @@ def logit_lens(loaded: Any, sae: SAE, latents: Sequence[int], top_n: int = 8) ->
     return {str(lat): [tokenizer.decode([t]) for t in row] for lat, row in zip(latents, top, strict=True)}
 
 
+def interpret(
+    loaded: Any,
+    sae: SAE,
+    hook: str,
+    latents: Sequence[int],
+    details: Sequence[PairDetail],
+    config: PSEvalConfig,
+    categories: dict[str, dict[str, Any]],
+    unstructured: dict[str, Any],
+    status: Callable[[str], None],
+) -> None:
+    """Firing frequency and top corpus contexts of the chosen latents, from the training activation cache.
+
+    Reads the cached corpus activations of the hook (the same cache the trainer fills, so no second model
+    pass when the SAE was trained by pseval); a breakdown of PS-Eval by how often the chosen latent fires.
+    """
+    from pseval.evals.interpret import corpus_latent_stats, frequency_breakdown
+
+    status(
+        f"top contexts and firing frequencies of the chosen latents on {config.interpret_tokens:,} corpus tokens"
+    )
+    stats = corpus_latent_stats(loaded, sae, hook, latents, n_tokens=config.interpret_tokens)
+    categories["latent_frequency"] = dict(stats.frequency_all)
+    unstructured["firing_frequency"] = stats.firing_frequency
+    unstructured["top_contexts"] = {k: [c.model_dump() for c in v] for k, v in stats.top_contexts.items()}
+    unstructured["by_frequency"] = frequency_breakdown(details, stats.firing_frequency)
+
+
 def _sae_lens_version() -> str | None:
     try:
         return importlib.metadata.version("sae-lens")
@@ -458,9 +486,16 @@ def evaluate(
         parse_hook_name(hooks[item.name])
         check_sae_fits(loaded, item, hooks[item.name])
     needed_hooks = sorted({hooks[item.name] for item in todo})
+    if config.baselines:
+        from pseval.evals.neuron_baseline import neuron_hook_for
 
-    status(f"collecting {len(needed_hooks)} hook(s) on the {config.split} split")
-    data = prompt_activations(loaded, config, needed_hooks)
+        neuron_hooks = {h: nh for h in needed_hooks if (nh := neuron_hook_for(h)) is not None}
+    else:
+        neuron_hooks = {}
+    collected_hooks = sorted(set(needed_hooks) | set(neuron_hooks.values()))
+
+    status(f"collecting {len(collected_hooks)} hook(s) on the {config.split} split")
+    data = prompt_activations(loaded, config, collected_hooks)
     held_out = None
     if config.baselines:
         held_out_split = "dev" if config.split in ("test", "train") else "train"
@@ -498,6 +533,12 @@ def evaluate(
             if hook not in baselines_by_hook:
                 baselines_by_hook[hook] = {"baseline_dense": dense_baseline(held_out, data, hook)}
             categories.update(baselines_by_hook[hook])
+            if hook in neuron_hooks:
+                from pseval.evals.neuron_baseline import neuron_baseline_metrics
+
+                categories["baseline_neurons"] = neuron_baseline_metrics(
+                    data.acts[neuron_hooks[hook]], data.pair_index, data.labels
+                )
             random_sae = SAE.create_random(item.sae.cfg, seed=config.seed)
             random_feats = encode_all(random_sae, acts_PD)
             random_categories, _, _ = score_codes(
@@ -512,6 +553,8 @@ def evaluate(
             categories["standard"] = standard_by_name[item.name].model_dump()
         used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
         unstructured["logit_lens"] = logit_lens(loaded, item.sae, used)
+        if config.interpret_tokens > 0:
+            interpret(loaded, item.sae, hook, used, details, config, categories, unstructured, status)
         result = PSEvalResult(
             eval_type_id=EVAL_TYPE_ID,
             eval_config=config,

@@ -122,11 +122,6 @@ def test_neuron_baseline_uses_given_activations(loaded: Any) -> None:
         neuron_baseline(loaded, data, 3)
 
 
-@pytest.mark.xfail(
-    raises=RuntimeError,
-    strict=True,
-    reason="collect_activations allocates d_model-wide rows; it must use hook_width() per hook for mlp.hook_post",
-)
 def test_neuron_baseline_collects_from_prompts(loaded: Any, tmp_cache: Path) -> None:
     prompts = _prompts()
     pairs = [(0, 1), (2, 3), (0, 2)]
