@@ -102,7 +102,11 @@ def report_data(results: Sequence[PSEvalResult], names: Sequence[str]) -> dict[s
         a2: list[float] = []
         same: list[str] = []
         for detail in result.eval_result_details:
-            extra = detail.model_extra or {}
+            # Contexts and spans are declared fields of PairDetail; older files carried them as extras.
+            extra = {**(detail.model_extra or {}), **{
+                f: getattr(detail, f) for f in ("context_1", "context_2", "span_1", "span_2")
+                if getattr(detail, f, None) is not None
+            }}  # fmt: skip
             key = (*key_prefix, detail.id)
             index = pair_index.get(key)
             if index is None:
