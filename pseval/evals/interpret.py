@@ -369,7 +369,7 @@ def _field(row: Any, name: str) -> Any:
 
 def frequency_breakdown(
     details_rows: Sequence[Any],
-    firing_frequency: Mapping[str | int, float],
+    firing_frequency: Mapping[str, float] | Mapping[int, float],
     bins: Sequence[float] = DEFAULT_FREQUENCY_BINS,
 ) -> dict[str, dict[str, Any]]:
     """PS-Eval metrics of the pairs grouped by how often their top latent fires on the corpus.

@@ -393,6 +393,15 @@ def standard_metrics(
     )
 
 
+def _reconstruct_with(sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``rows -> sae(rows)``, binding ``sae`` now (not when called)."""
+
+    def reconstruct(rows_ND: torch.Tensor) -> torch.Tensor:
+        return _encode_decode(sae, rows_ND)[1]
+
+    return reconstruct
+
+
 @torch.no_grad()
 def standard_metrics_many(
     loaded: Any,
@@ -459,13 +468,7 @@ def standard_metrics_many(
                 (f"zero:{hook}", hook, _splice(token_mask_BT, torch.zeros_like)) for hook in hooks
             ]
             for name, sae, hook in items:
-                patches.append(
-                    (
-                        f"sae:{name}",
-                        hook,
-                        _splice(token_mask_BT, lambda rows_ND, _sae=sae: _encode_decode(_sae, rows_ND)[1]),
-                    )
-                )
+                patches.append((f"sae:{name}", hook, _splice(token_mask_BT, _reconstruct_with(sae))))
             for key, hook, patch in patches:
                 with patch_hook(module, hook, patch):
                     logp_BTV = _log_probs(module, batch, device)

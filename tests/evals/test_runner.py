@@ -202,12 +202,16 @@ def test_bootstrap_disabled_gives_null_intervals(setup: dict[str, object]) -> No
 
 def test_mlp_sae_gets_neuron_baseline_and_interpretation(setup: dict[str, object], tmp_path: Path) -> None:
     mlp = make_sae(tmp_path / "mlp-L1", "topk", "blocks.1.hook_mlp_out", seed=5)
-    (result,) = evaluate(setup["model"], [mlp], config=_config(setup, interpret_tokens=512), output_folder=None)
+    (result,) = evaluate(
+        setup["model"], [mlp], config=_config(setup, interpret_tokens=512), output_folder=None
+    )
     neurons = result.eval_result_metrics["baseline_neurons"]
     assert neurons["n_pairs"] == 10 and 0 <= neurons["specificity"] <= 1
     un = result.eval_result_unstructured
     assert un is not None
-    chosen = {str(d.latent_1) for d in result.eval_result_details} | {str(d.latent_2) for d in result.eval_result_details}
+    chosen = {str(d.latent_1) for d in result.eval_result_details} | {
+        str(d.latent_2) for d in result.eval_result_details
+    }
     chosen.discard("-1")
     assert set(un["firing_frequency"]) == chosen
     assert set(un["top_contexts"]) <= chosen and un["top_contexts"]
