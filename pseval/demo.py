@@ -116,7 +116,8 @@ def run_demo(
             cache_dtype=first.cache_dtype,
         )
         hooks = sorted({tc.hook_name for tc in missing})
-        status(f"harvesting {config.training_tokens:,} tokens at {', '.join(hooks)} (one pass for all hooks)")
+        if any(store.find_cache(hook, config.training_tokens) is None for hook in hooks):
+            status(f"harvesting {config.training_tokens:,} tokens at {', '.join(hooks)} (one pass for all hooks)")
         store.harvest(hooks, config.training_tokens)
     timings["harvest_s"] = time.time() - t0
 

@@ -97,7 +97,9 @@ def run_sweep(
             cache_dtype=first.cache_dtype,
         )
         hooks = list(dict.fromkeys(run.hook_name for run in missing))
-        status(f"harvesting {config.training_tokens:,} tokens at {len(hooks)} hook(s) in one pass")
+        uncached = [hook for hook in hooks if store.find_cache(hook, config.training_tokens) is None]
+        if uncached:
+            status(f"harvesting {config.training_tokens:,} tokens at {len(uncached)} hook(s) in one pass")
         store.harvest(hooks, config.training_tokens)
     timings["harvest_s"] = time.time() - t0
 
