@@ -390,6 +390,99 @@ def report(
 
 @app.command()
 @handle_errors
+def inspect(
+    result: Annotated[Path, typer.Argument(help="A PS-Eval result JSON.")],
+    by: Annotated[
+        str, typer.Option(help="Breakdown: pos, word or frequency (of the chosen latent on the corpus).")
+    ] = "pos",
+    word: Annotated[
+        str | None,
+        typer.Option(help="Show every pair of this word: sentences, latents, logit lens, top contexts."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="Rows of the word breakdown to show (most pairs first).")] = 25,
+) -> None:
+    """Breakdowns of one result (by part of speech, word or latent frequency) and a per-word drill-down."""
+    from pseval.errors import DataError
+    from pseval.evals.compare import load_result
+
+    res = load_result(result)
+    un = res.eval_result_unstructured or {}
+    if word is not None:
+        rows = [d for d in res.eval_result_details if d.word == word]
+        if not rows:
+            raise DataError(f"no pair of the word {word!r} in {result}", "pick a word listed by --by word")
+        lens = un.get("logit_lens", {})
+        contexts = un.get("top_contexts", {})
+        freq = un.get("firing_frequency", {})
+        for d in rows:
+            verdict = "correct" if d.correct else "wrong"
+            meaning = "same meaning" if d.label == 1 else "different meanings"
+            console.print(
+                f"[bold]{d.id}[/] · {meaning} · predicted {'same' if d.predicted_same else 'different'} ({verdict})"
+            )
+            for ctx, latent, act in (
+                (d.context_1, d.latent_1, d.activation_1),
+                (d.context_2, d.latent_2, d.activation_2),
+            ):
+                console.print(f"  {ctx or '(context not recorded)'}", highlight=False)
+                if latent < 0:
+                    console.print("    no active latent")
+                    continue
+                f = freq.get(str(latent))
+                console.print(
+                    f"    latent {latent} ({act:.2f}; fires on {f:.2%} of corpus tokens)"
+                    if f is not None
+                    else f"    latent {latent} ({act:.2f})",
+                    highlight=False,
+                )
+                if str(latent) in lens:
+                    console.print(
+                        "    logit lens: " + " · ".join(repr(t) for t in lens[str(latent)]), highlight=False
+                    )
+                for c in contexts.get(str(latent), [])[:3]:
+                    console.print(f"    top context ({c['activation']:.2f}): {c['text']}", highlight=False)
+        return
+    if by == "word":
+        table = Table(title=f"{res.sae_name}: by word", title_justify="left")
+        for column in ("word", "pairs", "same meaning", "same latent", "accuracy", "latents"):
+            table.add_column(column, justify="left" if column in ("word", "latents") else "right")
+        words = sorted(un.get("by_word", {}).items(), key=lambda kv: (-kv[1]["n_pairs"], kv[0]))[:top]
+        for name, w in words:
+            table.add_row(
+                name,
+                str(w["n_pairs"]),
+                str(w["n_same_meaning"]),
+                _fmt(w["share_same_latent"], 2),
+                _fmt(w["accuracy"], 2),
+                ", ".join(map(str, w["latents"][:6])),
+            )
+        console.print(table)
+        return
+    key = {"pos": "by_pos", "frequency": "by_frequency"}.get(by)
+    if key is None:
+        raise DataError(f"unknown breakdown {by!r}", "use --by pos, --by word or --by frequency")
+    groups = un.get(key)
+    if not groups:
+        raise DataError(
+            f"{result} has no {by} breakdown", "re-run `pseval eval` (frequency needs --interpret-tokens > 0)"
+        )
+    table = Table(title=f"{res.sae_name}: by {by}", title_justify="left")
+    for column in (by, "pairs", "specificity", "recall", "accuracy", "F1"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for group, m in groups.items():
+        table.add_row(
+            group,
+            str(m["n_pairs"]),
+            _fmt(m.get("specificity")),
+            _fmt(m.get("recall")),
+            _fmt(m.get("accuracy")),
+            _fmt(m.get("f1")),
+        )
+    console.print(table)
+
+
+@app.command()
+@handle_errors
 def metrics(
     sae: Annotated[list[str], typer.Option("--sae", "-s", help="SAE folder/file; repeatable.")],
     model: ModelOpt = "smollm2-135m",

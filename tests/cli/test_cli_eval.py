@@ -141,3 +141,22 @@ def test_console_script_no_traceback(env: dict[str, Path]) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert len([line for line in proc.stderr.strip().splitlines() if line.strip()]) <= 2
+
+
+def test_inspect_breakdowns_and_word_drill_down(env: dict[str, Path]) -> None:
+    ok = runner.invoke(
+        app,
+        _eval(env, "--sae", str(env["sae"]), "--output-folder", str(env["out"]), "--interpret-tokens", "512"),
+    )
+    assert ok.exit_code == 0, ok.output
+    path = str(env["out"] / "ps_eval" / "sae-a_eval_results.json")
+    by_pos = runner.invoke(app, ["inspect", path])
+    assert by_pos.exit_code == 0 and "specificity" in by_pos.output and "N" in by_pos.output
+    by_word = runner.invoke(app, ["inspect", path, "--by", "word"])
+    assert by_word.exit_code == 0 and "bank" in by_word.output
+    by_freq = runner.invoke(app, ["inspect", path, "--by", "frequency"])
+    assert by_freq.exit_code == 0, by_freq.output
+    drill = runner.invoke(app, ["inspect", path, "--word", "bank"])
+    assert drill.exit_code == 0 and "river" in drill.output and "latent" in drill.output
+    missing = runner.invoke(app, ["inspect", path, "--word", "zebra"])
+    assert missing.exit_code == 2 and "zebra" in missing.output
