@@ -66,8 +66,7 @@ def run_demo(
     from pseval.evals.runner import evaluate
     from pseval.models.loading import load_model
     from pseval.training.config import TrainConfig
-    from pseval.training.store import ActivationStore
-    from pseval.training.trainer import train_sae
+    from pseval.training.trainer import make_store, train_sae
 
     config = config or DemoConfig()
     timings: dict[str, float] = {}
@@ -104,20 +103,12 @@ def run_demo(
     t0 = time.time()
     if missing:
         first = missing[0]
-        store = ActivationStore(
-            loaded,
-            corpus=first.corpus,
-            context_size=first.context_size,
-            model_batch_size=first.model_batch_size,
-            buffer_tokens=first.buffer_tokens,
-            seed=first.seed,
-            cache=True,
-            cache_root=first.cache_dir,
-            cache_dtype=first.cache_dtype,
-        )
+        store = make_store(first, loaded)
         hooks = sorted({tc.hook_name for tc in missing})
         if any(store.find_cache(hook, config.training_tokens) is None for hook in hooks):
-            status(f"harvesting {config.training_tokens:,} tokens at {', '.join(hooks)} (one pass for all hooks)")
+            status(
+                f"harvesting {config.training_tokens:,} tokens at {', '.join(hooks)} (one pass for all hooks)"
+            )
         store.harvest(hooks, config.training_tokens)
     timings["harvest_s"] = time.time() - t0
 

@@ -358,39 +358,17 @@ def standard_metrics(
     CE/KL metrics, which need three full forward passes each, use the first ``n_tokens_ce`` of them
     (default: ``min(n_tokens, 4096)``; 0 skips them). ``batch_size`` is in contexts.
     """
-    if n_tokens < 1:
-        raise ConfigError(f"n_tokens={n_tokens} must be positive", "measure on at least one token")
-    tokenizer = loaded.tokenizer
-    module = as_module(loaded)
-    param = next(module.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-
-    def contexts(limit: int) -> Iterator[ContextBatch]:
-        return iter_context_batches(tokenizer, corpus, "holdout", context_size, batch_size, limit, add_bos)
-
-    def holdout_acts() -> Iterator[torch.Tensor]:
-        remaining = n_tokens
-        for batch in contexts(n_tokens):
-            ids = batch.input_ids.to(device)
-            acts = run_with_cache(module, ids, batch.attention_mask.to(device), [hook_name])[hook_name]
-            rows_ND = acts[batch.token_mask.to(device)][:remaining]
-            remaining -= rows_ND.shape[0]
-            yield rows_ND
-
-    reconstruction = reconstruction_metrics(sae, holdout_acts(), dense_threshold)
-    ce_tokens = min(n_tokens, 4096) if n_tokens_ce is None else n_tokens_ce
-    downstream: dict[str, Any] = {}
-    if ce_tokens > 0:
-        downstream = downstream_metrics(loaded, sae, hook_name, contexts(ce_tokens))
-    return StandardMetrics.model_validate(
-        {
-            "hook_name": hook_name,
-            "corpus": corpus,
-            "context_size": context_size,
-            **reconstruction,
-            **downstream,
-        }
-    )
+    return standard_metrics_many(
+        loaded,
+        [("sae", sae, hook_name)],
+        corpus=corpus,
+        n_tokens=n_tokens,
+        n_tokens_ce=n_tokens_ce,
+        context_size=context_size,
+        batch_size=batch_size,
+        dense_threshold=dense_threshold,
+        add_bos=add_bos,
+    )["sae"]
 
 
 def _reconstruct_with(sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -41,8 +41,7 @@ def run_sweep(
     from pseval.evals.runner import evaluate
     from pseval.models.loading import load_model
     from pseval.training.config import TrainConfig
-    from pseval.training.store import ActivationStore
-    from pseval.training.trainer import train_sae
+    from pseval.training.trainer import make_store, train_sae
 
     train = train_fn or train_sae
 
@@ -85,17 +84,7 @@ def run_sweep(
     t0 = time.time()
     if missing:
         first = train_configs[missing[0].name]
-        store = ActivationStore(
-            loaded,
-            corpus=first.corpus,
-            context_size=first.context_size,
-            model_batch_size=first.model_batch_size,
-            buffer_tokens=first.buffer_tokens,
-            seed=first.seed,
-            cache=True,
-            cache_root=first.cache_dir,
-            cache_dtype=first.cache_dtype,
-        )
+        store = make_store(first, loaded)
         hooks = list(dict.fromkeys(run.hook_name for run in missing))
         uncached = [hook for hook in hooks if store.find_cache(hook, config.training_tokens) is None]
         if uncached:

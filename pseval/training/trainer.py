@@ -658,7 +658,7 @@ def train_sae(
     if action == "overwrite":
         _clear_output(out)
 
-    store = _make_store(config, loaded)
+    store = make_store(config, loaded)
     batches = store.batches(config.hook_name, config.batch_size, config.training_tokens)
     sae, log = train_sae_on_activations(
         config,
@@ -685,8 +685,12 @@ def train_sae(
     return TrainResult(sae=sae, out=out, config=config, log=log, eval=metrics)
 
 
-def _make_store(config: TrainConfig, loaded: Any) -> Any:
-    """The activation store for ``config`` (see :mod:`pseval.training.store`)."""
+def make_store(config: TrainConfig, loaded: Any) -> Any:
+    """The activation store (and disk cache) that training with ``config`` reads from.
+
+    Callers that train several SAEs (the demo, sweeps) harvest every hook through it in one pass first,
+    so each ``train_sae`` call then finds its activations cached.
+    """
     from pseval.training.store import ActivationStore
 
     return ActivationStore(

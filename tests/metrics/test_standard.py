@@ -197,7 +197,7 @@ def test_standard_metrics_end_to_end(loaded: Any, corpus_file: str, tmp_path: Pa
 
 def test_standard_metrics_many_equals_one_by_one(tmp_cache: Path) -> None:
     """Sharing the forward passes across SAEs and hooks changes no number."""
-    from pseval.metrics.standard import standard_metrics, standard_metrics_many
+    from pseval.metrics.standard import standard_metrics_many
     from pseval.sae.config import config_from_dict
     from pseval.sae.model import SAE
     from tests.helpers import tiny_loaded
@@ -216,14 +216,27 @@ def test_standard_metrics_many_equals_one_by_one(tmp_cache: Path) -> None:
             fields["k"] = 4
         items.append((f"sae{i}", SAE.create_random(config_from_dict(fields), seed=i), hook))
     many = standard_metrics_many(loaded, items, n_tokens=300, n_tokens_ce=200, context_size=32, batch_size=4)
+    from pseval.metrics.standard import downstream_metrics, reconstruction_metrics
+    from pseval.models.hooks import run_with_cache
+    from pseval.training.corpus import iter_context_batches
+
+    def contexts(n: int):  # type: ignore[no-untyped-def]
+        return iter_context_batches(loaded.tokenizer, "bundled", "holdout", 32, 4, n, None)
+
     for name, sae, hook in items:
-        single = standard_metrics(
-            loaded, sae, hook, n_tokens=300, n_tokens_ce=200, context_size=32, batch_size=4
-        )
-        a, b = many[name].model_dump(), single.model_dump()
-        assert a.keys() == b.keys()
-        for key in a:
-            if isinstance(a[key], float):
-                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+        rows = torch.cat(
+            [
+                run_with_cache(loaded.model, b.input_ids, b.attention_mask, [hook])[hook][b.token_mask]
+                for b in contexts(300)
+            ]
+        )[:300]
+        expected = {
+            **reconstruction_metrics(sae, rows),
+            **downstream_metrics(loaded, sae, hook, contexts(200)),
+        }
+        got = many[name].model_dump()
+        for key, value in expected.items():
+            if isinstance(value, float):
+                assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
             else:
-                assert a[key] == b[key], key
+                assert got[key] == value, key
