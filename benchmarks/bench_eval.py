@@ -39,11 +39,10 @@ def bench_collection(model: str, layer: int) -> dict[str, object]:
         text=True,
         check=True,
     )
-    return (
-        json.loads(proc.stdout.strip().splitlines()[-1])
-        if proc.stdout.strip().startswith("{") is False
-        else json.loads(proc.stdout)
-    )
+    text = proc.stdout
+    report: dict[str, object] = json.loads(text[text.index("{") :])  # the script prints one JSON object
+    report["meets_goal"] = float(report["ratio"]) >= float(report["goal"])  # type: ignore[arg-type]
+    return report
 
 
 def bench_scoring(model: str, layer: int, n_saes: int, width: int) -> dict[str, object]:
