@@ -247,6 +247,8 @@ def _sci(value: float) -> str:
     """Three significant digits (trailing zeros kept so columns align), whole numbers as such."""
     if float(value).is_integer() or abs(value) >= 1000:
         return f"{value:,.0f}"
+    if abs(value) >= 100:  # "#.3g" would print "280." here
+        return f"{value:.1f}"
     return f"{value:#.3g}"
 
 
