@@ -230,6 +230,20 @@ def downstream_metrics(
     ``kl_div_with_sae``, ``kl_div_zero_ablation``, ``kl_div_score`` (``1 - kl_sae / kl_zero``) and
     ``n_predictions``. A score whose denominator is 0 is None.
     """
+    return downstream_metrics_many(loaded, [("sae", sae, hook_name)], contexts)["sae"]
+
+
+@torch.no_grad()
+def downstream_metrics_many(
+    loaded: Any,
+    items: Sequence[tuple[str, SAELike | Any, str]],
+    contexts: Iterable[ContextBatch] | ContextBatch,
+) -> dict[str, dict[str, Any]]:
+    """:func:`downstream_metrics` for many ``(name, sae, hook_name)`` on the same contexts.
+
+    The clean pass is shared by every SAE and the zero-ablation pass by every SAE of a hook, so each SAE
+    costs one spliced forward pass.
+    """
     family = str(getattr(loaded, "family", "") or "")
     if family in _ENCODER_FAMILIES:
         raise ModelError(
@@ -239,8 +253,11 @@ def downstream_metrics(
     module = as_module(loaded)
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    hooks = list(dict.fromkeys(hook for _, _, hook in items))
     batches = [contexts] if isinstance(contexts, ContextBatch) else contexts
-    sums = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "kl_sae": 0.0, "kl_zero": 0.0}
+    downstream: dict[str, dict[str, Any]] = {}
+    keys = [f"sae:{name}" for name, _, _ in items] + [f"zero:{hook}" for hook in hooks]
+    sums = {key: 0.0 for key in keys} | {f"kl_{key}": 0.0 for key in keys} | {"clean": 0.0}
     n_predictions = 0
     for batch in batches:
         token_mask_BT = batch.token_mask.to(device)
@@ -249,16 +266,16 @@ def downstream_metrics(
             continue
         targets_BT1 = batch.input_ids[:, 1:].to(device).unsqueeze(-1)
         n_predictions += int(valid_BT.sum())
-
         logp_clean_BTV = _log_probs(module, batch, device)
         sums["clean"] += float(-logp_clean_BTV.gather(-1, targets_BT1).squeeze(-1)[valid_BT].sum())
         p_clean_BTV = logp_clean_BTV.exp()
-        patches = {
-            "sae": _splice(token_mask_BT, lambda rows_ND: _encode_decode(sae, rows_ND)[1]),
-            "zero": _splice(token_mask_BT, torch.zeros_like),
-        }
-        for key, patch in patches.items():
-            with patch_hook(module, hook_name, patch):
+        patches: list[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]] = [
+            (f"zero:{hook}", hook, _splice(token_mask_BT, torch.zeros_like)) for hook in hooks
+        ]
+        for name, sae, hook in items:
+            patches.append((f"sae:{name}", hook, _splice(token_mask_BT, _reconstruct_with(sae))))
+        for key, hook, patch in patches:
+            with patch_hook(module, hook, patch):
                 logp_BTV = _log_probs(module, batch, device)
             sums[key] += float(-logp_BTV.gather(-1, targets_BT1).squeeze(-1)[valid_BT].sum())
             kl_BT = (p_clean_BTV * (logp_clean_BTV - logp_BTV)).sum(dim=-1)
@@ -268,19 +285,24 @@ def downstream_metrics(
         raise DataError(
             "no next-token prediction between text tokens to measure", "pass longer held-out contexts"
         )
-    ce = {key: sums[key] / n_predictions for key in ("clean", "sae", "zero")}
-    kl_sae, kl_zero = sums["kl_sae"] / n_predictions, sums["kl_zero"] / n_predictions
-    denominator = ce["zero"] - ce["clean"]
-    return {
-        "n_predictions": n_predictions,
-        "ce_loss_clean": ce["clean"],
-        "ce_loss_with_sae": ce["sae"],
-        "ce_loss_zero_ablation": ce["zero"],
-        "ce_loss_recovered": (ce["zero"] - ce["sae"]) / denominator if denominator != 0 else None,
-        "kl_div_with_sae": kl_sae,
-        "kl_div_zero_ablation": kl_zero,
-        "kl_div_score": 1 - kl_sae / kl_zero if kl_zero != 0 else None,
-    }
+    clean = sums["clean"] / n_predictions
+    for name, _, hook in items:
+        sae_ce = sums[f"sae:{name}"] / n_predictions
+        zero_ce = sums[f"zero:{hook}"] / n_predictions
+        kl_sae = sums[f"kl_sae:{name}"] / n_predictions
+        kl_zero = sums[f"kl_zero:{hook}"] / n_predictions
+        denominator = zero_ce - clean
+        downstream[name] = {
+            "n_predictions": n_predictions,
+            "ce_loss_clean": clean,
+            "ce_loss_with_sae": sae_ce,
+            "ce_loss_zero_ablation": zero_ce,
+            "ce_loss_recovered": (zero_ce - sae_ce) / denominator if denominator != 0 else None,
+            "kl_div_with_sae": kl_sae,
+            "kl_div_zero_ablation": kl_zero,
+            "kl_div_score": 1 - kl_sae / kl_zero if kl_zero != 0 else None,
+        }
+    return downstream
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -429,52 +451,7 @@ def standard_metrics_many(
     downstream: dict[str, dict[str, Any]] = {name: {} for name, _, _ in items}
     family = str(getattr(loaded, "family", "") or "")
     if ce_tokens > 0 and family not in _ENCODER_FAMILIES:
-        keys = [f"sae:{name}" for name, _, _ in items] + [f"zero:{hook}" for hook in hooks]
-        sums = {key: 0.0 for key in keys} | {f"kl_{key}": 0.0 for key in keys} | {"clean": 0.0}
-        n_predictions = 0
-        for batch in contexts(ce_tokens):
-            token_mask_BT = batch.token_mask.to(device)
-            valid_BT = token_mask_BT[:, :-1] & token_mask_BT[:, 1:]
-            if not bool(valid_BT.any()):
-                continue
-            targets_BT1 = batch.input_ids[:, 1:].to(device).unsqueeze(-1)
-            n_predictions += int(valid_BT.sum())
-            logp_clean_BTV = _log_probs(module, batch, device)
-            sums["clean"] += float(-logp_clean_BTV.gather(-1, targets_BT1).squeeze(-1)[valid_BT].sum())
-            p_clean_BTV = logp_clean_BTV.exp()
-            patches: list[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]] = [
-                (f"zero:{hook}", hook, _splice(token_mask_BT, torch.zeros_like)) for hook in hooks
-            ]
-            for name, sae, hook in items:
-                patches.append((f"sae:{name}", hook, _splice(token_mask_BT, _reconstruct_with(sae))))
-            for key, hook, patch in patches:
-                with patch_hook(module, hook, patch):
-                    logp_BTV = _log_probs(module, batch, device)
-                sums[key] += float(-logp_BTV.gather(-1, targets_BT1).squeeze(-1)[valid_BT].sum())
-                kl_BT = (p_clean_BTV * (logp_clean_BTV - logp_BTV)).sum(dim=-1)
-                sums[f"kl_{key}"] += float(kl_BT[valid_BT].sum())
-                del logp_BTV, kl_BT
-        if n_predictions == 0:
-            raise DataError(
-                "no next-token prediction between text tokens to measure", "pass longer held-out contexts"
-            )
-        clean = sums["clean"] / n_predictions
-        for name, _, hook in items:
-            sae_ce = sums[f"sae:{name}"] / n_predictions
-            zero_ce = sums[f"zero:{hook}"] / n_predictions
-            kl_sae = sums[f"kl_sae:{name}"] / n_predictions
-            kl_zero = sums[f"kl_zero:{hook}"] / n_predictions
-            denominator = zero_ce - clean
-            downstream[name] = {
-                "n_predictions": n_predictions,
-                "ce_loss_clean": clean,
-                "ce_loss_with_sae": sae_ce,
-                "ce_loss_zero_ablation": zero_ce,
-                "ce_loss_recovered": (zero_ce - sae_ce) / denominator if denominator != 0 else None,
-                "kl_div_with_sae": kl_sae,
-                "kl_div_zero_ablation": kl_zero,
-                "kl_div_score": 1 - kl_sae / kl_zero if kl_zero != 0 else None,
-            }
+        downstream = downstream_metrics_many(loaded, items, contexts(ce_tokens))
     return {
         name: StandardMetrics.model_validate(
             {
