@@ -164,6 +164,15 @@ def baselines_table(results: list[Any]) -> Table | None:
     return table
 
 
+def print_results(results: list[Any], model: str, dataset: str, split: str) -> None:
+    """The results table (with intervals) and the baselines table of an evaluation."""
+    n_pairs = results[0].eval_result_metrics["ps_eval"]["n_pairs"] if results else 0
+    console.print(results_table(results, title=f"PS-Eval on {model} · {dataset} {split} · {n_pairs} pairs"))
+    base = baselines_table(results)
+    if base is not None:
+        console.print(base)
+
+
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Hugging Face id or local folder.")]
 
 
@@ -287,11 +296,7 @@ def eval_command(
         standard_metrics_tokens=standard_metrics_tokens,
         on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
     )
-    n_pairs = results[0].eval_result_metrics["ps_eval"]["n_pairs"] if results else 0
-    console.print(results_table(results, title=f"PS-Eval on {model} · {name} {split} · {n_pairs} pairs"))
-    base = baselines_table(results)
-    if base is not None:
-        console.print(base)
+    print_results(results, model, name, split)
     for r in results:
         console.print(f"wrote {result_path(output_folder, r.sae_name)}")
 
@@ -334,11 +339,7 @@ def demo(
         force_rerun=force_rerun,
         status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
     )
-    n_pairs = results[0].eval_result_metrics["ps_eval"]["n_pairs"] if results else 0
-    console.print(results_table(results, title=f"PS-Eval on smollm2-135m · wic test · {n_pairs} pairs"))
-    base = baselines_table(results)
-    if base is not None:
-        console.print(base)
+    print_results(results, "smollm2-135m", "wic", "test")
     if report_html:
         from pseval.report.html import write_report
         from pseval.report.plots import make_figures

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel, Field
 
 from pseval._io import cache_dir
@@ -72,7 +73,9 @@ def run_demo(
     timings: dict[str, float] = {}
     started = time.time()
     status(f"loading {config.model} (exported once to the cache on first use)")
-    loaded = load_model(config.model)
+    # Loaded on the device training uses, so every train_sae call below can reuse it.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_model(config.model, device=device)
     timings["load_model_s"] = time.time() - started
 
     train_configs = []
@@ -93,7 +96,7 @@ def run_demo(
                     lr=config.lr,
                     seed=config.seed,
                     eval_tokens=0,
-                    device="auto",
+                    device=device,
                     out=demo_sae_dir() / name,
                     **extra,
                 )
@@ -115,7 +118,7 @@ def run_demo(
     t0 = time.time()
     sae_dirs = []
     for tc in train_configs:
-        result = train_sae(tc, progress=True)
+        result = train_sae(tc, progress=True, loaded=loaded)
         status(("reused " if result.reused else "trained ") + str(result.out))
         sae_dirs.append(str(result.out))
     timings["train_s"] = time.time() - t0

@@ -165,3 +165,15 @@ def random_batch(
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(4, vocab, (n, t), generator=gen)
     return ids, torch.ones_like(ids)
+
+
+def write_word_corpus(path: Any, n_docs: int, seed: int = 0) -> str:
+    """A .txt corpus of ``n_docs`` random documents over the tiny vocabulary (no special tokens); returns its path."""
+    import random
+    from pathlib import Path
+
+    words = [w for w in TINY_VOCAB_WORDS if not w.startswith("[")]
+    rng = random.Random(seed)
+    docs = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 20))) for _ in range(n_docs)]
+    Path(path).write_text("\n".join(docs) + "\n", encoding="utf-8")
+    return str(path)

@@ -20,7 +20,7 @@ import csv
 import io
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +133,22 @@ def arch_colour(architecture: str | None) -> str:
 def arch_marker(architecture: str | None) -> str:
     """Marker of an architecture (unknown ones are a plus)."""
     return ARCH_MARKERS.get(architecture or "", "P")
+
+
+def architecture_handles(archs: Iterable[str]) -> list[Line2D]:
+    """Legend entries: one hollow marker per architecture, in its shape."""
+    return [
+        Line2D(
+            [],
+            [],
+            color="#222222",
+            marker=arch_marker(a),
+            linestyle="none",
+            markerfacecolor="white",
+            label=architecture_label(a),
+        )
+        for a in archs
+    ]
 
 
 def _hook_key(row: Row) -> tuple[Any, ...]:
@@ -713,18 +729,7 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     ax.set_ylabel(AXIS_LABELS[y_key])
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label="PS-Eval specificity")
-    handles = [
-        Line2D(
-            [],
-            [],
-            color="#222222",
-            marker=arch_marker(a),
-            linestyle="none",
-            markerfacecolor="white",
-            label=architecture_label(a),
-        )
-        for a in archs
-    ]
+    handles = architecture_handles(archs)
     ax.legend(handles=handles, title="architecture", loc="best")
     n_hooks = len({r["hook"] for r in pts})
     hook_text = pts[0]["hook"] if n_hooks == 1 else f"{n_hooks} hook points"
@@ -818,18 +823,7 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
     ax.set_aspect("equal")
     ax.set_xlabel("recall (same meaning → same top latent)")
     ax.set_ylabel("specificity (different meanings → different top latents)")
-    handles = [
-        Line2D(
-            [],
-            [],
-            color="#222222",
-            marker=arch_marker(a),
-            linestyle="none",
-            markerfacecolor="white",
-            label=architecture_label(a),
-        )
-        for a in archs
-    ]
+    handles = architecture_handles(archs)
     if dense:
         handles.append(
             Line2D(

@@ -94,7 +94,7 @@ def run_sweep(
 
     t0 = time.time()
     for i, run in enumerate(runs, 1):
-        result = train(train_configs[run.name], progress=False)
+        result = train(train_configs[run.name], progress=False, loaded=loaded)
         if getattr(result, "reused", False):
             summary["reused"] += 1
         else:

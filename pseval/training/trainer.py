@@ -633,11 +633,13 @@ def train_sae(
     *,
     callbacks: Sequence[ProgressCallback] = (),
     progress: bool = True,
+    loaded: Any | None = None,
 ) -> TrainResult:
     """Train an SAE on a model's activations from the configured corpus and write it to the output folder.
 
     An output folder that already holds the SAE of an identical config is reused (nothing is retrained);
-    one holding a different SAE is refused unless ``config.overwrite``.
+    one holding a different SAE is refused unless ``config.overwrite``. ``loaded`` is the already loaded
+    ``config.model`` (callers training many SAEs pass it so the model is not loaded again for each).
     """
     from pseval.models.hooks import hook_width, parse_hook_name
     from pseval.models.loading import load_model
@@ -647,7 +649,8 @@ def train_sae(
     # With an explicit folder, decide before loading the model (refusals and reuse cost nothing).
     if config.out is not None and check_output_dir(config, Path(config.out)) == "reuse":
         return _reused_result(config, Path(config.out), load_sae(str(config.out), device=device))
-    loaded = load_model(config.model, device=device)
+    if loaded is None:
+        loaded = load_model(config.model, device=device)
     parse_hook_name(config.hook_name, loaded.model)
     d_in = hook_width(loaded.model, config.hook_name)
     d_sae = config.resolve_d_sae(d_in)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from pseval.sae.config import config_from_dict
 from pseval.sae.model import SAE
 from pseval.training.corpus import special_token_mask
 from pseval.training.store import ActivationStore, load_cached_contexts
-from tests.helpers import TINY_VOCAB_WORDS, tiny_loaded
+from tests.helpers import TINY_VOCAB_WORDS, tiny_loaded, write_word_corpus
 
 HOOK = "blocks.1.hook_resid_post"
 WORDS = [w for w in TINY_VOCAB_WORDS if not w.startswith("[")]
@@ -40,11 +39,7 @@ def loaded() -> Any:
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    rng = random.Random(0)
-    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 20))) for _ in range(400)]
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    path.write_text("\n".join(docs) + "\n", encoding="utf-8")
-    return str(path)
+    return write_word_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", n_docs=400)
 
 
 def make_sae(architecture: str = "standard", d_sae: int = 64, seed: int = 0, **metadata: Any) -> SAE:

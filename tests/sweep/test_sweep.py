@@ -105,10 +105,10 @@ def test_interrupted_sweep_resumes_without_redoing_finished_saes(
     assert len(config.runs()) == 4
     trained: list[str] = []
 
-    def failing_train(cfg: Any, progress: bool = False) -> Any:
+    def failing_train(cfg: Any, **kwargs: Any) -> Any:
         if len(trained) == 2:
             raise RuntimeError("simulated crash")
-        result = train_sae(cfg, progress=progress)
+        result = train_sae(cfg, **kwargs)
         trained.append(cfg.hook_name)
         return result
 
@@ -118,8 +118,8 @@ def test_interrupted_sweep_resumes_without_redoing_finished_saes(
 
     calls: list[bool] = []
 
-    def counting_train(cfg: Any, progress: bool = False) -> Any:
-        result = train_sae(cfg, progress=progress)
+    def counting_train(cfg: Any, **kwargs: Any) -> Any:
+        result = train_sae(cfg, **kwargs)
         calls.append(bool(result.reused))
         return result
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from pseval.errors import ConfigError, DataError
 from pseval.models.hooks import run_with_cache
 from pseval.training.corpus import ContextBatch, pack_tokens, special_token_mask
 from pseval.training.store import ActivationStore, ShuffleBuffer, StoreConfig
-from tests.helpers import TINY_VOCAB_WORDS, tiny_loaded
+from tests.helpers import TINY_VOCAB_WORDS, tiny_loaded, write_word_corpus
 
 WORDS = [w for w in TINY_VOCAB_WORDS if not w.startswith("[")]
 HOOK = "blocks.1.hook_resid_post"
@@ -28,11 +27,7 @@ def loaded() -> Any:
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    rng = random.Random(0)
-    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 20))) for _ in range(1500)]
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    path.write_text("\n".join(docs) + "\n", encoding="utf-8")
-    return str(path)
+    return write_word_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", n_docs=1500)
 
 
 def make_store(loaded: Any, corpus_file: str, tmp_path: Path, **overrides: Any) -> ActivationStore:
