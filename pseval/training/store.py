@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -42,7 +43,7 @@ from safetensors.torch import save_file
 
 from pseval._io import atomic_dir, cache_dir, stable_hash
 from pseval.errors import ConfigError, DataError
-from pseval.models.hooks import as_module, run_with_cache
+from pseval.models.hooks import as_module, hook_width, run_with_cache
 from pseval.training.corpus import (
     BUNDLED,
     ContextBatch,
@@ -413,6 +414,7 @@ class ActivationStore:
         self.last_buffer: ShuffleBuffer | None = None
         """The shuffling buffer of the latest :meth:`batches` call (for inspecting its size)."""
         self._tokenizer_hash: str | None = None
+        self._corpus_tokens_ok: dict[str, int] = {}
 
     # ------------------------------------------------------------------ keys and paths
 
@@ -517,6 +519,54 @@ class ActivationStore:
                 "lower the number of training tokens or pass a larger corpus",
             )
 
+    def harvest_bytes(self, hook_names: Sequence[str], n_tokens: int) -> int:
+        """Bytes a harvest of ``n_tokens`` rows at every hook in ``hook_names`` writes to the cache."""
+        itemsize = torch.empty((), dtype=self.cache_dtype).element_size()
+        return sum(hook_width(self.model, name) for name in hook_names) * n_tokens * itemsize
+
+    def check_disk_space(self, hook_names: Sequence[str], n_tokens: int) -> None:
+        """Raise :class:`DataError` if the cache's disk cannot hold the harvest of ``hook_names``."""
+        needed = self.harvest_bytes(hook_names, n_tokens)
+        folder = self.cache_root
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            halve = (
+                "set cache_dtype=float16 (train_overrides: {cache_dtype: float16} in a sweep), "
+                if self.cache_dtype == torch.float32
+                else ""
+            )
+            raise DataError(
+                f"harvesting {n_tokens:,} tokens at {len(hook_names)} hook(s) needs {needed / 1e9:,.1f} GB of "
+                f"{self.config.cache_dtype} activation cache, but {folder} has {free / 1e9:,.1f} GB free",
+                f"train fewer hooks at a time, lower the token budget, {halve}"
+                "or point PSEVAL_CACHE at a larger disk",
+            )
+
+    def check_corpus_tokens(self, n_tokens: int, split: Split | None = None) -> None:
+        """Raise :class:`DataError` unless the corpus split holds ``n_tokens`` text tokens (no model pass).
+
+        Tokenises and packs the corpus exactly as the harvest does, stopping as soon as enough tokens are
+        counted; a count that passed once is remembered for the life of the store.
+        """
+        split = split or self.config.split
+        if self._corpus_tokens_ok.get(split, 0) >= n_tokens:
+            return
+        contexts = pack_tokens(
+            self.tokenizer, iter_texts(self.config.corpus, split), self.config.context_size, self.add_bos
+        )
+        counted = 0
+        while counted < n_tokens and (rows := list(itertools.islice(contexts, 1024))):
+            counted += int((~special_token_mask(torch.stack(rows), self.tokenizer)).sum())
+        if counted < n_tokens:
+            raise DataError(
+                f"corpus {self.config.corpus!r} ({split} split) gives only {counted:,} tokens, "
+                f"fewer than the {n_tokens:,} asked for",
+                "lower the number of training tokens or pass a larger corpus",
+            )
+        self._corpus_tokens_ok[split] = counted
+
     def harvest(self, hook_names: Sequence[str] | str, n_tokens: int) -> dict[str, Path]:
         """Make sure ``n_tokens`` activations of every hook are cached on disk; return their folders.
 
@@ -530,6 +580,9 @@ class ActivationStore:
         found = {name: self.find_cache(name, n_tokens) for name in names}
         missing = [name for name, path in found.items() if path is None]
         if missing:
+            # Both checks are cheap next to the forward passes: fail before them, not after an hour of harvest.
+            self.check_disk_space(missing, n_tokens)
+            self.check_corpus_tokens(n_tokens)
             started = time.time()
             passes_before = self.n_forward_passes
             with contextlib.ExitStack() as stack:

@@ -71,6 +71,20 @@ def test_width_and_hook_checked_before_training(
     assert not (tmp_path / "sweep" / "saes").exists()
 
 
+def test_a_budget_larger_than_the_corpus_fails_before_any_forward_pass(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("the cat sat on a chair\n" * 20)
+    config = _config(tmp_path, tiny_model_dir, tiny_dataset_file, corpus=str(corpus), training_tokens=100_000)
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--no-plots"])
+    assert result.exit_code == 2, result.output
+    assert "fewer than the 100,000 asked for" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sweep" / "saes").exists() or not any((tmp_path / "sweep" / "saes").iterdir())
+
+
 def test_yaml_file_and_cli_errors(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"grid": {"layers": [1]}, "bogus": True}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,7 @@ def test_a_corpus_too_short_raises_and_leaves_no_cache(loaded: Any, tmp_path: Pa
     store = make_store(loaded, str(short), tmp_path)
     with pytest.raises(DataError, match="fewer than"):
         store.harvest(HOOK, 10_000)
+    assert store.n_forward_passes == 0, "a corpus too short is found before any model pass"
     root = tmp_path / "acts"
     assert not root.exists() or not [p for p in root.iterdir() if not p.name.startswith(".")]
     assert store.find_cache(HOOK, 1) is None
@@ -199,3 +201,19 @@ def test_invalid_settings_are_config_errors(loaded: Any, corpus_file: str, tmp_p
     with pytest.raises(ConfigError, match="cache"):
         store.harvest(HOOK, 10)
     assert StoreConfig().cache_dtype == "float16"
+
+
+def test_a_harvest_that_cannot_fit_on_disk_fails_before_any_forward_pass(
+    loaded: Any, corpus_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(loaded, corpus_file, tmp_path)
+    needed = store.harvest_bytes([HOOK, HOOK_EARLY], 600)
+    assert needed == 2 * 600 * 32 * 4  # two hooks of width 32, float32
+    free = shutil.disk_usage(tmp_path)._replace(free=needed - 1)
+    monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free)
+    with pytest.raises(DataError, match=r"needs 0\.0 GB .* cache_dtype=float16"):
+        store.harvest([HOOK, HOOK_EARLY], 600)
+    assert store.n_forward_passes == 0
+    monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free._replace(free=needed))
+    store.harvest([HOOK, HOOK_EARLY], 600)
+    assert store.n_forward_passes > 0

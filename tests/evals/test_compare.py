@@ -1,0 +1,60 @@
+"""`compare_results`: exact McNemar tests on all shared pairs and within each class, hand-counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pseval.errors import DataError
+from pseval.evals.compare import compare_results
+from pseval.evals.schema import PSEvalResult
+from tests.report.fabricate import FakeSAE, fake_result
+
+
+def _with_outcomes(result: PSEvalResult, correct_by_label: dict[int, list[bool]]) -> PSEvalResult:
+    """A copy of ``result`` whose pairs of each label are correct as listed, in order."""
+    copy = result.model_copy(deep=True)
+    seen = {0: 0, 1: 0}
+    for row in copy.eval_result_details:
+        row.correct = correct_by_label[row.label][seen[row.label]]
+        seen[row.label] += 1
+    return copy
+
+
+def test_mcnemar_overall_and_per_class(tmp_path: Path) -> None:
+    base = fake_result(FakeSAE("topk", 8, 12, "resid_post"), n_pairs=40, seed=0)
+    n = {label: sum(r.label == label for r in base.eval_result_details) for label in (0, 1)}
+    assert n[0] >= 8 and n[1] >= 8
+    # Different-meaning pairs: A alone is right on 6, B alone on 1. Same-meaning pairs: identical outcomes.
+    a_diff = [True] * 6 + [False] + [True] * (n[0] - 7)
+    b_diff = [False] * 6 + [True] + [True] * (n[0] - 7)
+    same = [i % 2 == 0 for i in range(n[1])]
+    a = _with_outcomes(base, {0: a_diff, 1: same})
+    b = _with_outcomes(base, {0: b_diff, 1: same})
+    path_a, path_b = tmp_path / "a.json", tmp_path / "b.json"
+    path_a.write_text(a.model_dump_json())
+    path_b.write_text(b.model_dump_json())
+
+    out = compare_results(path_a, path_b)
+    assert out["mcnemar"]["a_only_correct"] == 6 and out["mcnemar"]["b_only_correct"] == 1
+    spec = out["mcnemar_by_class"]["specificity"]
+    assert spec["n_pairs"] == n[0] and (spec["a_only_correct"], spec["b_only_correct"]) == (6, 1)
+    # Two-sided exact binomial test of 6 successes in 7 at 1/2: 2 × (C(7,6) + C(7,7)) / 2^7 = 16 / 128.
+    assert spec["p_value"] == pytest.approx(16 / 128)
+    recall = out["mcnemar_by_class"]["recall"]
+    assert recall["n_pairs"] == n[1] and recall["p_value"] == 1.0
+    spec_a, spec_b = (n[0] - 1) / n[0], (n[0] - 6) / n[0]
+    assert f"specificity {spec_a:.3f} (A) vs {spec_b:.3f} (B), p = 0.125" in out["conclusion"]
+    assert "recall" in out["conclusion"] and out["conclusion"].endswith("p = 1")
+
+
+def test_results_without_shared_pairs_are_refused(tmp_path: Path) -> None:
+    a = fake_result(FakeSAE("topk", 8, 12, "resid_post"), n_pairs=10, seed=0)
+    b = a.model_copy(deep=True)
+    for row in b.eval_result_details:
+        row.id = f"other-{row.id}"
+    (tmp_path / "a.json").write_text(a.model_dump_json())
+    (tmp_path / "b.json").write_text(b.model_dump_json())
+    with pytest.raises(DataError, match="share no pair"):
+        compare_results(tmp_path / "a.json", tmp_path / "b.json")
