@@ -271,12 +271,20 @@ def describe(results: Sequence[PSEvalResult]) -> dict[str, Any]:
         "splits": distinct(r.eval_config.split for r in results),
         "n_pairs": distinct(r.metric("ps_eval", "n_pairs") or len(r.eval_result_details) for r in results),
         "pseval_versions": distinct(r.pseval_version for r in results),
+        "training_tokens": distinct(training_tokens(r) for r in results),
         "n_saes": len(results),
     }
 
 
+def training_tokens(result: PSEvalResult) -> int | None:
+    """Tokens the SAE was trained on, as its config's metadata records it (None for SAEs trained elsewhere)."""
+    metadata = result.sae_cfg_dict.get("metadata")
+    value = metadata.get("training_tokens") if isinstance(metadata, dict) else None
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
 def context_line(results: Sequence[PSEvalResult]) -> str:
-    """A one-line description for figure subtitles: model · dataset (split) · pairs."""
+    """A one-line description for figure subtitles: model · dataset (split) · pairs · training tokens."""
     info = describe(results)
 
     def join(values: list[Any]) -> str:
@@ -289,4 +297,11 @@ def context_line(results: Sequence[PSEvalResult]) -> str:
         pairs_text = f"{min(pairs):,}–{max(pairs):,} pairs"
     else:
         pairs_text = "? pairs"
-    return f"{join(info['models'])} · {join(info['datasets'])} ({join(info['splits'])} split) · {pairs_text}"
+    line = f"{join(info['models'])} · {join(info['datasets'])} ({join(info['splits'])} split) · {pairs_text}"
+    # Only stated when every SAE records its budget: a partial claim would mislabel the others.
+    tokens = info["training_tokens"] if all(training_tokens(r) for r in results) else []
+    if len(tokens) == 1:
+        line += f" · SAEs trained on {tokens[0]:,} tokens"
+    elif tokens:
+        line += f" · SAEs trained on {min(tokens):,}–{max(tokens):,} tokens"
+    return line

@@ -164,6 +164,11 @@ def _is_local_spec(corpus: str) -> bool:
     return Path(corpus).expanduser().exists() or corpus.lower().endswith(_LOCAL_SUFFIXES)
 
 
+def is_local_corpus(corpus: str) -> bool:
+    """True for the bundled corpus and local files; False for a Hugging Face dataset (streamed from the hub)."""
+    return corpus == BUNDLED or _is_local_spec(corpus)
+
+
 def _iter_hf_documents(corpus: str, text_field: str) -> Iterator[str]:
     """Documents of a Hugging Face dataset ``[hf:]owner/name[:config]`` (its ``train`` split, streamed)."""
     spec = corpus.removeprefix("hf:")

@@ -49,6 +49,7 @@ from pseval.training.corpus import (
     ContextBatch,
     Split,
     corpus_identity,
+    is_local_corpus,
     iter_context_batches,
     iter_texts,
     pack_tokens,
@@ -548,8 +549,11 @@ class ActivationStore:
         """Raise :class:`DataError` unless the corpus split holds ``n_tokens`` text tokens (no model pass).
 
         Tokenises and packs the corpus exactly as the harvest does, stopping as soon as enough tokens are
-        counted; a count that passed once is remembered for the life of the store.
+        counted; a count that passed once is remembered for the life of the store. A Hugging Face dataset
+        is not counted (that would stream it twice); the harvest itself reports one that runs short.
         """
+        if not is_local_corpus(self.config.corpus):
+            return
         split = split or self.config.split
         if self._corpus_tokens_ok.get(split, 0) >= n_tokens:
             return

@@ -47,6 +47,17 @@ def test_summary_table_has_the_key_numbers(results_folder: Path) -> None:
     assert context_line(load_results(results_folder)) == "smollm2-135m · wic (test split) · 72 pairs"
 
 
+def test_context_line_names_the_training_budget() -> None:
+    one = fake_result(FakeSAE("topk", 8, 6, "resid_post"), n_pairs=10, seed=0)
+    other = fake_result(FakeSAE("topk", 16, 6, "resid_post"), n_pairs=10, seed=1)
+    one.sae_cfg_dict["metadata"] = {"training_tokens": 3_000_000}
+    assert context_line([one]).endswith("10 pairs · SAEs trained on 3,000,000 tokens")
+    other.sae_cfg_dict["metadata"] = {"training_tokens": 131_072}
+    assert context_line([one, other]).endswith("SAEs trained on 131,072–3,000,000 tokens")
+    other.sae_cfg_dict["metadata"] = {}  # an SAE trained elsewhere: no budget is claimed for the set
+    assert context_line([one, other]).endswith("10 pairs")
+
+
 @pytest.mark.parametrize(
     ("hook", "expected"),
     [

@@ -16,6 +16,7 @@ from pseval.training.corpus import (
     HOLDOUT_EVERY,
     ContextBatch,
     is_holdout,
+    is_local_corpus,
     iter_context_batches,
     iter_texts,
     pack_tokens,
@@ -194,3 +195,13 @@ def test_bundled_files_are_vendored_with_notice() -> None:
     ):
         assert (folder / name).is_file(), name
     assert "MIT" in (folder / "NOTICE.md").read_text(encoding="utf-8")
+
+
+def test_local_corpora_are_told_apart_from_hub_datasets(tmp_path: Path) -> None:
+    text = tmp_path / "docs.txt"
+    text.write_text("one document\n")
+    assert is_local_corpus("bundled")
+    assert is_local_corpus(str(text))
+    assert is_local_corpus("missing/file.jsonl")  # a local path that does not exist yet is still local
+    assert not is_local_corpus("owner/name")
+    assert not is_local_corpus("hf:owner/name:config")
