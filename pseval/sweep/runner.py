@@ -81,26 +81,50 @@ def run_sweep(
         return (sae_folder(config, run) / "cfg.json").is_file() and not force_rerun
 
     missing = [run for run in runs if not finished(run)]
-    t0 = time.time()
-    if missing:
-        first = train_configs[missing[0].name]
-        store = make_store(first, loaded)
-        hooks = list(dict.fromkeys(run.hook_name for run in missing))
-        uncached = [hook for hook in hooks if store.find_cache(hook, config.training_tokens) is None]
-        if uncached:
-            status(f"harvesting {config.training_tokens:,} tokens at {len(uncached)} hook(s) in one pass")
-        store.harvest(hooks, config.training_tokens)
-    timings["harvest_s"] = time.time() - t0
+    n_tokens = config.training_tokens
+    store = make_store(train_configs[missing[0].name], loaded) if missing else None
+    groups = (
+        store.plan_harvest(list(dict.fromkeys(run.hook_name for run in missing)), n_tokens) if store else []
+    )
+    if len(groups) == 1:
+        status(f"harvesting {n_tokens:,} tokens at {len(groups[0])} hook(s) in one pass")
+    elif groups:
+        assert store is not None
+        needed = store.harvest_bytes([hook for group in groups for hook in group], n_tokens)
+        free, folder = store.free_bytes()
+        status(
+            f"the activations of {sum(map(len, groups))} hooks need {needed / 1e9:,.1f} GB, more than the "
+            f"{free / 1e9:,.1f} GB free at {folder}: harvesting in {len(groups)} groups, each group's cache "
+            "deleted once its SAEs are trained"
+        )
+    timings["harvest_s"] = timings["train_s"] = 0.0
+    done: set[str] = set()
 
-    t0 = time.time()
-    for i, run in enumerate(runs, 1):
-        result = train(train_configs[run.name], progress=False, loaded=loaded)
-        if getattr(result, "reused", False):
-            summary["reused"] += 1
-        else:
-            summary["trained"] += 1
-            status(f"[{i}/{len(runs)}] trained {run.name}")
-    timings["train_s"] = time.time() - t0
+    def train_runs(hooks: set[str] | None) -> None:
+        """Train (or reuse) the runs at ``hooks`` (all remaining runs when None), in grid order."""
+        t0 = time.time()
+        for i, run in enumerate(runs, 1):
+            if run.name in done or (hooks is not None and run.hook_name not in hooks):
+                continue
+            result = train(train_configs[run.name], progress=False, loaded=loaded)
+            done.add(run.name)
+            if getattr(result, "reused", False):
+                summary["reused"] += 1
+            else:
+                summary["trained"] += 1
+                status(f"[{i}/{len(runs)}] trained {run.name}")
+        timings["train_s"] += time.time() - t0
+
+    for index, group in enumerate(groups):
+        assert store is not None
+        t0 = time.time()
+        store.harvest(group, n_tokens)
+        timings["harvest_s"] += time.time() - t0
+        if len(groups) > 1:
+            train_runs(set(group))
+            if index < len(groups) - 1:  # the last group's cache stays for reruns and interpretation
+                store.delete_cache(group, n_tokens)
+    train_runs(None)
 
     t0 = time.time()
     eval_config = PSEvalConfig(model_name=config.model, device=device, **config.eval_overrides)

@@ -525,13 +525,17 @@ class ActivationStore:
         itemsize = torch.empty((), dtype=self.cache_dtype).element_size()
         return sum(hook_width(self.model, name) for name in hook_names) * n_tokens * itemsize
 
-    def check_disk_space(self, hook_names: Sequence[str], n_tokens: int) -> None:
-        """Raise :class:`DataError` if the cache's disk cannot hold the harvest of ``hook_names``."""
-        needed = self.harvest_bytes(hook_names, n_tokens)
+    def free_bytes(self) -> tuple[int, Path]:
+        """Free bytes on the cache's disk, and the existing folder they were measured at."""
         folder = self.cache_root
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
-        free = shutil.disk_usage(folder).free
+        return shutil.disk_usage(folder).free, folder
+
+    def check_disk_space(self, hook_names: Sequence[str], n_tokens: int) -> None:
+        """Raise :class:`DataError` if the cache's disk cannot hold the harvest of ``hook_names``."""
+        needed = self.harvest_bytes(hook_names, n_tokens)
+        free, folder = self.free_bytes()
         if needed > free:
             halve = (
                 "set cache_dtype=float16 (train_overrides: {cache_dtype: float16} in a sweep), "
@@ -544,6 +548,34 @@ class ActivationStore:
                 f"train fewer hooks at a time, lower the token budget, {halve}"
                 "or point PSEVAL_CACHE at a larger disk",
             )
+
+    def plan_harvest(self, hook_names: Sequence[str], n_tokens: int) -> list[list[str]]:
+        """The hooks of ``hook_names`` still to harvest, in groups whose caches fit the free disk together.
+
+        One group (one forward pass per batch for all hooks) when everything fits, none when every hook is
+        cached. Raises :class:`DataError` when a single hook alone does not fit.
+        """
+        uncached = [name for name in dict.fromkeys(hook_names) if self.find_cache(name, n_tokens) is None]
+        free, _ = self.free_bytes()
+        groups: list[list[str]] = []
+        used = 0
+        for name in uncached:
+            size = self.harvest_bytes([name], n_tokens)
+            if size > free:
+                self.check_disk_space([name], n_tokens)
+            if not groups or used + size > free:
+                groups.append([])
+                used = 0
+            groups[-1].append(name)
+            used += size
+        return groups
+
+    def delete_cache(self, hook_names: Sequence[str], n_tokens: int) -> None:
+        """Delete the caches that :meth:`find_cache` would return for ``hook_names`` (frees their disk)."""
+        for name in hook_names:
+            folder = self.find_cache(name, n_tokens)
+            if folder is not None:
+                shutil.rmtree(folder)
 
     def check_corpus_tokens(self, n_tokens: int, split: Split | None = None) -> None:
         """Raise :class:`DataError` unless the corpus split holds ``n_tokens`` text tokens (no model pass).

@@ -148,3 +148,52 @@ def test_interrupted_sweep_resumes_without_redoing_finished_saes(
     again = run_sweep(config, plots=False, status=lambda _m: None)
     assert again["trained"] == 0 and again["reused"] == 4
     assert again["evaluated"] == 0 and again["skipped"] == 4
+
+
+def test_hooks_whose_caches_do_not_fit_together_are_harvested_in_groups(
+    tmp_path: Path,
+    tmp_cache: Path,
+    tiny_model_dir: Path,
+    tiny_dataset_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    config = _config(tmp_path, tiny_model_dir, tiny_dataset_file)
+    config["grid"] = {"layers": [0, 1, 2], "hook_kinds": ["resid_post"], "k": [4], "expansion_factors": [2]}
+    config["eval_overrides"]["interpret_tokens"] = 0
+    sweep = validate_sweep_config(config)
+    per_hook = 1024 * 32 * 2  # tokens × d_model × float16
+    real = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        "pseval.training.store.shutil.disk_usage", lambda _p: real._replace(free=2 * per_hook + 100)
+    )
+    messages: list[str] = []
+    plans: list[list[list[str]]] = []
+    deleted: list[list[str]] = []
+    from pseval.training.store import ActivationStore
+
+    plan, delete = ActivationStore.plan_harvest, ActivationStore.delete_cache
+
+    def recording_plan(self: ActivationStore, hook_names: Any, n_tokens: int) -> Any:
+        plans.append(plan(self, hook_names, n_tokens))
+        return plans[-1]
+
+    def recording_delete(self: ActivationStore, hook_names: Any, n_tokens: int) -> None:
+        deleted.append(list(hook_names))
+        delete(self, hook_names, n_tokens)
+
+    monkeypatch.setattr(ActivationStore, "plan_harvest", recording_plan)
+    monkeypatch.setattr(ActivationStore, "delete_cache", recording_delete)
+    summary = run_sweep(sweep, plots=False, status=messages.append)
+    first_group = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert plans == [[first_group, ["blocks.2.hook_resid_post"]]]
+    assert deleted == [first_group]
+    assert any("in 2 groups" in m for m in messages), messages
+    assert summary["trained"] == 3 and summary["evaluated"] == 3
+    # The first group's cache made room for the second; the last one stays for reruns.
+    caches = sorted(p.name for p in (tmp_cache / "train_acts").iterdir() if not p.name.startswith("."))
+    assert len(caches) == 1
+
+    again = run_sweep(sweep, plots=False, status=lambda _m: None)
+    assert again["trained"] == 0 and again["reused"] == 3

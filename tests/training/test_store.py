@@ -214,6 +214,11 @@ def test_a_harvest_that_cannot_fit_on_disk_fails_before_any_forward_pass(
     with pytest.raises(DataError, match=r"needs 0\.0 GB .* cache_dtype=float16"):
         store.harvest([HOOK, HOOK_EARLY], 600)
     assert store.n_forward_passes == 0
+    # A sweep harvests such hooks in groups that fit; a hook that fits on its own in no group is refused.
+    assert store.plan_harvest([HOOK, HOOK_EARLY], 600) == [[HOOK], [HOOK_EARLY]]
+    monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free._replace(free=10))
+    with pytest.raises(DataError, match="needs"):
+        store.plan_harvest([HOOK], 600)
     monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free._replace(free=needed))
     store.harvest([HOOK, HOOK_EARLY], 600)
     assert store.n_forward_passes > 0
