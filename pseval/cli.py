@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from pseval._format import format_number
 from pseval.errors import PsevalError
 
 app = typer.Typer(
@@ -62,14 +63,6 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _with_ci(metrics: dict[str, Any], name: str) -> str:
     value = metrics.get("ps_eval", {}).get(name)
     ci = metrics.get("ps_eval_ci", {})
@@ -102,12 +95,16 @@ def results_table(results: list[Any], title: str = "PS-Eval") -> Table:
             _with_ci(m, "specificity"),
             _with_ci(m, "recall"),
             _with_ci(m, "accuracy"),
-            _fmt(m["ps_eval"].get("f1")),
+            format_number(m["ps_eval"].get("f1")),
             str(m["ps_eval"].get("n_pairs_no_active", 0)),
         ]
         if has_std:
             std = m.get("standard", {})
-            row += [_fmt(std.get("fvu")), _fmt(std.get("l0"), 1), _fmt(std.get("ce_loss_recovered"))]
+            row += [
+                format_number(std.get("fvu")),
+                format_number(std.get("l0"), 1),
+                format_number(std.get("ce_loss_recovered")),
+            ]
         table.add_row(*row)
     return table
 
@@ -125,20 +122,24 @@ def baselines_table(results: list[Any]) -> Table | None:
                 [
                     r.hook_name,
                     "dense cosine",
-                    _fmt(d.get("specificity")),
-                    _fmt(d.get("recall")),
-                    _fmt(d.get("accuracy")),
-                    _fmt(d.get("f1")),
-                    _fmt(d.get("roc_auc")),
+                    format_number(d.get("specificity")),
+                    format_number(d.get("recall")),
+                    format_number(d.get("accuracy")),
+                    format_number(d.get("f1")),
+                    format_number(d.get("roc_auc")),
                 ]
             )
         if "baseline_neurons" in m and (r.hook_name, "neurons") not in seen:
             seen.add((r.hook_name, "neurons"))
             d = m["baseline_neurons"]
             rows.append(
-                [r.hook_name, f"MLP neurons ({d.get('n_neurons', '?')})", _fmt(d.get("specificity")),
-                 _fmt(d.get("recall")), _fmt(d.get("accuracy")), _fmt(d.get("f1")), "–"]
-            )  # fmt: skip
+                [
+                    r.hook_name,
+                    f"MLP neurons ({d.get('n_neurons', '?')})",
+                    *(format_number(d.get(key)) for key in ("specificity", "recall", "accuracy", "f1")),
+                    "–",
+                ]
+            )
         random_key = (r.hook_name, m.get("sae", {}).get("d_sae"))
         if "baseline_random_sae" in m and random_key not in seen:
             seen.add(random_key)
@@ -147,10 +148,10 @@ def baselines_table(results: list[Any]) -> Table | None:
                 [
                     r.hook_name,
                     f"random SAE ({m['sae']['d_sae']})",
-                    _fmt(d.get("specificity")),
-                    _fmt(d.get("recall")),
-                    _fmt(d.get("accuracy")),
-                    _fmt(d.get("f1")),
+                    format_number(d.get("specificity")),
+                    format_number(d.get("recall")),
+                    format_number(d.get("accuracy")),
+                    format_number(d.get("f1")),
                     "–",
                 ]
             )
@@ -453,8 +454,8 @@ def inspect(
                 name,
                 str(w["n_pairs"]),
                 str(w["n_same_meaning"]),
-                _fmt(w["share_same_latent"], 2),
-                _fmt(w["accuracy"], 2),
+                format_number(w["share_same_latent"], 2),
+                format_number(w["accuracy"], 2),
                 ", ".join(map(str, w["latents"][:6])),
             )
         console.print(table)
@@ -474,10 +475,10 @@ def inspect(
         table.add_row(
             group,
             str(m["n_pairs"]),
-            _fmt(m.get("specificity")),
-            _fmt(m.get("recall")),
-            _fmt(m.get("accuracy")),
-            _fmt(m.get("f1")),
+            format_number(m.get("specificity")),
+            format_number(m.get("recall")),
+            format_number(m.get("accuracy")),
+            format_number(m.get("f1")),
         )
     console.print(table)
 
@@ -538,7 +539,7 @@ def metrics(
     for column in columns:
         table.add_column(column, justify="right")
     for name, row in rows.items():
-        table.add_row(name, *[_fmt(row.get(c), 4) for c in columns])
+        table.add_row(name, *[format_number(row.get(c), 4) for c in columns])
     console.print(table)
     if output is not None:
         write_json_atomic(output, rows)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pseval._format import finite_number
 from pseval._io import write_text_atomic
 from pseval.evals.schema import PSEvalResult
 from pseval.report.load import (
@@ -56,16 +56,6 @@ def embed_json(obj: Any) -> str:
     """JSON that is safe inside ``<script type="application/json">`` (no ``</script>``, no ``<!--``)."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -129,8 +119,8 @@ def report_data(results: Sequence[PSEvalResult], names: Sequence[str]) -> dict[s
             indices.append(index)
             l1.append(int(detail.latent_1))
             l2.append(int(detail.latent_2))
-            a1.append(round(_finite(detail.activation_1) or 0.0, 3))
-            a2.append(round(_finite(detail.activation_2) or 0.0, 3))
+            a1.append(round(finite_number(detail.activation_1) or 0.0, 3))
+            a2.append(round(finite_number(detail.activation_2) or 0.0, 3))
             same.append("1" if detail.predicted_same else "0")
         used = {str(v) for v in l1 + l2 if v >= 0}
         unstructured = result.eval_result_unstructured or {}
@@ -151,7 +141,7 @@ def report_data(results: Sequence[PSEvalResult], names: Sequence[str]) -> dict[s
                     text = item["text"]
                     if len(text) > TOP_CONTEXT_CHARS:
                         text = text[: TOP_CONTEXT_CHARS - 1] + "…"
-                    activation = _finite(item.get("activation"))
+                    activation = finite_number(item.get("activation"))
                     kept.append([text, None if activation is None else round(activation, 3)])
             if kept:
                 contexts[lat] = kept

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pseval._format import finite_number
 from pseval.errors import DataError
 from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
 
@@ -112,8 +113,8 @@ def sort_key(result: PSEvalResult) -> tuple[Any, ...]:
     """Stable order: model, dataset, split, layer, hook kind, architecture, width, k, name."""
     layer, kind = parse_hook(result.hook_name)
     sae = result.eval_result_metrics.get("sae", {})
-    expansion = _number(sae.get("expansion_ratio"))
-    k = _number(result.sae_cfg_dict.get("k"))
+    expansion = finite_number(sae.get("expansion_ratio"))
+    k = finite_number(result.sae_cfg_dict.get("k"))
     return (
         result.model_name,
         result.eval_config.dataset,
@@ -146,17 +147,6 @@ def load_results(folder: str | Path) -> list[PSEvalResult]:
             "run `pseval eval --output FOLDER` first and pass that FOLDER",
         )
     return sorted(results, key=sort_key)
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or ``None`` for missing, non-numeric and NaN values."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def display_names(results: Sequence[PSEvalResult]) -> list[str]:
@@ -196,9 +186,9 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
     cfg = result.sae_cfg_dict
     layer, kind = parse_hook(result.hook_name)
     architecture = sae.get("architecture") or cfg.get("architecture")
-    d_in = _number(sae.get("d_in", cfg.get("d_in")))
-    d_sae = _number(sae.get("d_sae", cfg.get("d_sae")))
-    expansion = _number(sae.get("expansion_ratio"))
+    d_in = finite_number(sae.get("d_in", cfg.get("d_in")))
+    d_sae = finite_number(sae.get("d_sae", cfg.get("d_sae")))
+    expansion = finite_number(sae.get("expansion_ratio"))
     if expansion is None and d_in and d_sae:
         expansion = d_sae / d_in
     row: dict[str, Any] = {
@@ -214,25 +204,25 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
         "d_in": None if d_in is None else int(d_in),
         "d_sae": None if d_sae is None else int(d_sae),
         "expansion_ratio": expansion,
-        "k": _number(cfg.get("k")),
+        "k": finite_number(cfg.get("k")),
         "pseval_version": result.pseval_version,
     }
     for metric in METRICS:
-        row[metric] = _number(ps.get(metric))
-        row[f"{metric}_low"] = _number(ci.get(f"{metric}_low"))
-        row[f"{metric}_high"] = _number(ci.get(f"{metric}_high"))
+        row[metric] = finite_number(ps.get(metric))
+        row[f"{metric}_low"] = finite_number(ci.get(f"{metric}_low"))
+        row[f"{metric}_high"] = finite_number(ci.get(f"{metric}_high"))
     for count in (*COUNTS, "n_pairs_no_active"):
-        value = _number(ps.get(count))
+        value = finite_number(ps.get(count))
         row[count] = None if value is None else int(value)
     if row["n_pairs"] is None:
         row["n_pairs"] = len(result.eval_result_details)
-    row["confidence_level"] = _number(ci.get("confidence_level"))
+    row["confidence_level"] = finite_number(ci.get("confidence_level"))
     threshold_free = categories.get("threshold_free", {})
     for key in ("jaccard_roc_auc", "jaccard_average_precision", "code_cosine_roc_auc"):
-        row[key] = _number(threshold_free.get(key))
+        row[key] = finite_number(threshold_free.get(key))
     standard = categories.get("standard") or {}
     for key, value in sorted(standard.items()):
-        number = _number(value)
+        number = finite_number(value)
         if number is not None:
             row[key if key not in row else f"standard_{key}"] = number
     if row.get("l0_normalised") is None and row.get("l0") is not None and row["d_sae"]:
@@ -241,7 +231,7 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
         values = categories.get(category) or {}
         for metric in (*METRICS, "n_pairs_no_active", "roc_auc"):
             if metric in values:
-                row[f"{prefix}_{metric}"] = _number(values.get(metric))
+                row[f"{prefix}_{metric}"] = finite_number(values.get(metric))
     return row
 
 

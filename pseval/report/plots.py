@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from pseval._format import format_number
 from pseval._io import atomic_path, write_text_atomic
 from pseval.evals.schema import PSEvalResult
 from pseval.report.load import (
@@ -162,14 +163,6 @@ def _err(row: Row, metric: str) -> tuple[float, float]:
     if value is None or low is None or high is None:
         return 0.0, 0.0
     return max(value - low, 0.0), max(high - value, 0.0)
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _ratio_text(value: float | None) -> str:
@@ -452,7 +445,7 @@ def architecture_tables(chosen: Sequence[Row]) -> dict[str, str]:
                 else f"{value:.3f}"
                 + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
             )
-        cells.append(_fmt(record[-1]))
+        cells.append(format_number(record[-1]))
         lines.append("| " + " | ".join(cells) + " |")
     return {"architectures.csv": buffer.getvalue(), "architectures.md": "\n".join(lines) + "\n"}
 

@@ -292,17 +292,29 @@ class TopKTrainingSAE(TrainingSAE):
         pre_NF = self.pre_acts(x_ND)
         vals_NK, idx_NK = self._select(pre_NF)
         recon_ND = _sparse_decode(idx_NK, vals_NK, self.W_dec) + self.b_dec
+        return self._step_output(x_ND, pre_NF, recon_ND, dead_F, idx_NK, (vals_NK > 0).detach())
+
+    def _step_output(
+        self,
+        x_ND: Tensor,
+        pre_NF: Tensor,
+        recon_ND: Tensor,
+        dead_F: Tensor | None,
+        latents: Tensor,
+        active: Tensor,
+    ) -> StepOutput:
+        """MSE plus AuxK on the dead latents, and the step's statistics from the selected ``latents``
+        (any shape) and whether each one fired (``active``, same shape)."""
         mse = _mse(recon_ND, x_ND)
         loss = mse
         aux = mse.new_zeros(())
         if dead_F is not None and self.config.aux_k_coefficient > 0:
             aux = self._auxk_loss(pre_NF, dead_F, (x_ND - recon_ND).detach())
             loss = loss + aux
-        active_NK = (vals_NK > 0).detach()
         fire_counts_F = torch.zeros(self.d_sae, device=x_ND.device).index_add_(
-            0, idx_NK.reshape(-1), active_NK.reshape(-1).float()
+            0, latents.reshape(-1), active.reshape(-1).float()
         )
-        l0 = active_NK.sum(dtype=torch.float32) / x_ND.shape[0]
+        l0 = active.sum(dtype=torch.float32) / x_ND.shape[0]
         return StepOutput(loss, mse.detach(), l0, aux.detach(), fire_counts_F)
 
     def _auxk_loss(self, pre_NF: Tensor, dead_F: Tensor, residual_ND: Tensor) -> Tensor:
@@ -368,17 +380,9 @@ class BatchTopKTrainingSAE(TopKTrainingSAE):
         recon_ND = (
             recon_ND + _DecoderGradient.apply(rows_M, cols_M, vals_M.detach(), self.W_dec, n) + self.b_dec
         )
-        mse = _mse(recon_ND, x_ND)
-        loss = mse
-        aux = mse.new_zeros(())
-        if dead_F is not None and self.config.aux_k_coefficient > 0:
-            aux = self._auxk_loss(pre_NF, dead_F, (x_ND - recon_ND).detach())
-            loss = loss + aux
         active_M = (vals_M > 0).detach()
-        fire_counts_F = torch.zeros(self.d_sae, device=x_ND.device).index_add_(0, cols_M, active_M.float())
-        l0 = active_M.sum(dtype=torch.float32) / n
         self._last_min_positive = torch.where(active_M, vals_M.detach(), float("inf")).min()
-        return StepOutput(loss, mse.detach(), l0, aux.detach(), fire_counts_F)
+        return self._step_output(x_ND, pre_NF, recon_ND, dead_F, cols_M, active_M)
 
     @torch.no_grad()
     def after_optimizer_step(self, out: StepOutput) -> None:

@@ -415,7 +415,9 @@ class ActivationStore:
         self.last_buffer: ShuffleBuffer | None = None
         """The shuffling buffer of the latest :meth:`batches` call (for inspecting its size)."""
         self._tokenizer_hash: str | None = None
-        self._corpus_tokens_ok: dict[str, int] = {}
+        # Contexts packed by check_corpus_tokens, with the text tokens they hold: the harvest that follows
+        # reads them instead of tokenising the corpus a second time.
+        self._packed: dict[str, tuple[torch.Tensor, int]] = {}
 
     # ------------------------------------------------------------------ keys and paths
 
@@ -462,10 +464,17 @@ class ActivationStore:
 
     # ------------------------------------------------------------------ harvesting
 
-    def _context_batches(self, split: Split) -> Iterator[torch.Tensor]:
-        contexts = pack_tokens(
+    def _packed_contexts(self, split: Split) -> Iterator[torch.Tensor]:
+        return pack_tokens(
             self.tokenizer, iter_texts(self.config.corpus, split), self.config.context_size, self.add_bos
         )
+
+    def _context_batches(self, split: Split, n_tokens: int | None = None) -> Iterator[torch.Tensor]:
+        packed = self._packed.get(split)
+        if packed is not None and n_tokens is not None and packed[1] >= n_tokens:
+            yield from packed[0].long().split(self.config.model_batch_size)
+            return
+        contexts = self._packed_contexts(split)
         while rows := list(itertools.islice(contexts, self.config.model_batch_size)):
             yield torch.stack(rows)
 
@@ -498,7 +507,7 @@ class ActivationStore:
         """
         names = list(hook_names)
         remaining = n_tokens
-        for input_ids_BT in self._context_batches(split or self.config.split):
+        for input_ids_BT in self._context_batches(split or self.config.split, n_tokens):
             input_ids_BT = input_ids_BT.to(self.model_device)
             keep_BT = ~special_token_mask(input_ids_BT, self.tokenizer)
             acts = run_with_cache(self.model, input_ids_BT, torch.ones_like(input_ids_BT), names)
@@ -581,27 +590,28 @@ class ActivationStore:
         """Raise :class:`DataError` unless the corpus split holds ``n_tokens`` text tokens (no model pass).
 
         Tokenises and packs the corpus exactly as the harvest does, stopping as soon as enough tokens are
-        counted; a count that passed once is remembered for the life of the store. A Hugging Face dataset
-        is not counted (that would stream it twice); the harvest itself reports one that runs short.
+        counted, and keeps those contexts (int32) for the harvest to read. A Hugging Face dataset is not
+        counted (that would stream it twice); the harvest itself reports one that runs short.
         """
-        if not is_local_corpus(self.config.corpus):
+        if n_tokens < 1 or not is_local_corpus(self.config.corpus):
             return
         split = split or self.config.split
-        if self._corpus_tokens_ok.get(split, 0) >= n_tokens:
+        if split in self._packed and self._packed[split][1] >= n_tokens:
             return
-        contexts = pack_tokens(
-            self.tokenizer, iter_texts(self.config.corpus, split), self.config.context_size, self.add_bos
-        )
+        contexts = self._packed_contexts(split)
+        chunks: list[torch.Tensor] = []
         counted = 0
         while counted < n_tokens and (rows := list(itertools.islice(contexts, 1024))):
-            counted += int((~special_token_mask(torch.stack(rows), self.tokenizer)).sum())
+            chunk_CT = torch.stack(rows)
+            counted += int((~special_token_mask(chunk_CT, self.tokenizer)).sum())
+            chunks.append(chunk_CT.to(torch.int32))
         if counted < n_tokens:
             raise DataError(
                 f"corpus {self.config.corpus!r} ({split} split) gives only {counted:,} tokens, "
                 f"fewer than the {n_tokens:,} asked for",
                 "lower the number of training tokens or pass a larger corpus",
             )
-        self._corpus_tokens_ok[split] = counted
+        self._packed[split] = (torch.cat(chunks), counted)
 
     def harvest(self, hook_names: Sequence[str] | str, n_tokens: int) -> dict[str, Path]:
         """Make sure ``n_tokens`` activations of every hook are cached on disk; return their folders.

@@ -222,3 +222,29 @@ def test_a_harvest_that_cannot_fit_on_disk_fails_before_any_forward_pass(
     monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free._replace(free=needed))
     store.harvest([HOOK, HOOK_EARLY], 600)
     assert store.n_forward_passes > 0
+
+
+def test_the_corpus_check_tokenises_once_for_the_harvest_that_follows(
+    loaded: Any, corpus_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = torch.cat(
+        [
+            rows[HOOK]
+            for rows in make_store(loaded, corpus_file, tmp_path, cache=False).iter_activations([HOOK], 600)
+        ]
+    )
+    store = make_store(loaded, corpus_file, tmp_path)
+    calls: list[int] = []
+    pack = ActivationStore._packed_contexts
+
+    def counting_pack(self: ActivationStore, split: Any) -> Any:
+        calls.append(1)
+        return pack(self, split)
+
+    monkeypatch.setattr(ActivationStore, "_packed_contexts", counting_pack)
+    folder = store.harvest(HOOK, 600)[HOOK]
+    assert len(calls) == 1, "the harvest reads the contexts the corpus check packed"
+    cached = torch.cat(list(store.batches(HOOK, 100, 600)))
+    assert folder.is_dir() and cached.shape == reference.shape
+    # Same rows as a harvest that tokenised the corpus itself (the buffer shuffles, so compare sorted rows).
+    assert torch.equal(sort_rows(cached), sort_rows(reference))
