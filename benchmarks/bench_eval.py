@@ -25,7 +25,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 from pseval.evals.config import PSEvalConfig
-from pseval.evals.runner import encode_all, prompt_activations, score_codes
+from pseval.evals.runner import prompt_activations
+from pseval.evals.scoring import encode_all, score_codes
 from pseval.models.loading import load_model
 from pseval.sae.config import config_from_dict
 from pseval.sae.model import SAE

@@ -1,0 +1,311 @@
+"""Scoring one SAE on cached prompt activations: codes, PS-Eval metrics, details, baselines, interpretation.
+
+The runner (:mod:`pseval.evals.runner`) builds the pairs, collects the hook vectors once per hook and calls
+these functions for each SAE.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from pseval.errors import PsevalError
+from pseval.evals.config import PSEvalConfig
+from pseval.evals.schema import PairDetail
+from pseval.metrics.ps_eval import NO_LATENT, predict_same, ps_eval_metrics, top1_latents
+from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_scores, topk_jaccard
+from pseval.metrics.uncertainty import bootstrap_intervals
+from pseval.sae.model import SAE
+
+ENCODE_CHUNK = 1024
+"""Rows encoded at once: bounds the (chunk × d_sae) feature matrix in memory."""
+
+
+@dataclass
+class PromptActivations:
+    """Hook vectors of the unique prompts of one dataset, and how pairs map onto them."""
+
+    acts: dict[str, torch.Tensor]
+    pair_index: list[tuple[int, int]]
+    labels: np.ndarray
+    pairs: list[Any]
+    n_forward_passes: int
+    dataset_stats: dict[str, Any] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def encode_all(sae: SAE, acts_ND: torch.Tensor, fold_decoder_norms: bool = False) -> torch.Tensor:
+    """SAE codes of every row, encoded in chunks."""
+    model_sae = sae.fold_decoder_norms() if fold_decoder_norms else sae
+    param = next(model_sae.parameters())
+    chunks = [
+        model_sae.encode(acts_ND[i : i + ENCODE_CHUNK].to(device=param.device, dtype=param.dtype))
+        .float()
+        .cpu()
+        for i in range(0, acts_ND.shape[0], ENCODE_CHUNK)
+    ]
+    return torch.cat(chunks) if chunks else torch.zeros(0, sae.cfg.d_sae)
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def breakdown(details: Sequence[PairDetail], key: Callable[[PairDetail], str]) -> dict[str, dict[str, Any]]:
+    """PS-Eval metrics per group of pairs (e.g. per part of speech)."""
+    groups: dict[str, list[PairDetail]] = defaultdict(list)
+    for row in details:
+        groups[key(row)].append(row)
+    out: dict[str, dict[str, Any]] = {}
+    for group, rows in sorted(groups.items()):
+        metrics = ps_eval_metrics(
+            [r.label for r in rows], [r.latent_1 for r in rows], [r.latent_2 for r in rows]
+        )
+        out[group] = metrics.model_dump()
+    return out
+
+
+def word_breakdown(details: Sequence[PairDetail]) -> dict[str, dict[str, Any]]:
+    """Per word: pairs, how often both contexts got one latent, and the accuracy."""
+    groups: dict[str, list[PairDetail]] = defaultdict(list)
+    for row in details:
+        groups[row.word].append(row)
+    return {
+        word: {
+            "n_pairs": len(rows),
+            "n_same_meaning": sum(r.label for r in rows),
+            "share_same_latent": float(np.mean([r.predicted_same for r in rows])),
+            "accuracy": float(np.mean([r.correct for r in rows])),
+            "latents": sorted({r.latent_1 for r in rows} | {r.latent_2 for r in rows}),
+        }
+        for word, rows in sorted(groups.items())
+    }
+
+
+def score_codes(
+    feats_PF: torch.Tensor,
+    data: PromptActivations,
+    config: PSEvalConfig,
+    sae: SAE | None = None,
+) -> tuple[dict[str, dict[str, Any]], list[PairDetail], dict[str, Any]]:
+    """Metrics, per-pair details and breakdowns of one set of codes (one row per unique prompt)."""
+    index_P, value_P = top1_latents(feats_PF)
+    idx1 = torch.tensor([a for a, _ in data.pair_index], dtype=torch.long)
+    idx2 = torch.tensor([b for _, b in data.pair_index], dtype=torch.long)
+    lat1, lat2 = index_P[idx1].numpy(), index_P[idx2].numpy()
+    val1, val2 = value_P[idx1].numpy(), value_P[idx2].numpy()
+    same = predict_same(lat1, lat2)
+    labels = data.labels
+    metrics = ps_eval_metrics(labels, lat1, lat2)
+    feats_1_NF, feats_2_NF = feats_PF[idx1], feats_PF[idx2]
+    jaccard = topk_jaccard(feats_1_NF, feats_2_NF, config.topk_overlap_k).numpy()
+    code_cos = cosine_rows(feats_1_NF, feats_2_NF).numpy()
+    del feats_1_NF, feats_2_NF
+
+    enc_cos: list[float | None] = [None] * len(lat1)
+    dec_cos: list[float | None] = [None] * len(lat1)
+    if sae is not None:
+        active = (lat1 != NO_LATENT) & (lat2 != NO_LATENT)
+        if active.any():
+            a = torch.as_tensor(lat1[active])
+            b = torch.as_tensor(lat2[active])
+            W_enc_FD = sae.W_enc.detach().float().T
+            W_dec_FD = sae.W_dec.detach().float()
+            e = cosine_rows(W_enc_FD[a], W_enc_FD[b]).tolist()
+            d = cosine_rows(W_dec_FD[a], W_dec_FD[b]).tolist()
+            for j, i in enumerate(np.flatnonzero(active)):
+                enc_cos[i], dec_cos[i] = e[j], d[j]
+
+    details = [
+        PairDetail(
+            id=pair.id,
+            word=pair.word,
+            pos=pair.pos,
+            label=int(labels[i]),
+            latent_1=int(lat1[i]),
+            activation_1=round(float(val1[i]), 6),
+            latent_2=int(lat2[i]),
+            activation_2=round(float(val2[i]), 6),
+            predicted_same=bool(same[i]),
+            correct=bool(same[i] == (labels[i] == 1)),
+            jaccard=round(float(jaccard[i]), 6),
+            code_cosine=round(float(code_cos[i]), 6),
+            encoder_cosine=_round(enc_cos[i]),
+            decoder_cosine=_round(dec_cos[i]),
+            context_1=pair.context_1,
+            context_2=pair.context_2,
+            span_1=list(pair.span_1),
+            span_2=list(pair.span_2),
+        )
+        for i, pair in enumerate(data.pairs)
+    ]
+    ci = bootstrap_intervals(
+        labels,
+        same,
+        n_resamples=config.bootstrap_resamples,
+        confidence_level=config.confidence_level,
+        seed=config.seed,
+    )
+    jac = ranking_scores(labels, jaccard)
+    cos = ranking_scores(labels, code_cos)
+    active_PF = feats_PF > 0
+    alive = active_PF.any(0)
+    categories: dict[str, dict[str, Any]] = {
+        "ps_eval": metrics.model_dump(),
+        "ps_eval_ci": {
+            f"{name}_{side}": getattr(interval, side)
+            for name, interval in ci.items()
+            for side in ("low", "high")
+        }
+        | {"confidence_level": config.confidence_level, "n_resamples": config.bootstrap_resamples},
+        "threshold_free": {
+            "topk_overlap_k": config.topk_overlap_k,
+            "jaccard_roc_auc": jac.roc_auc,
+            "jaccard_average_precision": jac.average_precision,
+            "code_cosine_roc_auc": cos.roc_auc,
+            "code_cosine_average_precision": cos.average_precision,
+        },
+        "codes": {
+            "mean_l0_on_prompts": float(active_PF.sum(-1).float().mean()) if len(feats_PF) else 0.0,
+            "n_latents_active_on_prompts": int(alive.sum()),
+            "n_distinct_top_latents": int(np.unique(np.concatenate([lat1, lat2])).size),
+        },
+    }
+    unstructured = {
+        "by_pos": breakdown(details, lambda r: r.pos),
+        "by_word": word_breakdown(details),
+    }
+    return categories, details, unstructured
+
+
+def dense_baseline(held_out: PromptActivations, data: PromptActivations, hook: str) -> dict[str, Any]:
+    """Raw activations: cosine of the two contexts' hook vectors, thresholded at the held-out best threshold."""
+
+    def cosines(d: PromptActivations) -> np.ndarray:
+        acts = d.acts[hook]
+        i1 = torch.tensor([a for a, _ in d.pair_index], dtype=torch.long)
+        i2 = torch.tensor([b for _, b in d.pair_index], dtype=torch.long)
+        return cosine_rows(acts[i1], acts[i2]).numpy()
+
+    threshold = best_threshold(held_out.labels, cosines(held_out))
+    scores = cosines(data)
+    same = scores >= threshold
+    from pseval.metrics.ps_eval import confusion_counts, metrics_from_counts
+
+    metrics = metrics_from_counts(*confusion_counts(data.labels, same))
+    ranking = ranking_scores(data.labels, scores)
+    return {
+        **{k: v for k, v in metrics.model_dump().items() if k != "n_pairs_no_active"},
+        "threshold": threshold,
+        "roc_auc": ranking.roc_auc,
+        "average_precision": ranking.average_precision,
+        "cosine_mean": float(scores.mean()) if scores.size else None,
+        "cosine_std": float(scores.std()) if scores.size else None,
+    }
+
+
+def logit_lens(loaded: Any, sae: SAE, latents: Sequence[int], top_n: int = 8) -> dict[str, list[str]]:
+    """Top tokens promoted by each latent's decoder direction through the final norm and the unembedding."""
+    from pseval.models.hooks import final_norm_and_unembed
+
+    latents = sorted({int(i) for i in latents if int(i) != NO_LATENT})
+    if not latents:
+        return {}
+    try:
+        norm, unembed = final_norm_and_unembed(loaded.model)
+    except PsevalError:
+        return {}
+    with torch.no_grad():
+        W_dec_LD = sae.W_dec.detach()[latents]
+        param = next(loaded.model.parameters())
+        logits_LV = unembed(norm(W_dec_LD.to(device=param.device, dtype=param.dtype).unsqueeze(0))).squeeze(0)
+        top = logits_LV.float().topk(top_n, dim=-1).indices.cpu().tolist()
+    tokenizer = loaded.tokenizer
+    return {str(lat): [tokenizer.decode([t]) for t in row] for lat, row in zip(latents, top, strict=True)}
+
+
+def interpret(
+    loaded: Any,
+    sae: SAE,
+    hook: str,
+    latents: Sequence[int],
+    details: Sequence[PairDetail],
+    config: PSEvalConfig,
+    categories: dict[str, dict[str, Any]],
+    unstructured: dict[str, Any],
+    status: Callable[[str], None],
+) -> None:
+    """Firing frequency and top corpus contexts of the chosen latents, from the training activation cache.
+
+    Reads the cached corpus activations of the hook (the same cache the trainer fills, so no second model
+    pass when the SAE was trained by pseval); a breakdown of PS-Eval by how often the chosen latent fires.
+    """
+    from pseval.evals.interpret import corpus_latent_stats, frequency_breakdown
+
+    status(
+        f"top contexts and firing frequencies of the chosen latents on {config.interpret_tokens:,} corpus tokens"
+    )
+    stats = corpus_latent_stats(loaded, sae, hook, latents, n_tokens=config.interpret_tokens)
+    categories["latent_frequency"] = dict(stats.frequency_all)
+    unstructured["firing_frequency"] = stats.firing_frequency
+    unstructured["top_contexts"] = {k: [c.model_dump() for c in v] for k, v in stats.top_contexts.items()}
+    unstructured["by_frequency"] = frequency_breakdown(details, stats.firing_frequency)
+
+
+RANDOM_SAE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
+
+
+def score_sae(
+    loaded: Any,
+    sae: SAE,
+    hook: str,
+    data: PromptActivations,
+    config: PSEvalConfig,
+    held_out: PromptActivations | None = None,
+    neuron_acts_PN: torch.Tensor | None = None,
+    baselines_by_hook: dict[str, dict[str, Any]] | None = None,
+    status: Callable[[str], None] = lambda _msg: None,
+) -> tuple[dict[str, dict[str, Any]], list[PairDetail], dict[str, Any]]:
+    """Everything PS-Eval reports for one SAE at one hook: metrics, details, baselines, interpretation.
+
+    ``baselines_by_hook`` caches the per-hook dense baseline across the SAEs of one run.
+    """
+    acts_PD = data.acts[hook]
+    feats_PF = encode_all(sae, acts_PD, config.fold_decoder_norms)
+    categories, details, unstructured = score_codes(feats_PF, data, config, sae)
+    del feats_PF
+    categories["sae"] = {
+        "d_in": sae.cfg.d_in,
+        "d_sae": sae.cfg.d_sae,
+        "architecture": sae.cfg.architecture,
+        "expansion_ratio": sae.cfg.d_sae / sae.cfg.d_in,
+    }
+    if config.baselines and held_out is not None:
+        cache = baselines_by_hook if baselines_by_hook is not None else {}
+        if hook not in cache:
+            cache[hook] = {"baseline_dense": dense_baseline(held_out, data, hook)}
+        categories.update(cache[hook])
+        if neuron_acts_PN is not None:
+            from pseval.evals.neuron_baseline import neuron_baseline_metrics
+
+            categories["baseline_neurons"] = neuron_baseline_metrics(
+                neuron_acts_PN, data.pair_index, data.labels
+            )
+        random_sae = SAE.create_random(sae.cfg, seed=config.seed)
+        random_feats = encode_all(random_sae, acts_PD)
+        random_categories, _, _ = score_codes(
+            random_feats, data, config.model_copy(update={"bootstrap_resamples": 0})
+        )
+        categories["baseline_random_sae"] = {
+            k: v for k, v in random_categories["ps_eval"].items() if k in RANDOM_SAE_METRICS
+        }
+    used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
+    unstructured["logit_lens"] = logit_lens(loaded, sae, used)
+    if config.interpret_tokens > 0:
+        interpret(loaded, sae, hook, used, details, config, categories, unstructured, status)
+    return categories, details, unstructured
