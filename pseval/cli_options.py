@@ -14,7 +14,53 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import typer
+import typer.core
 from pydantic import BaseModel
+
+_PLACEHOLDERS = {"int": "N", "int range": "N", "float": "X", "float range": "X", "path": "PATH"}
+
+
+def _help_metavar(param: Any, ctx: Any) -> str:
+    """A short placeholder for an option's value in ``--help`` (``N``, ``PATH``, ``a|b``), none for flags."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    display = getattr(param, "display_type", None)
+    label = display(ctx).strip("<>") if callable(display) else ""
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[len("list[") : -1]
+    if "|" in label:
+        return label  # the accepted values
+    return _PLACEHOLDERS.get(label, "TEXT")
+
+
+class HelpCommand(typer.core.TyperCommand):
+    """A command whose ``--help`` names each value by a placeholder instead of a Python type label."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.get_params(ctx):
+            if getattr(param, "param_type_name", "") == "argument":
+                # An argument is shown by its name (RESULTS_DIR), which already says what it is.
+                param.display_type_rich = lambda ctx: ""  # type: ignore[method-assign]
+                if param.metavar is None and param.name:
+                    param.metavar = param.name.upper()
+            elif param.metavar is None:
+                param.metavar = _help_metavar(param, ctx)
+        super().format_help(ctx, formatter)
+
+
+class PsevalTyper(typer.Typer):
+    """``typer.Typer`` whose commands use :class:`HelpCommand` unless told otherwise.
+
+    Help is plain text (no boxes): it wraps cleanly in an 80-column terminal and never truncates an option.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("rich_markup_mode", None)
+        super().__init__(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("cls", HelpCommand)
+        return super().command(*args, **kwargs)
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -28,7 +74,7 @@ def _unwrap_optional(annotation: Any) -> Any:
 def _cli_type(annotation: Any) -> Any:
     inner = _unwrap_optional(annotation)
     if get_origin(inner) is Literal:
-        return str  # pydantic validates the value and names the allowed ones
+        return inner  # --help lists the accepted values and typer checks them
     if inner in (bool, int, float, Path):
         return inner
     return str
@@ -36,8 +82,6 @@ def _cli_type(annotation: Any) -> Any:
 
 def _help(field: Any) -> str:
     text = field.description or ""
-    if get_origin(_unwrap_optional(field.annotation)) is Literal:
-        text += " One of: " + ", ".join(str(v) for v in get_args(_unwrap_optional(field.annotation))) + "."
     if field.default is not None and not callable(field.default):
         text += f" [default: {field.default}]"
     return text

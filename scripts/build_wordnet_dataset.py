@@ -34,10 +34,26 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout
-    sys.path.insert(0, str(REPO_ROOT))
+for _folder in (REPO_ROOT, Path(__file__).resolve().parent):  # run as a plain script from a checkout
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+from wordnet_2x2 import (  # noqa: E402
+    Build2x2Config,
+    availability,
+    build_2x2_pairs,
+    read_sense_counts,
+    stats_2x2,
+)
 
 from pseval._io import atomic_dir, write_json_atomic, write_text_atomic  # noqa: E402
+from pseval.data.inflection import (  # noqa: E402, F401
+    IRREGULAR_NOUNS,
+    IRREGULAR_VERBS,
+    find_target,
+    inflections,
+    words_with_spans,
+)
 from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, WordPair  # noqa: E402
 from pseval.errors import DataError  # noqa: E402
 
@@ -53,7 +69,6 @@ LABELS: tuple[int, ...] = (SAME_MEANING, DIFFERENT_MEANING)
 _LEMMA_RE = re.compile(r"[a-z]+")
 _EXAMPLE_RE = re.compile(r'"([^"]*)"')
 _ADJ_MARKER_RE = re.compile(r"\((?:a|p|ip)\)$")
-_VOWELS = frozenset("aeiou")
 
 
 class BuildConfig(BaseModel):
@@ -81,143 +96,8 @@ class BuildConfig(BaseModel):
 # Inflection
 # --------------------------------------------------------------------------------------------------
 
-#: Irregular verbs: base -> past and past-participle forms ('/' separates alternatives). The tarball has
-#: no ``verb.exc``, so this list covers the common irregular verbs of English.
-_IRREGULAR_VERBS_TEXT = """
-arise arose arisen|awake awoke awoken|be was/were/is/are/am been|bear bore borne/born|beat beat beaten
-become became become|begin began begun|bend bent bent|bet bet bet|bid bid/bade bid/bidden|bind bound bound
-bite bit bitten|bleed bled bled|blow blew blown|break broke broken|breed bred bred|bring brought brought
-build built built|burn burned/burnt burned/burnt|burst burst burst|buy bought bought|cast cast cast
-catch caught caught|choose chose chosen|cling clung clung|come came come|cost cost cost|creep crept crept
-cut cut cut|deal dealt dealt|dig dug dug|dive dived/dove dived|do did done|draw drew drawn
-dream dreamed/dreamt dreamed/dreamt|drink drank drunk|drive drove driven|dwell dwelt/dwelled dwelt/dwelled
-eat ate eaten|fall fell fallen|feed fed fed|feel felt felt|fight fought fought|find found found
-flee fled fled|fling flung flung|fly flew flown|forbid forbade forbidden|forget forgot forgotten
-forgive forgave forgiven|freeze froze frozen|get got got/gotten|give gave given|go went gone|grind ground ground
-grow grew grown|hang hung/hanged hung/hanged|have had had|hear heard heard|hide hid hidden|hit hit hit
-hold held held|hurt hurt hurt|keep kept kept|kneel knelt/kneeled knelt/kneeled|knit knit/knitted knit/knitted
-know knew known|lay laid laid|lead led led|lean leaned/leant leaned/leant|leap leaped/leapt leaped/leapt
-learn learned/learnt learned/learnt|leave left left|lend lent lent|let let let|lie lay/lied lain/lied
-light lit/lighted lit/lighted|lose lost lost|make made made|mean meant meant|meet met met|mow mowed mowed/mown
-overcome overcame overcome|pay paid paid|prove proved proved/proven|put put put|quit quit quit|read read read
-rid rid rid|ride rode ridden|ring rang rung|rise rose risen|run ran run|saw sawed sawed/sawn|say said said
-see saw seen|seek sought sought|sell sold sold|send sent sent|set set set|sew sewed sewed/sewn
-shake shook shaken|shed shed shed|shine shone/shined shone/shined|shoot shot shot|show showed shown/showed
-shrink shrank/shrunk shrunk|shut shut shut|sing sang sung|sink sank sunk|sit sat sat|sleep slept slept
-slide slid slid|sling slung slung|slit slit slit|smell smelled/smelt smelled/smelt|sow sowed sown/sowed
-speak spoke spoken|speed sped/speeded sped/speeded|spell spelled/spelt spelled/spelt|spend spent spent
-spill spilled/spilt spilled/spilt|spin spun spun|spit spat/spit spat/spit|split split split
-spoil spoiled/spoilt spoiled/spoilt|spread spread spread|spring sprang sprung|stand stood stood|steal stole stolen
-stick stuck stuck|sting stung stung|stink stank stunk|stride strode stridden|strike struck struck/stricken
-string strung strung|strive strove/strived striven/strived|swear swore sworn|sweep swept swept
-swell swelled swollen/swelled|swim swam swum|swing swung swung|take took taken|teach taught taught
-tear tore torn|tell told told|think thought thought|throw threw thrown|thrust thrust thrust|tread trod trodden
-understand understood understood|undertake undertook undertaken|upset upset upset|wake woke/waked woken/waked
-wear wore worn|weave wove/weaved woven/weaved|weep wept wept|win won won|wind wound wound|withdraw withdrew withdrawn
-wring wrung wrung|write wrote written
-"""
-
-#: Irregular noun plurals (the tarball has no ``noun.exc``).
-_IRREGULAR_NOUNS_TEXT = """
-man men|woman women|child children|foot feet|tooth teeth|goose geese|mouse mice|louse lice|person people
-ox oxen|die dice|leaf leaves|loaf loaves|knife knives|wife wives|life lives|half halves|wolf wolves
-calf calves|shelf shelves|thief thieves|self selves|sheaf sheaves|elf elves|scarf scarves/scarfs
-hoof hooves/hoofs|wharf wharves/wharfs|criterion criteria|phenomenon phenomena|datum data|medium media/mediums
-index indices/indexes|appendix appendices/appendixes|crisis crises|thesis theses|analysis analyses
-basis bases|axis axes|hypothesis hypotheses|fungus fungi/funguses|cactus cacti/cactuses|nucleus nuclei
-stimulus stimuli|radius radii|alumnus alumni|larva larvae|formula formulae/formulas|antenna antennae/antennas
-"""
-
-
-def _parse_table(text: str) -> dict[str, list[str]]:
-    table: dict[str, list[str]] = {}
-    for entry in text.replace("\n", "|").split("|"):
-        fields = entry.split()
-        if fields:
-            table[fields[0]] = [form for field in fields[1:] for form in field.split("/")]
-    return table
-
-
-IRREGULAR_VERBS: dict[str, list[str]] = _parse_table(_IRREGULAR_VERBS_TEXT)
-IRREGULAR_NOUNS: dict[str, list[str]] = _parse_table(_IRREGULAR_NOUNS_TEXT)
-
-
-def _third_person(lemma: str) -> set[str]:
-    """The -s / -es / -ies forms (noun plural, verb third person singular)."""
-    forms = {lemma + "s"}
-    if lemma.endswith(("s", "x", "z", "ch", "sh", "o")):
-        forms.add(lemma + "es")
-    if len(lemma) > 1 and lemma.endswith("y") and lemma[-2] not in _VOWELS:
-        forms.add(lemma[:-1] + "ies")
-    return forms
-
-
-def _doubles_final_consonant(lemma: str) -> bool:
-    """Whether the lemma ends consonant-vowel-consonant, so -ed/-ing may double it (stop -> stopped)."""
-    return (
-        len(lemma) >= 3
-        and lemma[-1] not in _VOWELS
-        and lemma[-1] not in "wxy"
-        and lemma[-2] in _VOWELS
-        and lemma[-3] not in _VOWELS
-    )
-
-
-def inflections(lemma: str, pos: str) -> frozenset[str]:
-    """All surface forms accepted as the lemma in an example (lowercase).
-
-    Nouns: the lemma, -s/-es/-ies plurals and irregular plurals. Verbs: the lemma, -s/-es/-ies, -ed/-d/-ied,
-    -ing (with e-drop, ie -> ying and final-consonant doubling) and irregular past forms. Adjectives and
-    adverbs: the lemma only. The rules over-generate a little ("visitted"); such strings do not occur in
-    English text, so they cost nothing and keep the rules simple.
-    """
-    forms = {lemma}
-    if pos == "N":
-        forms |= _third_person(lemma)
-        forms |= set(IRREGULAR_NOUNS.get(lemma, ()))
-        if lemma.endswith("man") and lemma not in {"human", "german", "roman", "shaman", "caiman"}:
-            forms.add(lemma[:-3] + "men")
-    elif pos == "V":
-        forms |= _third_person(lemma)
-        if lemma == "be":
-            forms |= {"being", "is", "are", "am", "was", "were", "been"}
-            return frozenset(forms)
-        if lemma == "have":
-            forms.add("has")
-        if lemma == "do":
-            forms.add("does")
-        # -ing
-        if lemma.endswith("ie"):
-            forms.add(lemma[:-2] + "ying")
-        elif lemma.endswith("e") and not lemma.endswith(("ee", "ye", "oe")):
-            forms.add(lemma[:-1] + "ing")
-        forms.add(lemma + "ing")
-        doubled = lemma + lemma[-1] if _doubles_final_consonant(lemma) else None
-        if doubled:
-            forms.add(doubled + "ing")
-        # past tense / participle
-        if lemma in IRREGULAR_VERBS:
-            forms |= set(IRREGULAR_VERBS[lemma])
-        elif lemma.endswith("e"):
-            forms.add(lemma + "d")
-        elif len(lemma) > 1 and lemma.endswith("y") and lemma[-2] not in _VOWELS:
-            forms.add(lemma[:-1] + "ied")
-        else:
-            forms.add(lemma + "ed")
-            if doubled:
-                forms.add(doubled + "ed")
-    return frozenset(forms)
-
-
-#: A whole word: letters not glued to letters, digits, underscores, hyphens or a leading apostrophe
-#: (``bank`` is not a word of ``river-bank``); a following ``'s`` (possessive) is allowed, other clitics
-#: (``don't``) are not.
-_WORD_RE = re.compile(r"(?<![\w\-'])[A-Za-z]+(?![\w\-])(?!'(?!s\b)[A-Za-z])")
-
-
-def words_with_spans(text: str) -> list[tuple[str, tuple[int, int]]]:
-    """The whole words of ``text``, lowercased, with their character spans."""
-    return [(m.group().lower(), m.span()) for m in _WORD_RE.finditer(text)]
+# The inflection rules and the word finder live in pseval.data.inflection, which also validates
+# dataset spans.
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,23 +178,6 @@ class Occurrence:
     synset: str
     text: str
     span: tuple[int, int]
-
-
-def find_target(
-    forms: frozenset[str], text: str, words: Sequence[tuple[str, tuple[int, int]]]
-) -> tuple[int, int] | None:
-    """The span of the only whole-word occurrence of any of ``forms`` in ``text``.
-
-    None when there is no occurrence, several (ambiguous), or the occurrence is quoted as a word
-    (```truth'``), which mentions the word instead of using it.
-    """
-    spans = [span for word, span in words if word in forms]
-    if len(spans) != 1:
-        return None
-    start = spans[0][0]
-    if start > 0 and text[start - 1] == "`":
-        return None
-    return spans[0]
 
 
 def split_of(lemma: str, buckets: dict[str, int]) -> str:
@@ -526,7 +389,8 @@ WordNet 3.1 database files (the same text is in `LICENSE` beside this file):
 
 def iter_jsonl(pairs: Iterable[WordPair]) -> Iterator[str]:
     for pair in pairs:
-        yield pair.model_dump_json() + "\n"
+        # exclude_none: fields only the 2 x 2 set uses (word_2, cell) stay out of ordinary records
+        yield pair.model_dump_json(exclude_none=True) + "\n"
 
 
 def write_dataset(out: Path, source: Path, config: BuildConfig) -> dict[str, object]:
@@ -536,9 +400,15 @@ def write_dataset(out: Path, source: Path, config: BuildConfig) -> dict[str, obj
     if not pairs:
         raise DataError(f"no pairs could be built from {source}", "check that the tarball holds WordNet 3.1")
     stats = dataset_stats(pairs, source, config)
+    config_2x2 = Build2x2Config(seed=config.seed)
+    pairs_2x2 = build_2x2_pairs(synsets, read_sense_counts(source), config_2x2)
+    stats_2 = stats_2x2(pairs_2x2, availability(synsets, config_2x2), config_2x2)
+    stats_2["source"], stats_2["source_sha256"] = stats["source"], stats["source_sha256"]
     with atomic_dir(out) as tmp:
         write_text_atomic(tmp / "pairs.jsonl", "".join(iter_jsonl(pairs)))
         write_json_atomic(tmp / "stats.json", stats)
+        write_text_atomic(tmp / "pairs_2x2.jsonl", "".join(iter_jsonl(pairs_2x2)))
+        write_json_atomic(tmp / "stats_2x2.json", stats_2)
         write_text_atomic(tmp / "LICENSE", licence)
         write_text_atomic(tmp / "NOTICE.md", NOTICE_TEMPLATE.format(source=source.name, licence=licence))
         # Temporary files are private (0600/0700); package data must be readable by everyone.

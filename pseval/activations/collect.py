@@ -8,7 +8,8 @@ passes, so this module:
 - sorts sequences by length and batches neighbours, so little compute is spent on padding, and pads
   on the right (with the attention mask), which leaves every real token's position unchanged;
 - stops each forward pass after the deepest requested layer (:func:`pseval.models.hooks.run_with_cache`);
-- keeps only the target rows of each batch, in fp32 on the CPU;
+- keeps only the target rows of each batch, in fp32 on the CPU; a prompt with ``target_indices`` (a word
+  of several tokens under the ``mean`` multi-token policy) gets the fp32 mean of those tokens' rows;
 - caches the result per hook on disk, keyed by the model fingerprint, the hook, the prompts' token ids
   and target indices, the caller's ``cache_key`` and the dtype, so a rerun does no forward pass.
 """
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import torch
 
 from pseval._io import atomic_path, cache_dir, stable_hash
+from pseval._progress import track
 from pseval.errors import DataError
 from pseval.models.hooks import hook_width, parse_hook_name, run_with_cache
 from pseval.models.loading import LoadedModel
@@ -37,7 +39,11 @@ CACHE_FORMAT_VERSION = 1
 
 
 class PromptLike(Protocol):
-    """What :func:`collect_activations` needs from a prompt (``pseval.data.prompts.Prompt`` fits)."""
+    """What :func:`collect_activations` needs from a prompt (``pseval.data.prompts.Prompt`` fits).
+
+    A prompt may also carry ``target_indices`` (a list of token indices); when it holds two or more, the
+    prompt's vector is the mean of those tokens' vectors instead of the ``target_index`` row.
+    """
 
     @property
     def input_ids(self) -> list[int]: ...
@@ -86,12 +92,25 @@ def activation_cache_path(
 
 
 def prompts_digest(prompts: Sequence[PromptLike]) -> str:
-    """A digest of every prompt's token ids and target index (what the activations depend on)."""
+    """A digest of every prompt's token ids, target index and pooled tokens (what the activations depend on).
+
+    Prompts without pooled tokens hash as before pooling existed, so their caches stay valid.
+    """
     digest = hashlib.sha256()
     for prompt in prompts:
-        digest.update(json.dumps([list(prompt.input_ids), int(prompt.target_index)]).encode())
+        record: list[Any] = [list(prompt.input_ids), int(prompt.target_index)]
+        pooled = _pooled_indices(prompt)
+        if pooled:
+            record.append(pooled)
+        digest.update(json.dumps(record).encode())
         digest.update(b"\n")
     return digest.hexdigest()[:16]
+
+
+def _pooled_indices(prompt: PromptLike) -> list[int]:
+    """The tokens whose mean is read (two or more), or [] when only ``target_index`` is read."""
+    indices = [int(i) for i in (getattr(prompt, "target_indices", None) or ())]
+    return indices if len(indices) > 1 else []
 
 
 def collect_activations(
@@ -117,7 +136,7 @@ def collect_activations(
         parse_hook_name(name, loaded.model)
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}", "pass a positive batch size")
-    sequences, targets = _validate_prompts(prompts)
+    sequences, targets, pooled = _validate_prompts(prompts)
     # Hooks differ in width (mlp.hook_post is the MLP's hidden size, not d_model).
     widths = {name: hook_width(loaded.model, name) for name in names}
     n_prompts = len(targets)
@@ -134,7 +153,9 @@ def collect_activations(
     missing = [name for name in names if name not in acts]
     n_passes = n_seqs = n_tokens = 0
     if missing and n_prompts:
-        computed, n_passes, n_seqs, n_tokens = _run(loaded, sequences, targets, missing, batch_size, progress)
+        computed, n_passes, n_seqs, n_tokens = _run(
+            loaded, sequences, targets, missing, batch_size, progress, pooled
+        )
         for name in missing:
             acts[name] = computed[name]
             if cache:
@@ -154,9 +175,12 @@ def collect_activations(
 # --------------------------------------------------------------------------------------------------
 
 
-def _validate_prompts(prompts: Sequence[PromptLike]) -> tuple[list[tuple[int, ...]], list[int]]:
+def _validate_prompts(
+    prompts: Sequence[PromptLike],
+) -> tuple[list[tuple[int, ...]], list[int], dict[int, list[int]]]:
     sequences: list[tuple[int, ...]] = []
     targets: list[int] = []
+    pooled: dict[int, list[int]] = {}
     for i, prompt in enumerate(prompts):
         ids = tuple(int(t) for t in prompt.input_ids)
         target = int(prompt.target_index)
@@ -167,9 +191,17 @@ def _validate_prompts(prompts: Sequence[PromptLike]) -> tuple[list[tuple[int, ..
                 f"prompt {i} has target_index {target} outside its {len(ids)} tokens",
                 "rebuild the prompts so the target index points at a token of the prompt",
             )
+        indices = _pooled_indices(prompt)
+        if any(not 0 <= j < len(ids) for j in indices):
+            raise DataError(
+                f"prompt {i} has target_indices {indices} outside its {len(ids)} tokens",
+                "rebuild the prompts so every pooled index points at a token of the prompt",
+            )
+        if indices:
+            pooled[i] = indices
         sequences.append(ids)
         targets.append(target % len(ids))
-    return sequences, targets
+    return sequences, targets, pooled
 
 
 @torch.no_grad()
@@ -180,8 +212,13 @@ def _run(
     hook_names: list[str],
     batch_size: int,
     progress: bool,
+    pooled: dict[int, list[int]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], int, int, int]:
-    """Forward each distinct sequence once (sorted by length, right-padded) and gather target rows."""
+    """Forward each distinct sequence once (sorted by length, right-padded) and gather target rows.
+
+    Rows in ``pooled`` (row -> token indices) get the fp32 mean of those tokens instead.
+    """
+    pooled = pooled or {}
     unique: dict[tuple[int, ...], int] = {}
     for seq in sequences:
         unique.setdefault(seq, len(unique))
@@ -200,7 +237,7 @@ def _run(
     device = _model_device(loaded)
     pad_id = _pad_id(loaded)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    iterator: Any = batches
+    iterator: Any = track(batches, f"activations at {', '.join(hook_names)}", len(distinct), "prompts", len)
     if progress:
         from tqdm.auto import tqdm
 
@@ -213,12 +250,16 @@ def _run(
         batch_pos: list[int] = []
         token_pos: list[int] = []
         out_rows: list[int] = []
+        pooled_rows: list[tuple[int, int, list[int]]] = []
         for b, seq_index in enumerate(batch):
             seq = distinct[seq_index]
             input_ids_BT[b, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask_BT[b, : len(seq)] = 1
             n_tokens += len(seq)
             for row, target in rows_of[seq_index]:
+                if row in pooled:
+                    pooled_rows.append((row, b, pooled[row]))
+                    continue
                 batch_pos.append(b)
                 token_pos.append(target)
                 out_rows.append(row)
@@ -227,7 +268,10 @@ def _run(
         t_idx = torch.tensor(token_pos, device=device)
         rows = torch.tensor(out_rows)
         for name in hook_names:
-            out[name][rows] = values[name][b_idx, t_idx].float().cpu()
+            if out_rows:
+                out[name][rows] = values[name][b_idx, t_idx].float().cpu()
+            for row, b, indices in pooled_rows:
+                out[name][row] = values[name][b, indices].float().mean(0).cpu()
     return out, len(batches), len(distinct), n_tokens
 
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pseval.data.datasets import DATASET_NAMES, SPLITS, dataset_summary, load_dataset
+from pseval.data.datasets import (
+    DATASET_NAMES,
+    DROP_REASONS,
+    MULTI_TOKEN_POLICIES,
+    SPLITS,
+    MultiTokenPolicy,
+    dataset_summary,
+    load_dataset,
+)
+from pseval.data.inflection import span_matches_word
 from pseval.data.prompts import (
     DEFAULT_TEMPLATE,
     Prompt,
@@ -18,11 +27,14 @@ __all__ = [
     "DATASET_NAMES",
     "DEFAULT_TEMPLATE",
     "DIFFERENT_MEANING",
+    "DROP_REASONS",
+    "MULTI_TOKEN_POLICIES",
     "SAME_MEANING",
     "SPLITS",
     "WIC_SPLITS",
     "DatasetStats",
     "Detokenized",
+    "MultiTokenPolicy",
     "PSEvalDataset",
     "Prompt",
     "PromptSet",
@@ -34,5 +46,6 @@ __all__ = [
     "load_dataset",
     "read_wic_split",
     "render_template",
+    "span_matches_word",
     "validate_template",
 ]

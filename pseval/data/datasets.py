@@ -1,8 +1,23 @@
 """Load a PS-Eval dataset for one tokenizer: filter, balance, and record why pairs were dropped.
 
-PS-Eval compares the top SAE latent at the target word's token across two contexts, so the word inserted
-in the prompt template must be a single token (``" " + word``); pairs whose word splits are dropped. The
-two labels are then balanced by seeded random downsampling of the larger class, so that accuracy and the
+Every pair is checked before it is scored, and each pair that fails is counted under its reason in
+``PSEvalDataset.stats.dropped`` (every reason is always listed, 0 when none):
+
+- ``target_not_found``: a span outside its context or on whitespace only (WiC: a target index outside
+  the sentence);
+- ``span_not_word``: the span's text is not the word nor a form of it (rule:
+  :func:`pseval.data.inflection.span_matches_word`), e.g. word "curious" with span text "nothing";
+- ``multi_token_word``: ``" " + word`` is several tokens and the multi-token policy is ``drop``.
+
+PS-Eval compares the top SAE latent at the target word's token across two contexts, so by default (the
+paper's choice, ``multi_token="drop"``) the word inserted in the prompt template must be a single token.
+``"last"`` and ``"mean"`` keep such words (the prompts then read the last sub-token or the mean over the
+sub-tokens); the single-token pairs kept are then exactly those of ``"drop"`` (balanced and subsampled by
+the same draws) and the recovered multi-token pairs are balanced on their own, so results on the
+single-token pairs stay comparable with the paper's setting and the recovered pairs can be reported
+separately (``PSEvalDataset.word_n_tokens``).
+
+The two labels are balanced by seeded random downsampling of the larger class, so that accuracy and the
 other confusion-matrix metrics are not skewed by the label ratio, and the kept pairs stay in file order so
 results are easy to trace back to the source.
 """
@@ -14,11 +29,12 @@ from collections import Counter
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import ValidationError
 
+from pseval.data.inflection import span_matches_word
 from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
 from pseval.data.wic import WIC_SPLITS, read_wic_split
 from pseval.errors import ConfigError, DataError
@@ -26,7 +42,7 @@ from pseval.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-DATASET_NAMES: tuple[str, ...] = ("wic", "wordnet")
+DATASET_NAMES: tuple[str, ...] = ("wic", "wordnet", "wordnet-2x2")
 """Datasets shipped with pseval; a path to a ``.jsonl`` file of ``WordPair`` records also works."""
 
 SPLITS: tuple[str, ...] = (*WIC_SPLITS, "all")
@@ -34,12 +50,38 @@ SPLITS: tuple[str, ...] = (*WIC_SPLITS, "all")
 
 DROP_MULTI_TOKEN = "multi_token_word"
 DROP_TARGET_NOT_FOUND = "target_not_found"
+DROP_SPAN_NOT_WORD = "span_not_word"
+DROP_REASONS: tuple[str, ...] = (DROP_TARGET_NOT_FOUND, DROP_SPAN_NOT_WORD, DROP_MULTI_TOKEN)
+"""Every reason a pair can be dropped for, in the order the checks run."""
+
+MultiTokenPolicy = Literal["drop", "last", "mean"]
+MULTI_TOKEN_POLICIES: tuple[str, ...] = ("drop", "last", "mean")
+"""What to do with a word whose ``" " + word`` is several tokens: drop the pair (the paper), read the
+last sub-token, or read the mean of the sub-tokens' activations."""
 LABELS: tuple[int, int] = (DIFFERENT_MEANING, SAME_MEANING)
+
+
+def check_multi_token(policy: str) -> MultiTokenPolicy:
+    """Return ``policy`` if it is a multi-token policy; raise ConfigError (naming ``--multi-token``) if not."""
+    if policy not in MULTI_TOKEN_POLICIES:
+        raise ConfigError(
+            f"unknown multi-token policy {policy!r}",
+            f"use --multi-token with one of {', '.join(MULTI_TOKEN_POLICIES)}",
+        )
+    return policy  # type: ignore[return-value]
 
 
 def wordnet_pairs_path() -> Path:
     """Where the shipped WordNet pairs live (``pseval/resources/wordnet/pairs.jsonl``)."""
     return Path(str(resources.files("pseval").joinpath("resources").joinpath("wordnet"))) / "pairs.jsonl"
+
+
+def wordnet_2x2_pairs_path() -> Path:
+    """Where the shipped WordNet word form x meaning pairs live (``pseval/resources/wordnet/pairs_2x2.jsonl``).
+
+    Each pair has a ``cell`` (see ``docs/wordnet-dataset.md``); splits are ``dev`` and ``test``.
+    """
+    return wordnet_pairs_path().with_name("pairs_2x2.jsonl")
 
 
 def load_dataset(
@@ -49,8 +91,9 @@ def load_dataset(
     balance: bool = True,
     seed: int = 0,
     max_pairs: int | None = None,
+    multi_token: MultiTokenPolicy = "drop",
 ) -> PSEvalDataset:
-    """Load ``name``'s ``split``, keep the pairs whose word is one token, and balance the labels.
+    """Load ``name``'s ``split``, drop pairs that fail a check, and balance the labels.
 
     Args:
         tokenizer: the model's tokenizer; the single-token filter depends on it.
@@ -62,14 +105,19 @@ def load_dataset(
             of the smaller one; the kept pairs keep their original order.
         seed: seed of the balancing (and ``max_pairs``) downsample.
         max_pairs: keep at most this many pairs, drawn at random with the same generator after balancing
-            (half per label when ``balance`` is on, so it is then rounded down to an even number).
+            (half per label when ``balance`` is on, so it is then rounded down to an even number). With
+            ``multi_token`` ``last``/``mean`` it caps the single-token pairs (the same draw as ``drop``)
+            and the recovered multi-token pairs are cut to the same share they had before.
+        multi_token: ``"drop"`` (default) drops pairs whose word is several tokens; ``"last"`` and
+            ``"mean"`` keep them (see the module docstring).
 
     Raises:
         DataError: unknown dataset, missing or malformed file, or no pair left after filtering.
         ConfigError: an unknown split or a ``max_pairs`` below what a dataset needs.
     """
     if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split {split!r}", f"use --split with one of {', '.join(SPLITS)}")
+    check_multi_token(multi_token)
     if max_pairs is not None and max_pairs < (2 if balance else 1):
         raise ConfigError(
             f"max_pairs={max_pairs} leaves no pair{' per label' if balance else ''}",
@@ -77,45 +125,63 @@ def load_dataset(
         )
 
     short_name, raw_pairs, n_invalid = _read_pairs(name, split)
-    dropped: Counter[str] = Counter()
-    if n_invalid:
-        dropped[DROP_TARGET_NOT_FOUND] += n_invalid
+    dropped: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
+    dropped[DROP_TARGET_NOT_FOUND] += n_invalid
 
-    is_single = _single_token_checker(tokenizer)
-    kept: list[WordPair] = []
+    count_tokens = _word_token_counter(tokenizer)
+    single: list[WordPair] = []
+    multi: list[WordPair] = []
     for pair in raw_pairs:
         if not (_span_ok(pair.context_1, pair.span_1) and _span_ok(pair.context_2, pair.span_2)):
             dropped[DROP_TARGET_NOT_FOUND] += 1
-        elif not is_single(pair.word):
+        elif not (
+            _span_is_word(pair.context_1, pair.span_1, pair.word)
+            and _span_is_word(pair.context_2, pair.span_2, pair.target_2)
+        ):
+            dropped[DROP_SPAN_NOT_WORD] += 1
+        elif _pair_tokens(pair, count_tokens) == 1:
+            single.append(pair)
+        elif multi_token == "drop":
             dropped[DROP_MULTI_TOKEN] += 1
         else:
-            kept.append(pair)
+            multi.append(pair)
     n_raw = len(raw_pairs) + n_invalid
 
-    before = _count_labels(kept)
-    if not kept:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "none"
+    before = _count_labels([*single, *multi])
+    if not single and not multi:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items()) if v) or "none"
         raise DataError(
             f"dataset {name!r} split {split!r} has no pair left after filtering ({n_raw} read; dropped {reasons})",
-            "use another split or dataset, or a tokenizer in which the target words are single tokens",
+            "use another --split or --dataset, or --multi-token mean to keep words of several tokens",
         )
-    rng = np.random.default_rng(seed)
-    if balance:
-        kept = _balance(kept, rng)
-        if not kept:
-            raise DataError(
-                f"dataset {name!r} split {split!r} has only label "
-                f"{next(k for k, v in before.items() if v)} pairs after filtering, so balancing leaves none",
-                "pass balance=False, or use a dataset with both labels",
-            )
-    if max_pairs is not None and len(kept) > max_pairs:
-        kept = _subsample(kept, max_pairs, balance, rng)
+    # The single-token pairs are drawn exactly as under "drop" (same generator, same draws); recovered
+    # multi-token pairs get their own generator so they never change which single-token pairs are kept.
+    single = _balance_and_cap(single, balance, max_pairs, np.random.default_rng(seed))
+    if multi:
+        share_cap = None
+        if max_pairs is not None:
+            share_cap = max(2 if balance else 1, round(max_pairs * len(multi) / max(len(single), 1)))
+        multi = _balance_and_cap(multi, balance, share_cap, np.random.default_rng([seed, 1]))
+    if balance and not single and not multi:
+        raise DataError(
+            f"dataset {name!r} split {split!r} has only label "
+            f"{next(k for k, v in before.items() if v)} pairs after filtering, so balancing leaves none",
+            "pass --no-balance, or use a dataset with both labels",
+        )
+    kept_ids = {p.id for p in (*single, *multi)}
+    kept = [p for p in raw_pairs if p.id in kept_ids] if multi else single
+    n_tokens = [_pair_tokens(p, count_tokens) for p in kept]
 
     stats = DatasetStats(
         n_raw=n_raw,
         dropped=dict(sorted(dropped.items())),
         kept_before_balance=before,
         kept=_count_labels(kept),
+        multi_token=multi_token,
+        kept_by_token_count={
+            "single": sum(1 for n in n_tokens if n == 1),
+            "multi": sum(1 for n in n_tokens if n > 1),
+        },
     )
     return PSEvalDataset(
         name=short_name,
@@ -125,6 +191,7 @@ def load_dataset(
         tokenizer_name=_tokenizer_name(tokenizer),
         pairs=kept,
         stats=stats,
+        word_n_tokens=n_tokens,
     )
 
 
@@ -141,6 +208,8 @@ def dataset_summary(ds: PSEvalDataset) -> dict[str, Any]:
         "by_label": {str(k): v for k, v in ds.stats.kept.items()},
         "kept_before_balance": {str(k): v for k, v in ds.stats.kept_before_balance.items()},
         "dropped": dict(ds.stats.dropped),
+        "multi_token": ds.stats.multi_token,
+        "by_token_count": dict(ds.stats.kept_by_token_count),
         "by_pos": dict(sorted(Counter(p.pos for p in ds.pairs).items())),
         "n_words": len({p.word for p in ds.pairs}),
     }
@@ -159,14 +228,14 @@ def _read_pairs(name: str, split: str) -> tuple[str, list[WordPair], int]:
                 else:
                     n_invalid += 1
         return "wic", pairs, n_invalid
-    if name == "wordnet":
-        path = wordnet_pairs_path()
+    if name in ("wordnet", "wordnet-2x2"):
+        path = wordnet_pairs_path() if name == "wordnet" else wordnet_2x2_pairs_path()
         if not path.is_file():
             raise DataError(
                 f"the WordNet pairs file {path} is not part of this installation",
-                "reinstall pseval (the file ships with it), or use name='wic'",
+                "reinstall pseval (the file ships with it), or use --dataset wic",
             )
-        return "wordnet", _select_split(_read_jsonl(path), split, path), 0
+        return name, _select_split(_read_jsonl(path), split, path), 0
     if name.endswith(".jsonl"):
         path = Path(name).expanduser()
         if not path.is_file():
@@ -226,16 +295,35 @@ def _span_ok(context: str, span: tuple[int, int]) -> bool:
     return 0 <= start < end <= len(context) and not context[start:end].isspace()
 
 
-def _single_token_checker(tokenizer: PreTrainedTokenizerBase) -> Any:
-    cache: dict[str, bool] = {}
+def _span_is_word(context: str, span: tuple[int, int], word: str) -> bool:
+    return span_matches_word(context[span[0] : span[1]], word)
 
-    def is_single(word: str) -> bool:
+
+def _word_token_counter(tokenizer: PreTrainedTokenizerBase) -> Any:
+    """``count(word)``: how many tokens ``" " + word`` is (what the template's ``{word}`` slot holds)."""
+    cache: dict[str, int] = {}
+
+    def count(word: str) -> int:
         if word not in cache:
-            ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-            cache[word] = len(ids) == 1
+            cache[word] = len(tokenizer(" " + word, add_special_tokens=False)["input_ids"])
         return cache[word]
 
-    return is_single
+    return count
+
+
+def _pair_tokens(pair: WordPair, count_tokens: Any) -> int:
+    """Tokens of the pair's longer target word (both words count when the contexts use two words)."""
+    return max(count_tokens(pair.word), count_tokens(pair.target_2))
+
+
+def _balance_and_cap(
+    pairs: list[WordPair], balance: bool, max_pairs: int | None, rng: np.random.Generator
+) -> list[WordPair]:
+    if balance:
+        pairs = _balance(pairs, rng)
+    if max_pairs is not None and len(pairs) > max_pairs:
+        pairs = _subsample(pairs, max_pairs, balance, rng)
+    return pairs
 
 
 def _count_labels(pairs: Iterable[WordPair]) -> dict[int, int]:

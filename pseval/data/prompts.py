@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pseval.data.datasets import check_multi_token
 from pseval.data.schema import PSEvalDataset
 from pseval.errors import ConfigError, DataError
 
@@ -44,6 +45,11 @@ class Prompt(BaseModel):
     input_ids: list[int] = Field(description="Token ids, including any BOS or other special tokens.")
     target_index: int = Field(description="Index into input_ids of the token whose activation is read.")
     target_token: str = Field(description="The target token decoded to text (e.g. ' bank'), for reports.")
+    target_indices: list[int] = Field(
+        default_factory=list,
+        description="With multi_token='mean': every token of the target, whose activations are averaged "
+        "(the last one is target_index); empty when only target_index is read.",
+    )
 
 
 class PromptSet(BaseModel):
@@ -58,6 +64,13 @@ class PromptSet(BaseModel):
     position: Position = Field(description="'template' (the {word} slot) or 'context' (the word in context).")
     prepend_bos: bool | None = Field(
         description="True: BOS first; False: no special tokens; None: the tokenizer's default."
+    )
+    bos_token_id: int | None = Field(
+        default=None, description="The token put first when prepend_bos is True (None: the tokenizer's BOS)."
+    )
+    multi_token: str = Field(
+        default="drop",
+        description="'drop' or 'last': read the target's last token; 'mean': the mean over its tokens.",
     )
 
     def __len__(self) -> int:
@@ -108,6 +121,8 @@ def build_prompts(
     template: str = DEFAULT_TEMPLATE,
     position: Position = "template",
     prepend_bos: bool | None = None,
+    multi_token: str = "drop",
+    bos_token_id: int | None = None,
 ) -> PromptSet:
     """Render, tokenise and locate the target token of both contexts of every pair.
 
@@ -119,6 +134,11 @@ def build_prompts(
             ``"context"`` reads the last token overlapping the target's span in the context.
         prepend_bos: ``None`` keeps the tokenizer's default special tokens; ``True`` makes BOS the first
             token (and adds no other special token); ``False`` adds no special token.
+        multi_token: ``"drop"`` and ``"last"`` read one token as described for ``position``; ``"mean"``
+            records every token overlapping the target's span in ``target_indices`` (a word of one token
+            keeps ``target_indices`` empty, so its activation is read exactly as under ``"drop"``).
+        bos_token_id: with ``prepend_bos=True``, the token put first instead of the tokenizer's BOS (e.g. the
+            EOS token a trainer used as BOS for a tokenizer without one).
 
     Raises:
         ConfigError: bad template or position, a slow tokenizer, or ``prepend_bos=True`` without a BOS token.
@@ -127,6 +147,7 @@ def build_prompts(
     validate_template(template)
     if position not in POSITIONS:
         raise ConfigError(f"unknown target position {position!r}", f"use one of {', '.join(POSITIONS)}")
+    check_multi_token(multi_token)
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(
             f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer, so it gives no offset mapping",
@@ -134,25 +155,28 @@ def build_prompts(
         )
     bos_id: int | None = None
     if prepend_bos:
-        bos_id = tokenizer.bos_token_id
+        bos_id = bos_token_id if bos_token_id is not None else tokenizer.bos_token_id
         if bos_id is None:
             raise ConfigError(
-                f"prepend_bos=True but tokenizer {type(tokenizer).__name__} has no BOS token",
-                "pass prepend_bos=False or None",
+                f"BOS is to be prepended but tokenizer {type(tokenizer).__name__} has no BOS token",
+                "pass --no-prepend-bos",
             )
 
     texts: list[str] = []
     spans: list[tuple[int, int]] = []
     owners: list[str] = []
     for pair in dataset.pairs:
-        for context, span in ((pair.context_1, pair.span_1), (pair.context_2, pair.span_2)):
+        for context, span, word in (
+            (pair.context_1, pair.span_1, pair.word),
+            (pair.context_2, pair.span_2, pair.target_2),
+        ):
             start, end = span
             if not 0 <= start < end <= len(context):
                 raise DataError(
                     f"pair {pair.id}: target span {start}-{end} is not inside its context ({len(context)} chars)",
                     "fix the span of that pair (character offsets [start, end) of the word in the context)",
                 )
-            text, word_span, context_start = render_template(template, context, pair.word)
+            text, word_span, context_start = render_template(template, context, word)
             texts.append(text)
             spans.append(
                 word_span if position == "template" else (context_start + start, context_start + end)
@@ -162,7 +186,7 @@ def build_prompts(
     ids_list, offsets_list = _encode(tokenizer, texts, prepend_bos, bos_id)
 
     prompts: list[Prompt] = []
-    seen: dict[tuple[tuple[int, ...], int], int] = {}
+    seen: dict[tuple[tuple[int, ...], int, tuple[int, ...]], int] = {}
     flat_index: list[int] = []
     for text, span, owner, ids, offsets in zip(texts, spans, owners, ids_list, offsets_list, strict=True):
         target = _locate(offsets, span, last_char_only=position == "template")
@@ -171,15 +195,22 @@ def build_prompts(
                 f"pair {owner}: no token of the prompt {text!r} covers the target span {span[0]}-{span[1]}",
                 "check the pair's span and the template",
             )
-        key = (tuple(ids), target)
+        pooled: list[int] = []
+        if multi_token == "mean":
+            pooled = _locate_all(offsets, span)
+            if len(pooled) < 2:
+                pooled = []  # one token: read exactly as without pooling
+        key = (tuple(ids), target, tuple(pooled))
         if key not in seen:
             seen[key] = len(prompts)
+            shown = pooled or [target]
             prompts.append(
                 Prompt(
                     text=text,
                     input_ids=list(ids),
                     target_index=target,
-                    target_token=str(tokenizer.decode([ids[target]])),
+                    target_token=str(tokenizer.decode([ids[i] for i in shown])),
+                    target_indices=pooled,
                 )
             )
         flat_index.append(seen[key])
@@ -192,6 +223,8 @@ def build_prompts(
         template=template,
         position=position,
         prepend_bos=prepend_bos,
+        bos_token_id=bos_id,
+        multi_token=multi_token,
     )
 
 
@@ -214,6 +247,12 @@ def _encode(
         ids_list = [[bos_id, *ids] for ids in ids_list]
         offsets_list = [[(0, 0), *offs] for offs in offsets_list]
     return ids_list, offsets_list
+
+
+def _locate_all(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> list[int]:
+    """Indices of every (non-special) token that overlaps ``span``, in order."""
+    start, end = span
+    return [i for i, (s, e) in enumerate(offsets) if s < e and s < end and e > start]
 
 
 def _locate(offsets: Sequence[tuple[int, int]], span: tuple[int, int], last_char_only: bool) -> int | None:

@@ -31,11 +31,22 @@ class PSEvalConfig(BaseModel):
         "or the word's occurrence in the context ('context', its last sub-token).",
     )
     prepend_bos: bool | None = Field(
-        default=None, description="Force a BOS token on (True) or off (False); None follows the tokenizer."
+        default=None,
+        description="Force a BOS token on (True) or off (False) for every SAE; None: what each SAE's config "
+        "records (pseval-trained SAEs: BOS), else the tokenizer's default.",
+    )
+    multi_token: Literal["drop", "last", "mean"] = Field(
+        default="drop",
+        description="Pairs whose ' ' + word is several tokens: 'drop' them (the paper's choice), read the "
+        "'last' sub-token, or the 'mean' of the sub-tokens' activations (encoded after pooling). With "
+        "'last'/'mean' the single-token pairs are those of 'drop' and results are also reported per "
+        "token count (unstructured by_token_count).",
     )
     batch_size: int = Field(default=32, description="Prompts per forward pass.")
     device: str = Field(default="cpu", description="Torch device ('cpu', 'cuda', 'auto').")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="Model dtype.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="dtype of the model and of the SAEs."
+    )
     fold_decoder_norms: bool = Field(
         default=False,
         description="Scale each latent by its decoder norm before taking the top latent "
@@ -48,7 +59,8 @@ class PSEvalConfig(BaseModel):
     topk_overlap_k: int = Field(default=16, description="k of the top-k latent Jaccard overlap score.")
     baselines: bool = Field(
         default=True,
-        description="Also score the dense activations (cosine, threshold chosen on the dev split), "
+        description="Also score the dense activations (cosine, threshold chosen on the held-out split, or by "
+        "seeded 5-fold cross-validation on the evaluated split when there is none), "
         "the MLP neuron basis (MLP hooks) and a random SAE of the same width.",
     )
     interpret_tokens: int = Field(
@@ -77,6 +89,10 @@ class PSEvalConfig(BaseModel):
                 )
         return value
 
+    def identity(self) -> dict[str, object]:
+        """The fields that change the numbers of a result (not where or how fast it is computed)."""
+        return self.model_dump(mode="json", exclude={"device", "batch_size", "cache_activations"})
+
     def cache_key(self) -> dict[str, object]:
         """The fields that change which prompts are built (part of the activation cache key)."""
         return {
@@ -88,4 +104,5 @@ class PSEvalConfig(BaseModel):
             "template": self.template,
             "position": self.position,
             "prepend_bos": self.prepend_bos,
+            "multi_token": self.multi_token,
         }

@@ -1,35 +1,64 @@
-"""The PS-Eval runner: one activation pass per hook, however many SAEs are evaluated.
+"""The PS-Eval runner: one activation pass per input regime, however many SAEs and hooks are evaluated.
 
-Flow: resolve and load the SAEs (cheap, so bad paths fail before the model loads) → skip the SAEs whose
-result file already exists for the same configuration → load the model and check every SAE fits its hook →
-build the pairs and their unique prompts → collect every needed hook in one batched forward pass (cached on
-disk) → score each SAE on the cached vectors → write one JSON file per SAE, atomically.
+Flow, so that every mistake surfaces before the long work starts and memory does not grow with the SAE count:
+
+1. open every SAE from its config (no weights read) and parse its hook; resolve its input regime
+   (:mod:`pseval.evals.regime`) and its result identity; pick its result file and skip it when that file
+   already holds this very result, or stop, naming what differs, when it holds another
+   (:mod:`pseval.evals.results_store`);
+2. load the model; check each SAE's width against its hook, its BOS token and its activation processing;
+   load the dataset splits;
+3. per distinct prompt set (SAEs whose regimes give the same token ids share one), collect every hook those
+   SAEs need in one batched pass (cached on disk);
+4. per SAE, grouped by hook: load its weights, score it (:func:`pseval.evals.scoring.score_sae`), write its
+   JSON atomically, free it.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import re
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from pseval._io import write_json_atomic
+from pseval._io import check_writable, write_json_atomic
 from pseval._version import __version__
-from pseval.errors import ConfigError, SAEError
+from pseval.errors import ConfigError, DataError, SAEError
 from pseval.evals.config import PSEvalConfig
-from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
-from pseval.evals.scoring import (
-    PromptActivations,
-    score_sae,
+from pseval.evals.regime import InputRegime, check_processing, input_regime, processed
+from pseval.evals.results_store import (
+    IDENTITY_VERSION,
+    check_destination,
+    check_stored,
+    choose_name,
+    name_candidates,
+    result_path,
 )
+from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
+from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
+from pseval.sae.config import SAEConfig
 from pseval.sae.model import SAE
+
+__all__ = [
+    "NamedSAE",
+    "SAEItem",
+    "check_sae_fits",
+    "evaluate",
+    "hook_for",
+    "open_items",
+    "resolve_saes",
+    "result_path",
+    "sanitize_name",
+]
 
 
 @dataclass
@@ -43,70 +72,144 @@ class NamedSAE:
     sae_id: str | None = None
 
 
+@dataclass
+class SAEItem:
+    """One SAE of a run: opened from its config, materialised only while it is scored."""
+
+    base_name: str
+    cfg: SAEConfig
+    hook: str
+    content_hash: str
+    path: str | None = None
+    release: str | None = None
+    sae_id: str | None = None
+    source: Any = None
+    """The ``SAESource`` it is loaded from (None for an SAE passed as an object)."""
+    sae: SAE | None = None
+    """The SAE passed as an object (None for one opened from files)."""
+    name: str = ""
+    regime: InputRegime = field(default_factory=lambda: InputRegime(prepend_bos=None))
+
+    def load(self, device: str, dtype: str | None) -> SAE:
+        """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
+        if self.sae is not None:
+            return self.sae
+        sae: SAE = self.source.load(device=device, dtype=dtype)
+        return sae
+
+
 def sanitize_name(text: str) -> str:
     """A file-name-safe version of an SAE name."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "sae"
 
 
-def resolve_saes(saes: Sequence[Any], device: str = "cpu") -> list[NamedSAE]:
-    """Load every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) and name it uniquely."""
-    from pseval.sae.formats import load_sae
-
-    named: list[NamedSAE] = []
-    for spec in saes:
-        if isinstance(spec, NamedSAE):
-            named.append(spec)
-        elif isinstance(spec, SAE):
-            named.append(NamedSAE(name=f"sae{len(named)}", sae=spec))
-        elif isinstance(spec, tuple):
-            name, sae = spec
-            named.append(NamedSAE(name=sanitize_name(str(name)), sae=sae))
-        else:
-            text = str(spec)
-            sae = load_sae(text, device=device)
-            if text.startswith("saelens:"):
-                release, _, sae_id = text[len("saelens:") :].partition("/")
-                named.append(
-                    NamedSAE(
-                        name=sanitize_name(f"{release}_{sae_id}"),
-                        sae=sae,
-                        path=text,
-                        release=release,
-                        sae_id=sae_id,
-                    )
-                )
-            else:
-                path = Path(text)
-                stem = path.stem if path.is_file() else path.name
-                named.append(NamedSAE(name=sanitize_name(stem), sae=sae, path=str(path.resolve())))
-    seen: dict[str, int] = defaultdict(int)
-    for item in named:
-        seen[item.name] += 1
-        if seen[item.name] > 1:
-            item.name = f"{item.name}-{seen[item.name]}"
-    return named
-
-
-def hook_for(item: NamedSAE, hook_name: str | None) -> str:
-    """The hook an SAE is applied to: the explicit one, else the one its config records."""
-    hook = hook_name or item.sae.cfg.hook_name
+def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
+    hook = hook_name or cfg_hook
     if not hook:
         raise ConfigError(
-            f"the SAE {item.name!r} records no hook point",
+            f"the SAE {name!r} records no hook point",
             "pass one with --hook, e.g. --hook blocks.12.hook_resid_post",
         )
     return hook
 
 
-def result_path(output_folder: str | Path, name: str) -> Path:
-    """SAEBench's layout: ``<output>/ps_eval/<name>_eval_results.json``."""
-    return Path(output_folder) / EVAL_TYPE_ID / f"{name}_eval_results.json"
+def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
+    """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
+    from pseval.sae.source import open_sae
+
+    items: list[SAEItem] = []
+    for spec in saes:
+        path = release = sae_id = None
+        sae: SAE | None = None
+        if isinstance(spec, NamedSAE):
+            sae, base = spec.sae, spec.name
+            path, release, sae_id = spec.path, spec.release, spec.sae_id
+        elif isinstance(spec, SAE):
+            sae, base = spec, f"sae{len(items)}"
+        elif isinstance(spec, tuple):
+            base, sae = sanitize_name(str(spec[0])), spec[1]
+        if sae is not None:
+            hook = _record_hook(base, sae.cfg.hook_name, hook_name)
+            items.append(SAEItem(base, sae.cfg, hook, sae.fingerprint(), path, release, sae_id, sae=sae))
+            continue
+        text = str(spec)
+        source = open_sae(text, hook_name=hook_name)
+        if text.startswith("saelens:"):
+            release, _, sae_id = text[len("saelens:") :].partition("/")
+            base, path = sanitize_name(f"{release}_{sae_id}"), text
+        else:
+            where = Path(source.path if source.path is not None else text).expanduser().resolve()
+            base = sanitize_name(where.stem if where.is_file() else where.name)
+            path = str(where)
+        hook = _record_hook(base, source.cfg.hook_name, hook_name)
+        items.append(
+            SAEItem(base, source.cfg, hook, source.content_hash(), path, release, sae_id, source=source)
+        )
+    return items
+
+
+def resolve_saes(saes: Sequence[Any], device: str = "cpu") -> list[NamedSAE]:
+    """Load every SAE spec and name it uniquely (SAEs sharing a folder name get their parent folder's)."""
+    named: list[NamedSAE] = []
+    taken: set[str] = set()
+    for item in open_items(saes):
+        item.name = choose_name(
+            name_candidates(item.base_name, item.path, sanitize_name), item.path, None, taken
+        )
+        taken.add(item.name)
+        sae = item.load(device, None)
+        named.append(NamedSAE(item.name, sae, item.path, item.release, item.sae_id))
+    return named
+
+
+def hook_for(item: NamedSAE, hook_name: str | None) -> str:
+    """The hook an SAE is applied to: the explicit one, else the one its config records."""
+    return _record_hook(item.name, item.sae.cfg.hook_name, hook_name)
+
+
+def check_sae_fits(loaded: Any, item: NamedSAE | SAEItem, hook: str) -> None:
+    """Fail early, naming both numbers, when the SAE's input width differs from the hook's."""
+    from pseval.models.hooks import hook_width
+
+    cfg = item.cfg if isinstance(item, SAEItem) else item.sae.cfg
+    width = hook_width(loaded.model, hook)
+    if cfg.d_in != width:
+        raise SAEError(
+            f"the SAE {item.name!r} expects d_in={cfg.d_in} but {hook} of {loaded.name} has width {width}",
+            "pass an SAE trained on this model and hook, or the hook it was trained on with --hook",
+        )
+
+
+def result_identity(
+    item: SAEItem, config: PSEvalConfig, standard_metrics_tokens: int, standard_metrics_ce_tokens: int | None
+) -> dict[str, Any]:
+    """Everything that decides the numbers of ``item``'s result (compared key by key on reruns)."""
+    return {
+        "identity_version": IDENTITY_VERSION,
+        "sae_content_hash": item.content_hash,
+        "model_name": config.model_name,
+        "hook_name": item.hook,
+        **item.regime.identity(),
+        **config.identity(),
+        "standard_metrics_tokens": standard_metrics_tokens,
+        "standard_metrics_ce_tokens": standard_metrics_ce_tokens if standard_metrics_tokens > 0 else None,
+    }
 
 
 def _finished(
-    path: Path, config: PSEvalConfig, hook: str, model_name: str, standard_metrics_tokens: int = 0
+    path: Path,
+    config: PSEvalConfig,
+    hook: str,
+    model_name: str,
+    standard_metrics_tokens: int = 0,
+    identity: dict[str, Any] | None = None,
 ) -> PSEvalResult | None:
-    """The stored result when it was produced by the same configuration, else ``None``."""
+    """The stored result when it has this identity (or, without one, the same configuration), else ``None``."""
+    if identity is not None:
+        try:
+            return check_stored(path, identity)
+        except ConfigError:
+            return None
     if not path.exists():
         return None
     try:
@@ -122,25 +225,104 @@ def _finished(
     return stored
 
 
-def check_sae_fits(loaded: Any, item: NamedSAE, hook: str) -> None:
-    """Fail early, naming both numbers, when the SAE's input width differs from the hook's."""
-    from pseval.models.hooks import hook_width
+# ---------------------------------------------------------------------------------------------- data
 
-    width = hook_width(loaded.model, hook)
-    if item.sae.cfg.d_in != width:
-        raise SAEError(
-            f"the SAE {item.name!r} expects d_in={item.sae.cfg.d_in} but {hook} of {loaded.name} has width {width}",
-            "pass an SAE trained on this model and hook, or the hook it was trained on with --hook",
+
+def _held_out_split(split: str) -> str | None:
+    """The split the dense threshold is chosen on (None for ``all``, which has no split left over)."""
+    return {"test": "dev", "train": "dev", "dev": "train"}.get(split)
+
+
+@dataclass
+class _Splits:
+    evaluated: Any
+    held_out: Any | None
+    held_out_split: str | None
+    why_no_held_out: str | None = None
+
+
+def _load_splits(loaded: Any, config: PSEvalConfig, status: Callable[[str], None]) -> _Splits:
+    from pseval.data.datasets import load_dataset
+
+    def load(split: str) -> Any:
+        return load_dataset(
+            loaded.tokenizer,
+            name=config.dataset,
+            split=split,
+            balance=config.balance,
+            seed=config.seed,
+            max_pairs=config.max_pairs,
+            multi_token=config.multi_token,
         )
+
+    evaluated = load(config.split)
+    if not config.baselines:
+        return _Splits(evaluated, None, None)
+    held_split = _held_out_split(config.split)
+    if held_split is None:
+        return _Splits(evaluated, None, None, "--split all leaves no held-out split")
+    try:
+        return _Splits(evaluated, load(held_split), held_split)
+    except DataError as exc:
+        return _Splits(evaluated, None, None, f"no usable {held_split} split: {exc.problem}")
+
+
+def _prompt_set(
+    loaded: Any, config: PSEvalConfig, dataset: Any, prepend_bos: bool | None, bos_id: int | None
+) -> Any:
+    from pseval.data.prompts import build_prompts
+
+    return build_prompts(
+        loaded.tokenizer,
+        dataset,
+        template=config.template,
+        position=config.position,
+        prepend_bos=prepend_bos,
+        multi_token=config.multi_token,
+        bos_token_id=bos_id,
+    )
+
+
+def _activations(
+    loaded: Any, config: PSEvalConfig, dataset: Any, prompt_set: Any, split: str, hooks: Sequence[str]
+) -> PromptActivations:
+    from pseval.activations.collect import collect_activations
+
+    cache_key = {
+        **config.cache_key(),
+        "split": split,
+        "prepend_bos": prompt_set.prepend_bos,
+        "bos_token_id": prompt_set.bos_token_id,
+    }
+    result = collect_activations(
+        loaded,
+        prompt_set.prompts,
+        list(hooks),
+        batch_size=config.batch_size,
+        cache=config.cache_activations,
+        cache_key=cache_key,
+    )
+    return PromptActivations(
+        acts=result.acts,
+        pair_index=list(prompt_set.pair_index),
+        labels=np.array([pair.label for pair in dataset.pairs], dtype=np.int64),
+        pairs=list(dataset.pairs),
+        n_forward_passes=result.n_forward_passes,
+        dataset_stats=dataset.stats.model_dump(mode="json"),
+        word_n_tokens=list(dataset.word_n_tokens),
+    )
 
 
 def prompt_activations(
-    loaded: Any, config: PSEvalConfig, hooks: Sequence[str], split: str | None = None
+    loaded: Any,
+    config: PSEvalConfig,
+    hooks: Sequence[str],
+    split: str | None = None,
+    prepend_bos: bool | None = None,
+    bos_token_id: int | None = None,
 ) -> PromptActivations:
     """Build the pairs and unique prompts of a split and collect every hook in one batched pass."""
-    from pseval.activations.collect import collect_activations
     from pseval.data.datasets import load_dataset
-    from pseval.data.prompts import build_prompts
 
     split = split or config.split
     dataset = load_dataset(
@@ -150,32 +332,11 @@ def prompt_activations(
         balance=config.balance,
         seed=config.seed,
         max_pairs=config.max_pairs,
+        multi_token=config.multi_token,
     )
-    prompt_set = build_prompts(
-        loaded.tokenizer,
-        dataset,
-        template=config.template,
-        position=config.position,
-        prepend_bos=config.prepend_bos,
-    )
-    cache_key = {**config.cache_key(), "split": split}
-    result = collect_activations(
-        loaded,
-        prompt_set.prompts,
-        list(hooks),
-        batch_size=config.batch_size,
-        cache=config.cache_activations,
-        cache_key=cache_key,
-    )
-    labels = np.array([pair.label for pair in dataset.pairs], dtype=np.int64)
-    return PromptActivations(
-        acts=result.acts,
-        pair_index=list(prompt_set.pair_index),
-        labels=labels,
-        pairs=list(dataset.pairs),
-        n_forward_passes=result.n_forward_passes,
-        dataset_stats=dataset.stats.model_dump(mode="json"),
-    )
+    bos = config.prepend_bos if prepend_bos is None else prepend_bos
+    prompt_set = _prompt_set(loaded, config, dataset, bos, bos_token_id)
+    return _activations(loaded, config, dataset, prompt_set, split, hooks)
 
 
 def _sae_lens_version() -> str | None:
@@ -183,6 +344,38 @@ def _sae_lens_version() -> str | None:
         return importlib.metadata.version("sae-lens")
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _dense_baseline(
+    data: PromptActivations, held_out: PromptActivations | None, hook: str, seed: int, why_cv: str | None
+) -> dict[str, Any] | None:
+    """The dense baseline, its threshold from the held-out split or, without one, cross-validated."""
+    if held_out is not None:
+        return {**dense_baseline(held_out, data, hook), "threshold_selection": "dev split"}
+    from pseval.evals.threshold_cv import cv_dense_baseline
+
+    result = cv_dense_baseline(data.acts[hook], data.pair_index, data.labels, seed)
+    if result is not None and why_cv:
+        result["threshold_selection_reason"] = why_cv
+    return result
+
+
+def _with_processed(
+    loaded: Any, data: PromptActivations, hook: str, regime: InputRegime, memo: dict[Any, torch.Tensor]
+) -> PromptActivations:
+    """``data`` with the SAE's hook vectors processed as the SAE expects (shared across SAEs via ``memo``)."""
+    if regime.processing is None:
+        return data
+    key = (id(data), hook, tuple(sorted(regime.processing_key().items())))
+    if key not in memo:
+        memo[key] = processed(loaded, hook, data.acts[hook], regime)
+    return replace(data, acts={**data.acts, hook: memo[key]})
 
 
 def evaluate(
@@ -198,12 +391,15 @@ def evaluate(
     run_log: dict[str, list[str]] | None = None,
     **overrides: Any,
 ) -> list[PSEvalResult]:
-    """Evaluate SAEs with PS-Eval, one activation pass per hook, and return one result per SAE.
+    """Evaluate SAEs with PS-Eval, one activation pass per input regime, and return one result per SAE.
 
     ``model`` is an alias, Hugging Face id or folder, or an already loaded ``LoadedModel``. ``saes`` are paths,
     ``saelens:RELEASE/ID`` specs, ``SAE`` objects or ``(name, SAE)`` tuples. ``hook_name`` overrides the hook
-    recorded in each SAE's config. With ``output_folder``, one JSON file per SAE is written there, and SAEs
-    whose file already holds a result of the same configuration are skipped unless ``force_rerun``.
+    recorded in each SAE's config. Each SAE's prompts get BOS as its config records (``config.prepend_bos``
+    overrides it for all) and its activations the processing its config asks for. With ``output_folder``,
+    one JSON file per SAE is written there as soon as the SAE is scored; an SAE whose file already holds
+    this very result (same SAE content, model, hook, regime and settings) is skipped, and a file holding a
+    different result stops the run before the model loads unless ``force_rerun``.
     ``standard_metrics_tokens > 0`` adds MSE/L0/CE-recovered measured on that many held-out corpus tokens
     (CE loss and KL on ``standard_metrics_ce_tokens`` of them; default ``min(tokens, 4096)``).
     ``run_log``, when given, receives the names of the SAEs ``evaluated`` and ``skipped``.
@@ -216,113 +412,207 @@ def evaluate(
         config = config.model_copy(update=overrides)
     if not saes:
         raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
+    if output_folder is not None:
+        check_writable(output_folder, "--output-folder")
 
-    named = resolve_saes(saes, device="cpu")
-    hooks = {item.name: hook_for(item, hook_name) for item in named}
+    from pseval.models.hooks import hook_width, parse_hook_name
 
+    # 1. Configs only: every SAE opened, its hook parsed, its regime, identity and result file decided.
+    items = open_items(saes, hook_name)
+    taken: set[str] = set()
+    identities: dict[str, dict[str, Any]] = {}
     finished: dict[str, PSEvalResult] = {}
-    if output_folder is not None and not force_rerun:
-        for item in named:
-            stored = _finished(
-                result_path(output_folder, item.name),
-                config,
-                hooks[item.name],
-                config.model_name,
-                standard_metrics_tokens,
-            )
-            if stored is not None:
-                finished[item.name] = stored
-                status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
-    todo = [item for item in named if item.name not in finished]
+    for item in items:
+        parse_hook_name(item.hook)
+        item.regime = input_regime(item.cfg.metadata, config)
+        item.name = choose_name(
+            name_candidates(item.base_name, item.path, sanitize_name), item.path, output_folder, taken
+        )
+        taken.add(item.name)
+        identities[item.name] = result_identity(
+            item, config, standard_metrics_tokens, standard_metrics_ce_tokens
+        )
+        if output_folder is None:
+            continue
+        path = result_path(output_folder, item.name)
+        check_destination(path)
+        if force_rerun:
+            continue
+        stored = check_stored(path, identities[item.name])
+        if stored is not None:
+            finished[item.name] = stored
+            status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
+    todo = [item for item in items if item.name not in finished]
     if run_log is not None:
-        run_log["skipped"] = [item.name for item in named if item.name in finished]
+        run_log["skipped"] = [item.name for item in items if item.name in finished]
         run_log["evaluated"] = [item.name for item in todo]
     if not todo:
-        return [finished[item.name] for item in named]
+        return [finished[item.name] for item in items]
 
-    from pseval.models.hooks import parse_hook_name
+    # 2. The model: widths, BOS tokens and processing checked, datasets loaded, before any forward pass.
     from pseval.models.loading import load_model
 
+    device = _resolve_device(config.device)
     loaded = (
-        load_model(config.model_name, device=config.device, dtype=config.dtype)
-        if isinstance(model, str)
-        else model
+        load_model(config.model_name, device=device, dtype=config.dtype) if isinstance(model, str) else model
     )
+    bos_ids: dict[str, int | None] = {}
     for item in todo:
-        parse_hook_name(hooks[item.name])
-        check_sae_fits(loaded, item, hooks[item.name])
-    needed_hooks = sorted({hooks[item.name] for item in todo})
+        parse_hook_name(item.hook, loaded.model)
+        check_sae_fits(loaded, item, item.hook)
+        bos_ids[item.name] = item.regime.resolve_bos(loaded.tokenizer)
+        check_processing(loaded, item.hook, hook_width(loaded.model, item.hook), item.regime)
+    splits = _load_splits(loaded, config, status)
+    if config.baselines and splits.held_out is None:
+        status(f"{splits.why_no_held_out}: the dense threshold is chosen by seeded 5-fold cross-validation")
+
+    # 3. One prompt set per distinct token ids; SAEs sharing one share its activation pass.
+    groups: dict[str, list[SAEItem]] = defaultdict(list)
+    prompt_sets: dict[str, tuple[Any, Any]] = {}
+    from pseval.activations.collect import prompts_digest
+
+    for item in todo:
+        bos = item.regime.prepend_bos
+        evaluated = _prompt_set(loaded, config, splits.evaluated, bos, bos_ids[item.name])
+        digest = prompts_digest(evaluated.prompts)
+        if digest not in prompt_sets:
+            held = (
+                _prompt_set(loaded, config, splits.held_out, bos, bos_ids[item.name])
+                if splits.held_out is not None
+                else None
+            )
+            prompt_sets[digest] = (evaluated, held)
+        groups[digest].append(item)
     if config.baselines:
         from pseval.evals.neuron_baseline import neuron_hook_for
+    sae_device = device if isinstance(model, str) else str(getattr(loaded, "device", device))
 
-        neuron_hooks = {h: nh for h in needed_hooks if (nh := neuron_hook_for(h)) is not None}
-    else:
-        neuron_hooks = {}
-    collected_hooks = sorted(set(needed_hooks) | set(neuron_hooks.values()))
+    fresh: dict[str, PSEvalResult] = {}
+    for digest, members in groups.items():
+        evaluated_set, held_set = prompt_sets[digest]
+        needed_hooks = sorted({item.hook for item in members})
+        neuron_hooks = (
+            {h: nh for h in needed_hooks if (nh := neuron_hook_for(h)) is not None}
+            if config.baselines
+            else {}
+        )
+        collected = sorted(set(needed_hooks) | set(neuron_hooks.values()))
+        bos_text = (
+            "with BOS"
+            if evaluated_set.prepend_bos
+            else (
+                "without BOS" if evaluated_set.prepend_bos is False else "with the tokenizer's special tokens"
+            )
+        )
+        status(f"collecting {len(collected)} hook(s) on the {config.split} split, prompts {bos_text}")
+        data = _activations(loaded, config, splits.evaluated, evaluated_set, config.split, collected)
+        held_out = None
+        if held_set is not None:
+            status(f"collecting the held-out {splits.held_out_split} split for the dense baseline threshold")
+            held_out = _activations(
+                loaded, config, splits.held_out, held_set, str(splits.held_out_split), needed_hooks
+            )
+        memo: dict[Any, torch.Tensor] = {}
+        baselines: dict[Any, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for item in sorted(members, key=lambda it: it.hook):
+            fresh[item.name] = _score_one(
+                loaded,
+                item,
+                config,
+                data,
+                held_out,
+                neuron_hooks,
+                memo,
+                baselines,
+                splits,
+                sae_device,
+                output_folder,
+                identities[item.name],
+                standard_metrics_tokens,
+                standard_metrics_ce_tokens,
+                status,
+            )
+        del data, held_out, memo, baselines
+        gc.collect()
+    return [finished.get(item.name) or fresh[item.name] for item in items]
 
-    status(f"collecting {len(collected_hooks)} hook(s) on the {config.split} split")
-    data = prompt_activations(loaded, config, collected_hooks)
-    held_out = None
-    if config.baselines:
-        held_out_split = "dev" if config.split in ("test", "train") else "train"
-        status(f"collecting the held-out {held_out_split} split for the dense baseline threshold")
-        held_out = prompt_activations(loaded, config, needed_hooks, split=held_out_split)
 
-    standard_by_name: dict[str, Any] = {}
+def _score_one(
+    loaded: Any,
+    item: SAEItem,
+    config: PSEvalConfig,
+    data: PromptActivations,
+    held_out: PromptActivations | None,
+    neuron_hooks: dict[str, str],
+    memo: dict[Any, torch.Tensor],
+    baselines: dict[Any, dict[str, dict[str, Any]]],
+    splits: _Splits,
+    device: str,
+    output_folder: str | Path | None,
+    identity: dict[str, Any],
+    standard_metrics_tokens: int,
+    standard_metrics_ce_tokens: int | None,
+    status: Callable[[str], None],
+) -> PSEvalResult:
+    """Load one SAE, score it, write its JSON and let its weights go."""
+    hook, regime = item.hook, item.regime
+    status(f"scoring {item.name} at {hook}")
+    sae = item.load(device, config.dtype if config.dtype != "float32" else None)
+    sae_data = _with_processed(loaded, data, hook, regime, memo)
+    sae_held_out = _with_processed(loaded, held_out, hook, regime, memo) if held_out is not None else None
+    cache = baselines[tuple(sorted(regime.processing_key().items()))]
+    if config.baselines and hook not in cache:
+        dense = _dense_baseline(sae_data, sae_held_out, hook, config.seed, splits.why_no_held_out)
+        cache[hook] = {"baseline_dense": dense} if dense is not None else {}
+    categories, details, unstructured = score_sae(
+        loaded,
+        sae,
+        hook,
+        sae_data,
+        config,
+        # The dense baseline is in ``cache`` already; a non-None held_out turns the other baselines on.
+        held_out=(sae_held_out or sae_data) if config.baselines else None,
+        neuron_acts_PN=data.acts[neuron_hooks[hook]] if hook in neuron_hooks else None,
+        baselines_by_hook=cache,
+        status=status,
+    )
     if standard_metrics_tokens > 0:
         from pseval.metrics.standard import standard_metrics_many
 
-        status(f"standard metrics of {len(todo)} SAE(s) on {standard_metrics_tokens:,} held-out tokens")
-        standard_by_name = standard_metrics_many(
+        standard = standard_metrics_many(
             loaded,
-            [(item.name, item.sae, hooks[item.name]) for item in todo],
+            [(item.name, sae, hook)],
             n_tokens=standard_metrics_tokens,
             n_tokens_ce=standard_metrics_ce_tokens,
+            add_bos=False if regime.prepend_bos is False else None,
         )
-
-    baselines_by_hook: dict[str, dict[str, Any]] = {}
-    results: list[PSEvalResult] = []
-    fresh: dict[str, PSEvalResult] = {}
-    for item in todo:
-        hook = hooks[item.name]
-        status(f"scoring {item.name} at {hook}")
-        categories, details, unstructured = score_sae(
-            loaded,
-            item.sae,
-            hook,
-            data,
-            config,
-            held_out=held_out,
-            neuron_acts_PN=data.acts[neuron_hooks[hook]] if hook in neuron_hooks else None,
-            baselines_by_hook=baselines_by_hook,
-            status=status,
-        )
-        if item.name in standard_by_name:
-            categories["standard"] = standard_by_name[item.name].model_dump()
-        result = PSEvalResult(
-            eval_type_id=EVAL_TYPE_ID,
-            eval_config=config,
-            eval_id=str(uuid.uuid4()),
-            datetime_epoch_millis=int(time.time() * 1000),
-            eval_result_metrics=categories,
-            eval_result_details=details,
-            eval_result_unstructured=unstructured,
-            sae_lens_id=item.sae_id or item.name,
-            sae_lens_release_id=item.release,
-            sae_lens_version=_sae_lens_version(),
-            sae_cfg_dict=item.sae.cfg.model_dump(mode="json"),
-            pseval_version=__version__,
-            sae_name=item.name,
-            sae_path=item.path,
-            hook_name=hook,
-            model_name=config.model_name,
-            model_fingerprint=str(getattr(loaded, "fingerprint", "")),
-            dataset_stats=data.dataset_stats,
-            n_forward_passes=data.n_forward_passes,
-        )
-        if output_folder is not None:
-            write_json_atomic(result_path(output_folder, item.name), result.model_dump(mode="json"))
-        fresh[item.name] = result
-    for item in named:
-        results.append(finished.get(item.name) or fresh[item.name])
-    return results
+        categories["standard"] = standard[item.name].model_dump()
+    result = PSEvalResult(
+        eval_type_id=EVAL_TYPE_ID,
+        eval_config=config,
+        eval_id=str(uuid.uuid4()),
+        datetime_epoch_millis=int(time.time() * 1000),
+        eval_result_metrics=categories,
+        eval_result_details=details,
+        eval_result_unstructured=unstructured,
+        sae_lens_id=item.sae_id or item.name,
+        sae_lens_release_id=item.release,
+        sae_lens_version=_sae_lens_version(),
+        sae_cfg_dict=item.cfg.model_dump(mode="json"),
+        pseval_version=__version__,
+        sae_name=item.name,
+        sae_path=item.path,
+        hook_name=hook,
+        model_name=config.model_name,
+        model_fingerprint=str(getattr(loaded, "fingerprint", "")),
+        dataset_stats=data.dataset_stats,
+        n_forward_passes=data.n_forward_passes,
+        sae_content_hash=item.content_hash,
+        input_regime=regime.record(loaded.tokenizer),
+        result_identity=identity,
+    )
+    if output_folder is not None:
+        write_json_atomic(result_path(output_folder, item.name), result.model_dump(mode="json"))
+    del sae
+    gc.collect()
+    return result

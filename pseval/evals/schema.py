@@ -83,6 +83,18 @@ class PSEvalResult(BaseModel):
         default=0,
         description="Model forward passes this run needed (0 = every activation came from the cache).",
     )
+    sae_content_hash: str | None = Field(
+        default=None, description="Hash of the SAE's weights and config: which SAE this result is of."
+    )
+    input_regime: dict[str, Any] | None = Field(
+        default=None,
+        description="How the SAE's inputs were built: prepend_bos (and which token, why), activation_processing.",
+    )
+    result_identity: dict[str, Any] | None = Field(
+        default=None,
+        description="Everything that decides this result's numbers (SAE hash, model, hook, regime, eval "
+        "settings); a rerun with the same identity is skipped, a different one refuses to replace it.",
+    )
 
     def metric(self, category: str, name: str) -> Any:
         """Shortcut: ``result.metric('ps_eval', 'specificity')``."""

@@ -36,6 +36,8 @@ class PromptActivations:
     pairs: list[Any]
     n_forward_passes: int
     dataset_stats: dict[str, Any] = field(default_factory=dict)
+    word_n_tokens: list[int] = field(default_factory=list)
+    """Per pair: tokens of ``" " + word`` (empty: all one token); drives the ``by_token_count`` breakdown."""
 
 
 @torch.no_grad()
@@ -180,6 +182,13 @@ def score_codes(
         "by_pos": breakdown(details, lambda r: r.pos),
         "by_word": word_breakdown(details),
     }
+    if any(n > 1 for n in data.word_n_tokens):
+        # Pairs recovered by --multi-token last/mean, reported apart from the paper's single-token pairs.
+        group_of = {
+            pair.id: "single" if n == 1 else "multi"
+            for pair, n in zip(data.pairs, data.word_n_tokens, strict=True)
+        }
+        unstructured["by_token_count"] = breakdown(details, lambda r: group_of[r.id])
     return categories, details, unstructured
 
 

@@ -559,7 +559,14 @@ def heatmap_panels(rows: Sequence[Row]) -> list[tuple[str, dict[tuple[int, str],
             continue
         key = (row["model"], row["dataset"], row["split"], row.get("architecture") or "")
         cells = grouped[key][row.get("expansion_ratio")]
-        cells.setdefault((row["layer"], row["hook_kind"]), row)
+        cell = (row["layer"], row["hook_kind"])
+        if cell in cells:
+            # Several SAEs share the cell (other seeds, k, ...): show the first by name and say so.
+            names = sorted([*cells[cell]["cell_names"], row["name"]])
+            shown = min((cells[cell], row), key=lambda r: r["name"])
+            cells[cell] = {**shown, "cell_names": names}
+        else:
+            cells[cell] = {**row, "cell_names": [row["name"]]}
     panels: list[tuple[str, dict[tuple[int, str], Row]]] = []
     multi_model = len({k[0] for k in grouped}) > 1
     for key in sorted(grouped, key=lambda k: (k[:3], architecture_rank(k[3]))):
@@ -602,6 +609,8 @@ def heatmap_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Figu
                     and row.get("specificity_high") is not None
                 ):
                     text += f"\n[{row['specificity_low']:.2f}, {row['specificity_high']:.2f}]"
+                if row is not None and len(row["cell_names"]) > 1:
+                    text += f"\n1 of {len(row['cell_names'])} SAEs"
                 colour = "#444444" if value is None else ("black" if value > 0.6 else "white")
                 ax.text(xi, yi, text, ha="center", va="center", fontsize=8, color=colour, linespacing=1.25)
         ax.set_xticks(range(len(kinds)), kinds)
@@ -615,12 +624,26 @@ def heatmap_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Figu
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="specificity", shrink=0.9)
     _title(fig, "Specificity per layer and hook kind", _subtitle(results))
+    shared = [
+        f"{label}, layer {layer} {kind}: {row['name']} (of {', '.join(row['cell_names'])})"
+        for label, cells in panels
+        for (layer, kind), row in sorted(cells.items())
+        if len(row["cell_names"]) > 1
+    ]
     return FigureSpec(
         name="layer_hook_heatmap",
         title="Specificity per layer and hook kind",
         caption=(
             "Specificity (different meanings given different top latents) of SAEs of one architecture and width "
             "across hook points, with its 95 % bootstrap interval; grey cells were not evaluated."
+            + (
+                " Cells marked “1 of n SAEs” hold several SAEs; the one shown is the first by name: "
+                + "; ".join(shared[:8])
+                + (f"; and {len(shared) - 8} more" if len(shared) > 8 else "")
+                + "."
+                if shared
+                else ""
+            )
         ),
         figure=fig,
     )
@@ -648,36 +671,46 @@ AXIS_LABELS = {
 }
 
 
-def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> FigureSpec | None:
-    """Reconstruction error against L0, each SAE coloured by specificity and shaped by architecture."""
-    keys = frontier_axes(rows)
-    if keys is None:
-        return None
-    x_key, y_key = keys
-    pts = [r for r in rows if r.get(x_key) is not None and r.get(y_key) is not None]
-    specs = [r["specificity"] for r in pts if r.get("specificity") is not None]
-    low, high = (min(specs), max(specs)) if specs else (0.0, 1.0)
-    if high - low < 0.05:
-        low, high = max(0.0, low - 0.05), min(1.0, high + 0.05)
-    norm = mcolors.Normalize(vmin=low, vmax=high)
-    cmap = matplotlib.colormaps["viridis"]
-    fig = new_figure((7.8, 5.0))
-    ax = fig.subplots()
-    lines: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
-    for row in pts:
-        lines[(_hook_key(row), row.get("architecture") or "")].append(row)
-    for key in sorted(lines):
-        group = sorted(lines[key], key=lambda r: r[x_key])
+MAX_FRONTIER_PANELS = 9
+"""Hook panels of the frontier figure at most (hooks with the most SAEs first)."""
+
+
+def frontier_panels(rows: Sequence[Row], x_key: str, y_key: str) -> list[tuple[str, list[Row]]]:
+    """SAEs with both axes, one group per hook (an MSE–L0 trade-off only compares SAEs at one hook).
+
+    Hooks with the most SAEs come first (then in block order), at most :data:`MAX_FRONTIER_PANELS`.
+    """
+    by_hook: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.get(x_key) is not None and row.get(y_key) is not None:
+            by_hook[_hook_key(row)].append(row)
+    multi_model = len({key[0] for key in by_hook}) > 1
+    ranked = sorted(by_hook, key=lambda key: (-len(by_hook[key]), key))[:MAX_FRONTIER_PANELS]
+    return [
+        (f"{key[0]}: {key[3]}" if multi_model else key[3], by_hook[key])
+        for key in sorted(ranked)  # block order on the page
+    ]
+
+
+def _frontier_panel(ax: Any, pts: Sequence[Row], x_key: str, y_key: str, norm: Any, cmap: Any) -> Any:
+    """One hook's SAEs: grey lines join one architecture's widths; returns a colour-mapped scatter."""
+    scatter = None
+    archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
+    for arch in archs:
+        group = sorted((r for r in pts if (r.get("architecture") or "") == arch), key=lambda r: r[x_key])
         if len(group) > 1:
             ax.plot(
                 [r[x_key] for r in group], [r[y_key] for r in group], color="#bbbbbb", linewidth=0.9, zorder=1
             )
-    scatter = None
-    archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
-    for arch in archs:
-        group = [r for r in pts if (r.get("architecture") or "") == arch]
         scored = [r for r in group if r.get("specificity") is not None]
         unscored = [r for r in group if r.get("specificity") is None]
+        style = {
+            "marker": arch_marker(arch),
+            "s": 70,
+            "edgecolors": "#222222",
+            "linewidths": 0.6,
+            "zorder": 3,
+        }
         if scored:
             scatter = ax.scatter(
                 [r[x_key] for r in scored],
@@ -685,22 +718,11 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
                 c=[r["specificity"] for r in scored],
                 cmap=cmap,
                 norm=norm,
-                marker=arch_marker(arch),
-                s=70,
-                edgecolors="#222222",
-                linewidths=0.6,
-                zorder=3,
+                **style,
             )
         if unscored:
             ax.scatter(
-                [r[x_key] for r in unscored],
-                [r[y_key] for r in unscored],
-                marker=arch_marker(arch),
-                s=70,
-                facecolors="white",
-                edgecolors="#222222",
-                linewidths=0.6,
-                zorder=3,
+                [r[x_key] for r in unscored], [r[y_key] for r in unscored], facecolors="white", **style
             )
     for row in pts:
         if row.get("expansion_ratio"):
@@ -718,22 +740,53 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     ys = [r[y_key] for r in pts]
     if min(ys) > 0 and max(ys) / min(ys) > 8:
         ax.set_yscale("log")
-    ax.set_xlabel(AXIS_LABELS[x_key])
-    ax.set_ylabel(AXIS_LABELS[y_key])
+    return scatter
+
+
+def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> FigureSpec | None:
+    """Reconstruction error against L0 at each hook, SAEs coloured by specificity and shaped by architecture."""
+    keys = frontier_axes(rows)
+    if keys is None:
+        return None
+    x_key, y_key = keys
+    panels = frontier_panels(rows, x_key, y_key)
+    pts = [r for _, group in panels for r in group]
+    specs = [r["specificity"] for r in pts if r.get("specificity") is not None]
+    low, high = (min(specs), max(specs)) if specs else (0.0, 1.0)
+    if high - low < 0.05:
+        low, high = max(0.0, low - 0.05), min(1.0, high + 0.05)
+    norm = mcolors.Normalize(vmin=low, vmax=high)
+    cmap = matplotlib.colormaps["viridis"]
+    n_cols = min(len(panels), 3)
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig = new_figure((7.8 if n_cols == 1 else 4.4 * n_cols + 1.2, 5.0 if n_rows == 1 else 3.9 * n_rows + 1.0))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    scatter = None
+    for ax, (label, group) in zip(axes, panels, strict=False):
+        scatter = _frontier_panel(ax, group, x_key, y_key, norm, cmap) or scatter
+        ax.set_title(label, fontsize=9.5)
+        ax.set_xlabel(AXIS_LABELS[x_key])
+        ax.set_ylabel(AXIS_LABELS[y_key])
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
     if scatter is not None:
-        fig.colorbar(scatter, ax=ax, label="PS-Eval specificity")
-    handles = architecture_handles(archs)
-    ax.legend(handles=handles, title="architecture", loc="best")
-    n_hooks = len({r["hook"] for r in pts})
-    hook_text = pts[0]["hook"] if n_hooks == 1 else f"{n_hooks} hook points"
-    _title(fig, f"Reconstruction against sparsity, coloured by specificity ({hook_text})", _subtitle(results))
+        fig.colorbar(scatter, ax=list(axes[: len(panels)]), label="PS-Eval specificity", shrink=0.9)
+    archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
+    axes[0].legend(handles=architecture_handles(archs), title="architecture", loc="best", fontsize=7.5)
+    n_hooks = len({r["hook"] for r in rows if r.get(x_key) is not None and r.get(y_key) is not None})
+    where = panels[0][0] if len(panels) == 1 else f"one panel per hook point ({len(panels)} of {n_hooks})"
+    _title(fig, f"Reconstruction against sparsity, coloured by specificity ({where})", _subtitle(results))
+    left_out = n_hooks - len(panels)
     return FigureSpec(
         name="mse_l0_frontier",
         title="Reconstruction–sparsity frontier and specificity",
         caption=(
-            "Each marker is an SAE (shape: architecture; label: expansion ratio; colour: PS-Eval specificity); "
-            "grey lines join SAEs of one architecture at one hook. Lower-left is a better reconstruction at "
-            "fewer active latents, which need not come with better separation of meanings."
+            "One panel per hook point, since reconstruction error is only comparable between SAEs reading the "
+            "same activations. Each marker is an SAE (shape: architecture; label: expansion ratio; colour: "
+            "PS-Eval specificity, one scale for all panels); grey lines join one architecture's widths. "
+            "Lower-left is a better reconstruction at fewer active latents, which need not come with better "
+            "separation of meanings."
+            + (f" {left_out} hook point(s) with fewer SAEs are not shown." if left_out > 0 else "")
         ),
         figure=fig,
     )

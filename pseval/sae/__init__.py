@@ -1,4 +1,5 @@
-"""SAEs: configs per architecture, the SAE module, and readers/writers for the common file formats."""
+"""SAEs: configs per architecture, the SAE module, readers/writers for the common file and release formats,
+and cheap opening (``open_sae``: config and tensor headers first, weights later)."""
 
 from pseval.sae.config import (
     ARCHITECTURES,
@@ -20,7 +21,9 @@ from pseval.sae.formats import (
     write_gemma_scope,
     write_sparsify,
 )
+from pseval.sae.formats._common import is_transcoder
 from pseval.sae.model import SAE
+from pseval.sae.source import SAESource, TensorRef, open_sae
 
 __all__ = [
     "ARCHITECTURES",
@@ -31,11 +34,15 @@ __all__ = [
     "GatedSAEConfig",
     "JumpReLUSAEConfig",
     "SAEConfig",
+    "SAESource",
     "StandardSAEConfig",
+    "TensorRef",
     "TopKSAEConfig",
     "config_from_dict",
     "detect_format",
+    "is_transcoder",
     "load_sae",
+    "open_sae",
     "save_sae",
     "write_dictionary_learning",
     "write_gemma_scope",

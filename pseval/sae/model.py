@@ -150,12 +150,15 @@ class SAE(nn.Module):
         cfg: SAEConfig,
         state_dict: dict[str, torch.Tensor],
         device: str | torch.device | None = None,
+        assign: bool = False,
     ) -> SAE:
         """Build an SAE from tensors named as SAELens names them, checking names and shapes.
 
         Tensors are cast to ``cfg.dtype``. Missing, unexpected or mis-shaped tensors raise :class:`SAEError`.
+        With ``assign`` the parameters take the given tensors themselves where no cast or copy is needed (a
+        memory-mapped file stays mapped, nothing is allocated twice); otherwise they are copied.
         """
-        sae = cls(cfg, device=device)
+        sae = cls(cfg, device="meta" if assign else device)
         expected = {name: tuple(p.shape) for name, p in sae.named_parameters()}
         missing = sorted(set(expected) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(expected))
@@ -177,6 +180,12 @@ class SAE(nn.Module):
                     f"for d_in={cfg.d_in}, d_sae={cfg.d_sae}",
                     "check d_in/d_sae in the config against the weights",
                 )
+        if assign:
+            target = torch.device(device) if device is not None else None
+            for name, value in state_dict.items():
+                tensor = value.detach().to(device=target, dtype=cfg.torch_dtype()).contiguous()
+                setattr(sae, name, nn.Parameter(tensor))
+            return sae
         with torch.no_grad():
             for name, value in state_dict.items():
                 getattr(sae, name).copy_(value.detach().to(dtype=sae.W_enc.dtype))

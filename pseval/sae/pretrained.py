@@ -1,22 +1,43 @@
-"""SAEs from the SAELens pretrained registry (``saelens:RELEASE/SAE_ID``), through the optional ``sae_lens``.
+"""SAEs from the SAELens pretrained registry: ``saelens:RELEASE/SAE_ID`` and whole releases.
 
-``sae_lens`` is imported lazily: the rest of pseval works without it. Downloads go through the Hugging Face
-hub cache, so a release fetched once loads offline (``HF_HUB_OFFLINE=1``) afterwards.
+The registry (sae-lens's ``pretrained_saes.yaml``) maps a release to a Hugging Face repo, a conversion and
+one folder per SAE. pseval fetches that folder's files through the Hugging Face cache (so a release fetched
+once opens offline with ``HF_HUB_OFFLINE=1``) and reads them with its own reader for the conversion, which
+opens the SAE from its config and headers only; releases of a conversion pseval has no reader for go through
+``sae_lens.SAE.from_pretrained``. The registry's ``config_overrides`` (``model_from_pretrained_kwargs``,
+``dataset_path``, ...) and the converter's ``prepend_bos`` land in ``cfg.metadata``.
+
+Only the registry file is read from the installed ``sae_lens``; the package itself is not imported.
 """
 
 from __future__ import annotations
 
-import os
+import difflib
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-import torch
-
-from pseval.errors import SAEError
-from pseval.sae.config import ARCHITECTURES, config_from_dict
-from pseval.sae.model import SAE
+from pseval.errors import ConfigError, SAEError
+from pseval.sae._saelens_eager import from_saelens, load_pretrained, network_errors, unreachable
+from pseval.sae.source import SAESource
 
 SPEC_PREFIX = "saelens:"
 _INSTALL_FIX = "pip install 'pseval[saelens]', or download the SAE folder and pass its path"
+_REGISTRY_FILE = "pretrained_saes.yaml"
+
+__all__ = [
+    "SPEC_PREFIX",
+    "Release",
+    "from_saelens",
+    "load_pretrained",
+    "open_pretrained",
+    "parse_saelens_spec",
+    "registry",
+    "release_specs",
+]
 
 
 def parse_saelens_spec(spec: str) -> tuple[str, str]:
@@ -26,138 +47,273 @@ def parse_saelens_spec(spec: str) -> tuple[str, str]:
     if not sep or not release or not sae_id:
         raise SAEError(
             f"SAELens SAE spec {spec!r} is not of the form saelens:RELEASE/SAE_ID",
-            "write e.g. saelens:gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical",
+            "write e.g. saelens:gemma-scope-2-270m-pt-res/layer_12_width_16k_l0_small",
         )
     return release, sae_id
 
 
-def _import_sae_lens() -> Any:
+# ==================================================================================================
+# the registry
+# ==================================================================================================
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release of the SAELens pretrained registry."""
+
+    name: str
+    repo_id: str
+    model: str | None
+    conversion_func: str | None
+    saes: dict[str, dict[str, Any]]  # id -> entry (path, l0, neuronpedia, norm_scaling_factor, ...)
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _registry_path() -> Path:
     try:
-        import sae_lens
-    except ImportError as exc:
+        spec = importlib.util.find_spec("sae_lens")
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / _REGISTRY_FILE
+        if candidate.is_file():
+            return candidate
+    raise SAEError("the SAELens pretrained registry needs the sae_lens package (not installed)", _INSTALL_FIX)
+
+
+@cache
+def registry() -> dict[str, Release]:
+    """The SAELens pretrained registry of the installed ``sae_lens`` (read once)."""
+    import yaml
+
+    path = _registry_path()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=loader)
+    out: dict[str, Release] = {}
+    for name, value in (data or {}).items():
+        if not isinstance(value, dict) or "saes" not in value or "repo_id" not in value:
+            continue
+        saes = {str(entry["id"]): dict(entry) for entry in value["saes"] if "id" in entry and "path" in entry}
+        for entry in saes.values():
+            entry["path"] = str(entry["path"])
+        out[str(name)] = Release(
+            name=str(name),
+            repo_id=str(value["repo_id"]),
+            model=value.get("model"),
+            conversion_func=value.get("conversion_func"),
+            saes=saes,
+            config_overrides=dict(value.get("config_overrides") or {}),
+        )
+    return out
+
+
+def _unknown_release(release: str) -> SAEError:
+    close = difflib.get_close_matches(release, list(registry()), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return SAEError(
+        f"release {release!r} is not in the SAELens pretrained registry{hint}",
+        "check the release name against sae_lens' pretrained_saes.yaml",
+    )
+
+
+def _lookup(release: str, sae_id: str) -> tuple[Release, dict[str, Any]]:
+    releases = registry()
+    if release not in releases:
+        # SAELens also accepts a Hugging Face repo id (``owner/repo``) as the release
+        owner_repo = f"{release}/{sae_id.split('/', 1)[0]}"
+        if "/" in sae_id:
+            match = next((r for r in releases.values() if r.repo_id == owner_repo), None)
+            rest = sae_id.split("/", 1)[1]
+            if match is not None:
+                entry = next((e for e in match.saes.values() if e["path"] == rest), None)
+                if entry is not None:
+                    return match, entry
+            direct = Release(owner_repo, owner_repo, None, None, {rest: {"id": rest, "path": rest}})
+            return direct, direct.saes[rest]
+        raise _unknown_release(release)
+    info = releases[release]
+    if sae_id not in info.saes:
+        ids = list(info.saes)
+        close = difflib.get_close_matches(sae_id, ids, n=3, cutoff=0.6)
+        shown = close or ids[:5]
         raise SAEError(
-            f"loading a SAELens pretrained SAE needs the sae_lens package ({exc})", _INSTALL_FIX
+            f"saelens:{release}/{sae_id} is not in the SAELens pretrained registry "
+            f"(release {release} has {len(ids)} SAEs, e.g. {', '.join(shown)})",
+            "check the SAE id against sae_lens' pretrained_saes.yaml, or list them with --release",
+        )
+    return info, info.saes[sae_id]
+
+
+def release_specs(release: str, pattern: str | None = None) -> list[str]:
+    """The ``saelens:RELEASE/ID`` specs of ``release`` whose id matches ``pattern`` (a regular expression
+    matched against the whole id; None: every SAE), in registry order."""
+    releases = registry()
+    if release not in releases:
+        raise _unknown_release(release)
+    try:
+        regex = re.compile(pattern) if pattern is not None else None
+    except re.error as exc:
+        raise ConfigError(
+            f"--sae-pattern {pattern!r} is not a valid regular expression ({exc})", "fix the pattern"
         ) from None
-    return sae_lens
+    ids = [i for i in releases[release].saes if regex is None or regex.fullmatch(i)]
+    if not ids:
+        example = ", ".join(list(releases[release].saes)[:3])
+        raise SAEError(
+            f"no SAE of release {release} matches --sae-pattern {pattern!r} (ids look like {example})",
+            "change --sae-pattern; it must match the whole id",
+        )
+    return [f"{SPEC_PREFIX}{release}/{i}" for i in ids]
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [OSError]
+# ==================================================================================================
+# opening a registry SAE from the Hugging Face cache
+# ==================================================================================================
+
+
+def _download(repo_id: str, filename: str, label: str, required: bool = True) -> Path | None:
     try:
-        import httpx
-
-        errors.append(httpx.HTTPError)
-    except ImportError:  # pragma: no cover - httpx comes with huggingface_hub
-        pass
-    try:
-        import requests
-
-        errors.append(requests.RequestException)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-def load_pretrained(release: str, sae_id: str, device: str = "cpu", dtype: str | None = None) -> SAE:
-    """Load ``release``/``sae_id`` with ``sae_lens.SAE.from_pretrained`` and convert it to a pseval :class:`SAE`.
-
-    SAELens folds a registry-recorded activation norm scaling factor into the weights, as it does for its
-    own users. An unknown release or id, a missing ``sae_lens``, or an unreachable hub raise :class:`SAEError`.
-    """
-    sae_lens = _import_sae_lens()
-    try:
+        from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
             EntryNotFoundError,
             LocalEntryNotFoundError,
             RepositoryNotFoundError,
         )
-    except ImportError:  # pragma: no cover - huggingface_hub comes with sae_lens
-        EntryNotFoundError = LocalEntryNotFoundError = RepositoryNotFoundError = ()  # type: ignore[assignment,misc]
-
-    label = f"saelens:{release}/{sae_id}"
-    release, sae_id = _split_repo_release(release, sae_id)
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        raise SAEError("fetching a registry SAE needs huggingface_hub", _INSTALL_FIX) from None
     try:
-        sl_sae = sae_lens.SAE.from_pretrained(release, sae_id, device=str(device), dtype=dtype or "float32")
-    except ValueError as exc:
-        raise SAEError(
-            f"{label} is not in the SAELens pretrained registry: {exc}",
-            "check the release and SAE id against sae_lens' pretrained_saes.yaml",
-        ) from None
+        return Path(hf_hub_download(repo_id, filename))
     except LocalEntryNotFoundError:
-        raise _unreachable(label) from None
+        if not required:
+            return None
+        raise unreachable(f"{label} ({repo_id}/{filename})") from None
     except (RepositoryNotFoundError, EntryNotFoundError) as exc:
+        if not required:
+            return None
         raise SAEError(
-            f"{label} was not found on the Hugging Face hub ({type(exc).__name__})",
+            f"{label}: {repo_id}/{filename} was not found on the Hugging Face hub ({type(exc).__name__})",
             "check the release and SAE id, or download the SAE folder and pass its path",
         ) from None
-    except _network_errors():
-        raise _unreachable(label) from None
-    sae = from_saelens(sl_sae)
-    sae.cfg.metadata = {**sae.cfg.metadata, "source": label, "source_format": "saelens_pretrained"}
-    return sae
+    except network_errors():
+        if not required:
+            return None
+        raise unreachable(label) from None
 
 
-def _split_repo_release(release: str, sae_id: str) -> tuple[str, str]:
-    """SAELens also accepts a Hugging Face repo id (``owner/repo``) as the release: re-split for that case."""
-    try:
-        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-        known = release in get_pretrained_saes_directory()
-    except (ImportError, OSError, KeyError):  # pragma: no cover - registry layout of other versions
-        return release, sae_id
-    if known or "/" not in sae_id:
-        return release, sae_id
-    repo, _, rest = sae_id.partition("/")
-    return f"{release}/{repo}", rest
+def _strip(path: Path, relative: str) -> Path:
+    for _ in Path(relative).parts:
+        path = path.parent
+    return path
 
 
-def _unreachable(label: str) -> SAEError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    why = (
-        "offline mode is on (HF_HUB_OFFLINE) and it is not in the local cache" if offline else "no connection"
+def open_pretrained(spec: str) -> SAESource:
+    """Open ``saelens:RELEASE/SAE_ID``: fetch (or find in the cache) its files and open them with pseval's reader."""
+    from pseval.sae.formats._registry import format_for_conversion
+    from pseval.sae.formats.llama_scope import open_llama_scope
+    from pseval.sae.formats.qwen_scope import open_qwen_scope
+
+    release, sae_id = parse_saelens_spec(spec)
+    label = f"{SPEC_PREFIX}{release}/{sae_id}"
+    info, entry = _lookup(release, sae_id)
+    fmt = format_for_conversion(info.conversion_func)
+    if fmt is None or fmt.release_files is None:
+        return _open_eagerly(label, info, sae_id)
+    folder_in_repo = entry["path"].strip("/")
+    files = fmt.release_files
+    if files.path_is_file:
+        local = _download(info.repo_id, folder_in_repo, label)
+        assert local is not None
+    else:
+        local = None
+        for name in files.required:
+            got = _download(info.repo_id, f"{folder_in_repo}/{name}", label)
+            assert got is not None
+            local = local or _strip(got, name)
+        for name in files.optional:
+            got = _download(info.repo_id, f"{folder_in_repo}/{name}", label, required=False)
+            local = local or (_strip(got, name) if got is not None else None)
+        assert local is not None
+    if fmt.name == "llama_scope":
+        source = open_llama_scope(local, norm_scaling_factor=entry.get("norm_scaling_factor"))
+    elif fmt.name == "qwen_scope":
+        source = open_qwen_scope(local, repo_id=info.repo_id)
+    else:
+        source = fmt.open(local)
+    _apply_registry(source, info, entry, label)
+    source.spec, source.release, source.sae_id = label, info.name, sae_id
+    return source
+
+
+def _apply_registry(source: SAESource, info: Release, entry: dict[str, Any], label: str) -> None:
+    """Registry facts into the source's config: overrides, BOS policy, neuronpedia id, norm scaling fold."""
+    cfg = source.cfg
+    overrides = dict(info.config_overrides)
+    metadata = dict(cfg.metadata)
+    for key in ("model_name", "hook_name"):
+        if overrides.get(key):
+            setattr(cfg, key, overrides.pop(key))
+    normalize = overrides.pop("normalize_activations", None)
+    if normalize is not None:
+        cfg.normalize_activations = normalize
+    metadata.update(overrides)
+    if info.conversion_func not in (None, "sae_lens") and metadata.get("prepend_bos") is None:
+        metadata["prepend_bos"] = True  # every sae-lens converter of these releases sets it
+    if entry.get("neuronpedia"):
+        metadata["neuronpedia_id"] = entry["neuronpedia"]
+    if entry.get("l0") is not None:
+        metadata["registry_l0"] = entry["l0"]
+    metadata.update(
+        {
+            "source": label,
+            "source_format": "saelens_pretrained",
+            "release_format": source.format,
+            "sae_lens_release": info.name,
+            "sae_lens_id": entry["id"],
+            "repo_id": info.repo_id,
+            "registry_model": info.model,
+        }
     )
-    return SAEError(
-        f"cannot fetch {label}: the Hugging Face hub is unreachable ({why})",
-        "download the SAE folder on a connected machine and pass its path",
+    if cfg.model_name is None and info.model:
+        cfg.model_name = info.model
+    scaling = entry.get("norm_scaling_factor")
+    builder = source.builder
+    if (
+        cfg.normalize_activations == "expected_average_only_in"
+        and scaling is not None
+        and builder is not None
+    ):
+        # as SAE.from_pretrained: fold the registry's activation norm scaling factor into the weights
+        factor = float(scaling)
+
+        def folded(dtype: str | None) -> Any:
+            return builder(dtype).fold_activation_norm_scaling_factor(factor)
+
+        source.builder = folded
+        source.tensors = None
+        cfg.normalize_activations = "none"
+        metadata["norm_scaling_factor_folded"] = factor
+    cfg.metadata = metadata
+
+
+def _open_eagerly(label: str, info: Release, sae_id: str) -> SAESource:
+    """Releases whose conversion pseval has no reader for: ``sae_lens.SAE.from_pretrained`` (reads weights)."""
+    sae = load_pretrained(info.name, sae_id)
+    cfg = sae.cfg.model_copy(deep=True)
+    fingerprint = sae.fingerprint()
+    del sae
+
+    def build(dtype: str | None) -> Any:
+        return load_pretrained(info.name, sae_id, dtype=dtype)
+
+    return SAESource(
+        spec=label,
+        cfg=cfg,
+        format="saelens_pretrained",
+        path=None,
+        release=info.name,
+        sae_id=sae_id,
+        builder=build,
+        weights_fingerprint=fingerprint,
     )
-
-
-def from_saelens(sl_sae: Any) -> SAE:
-    """Convert an in-memory ``sae_lens.SAE`` (6.x) into a pseval :class:`SAE` with the same weights."""
-    cfg_dict: dict[str, Any] = dict(sl_sae.cfg.to_dict())
-    metadata = dict(cfg_dict.pop("metadata", {}) or {})
-    architecture = cfg_dict.get("architecture")
-    if architecture == "jumprelu" and metadata.get("training_architecture") == "batchtopk":
-        details = metadata.get("training_architecture_details") or {}
-        if details.get("k") is not None:
-            architecture, cfg_dict["k"] = "batchtopk", details["k"]
-    if architecture not in ARCHITECTURES:
-        raise SAEError(
-            f"SAELens architecture {architecture!r} is not supported",
-            f"use an SAE of architecture {', '.join(ARCHITECTURES)}",
-        )
-    normalize = cfg_dict.get("normalize_activations", "none")
-    if normalize not in ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"):
-        raise SAEError(
-            f"SAELens normalize_activations={normalize!r} is not supported", "fold it into the weights first"
-        )
-    if cfg_dict.get("reshape_activations", "none") != "none":
-        metadata["reshape_activations"] = cfg_dict["reshape_activations"]
-    fields = {
-        "architecture": architecture,
-        "d_in": cfg_dict["d_in"],
-        "d_sae": cfg_dict["d_sae"],
-        "dtype": str(cfg_dict.get("dtype", "float32")).removeprefix("torch."),
-        "apply_b_dec_to_input": cfg_dict.get("apply_b_dec_to_input", True),
-        "normalize_activations": normalize,
-        "hook_name": metadata.get("hook_name"),
-        "model_name": metadata.get("model_name"),
-        "metadata": metadata,
-    }
-    if architecture in ("topk", "batchtopk"):
-        fields["k"] = cfg_dict["k"]
-    if architecture == "topk":
-        fields["rescale_acts_by_decoder_norm"] = cfg_dict.get("rescale_acts_by_decoder_norm", False)
-    cfg = config_from_dict(fields)
-    state = {name: t for name, t in sl_sae.state_dict().items() if isinstance(t, torch.Tensor)}
-    return SAE.from_state_dict(cfg, state, device=sl_sae.W_enc.device)

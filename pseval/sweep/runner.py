@@ -3,19 +3,26 @@
 Resumable at SAE granularity: a trained SAE is a finished folder (written atomically) whose config is
 checked before reuse, and a PS-Eval result is a finished JSON file; an interrupted sweep redoes neither,
 and a finished sweep does nothing unless ``force_rerun``.
+
+The work splits into hook groups (:func:`run_hook_group`): the SAEs of a set of hooks share one harvest and
+one evaluation pass. The local executor (:func:`run_sweep`) runs all hooks as one group in this process;
+:mod:`pseval.distributed` runs several groups as tasks on a Ray cluster. Both prepare the sweep with
+:func:`prepare_sweep` and finish it with :func:`finish_sweep`, so their outputs are the same files.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pseval._io import write_json_atomic
+from pseval._io import check_writable, write_json_atomic
 from pseval.evals.config import PSEvalConfig
-from pseval.evals.schema import PSEvalResult
 from pseval.sweep.config import SweepConfig, SweepRun, _train_kwargs
+
+STAGE_TIMINGS = ("harvest_s", "train_s", "eval_s")
+"""The per-group stage times a sweep summary adds up."""
 
 
 class SweepSummary(dict[str, Any]):
@@ -27,6 +34,55 @@ def sae_folder(config: SweepConfig, run: SweepRun) -> Path:
     return config.output_dir() / "saes" / run.name
 
 
+def results_folder(config: SweepConfig) -> Path:
+    """Where the sweep's PS-Eval results go (``<out>/results``)."""
+    return config.output_dir() / "results"
+
+
+def resolve_device(requested: str, cuda_available: Callable[[], bool] | None = None) -> str:
+    """The device a sweep runs on: ``auto`` becomes ``cuda`` when ``cuda_available()``, else ``cpu``."""
+    if requested != "auto":
+        return requested
+    return "cuda" if (cuda_available or _cuda)() else "cpu"
+
+
+def eval_config_of(config: SweepConfig, device: str) -> PSEvalConfig:
+    """The evaluation config of a sweep on ``device``."""
+    return PSEvalConfig(model_name=config.model, device=device, **config.eval_overrides)
+
+
+def train_configs_of(config: SweepConfig, device: str, force_rerun: bool = False) -> dict[str, Any]:
+    """The TrainConfig of every run, by run name."""
+    from pseval.training.config import TrainConfig
+
+    configs: dict[str, Any] = {}
+    for run in config.runs():
+        kwargs = _train_kwargs(config, run, out=sae_folder(config, run))
+        kwargs["device"] = device
+        kwargs["eval_tokens"] = 0  # standard metrics are measured by the evaluation, on held-out text
+        if force_rerun:
+            kwargs["overwrite"] = True
+        configs[run.name] = TrainConfig(**kwargs)
+    return configs
+
+
+def check_runs_fit(loaded: Any, runs: Sequence[SweepRun], train_configs: dict[str, Any]) -> None:
+    """Check every hook exists and every width fits its hook before anything is trained (e.g. k > width)."""
+    from pseval.models.hooks import hook_width, parse_hook_name
+
+    for run in runs:
+        parse_hook_name(run.hook_name, loaded.model)
+        train_configs[run.name].resolve_d_sae(hook_width(loaded.model, run.hook_name))
+
+
+def prepare_sweep(config: SweepConfig) -> Path:
+    """Create the output folder and record the sweep's config there; return the folder."""
+    out = check_writable(config.output_dir(), "--out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "sweep_config.json", config.model_dump(mode="json"))
+    return out
+
+
 def run_sweep(
     config: SweepConfig,
     force_rerun: bool = False,
@@ -34,48 +90,56 @@ def run_sweep(
     status: Callable[[str], None] = print,
     train_fn: Callable[..., Any] | None = None,
 ) -> SweepSummary:
-    """Train the missing SAEs of ``config`` and evaluate all of them; return a summary.
+    """Train the missing SAEs of ``config`` and evaluate all of them in this process; return a summary.
 
     ``train_fn`` (default :func:`pseval.training.trainer.train_sae`) is injectable for tests.
     """
-    from pseval.evals.runner import evaluate
     from pseval.models.loading import load_model
-    from pseval.training.config import TrainConfig
+
+    started = time.time()
+    out = prepare_sweep(config)
+    runs = config.runs()
+    device = resolve_device(config.device)
+    status(f"sweep {config.name}: {len(runs)} SAEs over {len(config.hook_names())} hooks → {out}")
+    loaded = load_model(config.model, device=device)
+    group = run_hook_group(
+        config,
+        loaded,
+        device,
+        hooks=None,
+        force_rerun=force_rerun,
+        status=status,
+        train_fn=train_fn,
+    )
+    return finish_sweep(config, [group], device=device, plots=plots, started=started)
+
+
+def run_hook_group(
+    config: SweepConfig,
+    loaded: Any,
+    device: str,
+    hooks: Sequence[str] | None = None,
+    force_rerun: bool = False,
+    status: Callable[[str], None] = print,
+    train_fn: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Harvest, train and evaluate the runs at ``hooks`` (all of the sweep's when None); return the counts.
+
+    Every width is checked against its hook first. The hooks are harvested together (in groups that fit the
+    free disk), their SAEs trained or reused, and all of them evaluated in one activation pass, each result
+    written atomically into the sweep's results folder.
+    """
+    from pseval.evals.runner import evaluate
     from pseval.training.trainer import make_store, train_sae
 
     train = train_fn or train_sae
-
-    out = config.output_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "sweep_config.json", config.model_dump(mode="json"))
-    runs = config.runs()
-    summary = SweepSummary(name=config.name, n_runs=len(runs), trained=0, reused=0, evaluated=0, skipped=0)
-    timings: dict[str, float] = {}
-    started = time.time()
-
-    device = (
-        "cuda"
-        if config.device == "auto" and _cuda()
-        else ("cpu" if config.device == "auto" else config.device)
-    )
-    status(f"sweep {config.name}: {len(runs)} SAEs over {len(config.hook_names())} hooks → {out}")
-    loaded = load_model(config.model, device=device)
-
-    train_configs: dict[str, TrainConfig] = {}
-    for run in runs:
-        kwargs = _train_kwargs(config, run, out=sae_folder(config, run))
-        kwargs["device"] = device
-        kwargs["eval_tokens"] = 0  # standard metrics are measured by the evaluation, on held-out text
-        if force_rerun:
-            kwargs["overwrite"] = True
-        train_configs[run.name] = TrainConfig(**kwargs)
-
-    # Every width is checked against its hook before anything is trained (e.g. k larger than the width).
-    from pseval.models.hooks import hook_width, parse_hook_name
-
-    for run in runs:
-        parse_hook_name(run.hook_name, loaded.model)
-        train_configs[run.name].resolve_d_sae(hook_width(loaded.model, run.hook_name))
+    selected = None if hooks is None else set(hooks)
+    runs = [run for run in config.runs() if selected is None or run.hook_name in selected]
+    counts: dict[str, Any] = {"n_runs": len(runs), "trained": 0, "reused": 0, "evaluated": 0, "skipped": 0}
+    timings = dict.fromkeys(STAGE_TIMINGS, 0.0)
+    all_configs = train_configs_of(config, device, force_rerun)
+    train_configs = {run.name: all_configs[run.name] for run in runs}
+    check_runs_fit(loaded, runs, train_configs)
 
     def finished(run: SweepRun) -> bool:
         return (sae_folder(config, run) / "cfg.json").is_file() and not force_rerun
@@ -97,21 +161,20 @@ def run_sweep(
             f"{free / 1e9:,.1f} GB free at {folder}: harvesting in {len(groups)} groups, each group's cache "
             "deleted once its SAEs are trained"
         )
-    timings["harvest_s"] = timings["train_s"] = 0.0
     done: set[str] = set()
 
-    def train_runs(hooks: set[str] | None) -> None:
-        """Train (or reuse) the runs at ``hooks`` (all remaining runs when None), in grid order."""
+    def train_runs(hooks_now: set[str] | None) -> None:
+        """Train (or reuse) the runs at ``hooks_now`` (all remaining runs when None), in grid order."""
         t0 = time.time()
         for i, run in enumerate(runs, 1):
-            if run.name in done or (hooks is not None and run.hook_name not in hooks):
+            if run.name in done or (hooks_now is not None and run.hook_name not in hooks_now):
                 continue
             result = train(train_configs[run.name], progress=False, loaded=loaded)
             done.add(run.name)
             if getattr(result, "reused", False):
-                summary["reused"] += 1
+                counts["reused"] += 1
             else:
-                summary["trained"] += 1
+                counts["trained"] += 1
                 status(f"[{i}/{len(runs)}] trained {run.name}")
         timings["train_s"] += time.time() - t0
 
@@ -127,25 +190,46 @@ def run_sweep(
     train_runs(None)
 
     t0 = time.time()
-    eval_config = PSEvalConfig(model_name=config.model, device=device, **config.eval_overrides)
-    results_dir = out / "results"
     run_log: dict[str, list[str]] = {}
-    results: list[PSEvalResult] = evaluate(
+    results = evaluate(
         loaded,
         [str(sae_folder(config, run)) for run in runs],
-        config=eval_config,
-        output_folder=results_dir,
+        config=eval_config_of(config, device),
+        output_folder=results_folder(config),
         force_rerun=force_rerun,
         standard_metrics_tokens=config.standard_metrics_tokens,
         standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
         on_status=status,
         run_log=run_log,
     )
-    summary["evaluated"] = len(run_log.get("evaluated", []))
-    summary["skipped"] = len(run_log.get("skipped", []))
-    summary["n_results"] = len(results)
+    counts["evaluated"] = len(run_log.get("evaluated", []))
+    counts["skipped"] = len(run_log.get("skipped", []))
+    counts["n_results"] = len(results)
     timings["eval_s"] = time.time() - t0
+    counts["timings"] = timings
+    return counts
 
+
+def finish_sweep(
+    config: SweepConfig,
+    groups: Sequence[dict[str, Any]],
+    device: str,
+    plots: bool,
+    started: float,
+    extra: dict[str, Any] | None = None,
+) -> SweepSummary:
+    """Add up the groups' counts and stage times, draw the figures once and write ``sweep_summary.json``."""
+    out = config.output_dir()
+    results_dir = results_folder(config)
+    summary = SweepSummary(name=config.name, n_runs=len(config.runs()), trained=0, reused=0, evaluated=0)
+    summary["skipped"] = 0
+    summary["n_results"] = 0
+    timings = dict.fromkeys(STAGE_TIMINGS, 0.0)
+    for group in groups:
+        for key in ("trained", "reused", "evaluated", "skipped", "n_results"):
+            summary[key] += int(group.get(key, 0))
+        for key in STAGE_TIMINGS:
+            timings[key] += float(group.get("timings", {}).get(key, 0.0))
     if plots:
         from pseval.report.plots import make_figures
 
@@ -156,6 +240,7 @@ def run_sweep(
     summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
     summary["results_dir"] = str(results_dir)
     summary["device"] = device
+    summary.update(extra or {})
     write_json_atomic(out / "sweep_summary.json", dict(summary))
     return summary
 

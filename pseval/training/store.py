@@ -42,6 +42,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from pseval._io import atomic_dir, cache_dir, stable_hash
+from pseval._progress import track
 from pseval.errors import ConfigError, DataError
 from pseval.models.hooks import as_module, hook_width, run_with_cache
 from pseval.training.corpus import (
@@ -642,7 +643,14 @@ class ActivationStore:
                     for name in missing
                 }
                 contexts = _ContextRecorder()
-                for rows, input_ids_BT, keep_BT in self._iter_rows(missing, n_tokens):
+                harvested = track(
+                    self._iter_rows(missing, n_tokens),
+                    f"harvest {', '.join(missing)}",
+                    n_tokens,
+                    "tokens",
+                    size=lambda item: next(iter(item[0].values())).shape[0],
+                )
+                for rows, input_ids_BT, keep_BT in harvested:
                     for name, writer in writers.items():
                         writer.add(rows[name])
                     contexts.add(input_ids_BT, keep_BT, next(iter(rows.values())).shape[0])

@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import Tensor
 
-from pseval._io import atomic_dir, stable_hash, write_json_atomic
+from pseval._io import atomic_dir, check_writable, stable_hash, write_json_atomic
 from pseval._version import __version__
 from pseval.errors import ConfigError, DataError, SAEError
 from pseval.sae.config import SAE_CONFIGS
@@ -360,7 +360,8 @@ def train_sae_on_activations(
             acc.reset()
             log.history.append(record)
             bar.set_postfix(
-                mse=f"{record.mse:.4g}",
+                # Raw activation units, the scale of the final summary and of `pseval metrics`.
+                mse=f"{record.mse / input_scale**2:.4g}",
                 ev=f"{record.explained_variance:.3f}",
                 l0=f"{record.l0:.1f}",
                 dead=f"{record.dead_fraction:.1%}",
@@ -646,6 +647,7 @@ def train_sae(
     from pseval.sae.formats import load_sae
 
     device = config.resolve_device()
+    check_writable(config.output_dir(), "--out")
     # With an explicit folder, decide before loading the model (refusals and reuse cost nothing).
     if config.out is not None and check_output_dir(config, Path(config.out)) == "reuse":
         return _reused_result(config, Path(config.out), load_sae(str(config.out), device=device))

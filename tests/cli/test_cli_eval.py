@@ -46,7 +46,14 @@ def test_eval_prints_table_and_writes_json(env: dict[str, Path]) -> None:
 
     compared = runner.invoke(app, ["compare", str(files[0]), str(files[1])])
     assert compared.exit_code == 0, compared.output
-    assert "mcnemar" in compared.output
+    assert "exact McNemar" in compared.output and "specificity (different meaning)" in compared.output
+    as_json = runner.invoke(app, ["compare", str(files[0]), str(files[1]), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert [row["metric"] for row in json.loads(as_json.stdout)["by_class"]] == [
+        "accuracy",
+        "specificity",
+        "recall",
+    ]
 
 
 @pytest.mark.parametrize(

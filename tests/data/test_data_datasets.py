@@ -23,14 +23,17 @@ def test_wic_counts_with_gpt2(gpt2_tokenizer: Any) -> None:
     test = load_dataset(gpt2_tokenizer, split="test")
     assert test.stats.n_raw == 1400
     assert test.stats.kept_before_balance == {0: 619, 1: 572}
-    assert test.stats.dropped == {"multi_token_word": 1400 - 619 - 572}
+    assert test.stats.dropped == {"multi_token_word": 1400 - 619 - 572, "span_not_word": 0, "target_not_found": 0}
+    assert test.stats.kept_by_token_count == {"single": 1144, "multi": 0}
     assert test.stats.kept == {0: 572, 1: 572}
     assert len(test) == 1144
     assert test.balanced and test.name == "wic" and test.split == "test"
 
     train = load_dataset(gpt2_tokenizer, split="train", balance=False)
-    assert train.stats.kept_before_balance == {0: 2658, 1: 2527}
-    assert len(train) == 2658 + 2527
+    # wic-train-1556 ("call", label 0) marks "round" in "The engineer called round ...": span_not_word
+    assert train.stats.dropped["span_not_word"] == 1
+    assert train.stats.kept_before_balance == {0: 2657, 1: 2527}
+    assert len(train) == 2657 + 2527
     dev = load_dataset(gpt2_tokenizer, split="dev")
     assert dev.stats.kept_before_balance == {0: 272, 1: 258}
     assert dev.stats.kept == {0: 258, 1: 258}
@@ -56,7 +59,7 @@ def test_balancing_is_seeded_and_keeps_order(gpt2_tokenizer: Any) -> None:
 
 def test_split_all_and_ids(gpt2_tokenizer: Any) -> None:
     ds = load_dataset(gpt2_tokenizer, split="all", balance=False)
-    assert len(ds) == 619 + 572 + 2658 + 2527 + 272 + 258
+    assert len(ds) == 619 + 572 + 2657 + 2527 + 272 + 258
     assert ds.stats.n_raw == 1400 + 5428 + 638
     assert len(set(_ids(ds))) == len(ds)
     assert {p.split for p in ds.pairs} == {"train", "dev", "test"}
@@ -78,7 +81,9 @@ def test_summary(gpt2_tokenizer: Any) -> None:
     assert summary["n_pairs"] == 1144
     assert summary["by_label"] == {"0": 572, "1": 572}
     assert summary["kept_before_balance"] == {"0": 619, "1": 572}
-    assert summary["dropped"] == {"multi_token_word": 209}
+    assert summary["dropped"] == {"multi_token_word": 209, "span_not_word": 0, "target_not_found": 0}
+    assert summary["multi_token"] == "drop"
+    assert summary["by_token_count"] == {"single": 1144, "multi": 0}
     assert sum(summary["by_pos"].values()) == 1144
     json.dumps(summary)
 
@@ -129,7 +134,7 @@ def test_jsonl_file(gpt2_tokenizer: Any, tmp_path: Path) -> None:
     ds = load_dataset(gpt2_tokenizer, name=str(path), split="test", balance=False)
     assert _ids(ds) == ["my-0", "my-1", "my-2"]
     assert ds.stats.n_raw == 5
-    assert ds.stats.dropped == {"multi_token_word": 1, "target_not_found": 1}
+    assert ds.stats.dropped == {"multi_token_word": 1, "span_not_word": 0, "target_not_found": 1}
     assert ds.name == "pairs"
     balanced = load_dataset(gpt2_tokenizer, name=str(path), split="test")
     assert balanced.stats.kept == {0: 1, 1: 1}

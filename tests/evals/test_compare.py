@@ -37,16 +37,45 @@ def test_mcnemar_overall_and_per_class(tmp_path: Path) -> None:
     path_b.write_text(b.model_dump_json())
 
     out = compare_results(path_a, path_b)
-    assert out["mcnemar"]["a_only_correct"] == 6 and out["mcnemar"]["b_only_correct"] == 1
-    spec = out["mcnemar_by_class"]["specificity"]
+    rows = {row["metric"]: row for row in out["by_class"]}
+    assert [row["metric"] for row in out["by_class"]] == ["accuracy", "specificity", "recall"]
+    assert (rows["accuracy"]["a_only_correct"], rows["accuracy"]["b_only_correct"]) == (6, 1)
+    spec = rows["specificity"]
     assert spec["n_pairs"] == n[0] and (spec["a_only_correct"], spec["b_only_correct"]) == (6, 1)
+    assert (spec["correct_a"], spec["correct_b"]) == (n[0] - 1, n[0] - 6)
     # Two-sided exact binomial test of 6 successes in 7 at 1/2: 2 × (C(7,6) + C(7,7)) / 2^7 = 16 / 128.
     assert spec["p_value"] == pytest.approx(16 / 128)
-    recall = out["mcnemar_by_class"]["recall"]
-    assert recall["n_pairs"] == n[1] and recall["p_value"] == 1.0
     spec_a, spec_b = (n[0] - 1) / n[0], (n[0] - 6) / n[0]
-    assert f"specificity {spec_a:.3f} (A) vs {spec_b:.3f} (B), p = 0.125" in out["conclusion"]
-    assert "recall" in out["conclusion"] and out["conclusion"].endswith("p = 1")
+    assert spec["difference"] == pytest.approx(spec_b - spec_a)
+    # Not significant: the verdict names no winner.
+    assert spec["verdict"] == (
+        f"specificity: no significant difference at 0.05, {spec_a:.3f} (A) vs {spec_b:.3f} (B), "
+        "exact McNemar p = 0.125"
+    )
+    assert "more accurate" not in str(out) and " is higher" not in str(out)
+    recall = rows["recall"]
+    assert recall["n_pairs"] == n[1] and recall["p_value"] == 1.0
+    assert recall["verdict"] == f"recall: identical outcome on all {n[1]} pairs"
+    assert out["same_result"] is False
+
+
+def test_significant_difference_names_the_higher_side(tmp_path: Path) -> None:
+    base = fake_result(FakeSAE("topk", 8, 12, "resid_post"), n_pairs=40, seed=0)
+    n = {label: sum(r.label == label for r in base.eval_result_details) for label in (0, 1)}
+    a = _with_outcomes(base, {0: [True] * n[0], 1: [True] * n[1]})
+    b = _with_outcomes(base, {0: [False] * n[0], 1: [True] * n[1]})
+    (tmp_path / "a.json").write_text(a.model_dump_json())
+    (tmp_path / "b.json").write_text(b.model_dump_json())
+    spec = compare_results(tmp_path / "a.json", tmp_path / "b.json")["by_class"][1]
+    assert spec["verdict"].startswith("specificity: A is higher, 1.000 (A) vs 0.000 (B)")
+
+
+def test_same_result_is_flagged(tmp_path: Path) -> None:
+    a = fake_result(FakeSAE("topk", 8, 12, "resid_post"), n_pairs=10, seed=0)
+    (tmp_path / "a.json").write_text(a.model_dump_json())
+    (tmp_path / "copy.json").write_text(a.model_dump_json())
+    assert compare_results(tmp_path / "a.json", tmp_path / "a.json")["same_result"] is True
+    assert compare_results(tmp_path / "a.json", tmp_path / "copy.json")["same_result"] is True
 
 
 def test_results_without_shared_pairs_are_refused(tmp_path: Path) -> None:

@@ -267,13 +267,28 @@ def test_plain_sparsify_folder_maps_hook_from_folder_name(tmp_path: Path) -> Non
     assert state["encoder.weight"].shape == (D_SAE, D_IN) and state["W_dec"].shape == (D_SAE, D_IN)
 
 
-def test_sparsify_transcoder_is_refused(tmp_path: Path) -> None:
-    folder = tmp_path / "layers.3"
-    write_sparsify(make_sae("topk"), folder)
+def test_sparsify_transcoder_is_read_at_its_input(tmp_path: Path) -> None:
+    sae = make_sae("topk", apply_b_dec_to_input=False)
+    folder = tmp_path / "layers.3.mlp"
+    write_sparsify(sae, folder)
     cfg = json.loads((folder / "cfg.json").read_text())
-    (folder / "cfg.json").write_text(json.dumps({**cfg, "transcode": True}))
-    with pytest.raises(SAEError, match="transcoder"):
-        load_sae(folder)
+    del cfg["pseval"]
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "transcode": True, "skip_connection": True}))
+    state = load_file(str(folder / "sae.safetensors"))
+    state["W_skip"] = torch.randn(D_IN, D_IN)
+    save_file(state, str(folder / "sae.safetensors"))
+    loaded = load_sae(folder)
+    assert loaded.cfg.hook_name == "blocks.3.hook_mlp_in"
+    assert loaded.cfg.apply_b_dec_to_input is False  # sparsify does not subtract b_dec when transcoding
+    assert loaded.cfg.metadata["transcoder"]["hook_name_out"] == "blocks.3.hook_mlp_out"
+    assert loaded.cfg.metadata["transcoder"]["skip_connection"] is True
+    x = random_acts()
+    with torch.no_grad():
+        # sparsify's transcoder encode: relu(x @ encoder.weight.T + encoder.bias), then top-k
+        pre = x @ state["encoder.weight"].T + state["encoder.bias"]
+        top = pre.topk(6, dim=-1)
+        expected = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+        torch.testing.assert_close(loaded.encode(x), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

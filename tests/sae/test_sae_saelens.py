@@ -84,7 +84,9 @@ def test_from_saelens_converts_in_memory_saes(tmp_path: Path, arch: str) -> None
     assert ours.fingerprint() == sae.fingerprint()
 
 
-def test_pretrained_spec_goes_through_saelens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_spec_of_a_conversion_without_reader_goes_through_saelens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = _saved(tmp_path, "jumprelu")
     calls: list[tuple[str, str]] = []
 
@@ -93,8 +95,13 @@ def test_pretrained_spec_goes_through_saelens(tmp_path: Path, monkeypatch: pytes
         return sae_lens.SAE.load_from_disk(str(folder), device=device, dtype=dtype)
 
     monkeypatch.setattr(sae_lens.SAE, "from_pretrained", fake_from_pretrained)
-    loaded = load_sae("saelens:gemma-scope-2b-pt-res-canonical/layer_3/width_16k/canonical")
-    assert calls == [("gemma-scope-2b-pt-res-canonical", "layer_3/width_16k/canonical")]
+    # goodfire releases use a sae-lens conversion pseval has no reader for
+    from pseval.sae.pretrained import registry
+
+    release = next(r for r in registry().values() if r.conversion_func == "goodfire")
+    sae_id = next(iter(release.saes))
+    loaded = load_sae(f"saelens:{release.name}/{sae_id}")
+    assert calls and calls[0] == (release.name, sae_id)
     assert loaded.cfg.metadata["source_format"] == "saelens_pretrained"
     assert loaded.fingerprint() == make_sae("jumprelu").fingerprint()
 

@@ -1,0 +1,162 @@
+"""``pseval eval --executor ray``: the SAEs grouped by hook, each group evaluated by one Ray task.
+
+The driver opens every SAE cheaply (:func:`pseval.sae.source.open_sae`: configs and headers, no weights)
+to learn its hook, leaves out the SAEs whose result file is finished, splits the hooks of the rest into
+groups of neighbouring layers and runs :func:`pseval.evals.runner.evaluate` on each group in a task. Every
+task writes its result files atomically into the one output folder; the driver returns the results in the
+order the SAEs were given, as the local executor does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pseval.distributed.cluster import RayOptions, check_resources, cluster_gpus, connect, slots, split_hooks
+from pseval.distributed.progress import GroupTask, ProgressBoard, raise_first_error, run_tasks, where_text
+from pseval.distributed.tasks import TaskContext, eval_group_task
+from pseval.errors import ConfigError
+from pseval.evals.config import PSEvalConfig
+from pseval.evals.schema import PSEvalResult
+
+
+def evaluate_ray(
+    model: str,
+    saes: Sequence[str],
+    config: PSEvalConfig,
+    options: RayOptions | None = None,
+    hook_name: str | None = None,
+    output_folder: str | Path = "results",
+    force_rerun: bool = False,
+    standard_metrics_tokens: int = 0,
+    standard_metrics_ce_tokens: int | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> list[PSEvalResult]:
+    """:func:`pseval.evals.runner.evaluate` on a Ray cluster, one task per hook group; same result files."""
+    from pseval.evals.runner import _finished, result_path
+
+    status = on_status or (lambda _msg: None)
+    options = options or RayOptions()
+    if not saes:
+        raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
+    started = time.time()
+    output = Path(output_folder).resolve()
+    specs = [_absolute_spec(str(spec)) for spec in saes]
+    hooks = [hook_name or _recorded_hook(spec) for spec in specs]
+    names = [_result_name(spec) for spec in specs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(
+            f"two SAEs would write the same result file {duplicated[0]}_eval_results.json",
+            "evaluate SAEs with the same folder name in separate runs with different --output-folder",
+        )
+    with connect(options) as ray:
+        device = config.device
+        if device == "auto":
+            device = "cuda" if cluster_gpus(ray) > 0 else "cpu"
+        config = config.model_copy(update={"device": device})
+        num_cpus, num_gpus = options.resources(device, ray)
+        check_resources(ray, num_cpus, num_gpus)
+
+        stored: dict[int, PSEvalResult] = {}
+        if not force_rerun:
+            for i, (name, hook) in enumerate(zip(names, hooks, strict=True)):
+                found = _finished(
+                    result_path(output, name), config, hook, config.model_name, standard_metrics_tokens
+                )
+                if found is not None:
+                    stored[i] = found
+        todo = [i for i in range(len(specs)) if i not in stored]
+        for i in stored:
+            status(f"skip {names[i]}: finished result found (use --force-rerun to redo)")
+        tasks: list[GroupTask] = []
+        members: dict[int, list[int]] = {}
+        if todo:
+            weights: dict[str, int] = {}
+            for i in todo:
+                weights[hooks[i]] = weights.get(hooks[i], 0) + 1
+            groups = split_hooks(weights, options.n_groups or slots(ray, num_cpus, num_gpus))
+            status(
+                f"{len(todo)} SAE(s) at {len(weights)} hook(s) in {len(groups)} hook group(s) as Ray tasks of "
+                f"{num_cpus:g} CPU" + (f" and {num_gpus:g} GPU" if num_gpus else "") + f" each, on {device}"
+            )
+            board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+            remote = ray.remote(eval_group_task).options(
+                num_cpus=num_cpus, num_gpus=num_gpus, max_retries=options.max_retries
+            )
+            for index, group_hooks in enumerate(groups):
+                members[index] = [i for i in todo if hooks[i] in group_hooks]
+                task = GroupTask(
+                    index=index,
+                    hooks=group_hooks,
+                    result_files=[result_path(output, names[i]) for i in members[index]],
+                )
+                task.ref = remote.remote(
+                    model,
+                    [specs[i] for i in members[index]],
+                    config,
+                    hook_name,
+                    str(output),
+                    force_rerun,
+                    standard_metrics_tokens,
+                    standard_metrics_ce_tokens,
+                    TaskContext.from_driver(index, num_cpus),
+                    board,
+                )
+                tasks.append(task)
+            run_tasks(
+                ray,
+                tasks,
+                board,
+                n_total=len(specs),
+                n_done_before=len(stored),
+                started_at=started,
+                show=options.progress,
+                status=status,
+                title="eval",
+            )
+            raise_first_error(tasks)
+    results: dict[int, PSEvalResult] = dict(stored)
+    for task in tasks:
+        for i, result in zip(members[task.index], task.outcome["results"], strict=True):
+            results[i] = result
+        status(
+            f"group {task.index} ({len(members[task.index])} SAEs) ran on {where_text(task.outcome['where'])} "
+            f"in {task.outcome['seconds']:.0f} s"
+            + (
+                f" after {task.outcome['attempts'] - 1} retry(ies)"
+                if task.outcome.get("attempts", 1) > 1
+                else ""
+            )
+        )
+    return [results[i] for i in range(len(specs))]
+
+
+def _absolute_spec(spec: str) -> str:
+    """A path spec made absolute (tasks may run elsewhere); other specs unchanged."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def _recorded_hook(spec: str) -> str:
+    from pseval.sae.source import open_sae
+
+    hook = open_sae(spec).cfg.hook_name
+    if not hook:
+        raise ConfigError(
+            f"the SAE {spec!r} records no hook point",
+            "pass one with --hook, e.g. --hook blocks.12.hook_resid_post",
+        )
+    return hook
+
+
+def _result_name(spec: str) -> str:
+    """The name :func:`pseval.evals.runner.resolve_saes` gives an SAE spec (its result file's stem)."""
+    from pseval.evals.runner import sanitize_name
+
+    if spec.startswith("saelens:"):
+        release, _, sae_id = spec[len("saelens:") :].partition("/")
+        return sanitize_name(f"{release}_{sae_id}")
+    path = Path(spec)
+    return sanitize_name(path.stem if path.is_file() else path.name)

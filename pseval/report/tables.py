@@ -1,0 +1,395 @@
+"""Result tables for the terminal and for other tools: rich tables, Markdown, CSV and JSON.
+
+The terminal table never cuts an SAE name or a number: the full table is printed when it fits the
+console, a compact one (the headline metric with its interval, the others without) when it does not, and
+one block of lines per SAE when even that is too wide. Markdown, CSV and JSON always carry every column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from pseval._format import finite_number, format_number
+
+OutputFormat = Literal["table", "markdown", "csv", "json"]
+OUTPUT_FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
+
+CI_METRICS: tuple[str, ...] = ("specificity", "recall", "accuracy")
+"""PS-Eval ratios shown with their bootstrap interval (specificity is the headline metric)."""
+
+
+def _ci(m: dict[str, Any], name: str) -> tuple[float | None, float | None, float | None]:
+    ci = m.get("ps_eval_ci", {})
+    return (
+        finite_number(m.get("ps_eval", {}).get(name)),
+        finite_number(ci.get(f"{name}_low")),
+        finite_number(ci.get(f"{name}_high")),
+    )
+
+
+def _with_ci(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def result_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """One flat record per SAE (raw numbers, full names): what CSV and JSON print."""
+    rows = []
+    for r in results:
+        m = r.eval_result_metrics
+        sae = m.get("sae", {})
+        ps = m.get("ps_eval", {})
+        row: dict[str, Any] = {
+            "sae": r.sae_name,
+            "hook": r.hook_name,
+            "architecture": sae.get("architecture"),
+            "d_sae": sae.get("d_sae"),
+            "n_pairs": ps.get("n_pairs"),
+        }
+        for name in CI_METRICS:
+            value, low, high = _ci(m, name)
+            row[name], row[f"{name}_low"], row[f"{name}_high"] = value, low, high
+        row["f1"] = finite_number(ps.get("f1"))
+        row["n_pairs_no_active"] = ps.get("n_pairs_no_active", 0)
+        std = m.get("standard")
+        if std is not None:
+            row["fvu"] = finite_number(std.get("fvu"))
+            row["l0"] = finite_number(std.get("l0"))
+            row["ce_loss_recovered"] = finite_number(std.get("ce_loss_recovered"))
+        rows.append(row)
+    return rows
+
+
+def baseline_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Baselines, once per hook (dense cosine, MLP neurons) and once per hook and width (random SAE)."""
+    rows: list[dict[str, Any]] = []
+    seen: set[object] = set()
+
+    def add(key: object, hook: str, name: str, d: dict[str, Any], auc: bool) -> None:
+        if key in seen:
+            return
+        seen.add(key)
+        row: dict[str, Any] = {"hook": hook, "baseline": name}
+        for metric in ("specificity", "recall", "accuracy", "f1"):
+            row[metric] = finite_number(d.get(metric))
+        row["roc_auc"] = finite_number(d.get("roc_auc")) if auc else None
+        rows.append(row)
+
+    for r in results:
+        m = r.eval_result_metrics
+        hook = r.hook_name
+        if "baseline_dense" in m:
+            add((hook, "dense"), hook, "dense cosine", m["baseline_dense"], auc=True)
+        if "baseline_neurons" in m:
+            d = m["baseline_neurons"]
+            add((hook, "neurons"), hook, f"MLP neurons ({d.get('n_neurons', '?')})", d, auc=False)
+        width = m.get("sae", {}).get("d_sae")
+        if "baseline_random_sae" in m:
+            add((hook, "random", width), hook, f"random SAE ({width})", m["baseline_random_sae"], auc=False)
+    return rows
+
+
+def drop_lines(results: Sequence[Any]) -> list[str]:
+    """How many pairs were read and dropped for which reason (once per distinct dataset filtering)."""
+    lines: list[str] = []
+    for r in results:
+        stats = getattr(r, "dataset_stats", None) or {}
+        if "n_raw" not in stats:
+            continue
+        dropped = {k: v for k, v in (stats.get("dropped") or {}).items() if v}
+        kept = stats.get("kept") or {}
+        n_kept = sum(int(v) for v in kept.values())
+        config = getattr(r, "eval_config", None)
+        where = f"{config.dataset} {config.split}" if config is not None else "dataset"
+        reasons = ", ".join(f"{k} {v}" for k, v in dropped.items())
+        line = (
+            f"{where}: {stats['n_raw']} pairs read, "
+            + (f"{sum(dropped.values())} dropped ({reasons})" if dropped else "none dropped")
+            + f", {n_kept} scored"
+        )
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Terminal (rich)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    number = finite_number(value)
+    return "–" if number is None else f"{number:.{digits}f}"
+
+
+def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
+    """Every column: name, hook, architecture, width, the metrics with intervals, standard metrics."""
+    table = Table(title=title, title_justify="left")
+    has_std = any("fvu" in r for r in rows)
+    columns = ["SAE", "hook", "arch", "width", "specificity", "recall", "accuracy", "F1", "no-active"]
+    if has_std:
+        columns += ["FVU", "L0", "CE rec."]
+    for column in columns:
+        left = column in ("SAE", "hook", "arch")
+        table.add_column(column, justify="left" if left else "right", no_wrap=not left, overflow="fold")
+    for r in rows:
+        cells = [
+            r["sae"],
+            r["hook"],
+            str(r["architecture"] or ""),
+            str(r["d_sae"] or ""),
+            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) for n in CI_METRICS),
+            _num(r["f1"]),
+            str(r["n_pairs_no_active"]),
+        ]
+        if has_std:
+            cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
+        table.add_row(*cells)
+    return table
+
+
+def compact_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
+    """Narrow terminals: the name (hook, architecture and width below it), specificity with its interval."""
+    table = Table(
+        title=title, title_justify="left", caption="[ ] = 95% bootstrap interval", caption_justify="left"
+    )
+    table.add_column("SAE", overflow="fold")
+    table.add_column("specificity", justify="right", no_wrap=True)
+    for column in ("recall", "acc.", "F1"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for r in rows:
+        name = Text(r["sae"])
+        name.append(f"\n{r['hook']} · {r['architecture'] or '?'} · {r['d_sae'] or '?'}", style="dim")
+        table.add_row(
+            name,
+            _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]),
+            _num(r["recall"]),
+            _num(r["accuracy"]),
+            _num(r["f1"]),
+        )
+    return table
+
+
+def stacked(rows: Sequence[dict[str, Any]], title: str) -> Group:
+    """Very narrow terminals: a few short lines per SAE."""
+    parts: list[RenderableType] = [Text(title, style="italic")]
+    for r in rows:
+        ci = {name: _with_ci(r[name], r[f"{name}_low"], r[f"{name}_high"]) for name in CI_METRICS}
+        parts.append(Text(r["sae"], style="bold", overflow="fold"))
+        parts.append(Text(f"  specificity {ci['specificity']}", overflow="fold"))
+        parts.append(Text(f"  recall {ci['recall']} · accuracy {ci['accuracy']}", overflow="fold"))
+        parts.append(
+            Text(
+                f"  F1 {_num(r['f1'])} · no active latent: {r['n_pairs_no_active']} · "
+                f"{r['hook']} · {r['architecture'] or '?'} · {r['d_sae'] or '?'}",
+                overflow="fold",
+            )
+        )
+        if "fvu" in r:
+            parts.append(
+                Text(
+                    f"  FVU {_num(r['fvu'])} · L0 {_num(r['l0'], 1)} · CE rec. {_num(r['ce_loss_recovered'])}"
+                )
+            )
+    return Group(*parts)
+
+
+def _measure(console: Console, renderable: RenderableType) -> tuple[int, int]:
+    """Minimum and natural width of ``renderable``, not clamped to the console (as rich's own measure is)."""
+    measured = console.measure(renderable, options=console.options.update_width(1_000_000))
+    return measured.minimum, measured.maximum
+
+
+def results_renderable(results: Sequence[Any], console: Console, title: str = "PS-Eval") -> RenderableType:
+    """The widest layout that fits ``console`` without cutting a name or a number."""
+    rows = result_rows(results)
+    table = full_table(rows, title)
+    if _measure(console, table)[1] <= console.width:
+        return table
+    compact = compact_table(rows, title)
+    # Rich shrinks a table down to its columns' minimum widths before it cuts anything; the name column's
+    # minimum is its longest name (names have no spaces), so a compact table whose minimum fits keeps them.
+    if _measure(console, compact)[0] <= console.width:
+        return compact
+    return stacked(rows, title)
+
+
+def baselines_table(results: Sequence[Any], console: Console | None = None) -> RenderableType | None:
+    """Baselines per hook (and per width for the random SAE), or ``None`` when there are none.
+
+    With ``console``, the widest layout that fits it: the full table, then one without the hook column
+    (the hook below each baseline's name, no ROC-AUC), then plain lines.
+    """
+    rows = baseline_rows(results)
+    if not rows:
+        return None
+    table = Table(title="Baselines", title_justify="left")
+    for column in ("hook", "baseline", "specificity", "recall", "accuracy", "F1", "ROC-AUC"):
+        left = column in ("hook", "baseline")
+        table.add_column(column, justify="left" if left else "right", overflow="fold", no_wrap=not left)
+    for r in rows:
+        table.add_row(
+            r["hook"],
+            r["baseline"],
+            *(_num(r[k]) for k in ("specificity", "recall", "accuracy", "f1", "roc_auc")),
+        )
+    if console is None or _measure(console, table)[1] <= console.width:
+        return table
+    compact = Table(title="Baselines", title_justify="left")
+    compact.add_column("baseline", overflow="fold")
+    for column in ("specificity", "recall", "acc.", "F1"):
+        compact.add_column(column, justify="right", no_wrap=True)
+    for r in rows:
+        name = Text(r["baseline"], overflow="fold")
+        name.append(f"\n{r['hook']}", style="dim")
+        compact.add_row(name, *(_num(r[k]) for k in ("specificity", "recall", "accuracy", "f1")))
+    if _measure(console, compact)[0] <= console.width:
+        return compact
+    lines: list[RenderableType] = [Text("Baselines", style="italic")]
+    for r in rows:
+        lines.append(Text(f"{r['hook']} · {r['baseline']}", style="bold", overflow="fold"))
+        lines.append(
+            Text(
+                f"  specificity {_num(r['specificity'])} · recall {_num(r['recall'])} · "
+                f"accuracy {_num(r['accuracy'])} · F1 {_num(r['f1'])}",
+                overflow="fold",
+            )
+        )
+    return Group(*lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text formats
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _markdown(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(headers), "|" + "|".join("---" for _ in headers) + "|", *map(line, body)])
+
+
+def markdown_tables(results: Sequence[Any], title: str) -> str:
+    """The result table (and baselines) as GitHub-flavoured Markdown."""
+    rows = result_rows(results)
+    has_std = any("fvu" in r for r in rows)
+    headers = ["SAE", "hook", "arch", "width", "specificity", "recall", "accuracy", "F1", "no-active"]
+    if has_std:
+        headers += ["FVU", "L0", "CE rec."]
+    body = []
+    for r in rows:
+        cells = [
+            f"`{r['sae']}`",
+            f"`{r['hook']}`",
+            str(r["architecture"] or ""),
+            str(r["d_sae"] or ""),
+            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) for n in CI_METRICS),
+            _num(r["f1"]),
+            str(r["n_pairs_no_active"]),
+        ]
+        if has_std:
+            cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
+        body.append(cells)
+    parts = [f"**{title}**", "", _markdown(headers, body)]
+    base = baseline_rows(results)
+    if base:
+        parts += ["", "**Baselines**", ""]
+        parts.append(
+            _markdown(
+                ["hook", "baseline", "specificity", "recall", "accuracy", "F1", "ROC-AUC"],
+                [
+                    [
+                        f"`{b['hook']}`",
+                        b["baseline"],
+                        *(_num(b[k]) for k in ("specificity", "recall", "accuracy", "f1", "roc_auc")),
+                    ]
+                    for b in base
+                ],
+            )
+        )
+    drops = drop_lines(results)
+    if drops:
+        parts += ["", *(f"{line}  " for line in drops)]
+    return "\n".join(parts) + "\n"
+
+
+def csv_table(results: Sequence[Any]) -> str:
+    """One CSV row per SAE with raw numbers (intervals in ``*_low``/``*_high`` columns)."""
+    rows = result_rows(results)
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    return buffer.getvalue()
+
+
+def json_tables(results: Sequence[Any]) -> str:
+    """Results, baselines and dataset filtering counts as one JSON object."""
+    stats = []
+    for r in results:
+        s = getattr(r, "dataset_stats", None) or {}
+        if s and s not in stats:
+            stats.append(s)
+    return json.dumps(
+        {"results": result_rows(results), "baselines": baseline_rows(results), "dataset_stats": stats},
+        indent=2,
+    )
+
+
+def print_results(
+    results: Sequence[Any], console: Console, title: str, fmt: str = "table", baselines: bool = True
+) -> None:
+    """Print an evaluation's results in ``fmt``: table (rich), markdown, csv or json."""
+    if fmt == "json":
+        console.print_json(json_tables(results)) if console.is_terminal else _plain(
+            console, json_tables(results)
+        )
+        return
+    if fmt == "csv":
+        _plain(console, csv_table(results))
+        return
+    if fmt == "markdown":
+        _plain(console, markdown_tables(results, title))
+        return
+    console.print(results_renderable(results, console, title))
+    base = baselines_table(results, console) if baselines else None
+    if base is not None:
+        console.print(base)
+    for line in drop_lines(results):
+        console.print(Text(line, overflow="fold"), highlight=False)
+
+
+def _plain(console: Console, text: str) -> None:
+    """Machine-readable text: no markup, no highlighting, no wrapping."""
+    console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True, emoji=False)
+
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "baseline_rows",
+    "baselines_table",
+    "csv_table",
+    "drop_lines",
+    "format_number",
+    "json_tables",
+    "markdown_tables",
+    "print_results",
+    "result_rows",
+    "results_renderable",
+]

@@ -1,0 +1,172 @@
+"""Hook names: TransformerLens-style names from the module paths and folder names each release uses."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_HF_LAYER = r"(?:model\.|transformer\.|gpt_neox\.)?(?:layers|h|blocks|layer)\.(\d+)"
+
+
+def hf_module_to_hook(module: str) -> str | None:
+    """TransformerLens hook for a Hugging Face module path as sparsify names its folders, or None.
+
+    sparsify hooks a module's output: ``layers.N`` is the residual stream after block N.
+    """
+    if re.fullmatch(r"(?:model\.|transformer\.|gpt_neox\.)?(?:embed_tokens|wte|embed_in)", module):
+        return "hook_embed"
+    match = re.fullmatch(_HF_LAYER + r"(?:\.(mlp|self_attn|attn|attention))?", module)
+    if match is None:
+        return None
+    layer, sub = match.group(1), match.group(2)
+    if sub is None:
+        return f"blocks.{layer}.hook_resid_post"
+    if sub == "mlp":
+        return f"blocks.{layer}.hook_mlp_out"
+    return f"blocks.{layer}.hook_attn_out"
+
+
+def hf_module_input_to_hook(module: str) -> str | None:
+    """TransformerLens hook for the *input* of a Hugging Face module (what a sparsify transcoder reads)."""
+    match = re.fullmatch(_HF_LAYER + r"(?:\.(mlp|self_attn|attn|attention))?", module)
+    if match is None:
+        return None
+    layer, sub = match.group(1), match.group(2)
+    if sub is None:
+        return f"blocks.{layer}.hook_resid_pre"
+    if sub == "mlp":
+        return f"blocks.{layer}.hook_mlp_in"
+    return None
+
+
+def hook_to_hf_module(hook_name: str | None) -> str | None:
+    """The sparsify folder name (Hugging Face module path) for a TransformerLens hook, where one exists."""
+    if hook_name is None:
+        return None
+    if hook_name == "hook_embed":
+        return "embed_tokens"
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_(resid_post|mlp_out|attn_out)", hook_name)
+    if match is None:
+        return None
+    layer, kind = match.groups()
+    return {
+        "resid_post": f"layers.{layer}",
+        "mlp_out": f"layers.{layer}.mlp",
+        "attn_out": f"layers.{layer}.self_attn",
+    }[kind]
+
+
+def dl_submodule_to_hook(submodule_name: str | None, layer: int | None) -> str | None:
+    """TransformerLens hook for a dictionary_learning ``submodule_name`` (+ ``layer``), or None."""
+    if not submodule_name:
+        return None
+    if re.fullmatch(r"blocks\.\d+\.\S+|hook_embed", submodule_name):
+        return submodule_name
+    if submodule_name in ("embed", "embedding", "embed_tokens"):
+        return "hook_embed"
+    match = re.fullmatch(
+        r"(resid_post|resid_pre|resid|mlp_out|mlp|attn_out|attn|attention)(?:_layer_?(\d+))?", submodule_name
+    )
+    if match is None:
+        return None
+    kind, num = match.group(1), match.group(2)
+    index = int(num) if num is not None else layer
+    if index is None:
+        return None
+    hook = {
+        "resid_post": "hook_resid_post",
+        "resid": "hook_resid_post",
+        "resid_pre": "hook_resid_pre",
+        "mlp_out": "hook_mlp_out",
+        "mlp": "hook_mlp_out",
+        "attn_out": "hook_attn_out",
+        "attn": "hook_attn_out",
+        "attention": "hook_attn_out",
+    }[kind]
+    return f"blocks.{index}.{hook}"
+
+
+def hook_to_dl_submodule(hook_name: str | None) -> tuple[str | None, int | None]:
+    """dictionary_learning ``(submodule_name, layer)`` for a TransformerLens hook."""
+    if hook_name is None:
+        return None, None
+    if hook_name == "hook_embed":
+        return "embed", 0
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_(resid_post|resid_pre|mlp_out|attn_out)", hook_name)
+    if match is None:
+        return hook_name, None
+    layer, kind = int(match.group(1)), match.group(2)
+    return f"{kind}_layer_{layer}", layer
+
+
+def gemma_scope_hook(path: Path) -> tuple[str | None, str | None]:
+    """(hook_name, model_name) from a Gemma Scope path such as ``gemma-scope-2b-pt-res/layer_12/width_16k/...``."""
+    # absolute(), not resolve(): in a Hugging Face cache the files are symlinks to content-addressed blobs
+    text = "/".join(path.absolute().parts)
+    repo = re.search(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att)", text)
+    layer = re.search(r"layer_(\d+)", text)
+    model = None
+    hook = None
+    if repo is not None:
+        size, flavour, kind = repo.groups()
+        model = f"gemma-2-{size}" + ("-it" if flavour == "it" else "")
+        if "embedding" in text and kind == "res":
+            hook = "hook_embed"
+        elif layer is not None:
+            suffix = {"res": "hook_resid_post", "mlp": "hook_mlp_out", "att": "attn.hook_z"}[kind]
+            hook = f"blocks.{layer.group(1)}.{suffix}"
+    return hook, model
+
+
+_GEMMA_SCOPE_2_SITES: dict[str, tuple[str, str | None]] = {
+    # site folder -> (hook read by the encoder, hook the decoder writes for transcoders)
+    "resid_post": ("hook_resid_post", None),
+    "attn_out": ("attn.hook_z", None),
+    "mlp_out": ("hook_mlp_out", None),
+    "transcoder": ("hook_mlp_in", "hook_mlp_out"),
+}
+_GEMMA_SCOPE_2_HF_IN: dict[str, str] = {
+    "output": "resid_post",
+    "self_attn.o_proj.input": "attn_out",
+    "post_feedforward_layernorm.output": "mlp_out",
+    "pre_feedforward_layernorm.output": "transcoder",
+}
+
+
+def gemma_scope_2_hooks(folder: Path, hf_hook_point_in: str | None = None) -> tuple[str | None, str | None]:
+    """(hook_name, hook_name_out) of a Gemma Scope 2 SAE, from its folder path as sae-lens derives them.
+
+    ``resid_post/layer_12_width_16k_l0_small`` -> ``blocks.12.hook_resid_post``; ``attn_out`` ->
+    ``blocks.L.attn.hook_z``; ``mlp_out`` -> ``blocks.L.hook_mlp_out``; transcoders read
+    ``blocks.L.hook_mlp_in`` and write ``blocks.L.hook_mlp_out``. When the path names no site, the config's
+    ``hf_hook_point_in`` (``model.layers.L.<module>``) decides.
+    """
+    text = f"{folder.parent.name}/{folder.name}"
+    layer = re.search(r"layer_(\d+)", folder.name)
+    site: str | None = None
+    if "transcoder" in text or "clt" in text:
+        site = "transcoder"
+    else:
+        site = next((s for s in ("resid_post", "attn_out", "mlp_out") if s in text), None)
+    if (site is None or layer is None) and hf_hook_point_in:
+        match = re.fullmatch(r"(?:model\.)?layers\.(\d+)\.(.+)", hf_hook_point_in)
+        if match is not None:
+            site = site or _GEMMA_SCOPE_2_HF_IN.get(match.group(2))
+            layer = layer or match
+    if site is None or layer is None:
+        return None, None
+    hook_in, hook_out = _GEMMA_SCOPE_2_SITES[site]
+    n = layer.group(1)
+    return f"blocks.{n}.{hook_in}", (f"blocks.{n}.{hook_out}" if hook_out else None)
+
+
+def gemma_3_model_name(raw: str | None) -> str | None:
+    """The Hugging Face model id of a Gemma Scope 2 ``model_name`` (``gemma-v3-270m-pt`` -> ``google/gemma-3-270m``),
+    spelled as sae-lens spells it."""
+    if not raw:
+        return None
+    name = raw if "google" in raw else "google/" + raw
+    name = name.replace("-v3", "-3")
+    if "270m" in name:
+        name = name.replace("-pt", "")
+    return name

@@ -1,0 +1,105 @@
+"""Result tables: layouts that fit the width without cutting names or numbers, and the text formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from pseval.evals.schema import PSEvalResult
+from pseval.report.tables import (
+    baseline_rows,
+    csv_table,
+    drop_lines,
+    json_tables,
+    markdown_tables,
+    print_results,
+)
+from tests.report.fabricate import FakeSAE, fake_result
+
+STATS = {
+    "n_raw": 80,
+    "dropped": {"target_not_found": 0, "span_not_word": 35, "multi_token_word": 1},
+    "kept_before_balance": {0: 20, 1: 24},
+    "kept": {0: 20, 1: 20},
+}
+
+
+def _results(names: list[str], widths: tuple[int, ...] = (8, 16)) -> list[PSEvalResult]:
+    out = []
+    for i, name in enumerate(names):
+        r = fake_result(FakeSAE("topk", widths[i % len(widths)], 6, "resid_post"), n_pairs=40, seed=i)
+        r.sae_name = name
+        r.dataset_stats = STATS
+        out.append(r)
+    return out
+
+
+def _render(results: list[PSEvalResult], width: int, fmt: str = "table") -> str:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    print_results(results, console, "PS-Eval on smollm2-135m · wic test · 40 pairs", fmt)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("width", [200, 80, 60, 40])
+@pytest.mark.parametrize("name_length", [12, 26, 48])
+def test_every_width_keeps_names_and_specificity_whole(width: int, name_length: int) -> None:
+    names = [("a" * name_length)[:-2] + "-1", ("b" * name_length)[:-2] + "-2"]
+    results = _results(names)
+    text = _render(results, width)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in text
+    for r in results:
+        spec = f"{r.metric('ps_eval', 'specificity'):.3f}"
+        at = [i for i, line in enumerate(lines) if r.sae_name in line]
+        if len(r.sae_name) <= width:
+            assert at, f"{r.sae_name} cut at width {width}:\n{text}"
+            assert spec in lines[at[0]] or spec in lines[at[0] + 1]
+
+
+def test_layout_narrows_step_by_step() -> None:
+    results = _results(["L6-resid_post-topk-x8", "L6-resid_post-topk-x16"])
+    wide = _render(results, 200)
+    assert "hook" in wide and "FVU" in wide  # every column
+    compact = _render(results, 80)
+    assert "FVU" not in compact and "[ ] = 95% bootstrap interval" in compact
+    line = next(line for line in compact.splitlines() if "L6-resid_post-topk-x16" in line)
+    assert f"{results[1].metric('ps_eval', 'specificity'):.3f} [" in line
+    stacked = _render(results, 44)
+    assert "  specificity " in stacked
+
+
+def test_drop_counts_under_the_table() -> None:
+    results = _results(["a", "b"])
+    assert drop_lines(results) == [
+        "wic test: 80 pairs read, 36 dropped (span_not_word 35, multi_token_word 1), 40 scored"
+    ]
+    assert "36 dropped" in _render(results, 80)
+    assert "36 dropped" in markdown_tables(results, "t")
+
+
+def test_random_baseline_once_per_hook_and_width() -> None:
+    results = _results(["a", "b", "c", "d"], widths=(8, 16))
+    random_rows = [r for r in baseline_rows(results) if r["baseline"].startswith("random SAE")]
+    assert len(random_rows) == 2
+    assert len([r for r in baseline_rows(results) if r["baseline"] == "dense cosine"]) == 1
+
+
+def test_csv_json_markdown_carry_raw_numbers() -> None:
+    results = _results(["first-sae", "second-sae"])
+    rows = list(csv.DictReader(io.StringIO(csv_table(results))))
+    assert [r["sae"] for r in rows] == ["first-sae", "second-sae"]
+    assert float(rows[0]["specificity"]) == pytest.approx(results[0].metric("ps_eval", "specificity"))
+    assert float(rows[0]["specificity_low"]) == pytest.approx(
+        results[0].metric("ps_eval_ci", "specificity_low")
+    )
+    data = json.loads(json_tables(results))
+    assert data["results"][1]["sae"] == "second-sae" and data["dataset_stats"][0]["n_raw"] == 80
+    md = markdown_tables(results, "title")
+    assert "| `first-sae` |" in md and "**Baselines**" in md
+    # The plain formats print unwrapped, whatever the width.
+    assert _render(results, 40, "csv").splitlines()[0].startswith("sae,hook,architecture")
