@@ -254,7 +254,13 @@ def eval_command(
     ] = None,
     multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
     batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 32,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"],
+        typer.Option(help="Device of the model and the SAEs (auto: cuda when present)."),
+    ] = "cpu",
+    dtype: Annotated[
+        Literal["float32", "bfloat16", "float16"], typer.Option(help="dtype of the model and the SAEs.")
+    ] = "float32",
     fold_decoder_norms: Annotated[
         bool, typer.Option("--fold-decoder-norms", help="Scale latents by decoder norms first.")
     ] = False,
@@ -309,6 +315,7 @@ def eval_command(
         prepend_bos=prepend_bos,
         batch_size=batch_size,
         device=_resolve_device(device) if executor == "local" else device,  # ray: the cluster's devices
+        dtype=dtype,
         fold_decoder_norms=fold_decoder_norms,
         bootstrap_resamples=bootstrap,
         topk_overlap_k=topk_overlap_k,

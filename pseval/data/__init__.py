@@ -20,7 +20,14 @@ from pseval.data.prompts import (
     render_template,
     validate_template,
 )
-from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
+from pseval.data.schema import (
+    DIFFERENT_MEANING,
+    SAME_MEANING,
+    WORDFORM_CELLS,
+    DatasetStats,
+    PSEvalDataset,
+    WordPair,
+)
 from pseval.data.wic import WIC_SPLITS, Detokenized, WicRecord, detokenize, read_wic_split
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "SAME_MEANING",
     "SPLITS",
     "WIC_SPLITS",
+    "WORDFORM_CELLS",
     "DatasetStats",
     "Detokenized",
     "MultiTokenPolicy",

@@ -121,7 +121,7 @@ def load_dataset(
     if max_pairs is not None and max_pairs < (2 if balance else 1):
         raise ConfigError(
             f"max_pairs={max_pairs} leaves no pair{' per label' if balance else ''}",
-            "use max_pairs >= 2 (or leave it unset for all pairs)",
+            f"pass --max-pairs {2 if balance else 1} or more (or leave it out for all pairs)",
         )
 
     short_name, raw_pairs, n_invalid = _read_pairs(name, split)
@@ -285,7 +285,7 @@ def _select_split(pairs: list[WordPair], split: str, path: Path) -> list[WordPai
         present = ", ".join(sorted({p.split for p in pairs}))
         raise DataError(
             f"{path} has no pair in split {split!r} (splits present: {present})",
-            f"pass split='all' or one of: {present}",
+            f"pass --split all, or --split with one of: {present}",
         )
     return selected
 

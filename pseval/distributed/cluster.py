@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import socket
 from collections.abc import Iterator, Sequence
@@ -95,6 +96,9 @@ def connect(options: RayOptions) -> Iterator[Any]:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
         kwargs.update(num_cpus=options.num_cpus, include_dashboard=False)
+        # Ray runs workers at niceness 15 by default; the tasks are the work itself, so they run at the
+        # priority the local executor would (Ray's job submission does the same).
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(**kwargs)
     else:
         try:

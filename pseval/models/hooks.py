@@ -14,6 +14,16 @@ Supported hook names (``L`` is a layer index, ``0 <= L < n_layers``):
   parallel-residual models).
 - ``blocks.L.hook_mlp_out``: what the MLP sublayer adds to the residual stream.
 - ``blocks.L.hook_resid_post``: the output of layer ``L`` (``resid_pre`` of layer ``L + 1``).
+- ``blocks.L.attn.hook_z``: the attention heads' outputs before the output projection, i.e. the input
+  of ``o_proj`` (``c_proj`` on GPT-2, ``dense`` on GPT-NeoX, ``attention.output.dense`` on BERT),
+  flattened head-major to ``n_heads * d_head`` (TransformerLens's ``[n_heads, d_head]`` reshaped), as
+  attention SAEs such as Gemma Scope 2's ``attn_out`` ones read it.
+- ``blocks.L.ln2.hook_normalized``: the pre-MLP norm's input after normalisation and before its weight
+  (and bias): ``(x - mean) / std`` for LayerNorm, ``x / rms`` for RMSNorm, as TransformerLens defines it.
+- ``blocks.L.hook_mlp_in``: what the MLP module reads, i.e. the pre-MLP norm's *output* (weight
+  included: ``pre_feedforward_layernorm`` on Gemma 2/3, ``post_attention_layernorm`` on Llama, ``ln_2``
+  on GPT-2). This is what Gemma Scope 2 transcoders (named ``hook_mlp_in``) read; TransformerLens's
+  ``HookedTransformer`` uses the name for the norm's input instead, which pseval calls ``hook_resid_mid``.
 - ``blocks.L.mlp.hook_post``: the MLP's hidden activation, after the nonlinearity (and the gating of
   SwiGLU/GeGLU MLPs), i.e. the input of its down projection (``down_proj`` on Llama, Mistral, Qwen and
   Gemma, ``c_proj`` on GPT-2, ``dense_4h_to_h`` on GPT-NeoX, ``output.dense`` on BERT). Its width is the
@@ -43,14 +53,37 @@ HOOK_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", 
 
 MLP_POST = "mlp_post"
 """Kind of ``blocks.L.mlp.hook_post``, the MLP's hidden activation (width = the MLP's hidden size)."""
+ATTN_Z = "attn_z"
+"""Kind of ``blocks.L.attn.hook_z``, the heads' outputs before ``o_proj`` (width = n_heads * d_head)."""
+MLP_IN = "mlp_in"
+"""Kind of ``blocks.L.hook_mlp_in``, the MLP module's input (width = d_model)."""
+LN2_NORMALIZED = "ln2_normalized"
+"""Kind of ``blocks.L.ln2.hook_normalized``, the pre-MLP norm's normalised input before its weight."""
 
-_FIRING_ORDER: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", MLP_POST, "mlp_out", "resid_post")
+_FIRING_ORDER: tuple[str, ...] = (
+    "resid_pre",
+    ATTN_Z,
+    "attn_out",
+    "resid_mid",
+    LN2_NORMALIZED,
+    MLP_IN,
+    MLP_POST,
+    "mlp_out",
+    "resid_post",
+)
 _KIND_ORDER = {kind: i for i, kind in enumerate(_FIRING_ORDER)}
 _HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
-_MLP_POST_RE = re.compile(r"^blocks\.(\d+)\.mlp\.hook_post$")
+_SUBMODULE_HOOKS: dict[str, str] = {
+    "mlp.hook_post": MLP_POST,
+    "attn.hook_z": ATTN_Z,
+    "hook_mlp_in": MLP_IN,
+    "ln2.hook_normalized": LN2_NORMALIZED,
+}
+_NAMES_BY_KIND = {kind: suffix for suffix, kind in _SUBMODULE_HOOKS.items()}
+_OTHER_HOOK_RE = re.compile(r"^blocks\.(\d+)\.(mlp\.hook_post|attn\.hook_z|hook_mlp_in|ln2\.hook_normalized)$")
 _VALID_FORMS = (
-    "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out, "
-    "or blocks.<L>.mlp.hook_post"
+    "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out | "
+    "hook_mlp_in, or blocks.<L>.attn.hook_z | ln2.hook_normalized | mlp.hook_post"
 )
 
 
@@ -64,8 +97,8 @@ class HookPoint:
     @property
     def name(self) -> str:
         """The canonical TransformerLens-style name, e.g. ``blocks.3.hook_resid_post``."""
-        if self.kind == MLP_POST:
-            return f"blocks.{self.layer}.mlp.hook_post"
+        if self.kind in _NAMES_BY_KIND:
+            return f"blocks.{self.layer}.{_NAMES_BY_KIND[self.kind]}"
         return f"blocks.{self.layer}.hook_{self.kind}"
 
     @property
@@ -101,6 +134,14 @@ class FamilyAdapter:
     mlp_hidden_input: str | None = None
     """Module (in a layer) whose first input is the MLP's hidden activation (``mlp.hook_post``): the
     down projection. ``None`` when the family has no such point."""
+    attn_z_input: str | None = None
+    """Module (in a layer) whose first input is the heads' concatenated outputs (``attn.hook_z``): the
+    attention's output projection."""
+    mlp_input: str | None = None
+    """Module (in a layer) whose first input is what the MLP reads (``hook_mlp_in``): the MLP itself."""
+    mlp_norm: str | None = None
+    """The pre-MLP norm (in a layer), whose normalised input is ``ln2.hook_normalized``; ``None`` when
+    the family has none (post-LN)."""
 
     def is_parallel(self, config: Any) -> bool:
         """Whether attention and MLP run in parallel on the same residual input for this config."""
@@ -118,6 +159,9 @@ _LLAMA_LIKE = FamilyAdapter(
     resid_mid_input="post_attention_layernorm",
     final_norm=_DECODER_NORM,
     mlp_hidden_input="mlp.down_proj",
+    attn_z_input="self_attn.o_proj",
+    mlp_input="mlp",
+    mlp_norm="post_attention_layernorm",
 )
 _GEMMA2_LIKE = FamilyAdapter(
     families=("gemma2", "gemma3", "gemma3_text"),
@@ -127,6 +171,9 @@ _GEMMA2_LIKE = FamilyAdapter(
     resid_mid_input="pre_feedforward_layernorm",
     final_norm=_DECODER_NORM,
     mlp_hidden_input="mlp.down_proj",
+    attn_z_input="self_attn.o_proj",
+    mlp_input="mlp",
+    mlp_norm="pre_feedforward_layernorm",
 )
 _GPT2 = FamilyAdapter(
     families=("gpt2",),
@@ -136,6 +183,9 @@ _GPT2 = FamilyAdapter(
     resid_mid_input="ln_2",
     final_norm=("transformer.ln_f", "ln_f"),
     mlp_hidden_input="mlp.c_proj",
+    attn_z_input="attn.c_proj",
+    mlp_input="mlp",
+    mlp_norm="ln_2",
 )
 _GPT_NEOX = FamilyAdapter(
     families=("gpt_neox",),
@@ -146,6 +196,9 @@ _GPT_NEOX = FamilyAdapter(
     final_norm=("gpt_neox.final_layer_norm", "final_layer_norm"),
     parallel_residual=lambda cfg: bool(getattr(cfg, "use_parallel_residual", False)),
     mlp_hidden_input="mlp.dense_4h_to_h",
+    attn_z_input="attention.dense",
+    mlp_input="mlp",
+    mlp_norm="post_attention_layernorm",
 )
 _BERT = FamilyAdapter(
     families=("bert",),
@@ -160,6 +213,9 @@ _BERT = FamilyAdapter(
         "attention or MLP output is ever added to a residual stream and resid_mid does not exist"
     ),
     mlp_hidden_input="output.dense",
+    attn_z_input="attention.output.dense",
+    mlp_input="intermediate",
+    mlp_norm=None,
 )
 
 ADAPTERS: dict[str, FamilyAdapter] = {
@@ -281,15 +337,15 @@ def _match_hook_name(name: str) -> HookPoint | None:
     match = _HOOK_RE.match(text)
     if match is not None and match.group(2) in HOOK_KINDS:
         return HookPoint(layer=int(match.group(1)), kind=match.group(2))
-    match = _MLP_POST_RE.match(text)
+    match = _OTHER_HOOK_RE.match(text)
     if match is not None:
-        return HookPoint(layer=int(match.group(1)), kind=MLP_POST)
+        return HookPoint(layer=int(match.group(1)), kind=_SUBMODULE_HOOKS[match.group(2)])
     return None
 
 
 def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
-    """Parse ``blocks.L.hook_KIND`` or ``blocks.L.mlp.hook_post``; with ``model``, also check the layer
-    range and the family's support.
+    """Parse ``blocks.L.hook_KIND``, ``blocks.L.attn.hook_z``, ``blocks.L.ln2.hook_normalized`` or
+    ``blocks.L.mlp.hook_post``; with ``model``, also check the layer range and the family's support.
 
     Raises :class:`ModelError` with the valid forms (and the model's layer range) for anything else.
     """
@@ -317,6 +373,20 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
             "MLP's hidden activation is",
             f"use blocks.{point.layer}.hook_mlp_out, or register a FamilyAdapter with mlp_hidden_input",
         )
+    missing_module = {
+        ATTN_Z: (adapter.attn_z_input, "its attention output projection"),
+        MLP_IN: (adapter.mlp_input, "its MLP's input"),
+        LN2_NORMALIZED: (adapter.mlp_norm, "a norm in front of its MLP"),
+    }.get(point.kind)
+    if missing_module is not None and not missing_module[0]:
+        alternative = (
+            f"blocks.{point.layer}.hook_mlp_in" if point.kind == LN2_NORMALIZED else f"blocks.{point.layer}.hook_resid_post"
+        )
+        raise ModelError(
+            f"hook '{name}' is not available for {model_family(module)}: the family has no "
+            f"{missing_module[1]} that pseval knows of",
+            f"use {alternative}, or register a FamilyAdapter that names it",
+        )
     if point.kind in ("attn_out", "mlp_out", "resid_mid") and adapter.unsupported_reason:
         raise ModelError(
             f"hook '{name}' does not exist for {model_family(module)}: {adapter.unsupported_reason}",
@@ -334,13 +404,19 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
 def hook_width(model: Any, name: str) -> int:
     """The width of the vectors at hook ``name``.
 
-    ``d_model`` for the residual-stream points; for ``mlp.hook_post``, the MLP's hidden size, read off
-    the down projection's input features (so it is right for GPT-2's ``n_inner`` and any config name).
+    ``d_model`` for the residual-stream points, ``hook_mlp_in`` and ``ln2.hook_normalized``; for
+    ``mlp.hook_post``, the MLP's hidden size, read off the down projection's input features (so it is
+    right for GPT-2's ``n_inner`` and any config name); for ``attn.hook_z``, ``n_heads * d_head``, read off
+    the output projection's input features (Gemma's ``head_dim`` need not be ``d_model / n_heads``).
     """
     point = parse_hook_name(name, model)
-    if point.kind != MLP_POST:
-        return d_model_of(model)
-    return _in_features(_mlp_hidden_module(as_module(model), point))
+    if point.kind == MLP_POST:
+        return _in_features(_mlp_hidden_module(as_module(model), point))
+    if point.kind == ATTN_Z:
+        module = as_module(model)
+        adapter = get_adapter(module)
+        return _in_features(_submodule(get_layers(module)[point.layer], adapter.attn_z_input, point))
+    return d_model_of(model)
 
 
 def _mlp_hidden_module(model: nn.Module, point: HookPoint) -> nn.Module:

@@ -201,6 +201,7 @@ class Column:
     kind: str  # "num" or "text"
     cell: Callable[[Row], tuple[str, Any]]  # (inner HTML, sort value)
     title: str = ""
+    essential: bool = False  # still shown on a phone-width screen (the others are hidden there)
 
 
 def _num_cell(key: str, digits: int = 3) -> Callable[[Row], tuple[str, Any]]:
@@ -246,8 +247,13 @@ def _name_cell(row: Row) -> tuple[str, Any]:
     if row.get("_baseline"):
         return f'<span class="badge">baseline</span> {_esc(row["name"])}', row["name"]
     index = row["_index"]
+    # On narrow screens the hook, architecture and width columns are hidden; this line carries them.
+    ratio = row.get("expansion_ratio")
+    facts = [row["hook"], row.get("arch_label") or "", f"×{ratio:g}" if ratio else ""]
+    sub = " · ".join(_esc(f) for f in facts if f)
     return (
-        f'<a class="sae-link" href="#drilldown" data-sae="{index}">{_breakable(row["name"])}</a>',
+        f'<a class="sae-link" href="#drilldown" data-sae="{index}">{_breakable(row["name"])}</a>'
+        f'<span class="sub">{sub}</span>',
         row["name"],
     )
 
@@ -297,7 +303,7 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
         return any(r.get(key) is not None for r in rows)
 
     columns = [
-        Column("SAE", "text", _name_cell),
+        Column("SAE", "text", _name_cell, essential=True),
         Column("Architecture", "text", lambda r: (_esc(r.get("arch_label", "")), r.get("arch_label", ""))),
         Column("Hook", "text", _hook_cell),
         Column("Width", "num", _width_cell, "expansion ratio d_sae / d_in (hover for the number of latents)"),
@@ -306,9 +312,13 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
         columns.append(Column("k", "num", _plain_num("k", lambda v: f"{v:g}"), "TopK / BatchTopK k"))
     columns += [
         Column(
-            "Specificity", "num", _ci_cell("specificity"), "TN / (TN + FP) with its 95 % bootstrap interval"
+            "Specificity",
+            "num",
+            _ci_cell("specificity"),
+            "TN / (TN + FP) with its 95 % bootstrap interval",
+            essential=True,
         ),
-        Column("Recall", "num", _num_cell("recall"), "TP / (TP + FN)"),
+        Column("Recall", "num", _num_cell("recall"), "TP / (TP + FN)", essential=True),
         Column("Accuracy", "num", _num_cell("accuracy"), "(TP + TN) / pairs"),
         Column("F1", "num", _num_cell("f1"), "2TP / (2TP + FP + FN)"),
         Column(
@@ -346,7 +356,7 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
 
 
 def baseline_rows(rows: Sequence[Row]) -> list[Row]:
-    """Rows for the dense baseline (one per hook) and the random SAE (one per SAE), marked as baselines."""
+    """Rows for the dense baseline (one per hook) and the random SAE (one per hook and width), as baselines."""
     out: list[Row] = []
     seen: set[tuple[Any, ...]] = set()
     metrics = ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
@@ -367,12 +377,15 @@ def baseline_rows(rows: Sequence[Row]) -> list[Row]:
                     **{m: row.get(f"dense_{m}") for m in metrics},
                 }
             )
-        if any(row.get(f"random_{m}") is not None for m in metrics):
+        random_key = (*key, row.get("d_sae"))
+        if random_key not in seen and any(row.get(f"random_{m}") is not None for m in metrics):
+            seen.add(random_key)
+            width = f"{row['d_sae']:,} latents" if row.get("d_sae") else "same width"
             out.append(
                 {
-                    "name": f"random SAE ({row['name']})",
+                    "name": f"random SAE ({width})",
                     "_baseline": "random",
-                    "arch_label": architecture_label(row.get("architecture")),
+                    "arch_label": "–",
                     "hook": row["hook"],
                     "layer": row.get("layer"),
                     "hook_kind": row.get("hook_kind"),
@@ -397,6 +410,7 @@ def render_summary_table(rows: Sequence[Row]) -> str:
     columns = summary_columns(sae_rows)
     head = "".join(
         f'<th scope="col" data-type="{c.kind}"'
+        + ("" if c.essential else ' class="opt"')
         + (f' title="{_esc(c.title)}"' if c.title else "")
         + f">{_esc(c.label)}</th>"
         for c in columns
@@ -411,9 +425,9 @@ def render_summary_table(rows: Sequence[Row]) -> str:
                 if sort_value is None
                 else (repr(float(sort_value)) if column.kind == "num" else str(sort_value))
             )
-            css = (
-                ' class="num"' if column.kind == "num" else (' class="name"' if column.label == "SAE" else "")
-            )
+            classes = ["num" if column.kind == "num" else ("name" if column.label == "SAE" else "")]
+            classes += [] if column.essential else ["opt"]
+            css = f' class="{" ".join(c for c in classes if c)}"' if any(classes) else ""
             cells.append(f'<td{css} data-v="{_esc(value)}">{inner}</td>')
         kind = row.get("_baseline")
         attrs = f' class="baseline baseline-{kind}"' if kind else ""

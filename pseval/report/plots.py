@@ -757,7 +757,7 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
         low, high = max(0.0, low - 0.05), min(1.0, high + 0.05)
     norm = mcolors.Normalize(vmin=low, vmax=high)
     cmap = matplotlib.colormaps["viridis"]
-    n_cols = min(len(panels), 3)
+    n_cols = {1: 1, 2: 2, 4: 2}.get(len(panels), 3)
     n_rows = math.ceil(len(panels) / n_cols)
     fig = new_figure((7.8 if n_cols == 1 else 4.4 * n_cols + 1.2, 5.0 if n_rows == 1 else 3.9 * n_rows + 1.0))
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
@@ -774,7 +774,9 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
     axes[0].legend(handles=architecture_handles(archs), title="architecture", loc="best", fontsize=7.5)
     n_hooks = len({r["hook"] for r in rows if r.get(x_key) is not None and r.get(y_key) is not None})
-    where = panels[0][0] if len(panels) == 1 else f"one panel per hook point ({len(panels)} of {n_hooks})"
+    where = panels[0][0] if len(panels) == 1 else "one panel per hook point"
+    if len(panels) < n_hooks:
+        where += f", {len(panels)} of {n_hooks}"
     _title(fig, f"Reconstruction against sparsity, coloured by specificity ({where})", _subtitle(results))
     left_out = n_hooks - len(panels)
     return FigureSpec(
@@ -797,13 +799,8 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
 # ---------------------------------------------------------------------------------------------------------
 
 
-def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> FigureSpec | None:
-    """Each SAE's (recall, specificity) against the chance line; baselines as reference markers."""
-    pts = [r for r in rows if r.get("recall") is not None and r.get("specificity") is not None]
-    if not pts:
-        return None
-    fig = new_figure((6.8, 5.4))
-    ax = fig.subplots()
+def _recall_panel(ax: Any, pts: Sequence[Row], norm: Any) -> tuple[Any, bool, bool]:
+    """One hook's SAEs in the (recall, specificity) plane; returns (colour-mapped scatter, dense?, random?)."""
     ax.plot([0, 1], [1, 0], color="#999999", linestyle="--", linewidth=1.0, zorder=1)
     ax.text(
         0.06,
@@ -815,11 +812,7 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
         fontsize=7,
         color="#777777",
     )
-    ratios = sorted({r["expansion_ratio"] for r in pts if r.get("expansion_ratio")})
     scatter = None
-    norm = None
-    if len(ratios) > 1:
-        norm = mcolors.LogNorm(vmin=ratios[0], vmax=ratios[-1])
     archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
     for arch in archs:
         group = [r for r in pts if (r.get("architecture") or "") == arch]
@@ -869,6 +862,30 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
     ax.set_aspect("equal")
     ax.set_xlabel("recall (same meaning → same top latent)")
     ax.set_ylabel("specificity (different meanings → different top latents)")
+    return scatter, bool(dense), bool(rnd)
+
+
+def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> FigureSpec | None:
+    """Each SAE's (recall, specificity) against the chance line, one panel per hook; baselines as references."""
+    panels = frontier_panels(rows, "recall", "specificity")
+    if not panels:
+        return None
+    pts = [r for _, group in panels for r in group]
+    ratios = sorted({r["expansion_ratio"] for r in pts if r.get("expansion_ratio")})
+    norm = mcolors.LogNorm(vmin=ratios[0], vmax=ratios[-1]) if len(ratios) > 1 else None
+    n_cols = {1: 1, 2: 2, 4: 2}.get(len(panels), 3)
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig = new_figure((6.8, 5.4) if len(panels) == 1 else (4.3 * n_cols + 1.2, 4.4 * n_rows + 0.9))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    scatter, dense, rnd = None, False, False
+    for ax, (label, group) in zip(axes, panels, strict=False):
+        panel_scatter, panel_dense, panel_rnd = _recall_panel(ax, group, norm)
+        scatter, dense, rnd = panel_scatter or scatter, dense or panel_dense, rnd or panel_rnd
+        if len(panels) > 1:
+            ax.set_title(label, fontsize=9.5)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    archs = sorted({r.get("architecture") or "" for r in pts}, key=architecture_rank)
     handles = architecture_handles(archs)
     if dense:
         handles.append(
@@ -878,21 +895,31 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
         )
     if rnd:
         handles.append(Line2D([], [], color=BASELINE_GREY, marker="x", linestyle="none", label="random SAE"))
-    ax.legend(handles=handles, loc="lower left")
+    axes[0].legend(handles=handles, loc="lower left", fontsize=7.5 if len(panels) > 1 else None)
     if scatter is not None:
-        cbar = fig.colorbar(scatter, ax=ax, label="expansion ratio")
+        cbar = fig.colorbar(scatter, ax=list(axes[: len(panels)]), label="expansion ratio", shrink=0.9)
         cbar.set_ticks(ratios)
         cbar.set_ticklabels([f"{r:g}" for r in ratios])
         cbar.ax.minorticks_off()
-    _title(fig, "Recall against specificity", _subtitle(results))
+    hook_text = panels[0][0] if len(panels) == 1 else "one panel per hook point"
+    n_hooks = len(
+        {r["hook"] for r in rows if r.get("recall") is not None and r.get("specificity") is not None}
+    )
+    _title(fig, f"Recall against specificity ({hook_text})", _subtitle(results))
     return FigureSpec(
         name="recall_specificity",
         title="Recall against specificity",
         caption=(
             "An SAE that always gives a word one latent sits at the bottom right, pure noise at the top left; "
             "points above the dashed chance line separate meanings better than a coin flip of the same bias."
+            + (" One panel per hook point, each with its own baselines." if len(panels) > 1 else "")
+            + (
+                f" {n_hooks - len(panels)} hook point(s) with fewer SAEs are not shown."
+                if n_hooks > len(panels)
+                else ""
+            )
             + (" Star: dense activations." if dense else "")
-            + (" Cross: a random SAE." if rnd else "")
+            + (" Cross: a random SAE of each width." if rnd else "")
         ),
         figure=fig,
     )

@@ -188,7 +188,7 @@ def _iter_hf_documents(corpus: str, text_field: str) -> Iterator[str]:
         raise DataError(
             f"cannot load the Hugging Face dataset {name!r}: the hub is unreachable or the name is wrong "
             f"({type(exc).__name__})",
-            "pass a local .txt (one document per line) or .jsonl (field 'text') file, or use corpus='bundled'",
+            "pass a local .txt (one document per line) or .jsonl (field 'text') file, or pass --corpus bundled",
         ) from exc
     if first is None:
         return
@@ -221,7 +221,7 @@ def iter_texts(corpus: str = BUNDLED, split: Split = "train", text_field: str = 
     elif _is_local_spec(corpus):
         path = Path(corpus).expanduser()
         if not path.exists():
-            raise DataError(f"corpus file {path} does not exist", "check the path, or use corpus='bundled'")
+            raise DataError(f"corpus file {path} does not exist", "check the path, or pass --corpus bundled")
         if not path.is_file():
             raise DataError(f"corpus {path} is not a file", "pass a .txt or .jsonl file")
         stem = path.name.lower().removesuffix(".gz")

@@ -263,7 +263,7 @@ class _ShardWriter:
         if self.dtype == torch.float16 and rows_ND.numel() and float(rows_ND.abs().max()) > _FP16_MAX:
             raise DataError(
                 f"activations at {self.hook_name} exceed the float16 range (|x| > {_FP16_MAX:g})",
-                "set cache_dtype='bfloat16' or 'float32'",
+                "pass --cache-dtype bfloat16 or --cache-dtype float32",
             )
         self.d_in = rows_ND.shape[-1]
         self.pending.append(rows_ND.detach().to(device="cpu", dtype=self.dtype))
@@ -548,7 +548,7 @@ class ActivationStore:
         free, folder = self.free_bytes()
         if needed > free:
             halve = (
-                "set cache_dtype=float16 (train_overrides: {cache_dtype: float16} in a sweep), "
+                "pass --cache-dtype float16 (train_overrides: {cache_dtype: float16} in a sweep), "
                 if self.cache_dtype == torch.float32
                 else ""
             )

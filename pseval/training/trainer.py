@@ -675,6 +675,7 @@ def train_sae(
         model_name=config.model,
         hook_name=config.hook_name,
     )
+    sae.cfg.metadata = {**sae.cfg.metadata, **context_bos_metadata(store)}
     metrics = None
     if config.eval_tokens > 0:
         try:
@@ -688,6 +689,26 @@ def train_sae(
     sae = sae.to("cpu")
     write_output(sae, out, log, metrics)
     return TrainResult(sae=sae, out=out, config=config, log=log, eval=metrics)
+
+
+def context_bos_metadata(store: Any) -> dict[str, Any]:
+    """How the training contexts began, for the SAE's config: evaluation builds its prompts the same way.
+
+    ``prepend_bos`` is True when every context started with BOS; when the tokenizer has no BOS and its EOS
+    stood in for it, ``bos_token_id``/``bos_token`` name that token.
+    """
+    add_bos = bool(getattr(store, "add_bos", False))
+    out: dict[str, Any] = {"prepend_bos": add_bos}
+    tokenizer = getattr(store, "tokenizer", None)
+    if (
+        add_bos
+        and tokenizer is not None
+        and tokenizer.bos_token_id is None
+        and tokenizer.eos_token_id is not None
+    ):
+        out["bos_token_id"] = int(tokenizer.eos_token_id)
+        out["bos_token"] = str(tokenizer.convert_ids_to_tokens(int(tokenizer.eos_token_id)))
+    return out
 
 
 def make_store(config: TrainConfig, loaded: Any) -> Any:

@@ -23,7 +23,11 @@ def test_wic_counts_with_gpt2(gpt2_tokenizer: Any) -> None:
     test = load_dataset(gpt2_tokenizer, split="test")
     assert test.stats.n_raw == 1400
     assert test.stats.kept_before_balance == {0: 619, 1: 572}
-    assert test.stats.dropped == {"multi_token_word": 1400 - 619 - 572, "span_not_word": 0, "target_not_found": 0}
+    assert test.stats.dropped == {
+        "multi_token_word": 1400 - 619 - 572,
+        "span_not_word": 0,
+        "target_not_found": 0,
+    }
     assert test.stats.kept_by_token_count == {"single": 1144, "multi": 0}
     assert test.stats.kept == {0: 572, 1: 572}
     assert len(test) == 1144

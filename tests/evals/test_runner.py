@@ -130,14 +130,13 @@ def test_one_activation_pass_for_many_saes_and_skip_finished(
     # --force-rerun recomputes (from the on-disk activation cache).
     evaluate(setup["model"], saes, config=config, output_folder=setup["out"], force_rerun=True)
     assert len(calls) == 1
-    # A different configuration is not mistaken for a finished one.
+    # A different configuration is neither mistaken for a finished one nor allowed to replace it silently.
     calls.clear()
-    evaluate(
-        setup["model"],
-        saes,
-        config=_config(setup, baselines=False, topk_overlap_k=3),
-        output_folder=setup["out"],
-    )
+    other = _config(setup, baselines=False, topk_overlap_k=3)
+    with pytest.raises(ConfigError, match=r"topk_overlap_k: 16 there, 3 now.*--force-rerun"):
+        evaluate(setup["model"], saes, config=other, output_folder=setup["out"])
+    assert calls == []
+    evaluate(setup["model"], saes, config=other, output_folder=setup["out"], force_rerun=True)
     assert len(calls) == 1
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from pseval.errors import DataError
 from pseval.report.html import embed_json, fit_budget, render_report, report_data, write_report
-from pseval.report.load import load_results
+from pseval.report.load import load_results, summary_table
 from tests.report.cdp import Browser, chromium_path
 from tests.report.fabricate import FakeSAE, fake_result, write_results_folder
 
@@ -129,7 +129,8 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     try:
         browser.open(report.resolve().as_uri())
         assert browser.wait_for("document.body.getAttribute('data-ready')") == "1"
-        assert browser.evaluate("document.querySelectorAll('#summary tbody tr').length") == 26 + 9 + 23
+        # 26 SAEs, 9 dense baselines (one per hook), 13 random SAEs (one per hook and width, not per SAE).
+        assert browser.evaluate("document.querySelectorAll('#summary tbody tr').length") == 26 + 9 + 13
         assert browser.evaluate("document.querySelectorAll('#dd-pairs article.pair').length") > 0
         assert browser.evaluate("document.querySelectorAll('#dd-pairs mark').length") > 0
         assert browser.evaluate("document.querySelectorAll('#figures img').length") == 5
@@ -197,3 +198,59 @@ def test_a_result_without_pairs_still_renders(tmp_path: Path) -> None:
     page = render_report([result])
     assert 'id="figures"' not in page and 'class="sae-link"' in page
     assert _data_block(page)["saes"][0]["n"] == 0
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(chromium_path() is None, reason="needs chromium (apt-get install chromium)")
+def test_report_on_a_phone_shows_specificity_without_sideways_scrolling(report: Path, tmp_path: Path) -> None:
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(report.resolve().as_uri())
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+        )
+        assert browser.wait_for("document.body.getAttribute('data-ready')") == "1"
+        browser.wait_for("window.innerWidth === 390")
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 390
+        wrap = "document.querySelector('#summary').parentElement"
+        assert browser.evaluate(f"{wrap}.scrollWidth <= {wrap}.clientWidth + 1")
+        right = browser.evaluate(
+            "Math.max(...[...document.querySelectorAll('#summary tr')].map(r => "
+            "[...r.cells].find((c, i) => r.parentElement.parentElement.tHead.rows[0].cells[i].textContent"
+            " === 'Specificity').getBoundingClientRect().right))"
+        )
+        assert right <= 390
+        # The hook moves under the name; figures scale to the screen.
+        assert (
+            browser.evaluate("getComputedStyle(document.querySelector('#summary td.name .sub')).display")
+            == "block"
+        )
+        assert browser.wait_for("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        assert (
+            browser.evaluate("Math.max(...[...document.images].map(i => i.getBoundingClientRect().right))")
+            <= 390
+        )
+        shot = browser.screenshot(tmp_path / "phone.png")
+        out = os.environ.get("PSEVAL_SCREENSHOT_DIR")
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(out) / "report-phone.png")
+            shutil.copy(
+                browser.screenshot(tmp_path / "phone-full.png", full_page=True),
+                Path(out) / "report-phone-full.png",
+            )
+        assert browser.errors() == []
+    finally:
+        browser.close()
+
+
+def test_random_baseline_once_per_hook_and_width(results_folder: Path) -> None:
+    from pseval.report.html import baseline_rows
+
+    rows = summary_table(load_results(results_folder))
+    random_rows = [b for b in baseline_rows(rows) if b["_baseline"] == "random"]
+    keys = [(b["hook"], b["d_sae"]) for b in random_rows]
+    assert len(keys) == len(set(keys))
+    expected = {(r["hook"], r["d_sae"]) for r in rows if r.get("random_specificity") is not None}
+    assert set(keys) == expected

@@ -96,3 +96,41 @@ def test_default_output_folder(single_result_folder: Path) -> None:
 def test_no_results_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         make_figures(tmp_path)
+
+
+def test_frontier_has_one_panel_per_hook(tmp_path: Path) -> None:
+    """An MSE–L0 trade-off is only comparable at one hook: each hook gets its own, titled panel."""
+    from pseval.report.load import load_results
+    from pseval.report.plots import build_figures
+    from tests.report.fabricate import FakeSAE, write_results_folder
+
+    saes = [
+        FakeSAE(arch, exp, layer, "resid_post")
+        for arch in ("standard", "topk")
+        for exp in (4, 16)
+        for layer in (3, 9)
+    ]
+    root = write_results_folder(tmp_path, saes, n_pairs=24)
+    spec = next(s for s in build_figures(load_results(root)) if s.name == "mse_l0_frontier")
+    panels = [ax for ax in spec.figure.axes if ax.get_visible() and ax.get_title()]
+    assert sorted(ax.get_title() for ax in panels) == ["blocks.3.hook_resid_post", "blocks.9.hook_resid_post"]
+    for ax in panels:
+        assert sum(len(c.get_offsets()) for c in ax.collections) == 4  # the 4 SAEs at that hook, no others
+    assert "One panel per hook point" in spec.caption
+
+
+def test_heatmap_says_which_of_several_saes_a_cell_shows(tmp_path: Path) -> None:
+    from pseval._io import write_json_atomic
+    from pseval.report.load import load_results
+    from pseval.report.plots import build_figures
+    from tests.report.fabricate import FakeSAE, fake_result, write_results_folder
+
+    saes = [FakeSAE("topk", 16, layer, kind) for layer in (3, 9) for kind in ("resid_post", "attn_out")]
+    root = write_results_folder(tmp_path, saes, n_pairs=24, nested=False)
+    twin = fake_result(FakeSAE("topk", 16, 3, "resid_post"), 24, seed=7)
+    twin.sae_name = "topk_x16_L3_resid_post_seed7"
+    write_json_atomic(root / "ps_eval" / "twin_eval_results.json", twin.model_dump(mode="json"))
+    spec = next(s for s in build_figures(load_results(root)) if s.name == "layer_hook_heatmap")
+    texts = [t.get_text() for ax in spec.figure.axes for t in ax.texts]
+    assert sum("1 of 2 SAEs" in t for t in texts) == 1
+    assert "topk_x16_L3_resid_post (of topk_x16_L3_resid_post, topk_x16_L3_resid_post_seed7)" in spec.caption

@@ -211,7 +211,7 @@ def test_a_harvest_that_cannot_fit_on_disk_fails_before_any_forward_pass(
     assert needed == 2 * 600 * 32 * 4  # two hooks of width 32, float32
     free = shutil.disk_usage(tmp_path)._replace(free=needed - 1)
     monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free)
-    with pytest.raises(DataError, match=r"needs 0\.0 GB .* cache_dtype=float16"):
+    with pytest.raises(DataError, match=r"needs 0\.0 GB .* --cache-dtype float16"):
         store.harvest([HOOK, HOOK_EARLY], 600)
     assert store.n_forward_passes == 0
     # A sweep harvests such hooks in groups that fit; a hook that fits on its own in no group is refused.
