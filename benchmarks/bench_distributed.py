@@ -9,8 +9,9 @@ model is shared, so neither pays for the export), into its own output folder:
     sweep is one hook group on one worker: what differs is only Ray (cluster start, task dispatch, the
     worker's own model load) and the driver's validation pass.
 
-It prints one JSON object with both wall times, the ratio ray/local (goal: <= 1.2) and whether the result
-files are identical (minus ids, timestamps and the output folder's path) and the SAE weights bit-identical.
+It prints one JSON object with both wall times, the ratio ray/local (goal: <= 1.2), the Ray run's time outside
+its task (Ray's fixed cost, unaffected by load that changes between the two sides on a shared machine: compare
+the load averages printed) and whether the result files are identical (minus ids, timestamps and the output folder's path) and the SAE weights bit-identical.
 ``--layers`` restricts the preset's layers for a quicker run (the full preset trains 33 SAEs, ~5 min per
 side on 2 CPU cores).
 
@@ -107,6 +108,9 @@ def main() -> None:
         "ray_one_worker_s": round(ray_s, 1),
         "ratio_ray_over_local": round(ray_s / local_s, 3),
         "goal": "<= 1.2",
+        # Ray's fixed cost (cluster start, dispatch, the driver's validation pass, the figures), measured
+        # within the Ray run itself, so it does not depend on load that differs between the two sides.
+        "ray_outside_tasks_s": round(ray_s - sum(g["seconds"] for g in ray_summary["groups"]), 1),
         "ray_groups": [
             {"hooks": len(g["hooks"]), "saes": g["n_saes"], "where": g["where"], "seconds": g["seconds"]}
             for g in ray_summary["groups"]

@@ -40,7 +40,7 @@ class HelpCommand(typer.core.TyperCommand):
         for param in self.get_params(ctx):
             if getattr(param, "param_type_name", "") == "argument":
                 # An argument is shown by its name (RESULTS_DIR), which already says what it is.
-                param.display_type_rich = lambda ctx: ""  # type: ignore[method-assign]
+                param.display_type_rich = lambda ctx: ""  # type: ignore[attr-defined]
                 if param.metavar is None and param.name:
                     param.metavar = param.name.upper()
             elif param.metavar is None:

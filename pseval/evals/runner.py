@@ -180,6 +180,15 @@ def check_sae_fits(loaded: Any, item: NamedSAE | SAEItem, hook: str) -> None:
         )
 
 
+def _check_weights(item: SAEItem) -> None:
+    """Read the SAE's weights once (memory-mapped where the format allows) so NaN/Inf fail before any pass."""
+    if item.source is None:
+        return
+    sae = item.source.load(device="cpu", dtype=None)
+    del sae
+    gc.collect()
+
+
 def result_identity(
     item: SAEItem, config: PSEvalConfig, standard_metrics_tokens: int, standard_metrics_ce_tokens: int | None
 ) -> dict[str, Any]:
@@ -443,6 +452,8 @@ def evaluate(
             finished[item.name] = stored
             status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
     todo = [item for item in items if item.name not in finished]
+    for item in todo:
+        _check_weights(item)
     if run_log is not None:
         run_log["skipped"] = [item.name for item in items if item.name in finished]
         run_log["evaluated"] = [item.name for item in todo]

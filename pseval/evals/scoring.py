@@ -189,6 +189,21 @@ def score_codes(
             for pair, n in zip(data.pairs, data.word_n_tokens, strict=True)
         }
         unstructured["by_token_count"] = breakdown(details, lambda r: group_of[r.id])
+        unstructured["by_token_count_ci"] = {}
+        for group in unstructured["by_token_count"]:
+            rows = [i for i, pair in enumerate(data.pairs) if group_of[pair.id] == group]
+            group_ci = bootstrap_intervals(
+                labels[rows],
+                same[rows],
+                n_resamples=config.bootstrap_resamples,
+                confidence_level=config.confidence_level,
+                seed=config.seed,
+            )
+            unstructured["by_token_count_ci"][group] = {
+                f"{name}_{side}": getattr(interval, side)
+                for name, interval in group_ci.items()
+                for side in ("low", "high")
+            }
     return categories, details, unstructured
 
 

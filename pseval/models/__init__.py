@@ -2,7 +2,11 @@
 
 from pseval.models.hooks import (
     ADAPTERS,
+    ATTN_Z,
     HOOK_KINDS,
+    LN2_NORMALIZED,
+    MLP_IN,
+    MLP_POST,
     FamilyAdapter,
     HookPoint,
     LogitLens,
@@ -26,17 +30,24 @@ from pseval.models.loading import (
     model_fingerprint,
     wrap_model,
 )
+from pseval.models.processing import ActivationProcessing, apply_processing, processing_from_sae_metadata
 
 __all__ = [
     "ADAPTERS",
+    "ATTN_Z",
     "DEFAULT_MODEL",
     "HOOK_KINDS",
+    "LN2_NORMALIZED",
+    "MLP_IN",
+    "MLP_POST",
     "MODEL_ALIASES",
+    "ActivationProcessing",
     "FamilyAdapter",
     "GGUFSource",
     "HookPoint",
     "LoadedModel",
     "LogitLens",
+    "apply_processing",
     "as_module",
     "final_norm_and_unembed",
     "get_adapter",
@@ -47,6 +58,7 @@ __all__ = [
     "model_fingerprint",
     "parse_hook_name",
     "patch_hook",
+    "processing_from_sae_metadata",
     "register_adapter",
     "run_with_cache",
     "wrap_model",

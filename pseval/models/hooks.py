@@ -80,7 +80,9 @@ _SUBMODULE_HOOKS: dict[str, str] = {
     "ln2.hook_normalized": LN2_NORMALIZED,
 }
 _NAMES_BY_KIND = {kind: suffix for suffix, kind in _SUBMODULE_HOOKS.items()}
-_OTHER_HOOK_RE = re.compile(r"^blocks\.(\d+)\.(mlp\.hook_post|attn\.hook_z|hook_mlp_in|ln2\.hook_normalized)$")
+_OTHER_HOOK_RE = re.compile(
+    r"^blocks\.(\d+)\.(mlp\.hook_post|attn\.hook_z|hook_mlp_in|ln2\.hook_normalized)$"
+)
 _VALID_FORMS = (
     "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out | "
     "hook_mlp_in, or blocks.<L>.attn.hook_z | ln2.hook_normalized | mlp.hook_post"
@@ -380,7 +382,9 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
     }.get(point.kind)
     if missing_module is not None and not missing_module[0]:
         alternative = (
-            f"blocks.{point.layer}.hook_mlp_in" if point.kind == LN2_NORMALIZED else f"blocks.{point.layer}.hook_resid_post"
+            f"blocks.{point.layer}.hook_mlp_in"
+            if point.kind == LN2_NORMALIZED
+            else f"blocks.{point.layer}.hook_resid_post"
         )
         raise ModelError(
             f"hook '{name}' is not available for {model_family(module)}: the family has no "
@@ -501,15 +505,30 @@ def _attach(model: nn.Module, point: HookPoint, observer: Observer, patch: bool 
     adapter = get_adapter(model)
     layer = layers[point.layer]
 
-    if point.kind == MLP_POST:
-        # The hidden activation is the first input of the down projection: read (and replace) it there.
-        down = _mlp_hidden_module(model, point)
+    if point.kind in (MLP_POST, ATTN_Z, MLP_IN):
+        # Each is the first input of one module (the down projection, the attention output
+        # projection, the MLP): read (and replace) it there.
+        path = {MLP_POST: adapter.mlp_hidden_input, ATTN_Z: adapter.attn_z_input, MLP_IN: adapter.mlp_input}
+        target_in = _submodule(layer, path[point.kind], point)
 
-        def hidden_pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def input_pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             new = observer(_hidden_from_inputs(args, kwargs))
             return None if new is None else _replace_hidden_in_inputs(args, kwargs, new)
 
-        return [down.register_forward_pre_hook(hidden_pre_hook, with_kwargs=True)]
+        return [target_in.register_forward_pre_hook(input_pre_hook, with_kwargs=True)]
+
+    if point.kind == LN2_NORMALIZED:
+        if patch:
+            raise ModelError(
+                f"hook '{point.name}' can be read but not patched (its value is recomputed from the norm's input)",
+                f"patch blocks.{point.layer}.hook_mlp_in instead",
+            )
+        norm_module = _submodule(layer, adapter.mlp_norm, point)
+
+        def norm_pre_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            observer(_normalized(module, _hidden_from_inputs(args, kwargs)))
+
+        return [norm_module.register_forward_pre_hook(norm_pre_hook, with_kwargs=True)]
 
     if point.kind == "resid_pre":
 
@@ -558,6 +577,28 @@ def _attach(model: nn.Module, point: HookPoint, observer: Observer, patch: bool 
             attn.register_forward_hook(patch_attn),
         ]
     return [norm.register_forward_pre_hook(mid_pre_hook, with_kwargs=True)]
+
+
+def _normalized(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """TransformerLens's ``hook_normalized`` of ``norm`` at input ``x``: normalised, before weight and bias.
+
+    LayerNorm centres and divides by the standard deviation; RMSNorm (Llama, Gemma, ...) divides by the
+    root mean square. Computed in float32 as the Hugging Face norms do.
+    """
+    x32 = x.float()
+    if isinstance(norm, nn.LayerNorm):
+        x32 = x32 - x32.mean(dim=-1, keepdim=True)
+        eps = float(norm.eps)
+    else:
+        found = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+        if not isinstance(found, (int, float)):
+            raise ModelError(
+                f"cannot tell the epsilon of the pre-MLP norm {type(norm).__name__}",
+                "pass a standard Hugging Face model of this family",
+            )
+        eps = float(found)
+    scale = (x32.pow(2).mean(dim=-1, keepdim=True) + eps).sqrt()
+    return (x32 / scale).to(x.dtype)
 
 
 def _validate(model: nn.Module, hook_names: Sequence[str]) -> list[HookPoint]:

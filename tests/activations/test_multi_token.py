@@ -196,3 +196,5 @@ def test_results_report_single_and_multi_token_pairs_apart(
     # the single-token group is the paper's setting: identical to the drop run
     assert groups["single"] == drop.eval_result_metrics["ps_eval"]
     assert mean.eval_result_metrics["ps_eval"]["n_pairs"] == 6
+    intervals = mean.eval_result_unstructured["by_token_count_ci"]
+    assert set(intervals) == {"single", "multi"} and "specificity_low" in intervals["multi"]

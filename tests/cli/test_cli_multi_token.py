@@ -75,6 +75,7 @@ def test_eval_multi_token_mean_reports_by_token_count(
     groups = saved["eval_result_unstructured"]["by_token_count"]
     assert groups["single"]["n_pairs"] == 12 and groups["multi"]["n_pairs"] == 4
     assert saved["eval_result_metrics"]["ps_eval"]["n_pairs"] == 16
+    assert set(saved["eval_result_unstructured"]["by_token_count_ci"]) == {"single", "multi"}
     text = json.dumps(saved)
     assert '"multi_token": "mean"' in text
     assert '"span_not_word": 1' in text

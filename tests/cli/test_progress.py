@@ -71,3 +71,15 @@ def test_line_reporter_is_quiet_for_quick_loops(capsys: pytest.CaptureFixture[st
         line.advance(1)
     line.close()
     assert capsys.readouterr().err == ""
+
+
+def test_harvesting_reports_tokens(recorder: Recorder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import tiny_loaded, write_word_corpus
+    from tests.training.test_store import make_store
+
+    loaded = tiny_loaded("llama", n_layers=2, d_model=32)
+    corpus = write_word_corpus(tmp_path / "docs.txt", n_docs=300)
+    make_store(loaded, corpus, tmp_path).harvest("blocks.1.hook_resid_post", 200)
+    start = recorder.events[0]
+    assert start == ("start", ("harvest blocks.1.hook_resid_post", 200, "tokens"))
+    assert sum(n for kind, n in recorder.events if kind == "advance") == 200  # type: ignore[misc]
