@@ -16,9 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
-from pseval._format import format_number
 from pseval.cli_options import PsevalTyper
 from pseval.errors import PsevalError
 
@@ -87,7 +85,6 @@ def _note(message: str) -> None:
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Hugging Face id or local folder.")]
-OUT_HELP = "Output folder (--output-folder is the same option)."
 FORMAT_HELP = "How to print the results: table (fits the terminal), markdown, csv or json."
 FormatOpt = Annotated[Literal["table", "markdown", "csv", "json"], typer.Option("--format", help=FORMAT_HELP)]
 MULTI_TOKEN_HELP = (
@@ -145,42 +142,12 @@ def dataset(
     Example:
       pseval dataset --dataset my_pairs.jsonl --no-balance
     """
-    from pseval.data.datasets import check_multi_token, load_dataset
+    from pseval.data.datasets import check_multi_token
     from pseval.models.loading import load_tokenizer
+    from pseval.report.tables import dataset_table
 
     policy = check_multi_token(multi_token)
-    tokenizer = load_tokenizer(model)
-    table = Table(title=f"{name} pairs for {model} (' ' + word must be one token)", title_justify="left")
-    columns = ["split", "raw", "dropped", "different (0)", "same (1)", "kept"]
-    if policy != "drop":
-        columns.append("single + multi-token")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("split", "dropped") else "right")
-    for split in ("train", "dev", "test"):
-        try:
-            ds = load_dataset(
-                tokenizer, name=name, split=split, balance=balance, seed=seed, multi_token=policy
-            )
-        except PsevalError as exc:
-            table.add_row(split, "–", str(exc), "–", "–", "0", *(["–"] if policy != "drop" else []))
-            continue
-        st = ds.stats
-        dropped = ", ".join(f"{k}: {v}" for k, v in st.dropped.items() if v) or "none"
-        before = st.kept_before_balance
-        table.add_row(
-            split,
-            str(st.n_raw),
-            dropped,
-            f"{st.kept.get(0, 0)} (of {before.get(0, 0)})",
-            f"{st.kept.get(1, 0)} (of {before.get(1, 0)})",
-            str(len(ds)),
-            *(
-                [f"{st.kept_by_token_count.get('single', 0)} + {st.kept_by_token_count.get('multi', 0)}"]
-                if policy != "drop"
-                else []
-            ),
-        )
-    console.print(table)
+    console.print(dataset_table(load_tokenizer(model), model, name, balance, seed, policy))
     console.print(f"balanced: {balance} (seed {seed}); counts in parentheses are before balancing")
     if policy != "drop":
         console.print(
@@ -271,6 +238,14 @@ def eval_command(
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")
     ] = True,
+    controls: Annotated[
+        bool,
+        typer.Option(
+            "--controls",
+            help="Also train (once, cached) and score each pseval-trained SAE's controls: a frozen random "
+            "decoder with a trained encoder, and a frozen random encoder with a trained decoder.",
+        ),
+    ] = False,
     standard_metrics_tokens: Annotated[
         int, typer.Option(help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens.")
     ] = 0,
@@ -320,6 +295,7 @@ def eval_command(
         bootstrap_resamples=bootstrap,
         topk_overlap_k=topk_overlap_k,
         baselines=baselines,
+        controls=controls,
         interpret_tokens=interpret_tokens,
         **overrides,
     )
@@ -594,30 +570,13 @@ def metrics(
             loaded, item.sae, hook_name, corpus=corpus, n_tokens=tokens, n_tokens_ce=ce_tokens
         )
         rows[item.name] = result.model_dump(mode="json")
-    table = Table(
-        title=f"Standard metrics on held-out {corpus} text ({tokens:,} tokens)", title_justify="left"
-    )
-    columns = [
-        "mse",
-        "fvu",
-        "explained_variance",
-        "l0",
-        "l0_normalised",
-        "dead_fraction",
-        "dense_fraction",
-        "cosine",
-        "ce_loss_recovered",
-        "kl_div_with_sae",
-    ]
-    table.add_column("SAE")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name, row in rows.items():
-        table.add_row(name, *[format_number(row.get(c), 4) for c in columns])
-    console.print(table)
+    from pseval.report.tables import metrics_renderable
+
+    title = f"Standard metrics on held-out {corpus} text ({tokens:,} tokens)"
+    console.print(metrics_renderable(rows, console, title))
     if output is not None:
         write_json_atomic(output, rows)
-        console.print(f"wrote {output}")
+        _note(f"wrote {output}")
 
 
 @app.command()
@@ -754,7 +713,8 @@ def _register_train_command() -> None:
         "train",
         TrainConfig,
         handle_errors(_train),
-        help_text="Train an SAE (standard, topk, batchtopk, jumprelu, gated) on a model's activations; "
+        help_text="Train an SAE (standard, topk, batchtopk, matryoshka_batchtopk, jumprelu, gated) on a "
+        "model's activations; "
         "writes an SAELens-format folder that pseval and sae_lens both load. The progress bar and the "
         "final summary report MSE in raw activation units.\n\n\b\nExample:\n"
         "  pseval train --hook blocks.3.hook_resid_post --arch topk --out saes/topk-L3",

@@ -34,7 +34,7 @@ def evaluate_ray(
     on_status: Callable[[str], None] | None = None,
 ) -> list[PSEvalResult]:
     """:func:`pseval.evals.runner.evaluate` on a Ray cluster, one task per hook group; same result files."""
-    from pseval.evals.runner import _finished, result_path
+    from pseval.evals.runner import plan_run, result_path
 
     status = on_status or (lambda _msg: None)
     options = options or RayOptions()
@@ -43,14 +43,30 @@ def evaluate_ray(
     started = time.time()
     output = Path(output_folder).resolve()
     specs = [_absolute_spec(str(spec)) for spec in saes]
-    hooks = [hook_name or _recorded_hook(spec) for spec in specs]
-    names = [_result_name(spec) for spec in specs]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ConfigError(
-            f"two SAEs would write the same result file {duplicated[0]}_eval_results.json",
-            "evaluate SAEs with the same folder name in separate runs with different --output-folder",
+
+    def plan(
+        config: PSEvalConfig, quiet: bool = False
+    ) -> tuple[list[str], list[str], dict[int, PSEvalResult]]:
+        """Result names and hooks decided as the local executor decides them, and the finished results."""
+        made = plan_run(
+            specs,
+            config,
+            hook_name,
+            output,
+            force_rerun,
+            standard_metrics_tokens,
+            standard_metrics_ce_tokens,
+            (lambda _msg: None) if quiet else status,
         )
+        names = [item.name for item in made.items]
+        hooks = [item.hook for item in made.items]
+        stored = {i: made.finished[name] for i, name in enumerate(names) if name in made.finished}
+        return names, hooks, stored
+
+    if config.device != "auto":
+        _names, _hooks, stored = plan(config)
+        if len(stored) == len(specs):  # nothing to run: no cluster is needed to say so
+            return [stored[i] for i in range(len(specs))]
     with connect(options) as ray:
         device = config.device
         if device == "auto":
@@ -59,17 +75,8 @@ def evaluate_ray(
         num_cpus, num_gpus = options.resources(device, ray)
         check_resources(ray, num_cpus, num_gpus)
 
-        stored: dict[int, PSEvalResult] = {}
-        if not force_rerun:
-            for i, (name, hook) in enumerate(zip(names, hooks, strict=True)):
-                found = _finished(
-                    result_path(output, name), config, hook, config.model_name, standard_metrics_tokens
-                )
-                if found is not None:
-                    stored[i] = found
+        names, hooks, stored = plan(config, quiet=config.device != "auto")
         todo = [i for i in range(len(specs)) if i not in stored]
-        for i in stored:
-            status(f"skip {names[i]}: finished result found (use --force-rerun to redo)")
         tasks: list[GroupTask] = []
         members: dict[int, list[int]] = {}
         if todo:
@@ -94,7 +101,7 @@ def evaluate_ray(
                 )
                 task.ref = remote.remote(
                     model,
-                    [specs[i] for i in members[index]],
+                    [(names[i], specs[i]) for i in members[index]],
                     config,
                     hook_name,
                     str(output),
@@ -137,26 +144,3 @@ def _absolute_spec(spec: str) -> str:
     """A path spec made absolute (tasks may run elsewhere); other specs unchanged."""
     path = Path(spec).expanduser()
     return str(path.resolve()) if path.exists() else spec
-
-
-def _recorded_hook(spec: str) -> str:
-    from pseval.sae.source import open_sae
-
-    hook = open_sae(spec).cfg.hook_name
-    if not hook:
-        raise ConfigError(
-            f"the SAE {spec!r} records no hook point",
-            "pass one with --hook, e.g. --hook blocks.12.hook_resid_post",
-        )
-    return hook
-
-
-def _result_name(spec: str) -> str:
-    """The name :func:`pseval.evals.runner.resolve_saes` gives an SAE spec (its result file's stem)."""
-    from pseval.evals.runner import sanitize_name
-
-    if spec.startswith("saelens:"):
-        release, _, sae_id = spec[len("saelens:") :].partition("/")
-        return sanitize_name(f"{release}_{sae_id}")
-    path = Path(spec)
-    return sanitize_name(path.stem if path.is_file() else path.name)

@@ -108,6 +108,9 @@ def run_tasks(
         elapsed = time.time() - started_at
         finished_tasks = sum(t.state in ("done", "failed") for t in tasks)
         table = Table(title_justify="left", expand=False, show_edge=False, pad_edge=False)
+        # Cut the long cells to the terminal ourselves: rich would rather squeeze the short columns away.
+        free = max(30, width - 40)
+        cut = {"hooks": free * 3 // 10, "where": free * 3 // 10, "last step": free * 4 // 10}
         for column in ("group", "hooks", "SAEs", "state", "where", "last step"):
             table.add_column(column, justify="right" if column in ("group", "SAEs") else "left", no_wrap=True)
         for task in tasks:
@@ -118,11 +121,11 @@ def run_tasks(
                 state = f"retry {attempts - 1}"
             table.add_row(
                 str(task.index),
-                describe_hooks(task.hooks),
+                _cut(describe_hooks(task.hooks), cut["hooks"]),
                 f"{len(task.done_files)}/{len(task.result_files)}",
                 state,
-                where_text(entry.get("where")),
-                str(entry.get("message", ""))[:60],
+                _cut(where_text(entry.get("where")), cut["where"]),
+                _cut(str(entry.get("message", "")), cut["last step"]),
             )
         head = Text(
             f"{title}: SAEs finished {done}/{n_total} · groups done {finished_tasks}/{len(tasks)} · "
@@ -131,11 +134,14 @@ def run_tasks(
         return Group(head, table)
 
     live = None
+    width = 120
     if show:
         from rich.console import Console
         from rich.live import Live
 
-        live = Live(render(), console=Console(stderr=True), refresh_per_second=4, transient=False)
+        console = Console(stderr=True)
+        width = console.width
+        live = Live(render(), console=console, refresh_per_second=4, transient=False)
         live.start()
     try:
         while pending:
@@ -160,6 +166,11 @@ def run_tasks(
     for task in tasks:
         if task.outcome is not None:
             task.outcome.setdefault("attempts", int(snapshot.get(task.index, {}).get("attempts", 1)))
+
+
+def _cut(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters, with an ellipsis when cut."""
+    return text if len(text) <= n else text[: max(0, n - 1)] + "…"
 
 
 def _user_error(ray: Any, exc: BaseException, task: GroupTask) -> BaseException:

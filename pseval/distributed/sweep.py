@@ -43,6 +43,20 @@ def run_sweep_ray(
     options = options or RayOptions()
     started = time.time()
     config = config.model_copy(update={"out": config.output_dir().resolve()})
+    if not force_rerun and config.device != "auto" and _all_finished(config, config.device):
+        # Nothing to do: no cluster is needed to say so (the figures and summary are still rebuilt).
+        runs = config.runs()
+        status(f"sweep {config.name}: all {len(runs)} SAEs are trained and evaluated; nothing to run")
+        prepare_sweep(config)
+        done = {
+            "trained": 0,
+            "reused": len(runs),
+            "evaluated": 0,
+            "skipped": len(runs),
+            "n_results": len(runs),
+        }
+        extra = {"executor": "ray", "ray_address": options.address, "groups": []}
+        return finish_sweep(config, [done], device=config.device, plots=plots, started=started, extra=extra)
     with connect(options) as ray:
         device = resolve_device(config.device, cuda_available=lambda: cluster_gpus(ray) > 0)
         num_cpus, num_gpus = options.resources(device, ray)
@@ -136,25 +150,30 @@ def run_sweep_ray(
     )
 
 
+def _all_finished(config: SweepConfig, device: str) -> bool:
+    train_configs = train_configs_of(config, device)
+    return all(_run_finished(config, run, device, train_configs) for run in config.runs())
+
+
 def _run_finished(config: SweepConfig, run: SweepRun, device: str, train_configs: dict[str, Any]) -> bool:
     """Whether the run's SAE would be reused and its result skipped (so no task needs to touch it)."""
-    from pseval.evals.runner import _finished, result_path
+    from pseval.evals.runner import plan_run
     from pseval.training.trainer import check_output_dir
 
     folder = sae_folder(config, run)
     try:
         if check_output_dir(train_configs[run.name], folder) != "reuse":
             return False
+        plan = plan_run(
+            [str(folder)],
+            eval_config_of(config, device),
+            output_folder=results_folder(config),
+            standard_metrics_tokens=config.standard_metrics_tokens,
+            standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
+        )
     except ConfigError:
         return False  # the task raises it with its own message
-    stored = _finished(
-        result_path(results_folder(config), run.name),
-        eval_config_of(config, device),
-        run.hook_name,
-        config.model,
-        config.standard_metrics_tokens,
-    )
-    return stored is not None
+    return len(plan.finished) == 1
 
 
 __all__ = ["run_sweep_ray"]

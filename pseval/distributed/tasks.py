@@ -190,7 +190,7 @@ def sweep_group_task(
 
 def eval_group_task(
     model: str,
-    specs: Sequence[str],
+    specs: Sequence[Any],
     config: Any,
     hook_name: str | None,
     output_folder: str,

@@ -63,6 +63,12 @@ class PSEvalConfig(BaseModel):
         "seeded 5-fold cross-validation on the evaluated split when there is none), "
         "the MLP neuron basis (MLP hooks) and a random SAE of the same width.",
     )
+    controls: bool = Field(
+        default=False,
+        description="Also score two trained controls of each pseval-trained SAE (Korznikov et al. 2026): the "
+        "same training config with a frozen random decoder (encoder trained) and with a frozen random encoder "
+        "(decoder trained); trained once, cached under the pseval cache, reused.",
+    )
     interpret_tokens: int = Field(
         default=16_384,
         ge=0,

@@ -89,6 +89,8 @@ class SAEItem:
     """The SAE passed as an object (None for one opened from files)."""
     name: str = ""
     regime: InputRegime = field(default_factory=lambda: InputRegime(prepend_bos=None))
+    fixed_name: bool = False
+    """The result name was given with the spec (``(name, spec)``), not chosen here."""
 
     def load(self, device: str, dtype: str | None) -> SAE:
         """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
@@ -121,13 +123,16 @@ def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEIte
     for spec in saes:
         path = release = sae_id = None
         sae: SAE | None = None
+        fixed_name: str | None = None
         if isinstance(spec, NamedSAE):
             sae, base = spec.sae, spec.name
             path, release, sae_id = spec.path, spec.release, spec.sae_id
         elif isinstance(spec, SAE):
             sae, base = spec, f"sae{len(items)}"
-        elif isinstance(spec, tuple):
+        elif isinstance(spec, tuple) and isinstance(spec[1], SAE):
             base, sae = sanitize_name(str(spec[0])), spec[1]
+        elif isinstance(spec, tuple):  # (result name, spec): the name was decided by a driver
+            fixed_name, spec = sanitize_name(str(spec[0])), spec[1]
         if sae is not None:
             hook = _record_hook(base, sae.cfg.hook_name, hook_name)
             items.append(SAEItem(base, sae.cfg, hook, sae.fingerprint(), path, release, sae_id, sae=sae))
@@ -143,7 +148,17 @@ def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEIte
             path = str(where)
         hook = _record_hook(base, source.cfg.hook_name, hook_name)
         items.append(
-            SAEItem(base, source.cfg, hook, source.content_hash(), path, release, sae_id, source=source)
+            SAEItem(
+                fixed_name or base,
+                source.cfg,
+                hook,
+                source.content_hash(),
+                path,
+                release,
+                sae_id,
+                source=source,
+                fixed_name=fixed_name is not None,
+            )
         )
     return items
 
@@ -387,6 +402,69 @@ def _with_processed(
     return replace(data, acts={**data.acts, hook: memo[key]})
 
 
+@dataclass
+class RunPlan:
+    """What a run will do, decided from the SAEs' configs alone: names, identities, finished results."""
+
+    items: list[SAEItem]
+    identities: dict[str, dict[str, Any]]
+    finished: dict[str, PSEvalResult]
+
+
+def plan_run(
+    saes: Sequence[Any],
+    config: PSEvalConfig,
+    hook_name: str | None = None,
+    output_folder: str | Path | None = None,
+    force_rerun: bool = False,
+    standard_metrics_tokens: int = 0,
+    standard_metrics_ce_tokens: int | None = None,
+    status: Callable[[str], None] = lambda _msg: None,
+) -> RunPlan:
+    """Open every SAE (configs only), decide its result name and identity, and find its finished result.
+
+    Fails before any model work when an SAE is bad or its result file holds another result.
+    """
+    from pseval.models.hooks import parse_hook_name
+
+    items = open_items(saes, hook_name)
+    taken: set[str] = set()
+    identities: dict[str, dict[str, Any]] = {}
+    finished: dict[str, PSEvalResult] = {}
+    for item in items:
+        parse_hook_name(item.hook)
+        item.regime = input_regime(item.cfg.metadata, config)
+        if config.controls:  # an SAE without a recorded training config fails here, before any work
+            from pseval.training.controls import control_train_config
+
+            control_train_config(item.cfg, "decoder")
+        if not item.fixed_name:
+            item.name = choose_name(
+                name_candidates(item.base_name, item.path, sanitize_name), item.path, output_folder, taken
+            )
+        elif item.base_name in taken:
+            raise ConfigError(
+                f"two SAEs were given the result name {item.base_name!r}", "give them distinct names"
+            )
+        else:
+            item.name = item.base_name
+        taken.add(item.name)
+        identities[item.name] = result_identity(
+            item, config, standard_metrics_tokens, standard_metrics_ce_tokens
+        )
+        if output_folder is None:
+            continue
+        path = result_path(output_folder, item.name)
+        check_destination(path)
+        if force_rerun:
+            continue
+        stored = check_stored(path, identities[item.name])
+        if stored is not None:
+            finished[item.name] = stored
+            status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
+    return RunPlan(items, identities, finished)
+
+
 def evaluate(
     model: Any = "smollm2-135m",
     saes: Sequence[Any] = (),
@@ -427,30 +505,17 @@ def evaluate(
     from pseval.models.hooks import hook_width, parse_hook_name
 
     # 1. Configs only: every SAE opened, its hook parsed, its regime, identity and result file decided.
-    items = open_items(saes, hook_name)
-    taken: set[str] = set()
-    identities: dict[str, dict[str, Any]] = {}
-    finished: dict[str, PSEvalResult] = {}
-    for item in items:
-        parse_hook_name(item.hook)
-        item.regime = input_regime(item.cfg.metadata, config)
-        item.name = choose_name(
-            name_candidates(item.base_name, item.path, sanitize_name), item.path, output_folder, taken
-        )
-        taken.add(item.name)
-        identities[item.name] = result_identity(
-            item, config, standard_metrics_tokens, standard_metrics_ce_tokens
-        )
-        if output_folder is None:
-            continue
-        path = result_path(output_folder, item.name)
-        check_destination(path)
-        if force_rerun:
-            continue
-        stored = check_stored(path, identities[item.name])
-        if stored is not None:
-            finished[item.name] = stored
-            status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
+    plan = plan_run(
+        saes,
+        config,
+        hook_name,
+        output_folder,
+        force_rerun,
+        standard_metrics_tokens,
+        standard_metrics_ce_tokens,
+        status,
+    )
+    items, identities, finished = plan.items, plan.identities, plan.finished
     todo = [item for item in items if item.name not in finished]
     for item in todo:
         _check_weights(item)
@@ -568,7 +633,9 @@ def _score_one(
     """Load one SAE, score it, write its JSON and let its weights go."""
     hook, regime = item.hook, item.regime
     status(f"scoring {item.name} at {hook}")
-    sae = item.load(device, config.dtype if config.dtype != "float32" else None)
+    # Scored straight from its safetensors files, block by block, unless the standard metrics need the SAE.
+    lazy = standard_metrics_tokens <= 0 and item.sae is None and getattr(item.source, "tensors", None)
+    sae = item.source if lazy else item.load(device, config.dtype if config.dtype != "float32" else None)
     sae_data = _with_processed(loaded, data, hook, regime, memo)
     sae_held_out = _with_processed(loaded, held_out, hook, regime, memo) if held_out is not None else None
     cache = baselines[tuple(sorted(regime.processing_key().items()))]
@@ -586,7 +653,15 @@ def _score_one(
         neuron_acts_PN=data.acts[neuron_hooks[hook]] if hook in neuron_hooks else None,
         baselines_by_hook=cache,
         status=status,
+        device=device,
     )
+    if config.controls:
+        from pseval.evals.scoring import score_controls
+        from pseval.training.controls import train_controls
+
+        status(f"training (or reusing) the frozen-decoder and frozen-encoder controls of {item.name}")
+        controls = train_controls(item.cfg, loaded, device=device)
+        categories.update(score_controls(controls, sae_data, hook, config))
     if standard_metrics_tokens > 0:
         from pseval.metrics.standard import standard_metrics_many
 

@@ -1,7 +1,10 @@
 """Scoring one SAE on cached prompt activations: codes, PS-Eval metrics, details, baselines, interpretation.
 
 The runner (:mod:`pseval.evals.runner`) builds the pairs, collects the hook vectors once per hook and calls
-these functions for each SAE.
+these functions for each SAE. :func:`score_sae` works over blocks of latents (:mod:`pseval.sae.lazy`,
+:mod:`pseval.metrics.blockwise`): no ``prompts × d_sae`` code matrix larger than one block exists, and an
+:class:`~pseval.sae.source.SAESource` readable from safetensors is scored without loading its weights.
+:func:`encode_all` + :func:`score_codes` is the dense computation it equals.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import torch
 from pseval.errors import PsevalError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.schema import PairDetail
+from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import NO_LATENT, predict_same, ps_eval_metrics, top1_latents
 from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_scores, topk_jaccard
 from pseval.metrics.uncertainty import bootstrap_intervals
+from pseval.sae.lazy import InMemoryBlocks, LatentBlocks, RandomBlocks, feature_blocks, lazy_blocks
 from pseval.sae.model import SAE
+from pseval.sae.source import SAESource
 
 ENCODE_CHUNK = 1024
 """Rows encoded at once: bounds the (chunk × d_sae) feature matrix in memory."""
@@ -95,31 +101,69 @@ def score_codes(
     config: PSEvalConfig,
     sae: SAE | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[PairDetail], dict[str, Any]]:
-    """Metrics, per-pair details and breakdowns of one set of codes (one row per unique prompt)."""
+    """Metrics, per-pair details and breakdowns of one set of codes (one row per unique prompt).
+
+    The dense computation on the whole code matrix; :func:`score_sae` gets the same numbers block by block.
+    """
     index_P, value_P = top1_latents(feats_PF)
+    idx1, idx2 = _pair_tensors(data)
+    feats_1_NF, feats_2_NF = feats_PF[idx1], feats_PF[idx2]
+    jaccard = topk_jaccard(feats_1_NF, feats_2_NF, config.topk_overlap_k).numpy()
+    code_cos = cosine_rows(feats_1_NF, feats_2_NF).numpy()
+    del feats_1_NF, feats_2_NF
+    active_PF = feats_PF > 0
+    mean_l0 = float(active_PF.sum(-1).float().mean()) if len(feats_PF) else 0.0
+    n_alive = int(active_PF.any(0).sum())
+    blocks = InMemoryBlocks(sae) if sae is not None else None
+    return _score(index_P, value_P, jaccard, code_cos, mean_l0, n_alive, data, config, blocks)
+
+
+def _pair_tensors(data: PromptActivations) -> tuple[torch.Tensor, torch.Tensor]:
     idx1 = torch.tensor([a for a, _ in data.pair_index], dtype=torch.long)
     idx2 = torch.tensor([b for _, b in data.pair_index], dtype=torch.long)
+    return idx1, idx2
+
+
+def score_stats(
+    stats: CodeStats, data: PromptActivations, config: PSEvalConfig, blocks: LatentBlocks | None = None
+) -> tuple[dict[str, dict[str, Any]], list[PairDetail], dict[str, Any]]:
+    """:func:`score_codes` from block-wise :class:`~pseval.metrics.blockwise.CodeStats`."""
+    idx1, idx2 = _pair_tensors(data)
+    jaccard = stats.jaccard(idx1, idx2).numpy()
+    code_cos = stats.code_cosine(idx1, idx2).numpy()
+    mean_l0 = float(stats.l0_P.float().mean()) if len(stats.l0_P) else 0.0
+    return _score(
+        stats.top_index_P, stats.top_value_P, jaccard, code_cos, mean_l0, stats.n_latents_active, data, config,
+        blocks,
+    )  # fmt: skip
+
+
+def _score(
+    index_P: torch.Tensor,
+    value_P: torch.Tensor,
+    jaccard: np.ndarray,
+    code_cos: np.ndarray,
+    mean_l0: float,
+    n_alive: int,
+    data: PromptActivations,
+    config: PSEvalConfig,
+    blocks: LatentBlocks | None,
+) -> tuple[dict[str, dict[str, Any]], list[PairDetail], dict[str, Any]]:
+    idx1, idx2 = _pair_tensors(data)
     lat1, lat2 = index_P[idx1].numpy(), index_P[idx2].numpy()
     val1, val2 = value_P[idx1].numpy(), value_P[idx2].numpy()
     same = predict_same(lat1, lat2)
     labels = data.labels
     metrics = ps_eval_metrics(labels, lat1, lat2)
-    feats_1_NF, feats_2_NF = feats_PF[idx1], feats_PF[idx2]
-    jaccard = topk_jaccard(feats_1_NF, feats_2_NF, config.topk_overlap_k).numpy()
-    code_cos = cosine_rows(feats_1_NF, feats_2_NF).numpy()
-    del feats_1_NF, feats_2_NF
 
     enc_cos: list[float | None] = [None] * len(lat1)
     dec_cos: list[float | None] = [None] * len(lat1)
-    if sae is not None:
+    if blocks is not None:
         active = (lat1 != NO_LATENT) & (lat2 != NO_LATENT)
         if active.any():
-            a = torch.as_tensor(lat1[active])
-            b = torch.as_tensor(lat2[active])
-            W_enc_FD = sae.W_enc.detach().float().T
-            W_dec_FD = sae.W_dec.detach().float()
-            e = cosine_rows(W_enc_FD[a], W_enc_FD[b]).tolist()
-            d = cosine_rows(W_dec_FD[a], W_dec_FD[b]).tolist()
+            a, b = lat1[active].tolist(), lat2[active].tolist()
+            e = cosine_rows(*(blocks.latent_rows("W_enc", ids).float().cpu() for ids in (a, b))).tolist()
+            d = cosine_rows(*(blocks.latent_rows("W_dec", ids).float().cpu() for ids in (a, b))).tolist()
             for j, i in enumerate(np.flatnonzero(active)):
                 enc_cos[i], dec_cos[i] = e[j], d[j]
 
@@ -155,8 +199,6 @@ def score_codes(
     )
     jac = ranking_scores(labels, jaccard)
     cos = ranking_scores(labels, code_cos)
-    active_PF = feats_PF > 0
-    alive = active_PF.any(0)
     categories: dict[str, dict[str, Any]] = {
         "ps_eval": metrics.model_dump(),
         "ps_eval_ci": {
@@ -173,8 +215,8 @@ def score_codes(
             "code_cosine_average_precision": cos.average_precision,
         },
         "codes": {
-            "mean_l0_on_prompts": float(active_PF.sum(-1).float().mean()) if len(feats_PF) else 0.0,
-            "n_latents_active_on_prompts": int(alive.sum()),
+            "mean_l0_on_prompts": mean_l0,
+            "n_latents_active_on_prompts": n_alive,
             "n_distinct_top_latents": int(np.unique(np.concatenate([lat1, lat2])).size),
         },
     }
@@ -233,7 +275,9 @@ def dense_baseline(held_out: PromptActivations, data: PromptActivations, hook: s
     }
 
 
-def logit_lens(loaded: Any, sae: SAE, latents: Sequence[int], top_n: int = 8) -> dict[str, list[str]]:
+def logit_lens(
+    loaded: Any, sae: SAE | LatentBlocks, latents: Sequence[int], top_n: int = 8
+) -> dict[str, list[str]]:
     """Top tokens promoted by each latent's decoder direction through the final norm and the unembedding."""
     from pseval.models.hooks import final_norm_and_unembed
 
@@ -245,7 +289,8 @@ def logit_lens(loaded: Any, sae: SAE, latents: Sequence[int], top_n: int = 8) ->
     except PsevalError:
         return {}
     with torch.no_grad():
-        W_dec_LD = sae.W_dec.detach()[latents]
+        blocks = InMemoryBlocks(sae) if isinstance(sae, SAE) else sae
+        W_dec_LD = blocks.latent_rows("W_dec", latents)
         param = next(loaded.model.parameters())
         logits_LV = unembed(norm(W_dec_LD.to(device=param.device, dtype=param.dtype).unsqueeze(0))).squeeze(0)
         top = logits_LV.float().topk(top_n, dim=-1).indices.cpu().tolist()
@@ -284,9 +329,30 @@ def interpret(
 RANDOM_SAE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
 
 
+def score_controls(
+    controls: dict[str, SAE], data: PromptActivations, hook: str, config: PSEvalConfig
+) -> dict[str, dict[str, Any]]:
+    """Trained controls (``baseline_frozen_decoder``, ``baseline_frozen_encoder``), scored as the random SAE."""
+    from pseval.training.controls import control_summary
+
+    out: dict[str, dict[str, Any]] = {}
+    for category, control in controls.items():
+        acts_PD = data.acts[hook]
+        stats = code_stats(
+            feature_blocks(InMemoryBlocks(control), acts_PD, device=control.device),
+            acts_PD.shape[0],
+            data.pair_index,
+            config.topk_overlap_k,
+        )
+        scored, _, _ = score_stats(stats, data, config.model_copy(update={"bootstrap_resamples": 0}))
+        metrics = {k: v for k, v in scored["ps_eval"].items() if k in RANDOM_SAE_METRICS}
+        out[category] = control_summary(control, metrics, scored["codes"]["mean_l0_on_prompts"])
+    return out
+
+
 def score_sae(
     loaded: Any,
-    sae: SAE,
+    sae: SAE | SAESource,
     hook: str,
     data: PromptActivations,
     config: PSEvalConfig,
@@ -294,20 +360,37 @@ def score_sae(
     neuron_acts_PN: torch.Tensor | None = None,
     baselines_by_hook: dict[str, dict[str, Any]] | None = None,
     status: Callable[[str], None] = lambda _msg: None,
+    device: str = "cpu",
 ) -> tuple[dict[str, dict[str, Any]], list[PairDetail], dict[str, Any]]:
     """Everything PS-Eval reports for one SAE at one hook: metrics, details, baselines, interpretation.
 
+    ``sae`` is an SAE, or an :class:`~pseval.sae.source.SAESource`: one whose tensors are readable lazily
+    (``source.tensors``) is encoded block by block from its files on ``device`` (in ``config.dtype`` unless
+    float32, else the stored dtype) and loaded only for the corpus interpretation (``interpret_tokens``);
+    any other source is loaded. The random-SAE control is drawn block by block from ``config.seed``.
     ``baselines_by_hook`` caches the per-hook dense baseline across the SAEs of one run.
     """
+    dtype = config.dtype if config.dtype != "float32" else None
+    if isinstance(sae, SAESource) and sae.tensors is None:
+        sae = sae.load(device=device, dtype=dtype)
+    blocks = lazy_blocks(sae, dtype)
+    run_on = sae.device if isinstance(sae, SAE) else torch.device(device)
+    cfg = blocks.cfg
     acts_PD = data.acts[hook]
-    feats_PF = encode_all(sae, acts_PD, config.fold_decoder_norms)
-    categories, details, unstructured = score_codes(feats_PF, data, config, sae)
-    del feats_PF
+    n_prompts, k = acts_PD.shape[0], config.topk_overlap_k
+    stats = code_stats(
+        feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on),
+        n_prompts,
+        data.pair_index,
+        k,
+    )
+    categories, details, unstructured = score_stats(stats, data, config, blocks)
+    del stats
     categories["sae"] = {
-        "d_in": sae.cfg.d_in,
-        "d_sae": sae.cfg.d_sae,
-        "architecture": sae.cfg.architecture,
-        "expansion_ratio": sae.cfg.d_sae / sae.cfg.d_in,
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "architecture": cfg.architecture,
+        "expansion_ratio": cfg.d_sae / cfg.d_in,
     }
     if config.baselines and held_out is not None:
         cache = baselines_by_hook if baselines_by_hook is not None else {}
@@ -320,16 +403,21 @@ def score_sae(
             categories["baseline_neurons"] = neuron_baseline_metrics(
                 neuron_acts_PN, data.pair_index, data.labels
             )
-        random_sae = SAE.create_random(sae.cfg, seed=config.seed)
-        random_feats = encode_all(random_sae, acts_PD)
-        random_categories, _, _ = score_codes(
-            random_feats, data, config.model_copy(update={"bootstrap_resamples": 0})
+        random_stats = code_stats(
+            feature_blocks(RandomBlocks(cfg, seed=config.seed), acts_PD, device=run_on),
+            n_prompts,
+            data.pair_index,
+            k,
+        )
+        random_categories, _, _ = score_stats(
+            random_stats, data, config.model_copy(update={"bootstrap_resamples": 0})
         )
         categories["baseline_random_sae"] = {
             k: v for k, v in random_categories["ps_eval"].items() if k in RANDOM_SAE_METRICS
         }
     used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
-    unstructured["logit_lens"] = logit_lens(loaded, sae, used)
+    unstructured["logit_lens"] = logit_lens(loaded, blocks, used)
     if config.interpret_tokens > 0:
-        interpret(loaded, sae, hook, used, details, config, categories, unstructured, status)
+        full = sae if isinstance(sae, SAE) else sae.load(device=device, dtype=dtype)
+        interpret(loaded, full, hook, used, details, config, categories, unstructured, status)
     return categories, details, unstructured

@@ -14,26 +14,48 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def topk_jaccard(feats_a_NF: torch.Tensor, feats_b_NF: torch.Tensor, k: int) -> torch.Tensor:
-    """Jaccard overlap of the sets of the k most active (and active, > 0) latents of each row."""
-    k = min(k, feats_a_NF.shape[-1])
-    top_a = feats_a_NF.topk(k, dim=-1)
-    top_b = feats_b_NF.topk(k, dim=-1)
+    """Jaccard overlap of the sets of the k most active (and active, > 0) latents of each row.
+
+    Ties at the k-th value go to the lower latent index (as in the block-wise computation).
+    """
+    from pseval.sae.lazy import block_topk
+
+    top_a = block_topk(feats_a_NF, 0, k, positive_only=True)
+    top_b = block_topk(feats_b_NF, 0, k, positive_only=True)
+    return jaccard_of_top(*top_a, *top_b)
+
+
+def jaccard_of_top(
+    values_a_NK: torch.Tensor, ids_a_NK: torch.Tensor, values_b_NK: torch.Tensor, ids_b_NK: torch.Tensor
+) -> torch.Tensor:
+    """Jaccard overlap of two rows' top latents (``ids``), counting only those with value > 0."""
+    k_a, k_b = ids_a_NK.shape[-1], ids_b_NK.shape[-1]
     # Inactive slots get distinct negative ids so they never match anything.
-    slots_K = torch.arange(1, k + 1)
-    ids_a_NK = torch.where(top_a.values > 0, top_a.indices, -slots_K)
-    ids_b_NK = torch.where(top_b.values > 0, top_b.indices, -(slots_K + k))
+    ids_a_NK = torch.where(values_a_NK > 0, ids_a_NK, -torch.arange(1, k_a + 1))
+    ids_b_NK = torch.where(values_b_NK > 0, ids_b_NK, -torch.arange(k_a + 1, k_a + k_b + 1))
     inter_N = (ids_a_NK.unsqueeze(-1) == ids_b_NK.unsqueeze(-2)).sum((-1, -2)).float()
-    size_a_N = (top_a.values > 0).sum(-1).float()
-    size_b_N = (top_b.values > 0).sum(-1).float()
+    size_a_N = (values_a_NK > 0).sum(-1).float()
+    size_b_N = (values_b_NK > 0).sum(-1).float()
     union_N = size_a_N + size_b_N - inter_N
     return torch.where(union_N > 0, inter_N / union_N.clamp_min(1), torch.zeros_like(union_N))
 
 
+def cosine_from_sums(dot_N: torch.Tensor, sq_a_N: torch.Tensor, sq_b_N: torch.Tensor) -> torch.Tensor:
+    """Cosine from float64 sums of products and of squares (0 where a row is all zero), as float32."""
+    norms_N = sq_a_N.sqrt() * sq_b_N.sqrt()
+    return (dot_N / norms_N.clamp_min(1e-12)).float()
+
+
 def cosine_rows(a_ND: torch.Tensor, b_ND: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of corresponding rows (0 where a row is all zero)."""
-    dot_N = torch.einsum("nd,nd->n", a_ND, b_ND)
-    norms_N = torch.linalg.vector_norm(a_ND, dim=-1) * torch.linalg.vector_norm(b_ND, dim=-1)
-    return dot_N / norms_N.clamp_min(1e-12)
+    """Cosine similarity of corresponding rows (0 where a row is all zero).
+
+    Products in the inputs' dtype, sums in float64: the same number, to float32 rounding, whether a row is
+    summed at once or in blocks.
+    """
+    dot_N = (a_ND * b_ND).sum(-1, dtype=torch.float64)
+    sq_a_N = (a_ND * a_ND).sum(-1, dtype=torch.float64)
+    sq_b_N = (b_ND * b_ND).sum(-1, dtype=torch.float64)
+    return cosine_from_sums(dot_N, sq_a_N, sq_b_N)
 
 
 class RankingScores(BaseModel):

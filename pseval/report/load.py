@@ -33,6 +33,7 @@ ARCHITECTURE_LABELS: dict[str, str] = {
     "standard": "ReLU",
     "topk": "TopK",
     "batchtopk": "BatchTopK",
+    "matryoshka_batchtopk": "Matryoshka BatchTopK",
     "jumprelu": "JumpReLU",
     "gated": "Gated",
 }
@@ -227,7 +228,12 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
             row[key if key not in row else f"standard_{key}"] = number
     if row.get("l0_normalised") is None and row.get("l0") is not None and row["d_sae"]:
         row["l0_normalised"] = row["l0"] / row["d_sae"]
-    for prefix, category in (("dense", "baseline_dense"), ("random", "baseline_random_sae")):
+    for prefix, category in (
+        ("dense", "baseline_dense"),
+        ("random", "baseline_random_sae"),
+        ("frozen_decoder", "baseline_frozen_decoder"),
+        ("frozen_encoder", "baseline_frozen_encoder"),
+    ):
         values = categories.get(category) or {}
         for metric in (*METRICS, "n_pairs_no_active", "roc_auc"):
             if metric in values:

@@ -97,6 +97,14 @@ def baseline_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         width = m.get("sae", {}).get("d_sae")
         if "baseline_random_sae" in m:
             add((hook, "random", width), hook, f"random SAE ({width})", m["baseline_random_sae"], auc=False)
+        # Trained controls match one SAE's training config, so they are listed per SAE.
+        for category, label in (
+            ("baseline_frozen_decoder", "frozen random decoder"),
+            ("baseline_frozen_encoder", "frozen random encoder"),
+        ):
+            if category in m:
+                key = (hook, category, m[category].get("train_config_hash"))
+                add(key, hook, f"{label} ({r.sae_name})", m[category], auc=False)
     return rows
 
 
@@ -267,6 +275,79 @@ def baselines_table(results: Sequence[Any], console: Console | None = None) -> R
             )
         )
     return Group(*lines)
+
+
+STANDARD_COLUMNS: tuple[str, ...] = (
+    "mse",
+    "fvu",
+    "explained_variance",
+    "l0",
+    "l0_normalised",
+    "dead_fraction",
+    "dense_fraction",
+    "cosine",
+    "ce_loss_recovered",
+    "kl_div_with_sae",
+)
+"""Columns of ``pseval metrics``, in print order."""
+
+
+def metrics_renderable(rows: dict[str, dict[str, Any]], console: Console, title: str) -> RenderableType:
+    """Standard metrics per SAE: one table when it fits ``console``, else one metric per line per SAE."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("SAE", overflow="fold")
+    for column in STANDARD_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, row in rows.items():
+        table.add_row(name, *[format_number(row.get(c), 4) for c in STANDARD_COLUMNS])
+    if _measure(console, table)[1] <= console.width:
+        return table
+    per_sae = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
+    per_sae.add_column("metric")
+    per_sae.add_column("value", justify="right", no_wrap=True)
+    for name, row in rows.items():
+        per_sae.add_row(Text(name, style="bold", overflow="fold"), "")
+        for column in STANDARD_COLUMNS:
+            per_sae.add_row(f"  {column}", format_number(row.get(column), 4))
+    return per_sae
+
+
+def dataset_table(tokenizer: Any, model: str, name: str, balance: bool, seed: int, policy: str) -> Table:
+    """Pairs per split of a dataset for one tokenizer: read, dropped (by reason), kept per label."""
+    from pseval.data.datasets import load_dataset
+    from pseval.errors import PsevalError
+
+    multi = policy != "drop"
+    table = Table(title=f"{name} pairs for {model} (' ' + word must be one token)", title_justify="left")
+    columns = ["split", "raw", "dropped", "different (0)", "same (1)", "kept"]
+    for column in [*columns, *(["single + multi-token"] if multi else [])]:
+        table.add_column(column, justify="left" if column in ("split", "dropped") else "right")
+    for split in ("train", "dev", "test"):
+        try:
+            ds = load_dataset(
+                tokenizer,
+                name=name,
+                split=split,
+                balance=balance,
+                seed=seed,
+                multi_token=policy,  # type: ignore[arg-type]  # checked by check_multi_token
+            )
+        except PsevalError as exc:
+            table.add_row(split, "–", str(exc), "–", "–", "0", *(["–"] if multi else []))
+            continue
+        st = ds.stats
+        before = st.kept_before_balance
+        by_count = st.kept_by_token_count
+        table.add_row(
+            split,
+            str(st.n_raw),
+            ", ".join(f"{k}: {v}" for k, v in st.dropped.items() if v) or "none",
+            f"{st.kept.get(0, 0)} (of {before.get(0, 0)})",
+            f"{st.kept.get(1, 0)} (of {before.get(1, 0)})",
+            str(len(ds)),
+            *([f"{by_count.get('single', 0)} + {by_count.get('multi', 0)}"] if multi else []),
+        )
+    return table
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -68,6 +68,45 @@ def jumprelu_activation(pre_NF: torch.Tensor, threshold_F: torch.Tensor) -> torc
     return pre_NF.relu() * (pre_NF > threshold_F).to(pre_NF.dtype)
 
 
+RANDOM_SEED_BLOCK = 4096
+"""Latents of :meth:`SAE.create_random` drawn from one seed (the unit of block-wise generation)."""
+
+
+def _block_seed(seed: int, block: int) -> int:
+    digest = hashlib.sha256(f"pseval-random-sae:{seed}:{block}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def random_encoder_block(cfg: SAEConfig, seed: int, block: int) -> torch.Tensor:
+    """Columns ``[block * RANDOM_SEED_BLOCK, ...)`` of a random SAE's ``W_enc`` (float32, Kaiming-uniform)."""
+    start = block * RANDOM_SEED_BLOCK
+    width = min(RANDOM_SEED_BLOCK, cfg.d_sae - start)
+    gen = torch.Generator().manual_seed(_block_seed(seed, block))
+    bound = math.sqrt(6.0 / cfg.d_in)
+    return (torch.rand(cfg.d_in, width, generator=gen) * 2 - 1) * bound
+
+
+def unit_rows(W_FD: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit norm (zero rows stay zero)."""
+    return W_FD / W_FD.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def random_extras(cfg: SAEConfig, seed: int) -> dict[str, torch.Tensor]:
+    """The random ``b_dec`` and per-latent parameters of ``SAE.create_random(..., random_biases=True)``."""
+    gen = torch.Generator().manual_seed(_block_seed(seed, -1))
+    params = {"b_dec": torch.randn(cfg.d_in, generator=gen, dtype=torch.float64) * 0.1}
+    for name in cfg.extra_parameters:
+        if name == "threshold" and cfg.architecture == "batchtopk":
+            # BatchTopK learns one global threshold, saved per latent
+            value = torch.full((cfg.d_sae,), 0.1 + 0.4 * torch.rand(1, generator=gen).item())
+        elif name == "threshold":
+            value = torch.rand(cfg.d_sae, generator=gen, dtype=torch.float64) * 0.5
+        else:
+            value = torch.randn(cfg.d_sae, generator=gen, dtype=torch.float64) * 0.1
+        params[name] = value
+    return params
+
+
 @dataclass
 class _NormState:
     """Per-input statistics of the input normalisation, needed to undo it in decode."""
@@ -118,27 +157,21 @@ class SAE(nn.Module):
     ) -> SAE:
         """A randomly initialised SAE (the random-SAE control, and test fixtures).
 
-        ``W_enc`` is Kaiming-uniform (fan-in ``d_in``), ``W_dec = W_enc.T`` with unit-norm rows. Biases are
+        ``W_enc`` is Kaiming-uniform (fan-in ``d_in``), drawn in blocks of :data:`RANDOM_SEED_BLOCK` latents,
+        each from its own seed (:func:`random_encoder_block`), so that any block can be drawn alone;
+        ``W_dec = W_enc.T`` with unit-norm rows. Biases are
         zero unless ``random_biases``, which also draws small positive thresholds (one shared value for
         batchtopk, as its training learns) and small ``r_mag`` so that every code path is exercised.
         """
         sae = cls(cfg, device=device)
-        gen = torch.Generator().manual_seed(seed)
-        bound = math.sqrt(6.0 / cfg.d_in)
-        W_enc_DF = (torch.rand(cfg.d_in, cfg.d_sae, generator=gen, dtype=torch.float64) * 2 - 1) * bound
-        W_dec_FD = W_enc_DF.T / W_enc_DF.T.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        params: dict[str, torch.Tensor] = {"W_enc": W_enc_DF, "W_dec": W_dec_FD}
-        if random_biases:
-            params["b_dec"] = torch.randn(cfg.d_in, generator=gen, dtype=torch.float64) * 0.1
-            for name in cfg.extra_parameters:
-                if name == "threshold" and cfg.architecture == "batchtopk":
-                    # BatchTopK learns one global threshold, saved per latent
-                    value = torch.full((cfg.d_sae,), 0.1 + 0.4 * torch.rand(1, generator=gen).item())
-                elif name == "threshold":
-                    value = torch.rand(cfg.d_sae, generator=gen, dtype=torch.float64) * 0.5
-                else:
-                    value = torch.randn(cfg.d_sae, generator=gen, dtype=torch.float64) * 0.1
-                params[name] = value
+        params: dict[str, torch.Tensor] = random_extras(cfg, seed) if random_biases else {}
+        with torch.no_grad():
+            # One seed per block of RANDOM_SEED_BLOCK latents, so the control can be drawn block by block.
+            for j in range(math.ceil(cfg.d_sae / RANDOM_SEED_BLOCK)):
+                W_enc_DB = random_encoder_block(cfg, seed, j)
+                start = j * RANDOM_SEED_BLOCK
+                sae.W_enc[:, start : start + W_enc_DB.shape[1]].copy_(W_enc_DB)
+                sae.W_dec[start : start + W_enc_DB.shape[1]].copy_(unit_rows(W_enc_DB.T))
         with torch.no_grad():
             for name, value in params.items():
                 getattr(sae, name).copy_(value)

@@ -31,14 +31,16 @@ class GridConfig(BaseModel):
         min_length=1,
         description="Hook kinds: resid_pre, resid_post, attn_out, mlp_out.",
     )
-    architectures: list[Literal["standard", "topk", "batchtopk", "jumprelu", "gated"]] = Field(
-        default=["topk"], min_length=1, description="SAE architectures."
-    )
+    architectures: list[
+        Literal["standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu", "gated"]
+    ] = Field(default=["topk"], min_length=1, description="SAE architectures.")
     expansion_factors: list[int] = Field(
         default=[8], min_length=1, description="Latents per input dimension."
     )
     k: list[int] = Field(
-        default=[32], min_length=1, description="k for topk/batchtopk (ignored by the others)."
+        default=[32],
+        min_length=1,
+        description="k for topk/batchtopk/matryoshka_batchtopk (ignored by the others).",
     )
     l1_coefficients: list[float] = Field(
         default=[5.0], min_length=1, description="L1 coefficient for standard/gated (ignored by the others)."
@@ -113,7 +115,7 @@ def _grid_runs(g: GridConfig) -> list[SweepRun]:
     for layer, kind, arch, expansion in itertools.product(
         g.layers, g.hook_kinds, g.architectures, g.expansion_factors
     ):
-        if arch in ("topk", "batchtopk"):
+        if arch in ("topk", "batchtopk", "matryoshka_batchtopk"):
             variants: list[dict[str, Any]] = [{"k": k} for k in g.k]
         elif arch in ("standard", "gated"):
             variants = [{"l1_coefficient": c} for c in g.l1_coefficients]
@@ -196,11 +198,12 @@ def preset(name: str, budget: Budget = "small") -> SweepConfig:
             "expansion_factors": [4, 8, 16, 32] if budget == "tiny" else [4, 8, 16, 32, 64],
             "k": [32],
         },
-        # Paper Fig. 4: activation functions (ReLU vs TopK vs JumpReLU) at comparable L0.
+        # Paper Fig. 4: activation functions (ReLU vs TopK vs JumpReLU) at comparable L0, plus Matryoshka
+        # BatchTopK (default nested widths d_sae/16, d_sae/4, d_sae) at BatchTopK's k.
         "paper-activation": {
             "layers": [middle],
             "hook_kinds": ["resid_post", "attn_out"],
-            "architectures": ["standard", "topk", "batchtopk", "jumprelu"],
+            "architectures": ["standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu"],
             "expansion_factors": [8],
             "k": [32],
             "l1_coefficients": [5.0],

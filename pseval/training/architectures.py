@@ -105,8 +105,8 @@ class TrainingSAE(nn.Module):
 
     @torch.no_grad()
     def after_optimizer_step(self, out: StepOutput) -> None:
-        """Renormalise unit-norm decoders (Adam's update is not exactly tangent)."""
-        if self.unit_norm_decoder:
+        """Renormalise unit-norm decoders (Adam's update is not exactly tangent); a frozen one stays as is."""
+        if self.unit_norm_decoder and self.W_dec.requires_grad:
             self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     def sparsity_coefficient(self) -> float:
@@ -115,9 +115,10 @@ class TrainingSAE(nn.Module):
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Adam parameter groups: thresholds may get a larger learning rate."""
-        normal = [p for n, p in self.named_parameters() if n not in self.threshold_parameters]
+        trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        normal = [p for n, p in trainable if n not in self.threshold_parameters]
         groups: list[dict[str, Any]] = [{"params": normal, "lr": lr, "lr_scale": 1.0}]
-        special = [p for n, p in self.named_parameters() if n in self.threshold_parameters]
+        special = [p for n, p in trainable if n in self.threshold_parameters]
         if special:
             scale = self.config.jumprelu_threshold_lr_scale
             groups.append({"params": special, "lr": lr * scale, "lr_scale": scale})
@@ -131,6 +132,24 @@ class TrainingSAE(nn.Module):
     def inference_config_fields(self) -> dict[str, Any]:
         """Architecture-specific fields of the exported SAE config (e.g. ``k``)."""
         return {}
+
+    def inference_metadata(self) -> dict[str, Any]:
+        """Entries for the exported SAE's metadata beyond the trainer's own (e.g. Matryoshka widths)."""
+        return {}
+
+    # --- frozen parts (trained controls) ------------------------------------------------------------
+    def frozen_parameters(self) -> tuple[str, ...]:
+        """Parameters kept at their random initialisation under ``config.freeze``."""
+        if self.config.freeze == "decoder":
+            return ("W_dec",)
+        if self.config.freeze == "encoder":
+            return tuple(n for n in ("W_enc", "b_enc", "b_gate", "b_mag", "r_mag") if hasattr(self, n))
+        return ()
+
+    def apply_freeze(self) -> None:
+        """Stop gradients to the frozen parameters (they then never leave their initial values)."""
+        for name in self.frozen_parameters():
+            getattr(self, name).requires_grad_(False)
 
     def _raw_inference_state(self) -> dict[str, Tensor]:
         return {
@@ -361,9 +380,12 @@ class BatchTopKTrainingSAE(TopKTrainingSAE):
     def inference_config_fields(self) -> dict[str, Any]:
         return {"k": float(self.k)}
 
-    def training_step(self, x_ND: Tensor, coefficient: float, dead_F: Tensor | None) -> StepOutput:
-        n = x_ND.shape[0]
-        pre_NF = self.pre_acts(x_ND)
+    def _batch_select(self, pre_NF: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The ``k * batch`` largest ReLU activations of the batch: (rows, columns, values), by row.
+
+        Also records the smallest positive selected value for the threshold update.
+        """
+        n = pre_NF.shape[0]
         acts_NF = F.relu(pre_NF)
         vals_M, flat_M = acts_NF.reshape(-1).topk(min(self.k * n, acts_NF.numel()), sorted=False)
         # Group the selected entries by input (sorting flat indices sorts by row) for embedding_bag.
@@ -373,16 +395,15 @@ class BatchTopKTrainingSAE(TopKTrainingSAE):
         vals_M = vals_M[order_M].to(self.W_dec.dtype)
         rows_M = torch.div(flat_M, self.d_sae, rounding_mode="floor")
         cols_M = flat_M - rows_M * self.d_sae
-        offsets_N = torch.searchsorted(rows_M, torch.arange(n, device=x_ND.device))
-        recon_ND = F.embedding_bag(
-            cols_M, self.W_dec.detach(), offsets_N, per_sample_weights=vals_M, mode="sum"
-        )
-        recon_ND = (
-            recon_ND + _DecoderGradient.apply(rows_M, cols_M, vals_M.detach(), self.W_dec, n) + self.b_dec
-        )
-        active_M = (vals_M > 0).detach()
-        self._last_min_positive = torch.where(active_M, vals_M.detach(), float("inf")).min()
-        return self._step_output(x_ND, pre_NF, recon_ND, dead_F, cols_M, active_M)
+        self._last_min_positive = torch.where(vals_M > 0, vals_M.detach(), float("inf")).min()
+        return rows_M, cols_M, vals_M
+
+    def training_step(self, x_ND: Tensor, coefficient: float, dead_F: Tensor | None) -> StepOutput:
+        n = x_ND.shape[0]
+        pre_NF = self.pre_acts(x_ND)
+        rows_M, cols_M, vals_M = self._batch_select(pre_NF)
+        recon_ND = _bagged_decode(rows_M, cols_M, vals_M, self.W_dec, n) + self.b_dec
+        return self._step_output(x_ND, pre_NF, recon_ND, dead_F, cols_M, (vals_M > 0).detach())
 
     @torch.no_grad()
     def after_optimizer_step(self, out: StepOutput) -> None:
@@ -399,6 +420,78 @@ class BatchTopKTrainingSAE(TopKTrainingSAE):
         state = super()._raw_inference_state()
         state["threshold"] = self.threshold.expand(self.d_sae).to(self.W_enc.device)
         return state
+
+
+def _bagged_decode(bags_M: Tensor, cols_M: Tensor, vals_M: Tensor, W_dec_FD: Tensor, n_bags: int) -> Tensor:
+    """``out[b] = sum of vals * W_dec[cols]`` over the entries of bag ``b``; ``bags_M`` sorted ascending.
+
+    The same forward/backward split as :func:`_sparse_decode`, for a variable number of entries per bag.
+    """
+    offsets_B = torch.searchsorted(bags_M, torch.arange(n_bags, device=bags_M.device))
+    out_BD = F.embedding_bag(cols_M, W_dec_FD.detach(), offsets_B, per_sample_weights=vals_M, mode="sum")
+    if W_dec_FD.requires_grad and torch.is_grad_enabled():
+        out_BD = out_BD + _DecoderGradient.apply(bags_M, cols_M, vals_M.detach(), W_dec_FD, n_bags)
+    return out_BD
+
+
+class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE):
+    """Matryoshka BatchTopK SAE (Bussmann et al. 2025; SAELens ``matryoshka_batchtopk``).
+
+    The latents are selected as in BatchTopK over the whole dictionary; then every nested prefix of the
+    dictionary (latents ``0..w`` for each width ``w`` of ``matryoshka_widths``, the last being ``d_sae``)
+    reconstructs the input on its own, from ``b_dec`` plus its selected latents, and the loss is the sum
+    of the prefixes' squared errors (plus AuxK on the full reconstruction's residual, SAELens' default).
+    Early latents must therefore reconstruct well without the later ones, which discourages absorption.
+    Inference is that of BatchTopK: exported as a BatchTopK SAE (written as JumpReLU with a global
+    threshold, the Matryoshka provenance and widths in the metadata, as SAELens does).
+    """
+
+    architecture = "matryoshka_batchtopk"
+
+    def __init__(self, d_in: int, d_sae: int, config: TrainConfig, generator: torch.Generator) -> None:
+        super().__init__(d_in, d_sae, config, generator)
+        self.widths = config.resolve_matryoshka_widths(d_sae)
+        self.register_buffer(
+            "inner_bounds", torch.tensor(self.widths[:-1], dtype=torch.long), persistent=False
+        )
+
+    inner_bounds: Tensor
+
+    def inference_architecture(self) -> str:
+        return "batchtopk"
+
+    def inference_metadata(self) -> dict[str, Any]:
+        return {
+            "training_architecture": self.architecture,
+            "training_architecture_details": {
+                "k": float(self.k),
+                "matryoshka_widths": list(self.widths),
+                "use_matryoshka_aux_loss": False,
+                "topk_threshold_lr": self.config.batchtopk_threshold_lr,
+                "aux_loss_coefficient": self.config.aux_k_coefficient,
+                "rescale_acts_by_decoder_norm": False,
+            },
+        }
+
+    def training_step(self, x_ND: Tensor, coefficient: float, dead_F: Tensor | None) -> StepOutput:
+        n = x_ND.shape[0]
+        pre_NF = self.pre_acts(x_ND)
+        rows_M, cols_M, vals_M = self._batch_select(pre_NF)
+        # One bag per (group, input): group g holds latents [widths[g-1], widths[g]).
+        group_M = torch.bucketize(cols_M, self.inner_bounds, right=True)
+        n_groups = len(self.widths)
+        bags_M = group_M * n + rows_M
+        order_M = bags_M.double().argsort()  # stable grouping; see _batch_select on float64 keys
+        bags_M, cols_sorted_M, vals_sorted_M = bags_M[order_M], cols_M[order_M], vals_M[order_M]
+        parts_GND = _bagged_decode(bags_M, cols_sorted_M, vals_sorted_M, self.W_dec, n_groups * n).reshape(
+            n_groups, n, self.d_in
+        )
+        prefixes_GND = parts_GND.cumsum(dim=0) + self.b_dec
+        recon_ND = prefixes_GND[-1]
+        out = self._step_output(x_ND, pre_NF, recon_ND, dead_F, cols_M, (vals_M > 0).detach())
+        inner = sum((_mse(prefixes_GND[g], x_ND) for g in range(n_groups - 1)), x_ND.new_zeros(()))
+        out.loss = out.loss + inner
+        return out
 
 
 def _rectangle(x: Tensor) -> Tensor:
@@ -546,6 +639,7 @@ TRAINING_SAES: dict[str, type[TrainingSAE]] = {
         StandardTrainingSAE,
         TopKTrainingSAE,
         BatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAE,
         JumpReLUTrainingSAE,
         GatedTrainingSAE,
     )
@@ -553,5 +647,7 @@ TRAINING_SAES: dict[str, type[TrainingSAE]] = {
 
 
 def build_training_sae(config: TrainConfig, d_in: int, d_sae: int, generator: torch.Generator) -> TrainingSAE:
-    """The trainable module for ``config.architecture``."""
-    return TRAINING_SAES[config.architecture](d_in, d_sae, config, generator)
+    """The trainable module for ``config.architecture``, its ``config.freeze`` part frozen."""
+    module = TRAINING_SAES[config.architecture](d_in, d_sae, config, generator)
+    module.apply_freeze()
+    return module

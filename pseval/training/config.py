@@ -8,23 +8,42 @@ pydantic traceback.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pseval.errors import ConfigError
 
-Architecture = Literal["standard", "topk", "batchtopk", "jumprelu", "gated"]
-ARCHITECTURES: tuple[str, ...] = ("standard", "topk", "batchtopk", "jumprelu", "gated")
+Architecture = Literal["standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu", "gated"]
+ARCHITECTURES: tuple[str, ...] = (
+    "standard",
+    "topk",
+    "batchtopk",
+    "matryoshka_batchtopk",
+    "jumprelu",
+    "gated",
+)
+#: Architectures whose sparsity is set by ``k`` (the others by a penalty coefficient).
+K_ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "matryoshka_batchtopk")
+#: What ``freeze`` may keep at its random initialisation (the trained-control baselines).
+FREEZE_OPTIONS: tuple[str, ...] = ("none", "decoder", "encoder")
 
 #: Fields that only matter to some architectures; the rest are left out of the saved metadata.
 ARCHITECTURE_FIELDS: dict[str, tuple[str, ...]] = {
     "standard": ("l1_coefficient", "l1_warmup_steps", "decoder_init_norm"),
     "topk": ("k", "aux_k", "aux_k_coefficient"),
     "batchtopk": ("k", "aux_k", "aux_k_coefficient", "batchtopk_threshold_lr"),
+    "matryoshka_batchtopk": (
+        "k",
+        "aux_k",
+        "aux_k_coefficient",
+        "batchtopk_threshold_lr",
+        "matryoshka_widths",
+    ),
     "jumprelu": (
         "l0_coefficient",
         "l1_warmup_steps",
@@ -93,7 +112,8 @@ class TrainConfig(BaseModel):
     # --- architecture -------------------------------------------------------------------------------
     architecture: Architecture = Field(
         default="topk",
-        description="SAE architecture: standard (ReLU + L1), topk, batchtopk, jumprelu or gated.",
+        description="SAE architecture: standard (ReLU + L1), topk, batchtopk, matryoshka_batchtopk "
+        "(BatchTopK whose nested prefixes each reconstruct, Bussmann et al. 2025), jumprelu or gated.",
     )
     d_sae: int | None = Field(
         default=None, gt=0, description="Number of latents. Give this or expansion_factor, not both."
@@ -106,7 +126,8 @@ class TrainConfig(BaseModel):
     k: int = Field(
         default=32,
         gt=0,
-        description="topk: active latents per token; batchtopk: average active latents per token. At most d_sae.",
+        description="topk: active latents per token; batchtopk/matryoshka_batchtopk: average active latents "
+        "per token. At most d_sae.",
     )
     l1_coefficient: float = Field(
         default=5.0,
@@ -149,6 +170,20 @@ class TrainConfig(BaseModel):
         gt=0,
         le=1,
         description="batchtopk: rate of the running average of the smallest selected activation (the inference threshold).",
+    )
+    matryoshka_widths: list[int] | None = Field(
+        default=None,
+        description="matryoshka_batchtopk: widths of the nested dictionary prefixes, increasing, e.g. "
+        "'128,512,2048' (as SAELens' matryoshka_widths: prefix sizes, not group sizes); the full width d_sae "
+        "is added as the last prefix when missing. The loss sums the reconstruction error of every prefix. "
+        "Unset = d_sae/16, d_sae/4, d_sae.",
+    )
+    freeze: Literal["none", "decoder", "encoder"] = Field(
+        default="none",
+        description="Keep part of the SAE at its random initialisation (Korznikov et al.'s controls): "
+        "'decoder' trains only the encoder (W_enc, b_enc, thresholds) and b_dec under a frozen random W_dec; "
+        "'encoder' trains only W_dec, b_dec and the thresholds (JumpReLU, BatchTopK) under a frozen random "
+        "encoder (W_enc, b_enc; gated: also b_gate, b_mag, r_mag).",
     )
     decoder_init_norm: float = Field(
         default=0.1,
@@ -230,6 +265,18 @@ class TrainConfig(BaseModel):
         except ValidationError as exc:
             raise ConfigError(_describe_validation_error(exc), "see `pseval train --help`") from None
 
+    @field_validator("matryoshka_widths", mode="before")
+    @classmethod
+    def _parse_widths(cls, value: Any) -> Any:
+        # The command line passes one string: "128,512,2048".
+        if isinstance(value, str):
+            parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
+            try:
+                return [int(p) for p in parts]
+            except ValueError:
+                raise ValueError("must be comma-separated integers, e.g. 128,512,2048") from None
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.d_sae is not None and self.expansion_factor is not None:
@@ -249,11 +296,37 @@ class TrainConfig(BaseModel):
         return self
 
     def _check_width(self, d_sae: int) -> None:
-        if self.architecture in ("topk", "batchtopk") and self.k > d_sae:
+        if self.architecture in K_ARCHITECTURES and self.k > d_sae:
             raise ConfigError(
                 f"k ({self.k}) is larger than the SAE width ({d_sae})",
                 "lower k or raise d_sae/expansion_factor",
             )
+        if self.architecture == "matryoshka_batchtopk":
+            self.resolve_matryoshka_widths(d_sae)
+
+    def resolve_matryoshka_widths(self, d_sae: int) -> list[int]:
+        """The nested prefix widths for an SAE of ``d_sae`` latents, ending at ``d_sae``.
+
+        Raises ConfigError unless they are positive, strictly increasing and at most ``d_sae``.
+        """
+        if self.matryoshka_widths is None:
+            widths = sorted({w for w in (d_sae // 16, d_sae // 4) if 0 < w < d_sae})
+        else:
+            widths = list(self.matryoshka_widths)
+        if widths and widths[-1] == d_sae:
+            widths = widths[:-1]
+        shown = ",".join(str(w) for w in [*widths, d_sae])
+        if any(w <= 0 for w in widths) or any(b <= a for a, b in itertools.pairwise(widths)):
+            raise ConfigError(
+                f"matryoshka widths {shown} are not positive and strictly increasing",
+                "pass e.g. --matryoshka-widths 128,512,2048",
+            )
+        if widths and widths[-1] > d_sae:
+            raise ConfigError(
+                f"matryoshka widths {shown} exceed the SAE width d_sae={d_sae}",
+                "give prefix widths below d_sae in --matryoshka-widths",
+            )
+        return [*widths, d_sae]
 
     # --- derived values -----------------------------------------------------------------------------
     def resolve_d_sae(self, d_in: int) -> int:

@@ -460,6 +460,7 @@ def export_sae(
         "decoder_norms_folded": True,
         "train_config": config.fingerprint_dict(),
         "train_config_hash": config_hash(config),
+        **module.inference_metadata(),
     }
     if final is not None:
         metadata.update(

@@ -244,3 +244,11 @@ def test_compare_warns_when_both_files_are_one_result(fake_file: Path) -> None:
     assert "hold the same result" in result.stderr
     assert "identical outcome" in result.stdout
     assert "more accurate" not in result.output
+
+
+def test_dataset_counts_per_split(long_env: dict[str, Path]) -> None:
+    result = runner.invoke(
+        app, ["dataset", "--model", str(long_env["model"]), "--dataset", str(long_env["data"])]
+    )
+    assert result.exit_code == 0, result.output
+    assert "test" in result.output and "balanced: True (seed 0)" in result.output

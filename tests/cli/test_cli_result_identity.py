@@ -50,3 +50,23 @@ def test_same_name_saes_and_refused_replacement(
     assert "Traceback" not in refused.stderr and len(lines) <= 2
     assert "template" in refused.stderr and "--force-rerun" in refused.stderr
     assert (out / "ps_eval" / "sae_eval_results.json").read_bytes() == before
+
+
+def test_eval_device_and_dtype_options(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from pseval.cli import app
+
+    sae = write_sae(tmp_path / "sae", seed=1)
+    args = ["eval", "--model", str(tiny_model_dir), "--dataset", str(tiny_dataset_file), "--sae", str(sae)]
+    args += ["--out", str(tmp_path / "out"), "--bootstrap", "0", "--interpret-tokens", "0"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--device", "auto", "--dtype", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "out" / "ps_eval" / "sae_eval_results.json").read_text())
+    assert stored["eval_config"]["dtype"] == "bfloat16"
+    assert stored["eval_result_metrics"]["ps_eval"]["accuracy"] is not None
+    bad = runner.invoke(app, [*args, "--dtype", "float8"])
+    assert bad.exit_code == 2

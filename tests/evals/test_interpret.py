@@ -197,7 +197,9 @@ def test_top_contexts_are_the_true_top_n(
     )
     assert small.n_forward_passes == 0
     values, top_rows = feats_NF[:120, 3].topk(2)
-    assert [c.activation for c in small.top_contexts["3"]] == pytest.approx(values.tolist(), abs=1e-5)
+    firing = values[values > 0]  # a context where the latent is silent is never a top context
+    assert firing.numel() >= 1
+    assert [c.activation for c in small.top_contexts["3"]] == pytest.approx(firing.tolist(), abs=1e-5)
 
 
 def test_the_trainer_cache_is_reused_and_a_missing_one_harvested_once(

@@ -103,3 +103,15 @@ def test_csv_json_markdown_carry_raw_numbers() -> None:
     assert "| `first-sae` |" in md and "**Baselines**" in md
     # The plain formats print unwrapped, whatever the width.
     assert _render(results, 40, "csv").splitlines()[0].startswith("sae,hook,architecture")
+
+
+def test_metrics_fall_back_to_one_line_per_metric_when_narrow() -> None:
+    from pseval.report.tables import metrics_renderable
+
+    rows = {"L12-resid_post-topk-x8-a-long-name": {"mse": 1.5, "fvu": 0.25, "l0": 32.0}}
+    for width in (80, 250):
+        console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+        console.print(metrics_renderable(rows, console, "Standard metrics"))
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "L12-resid_post-topk-x8-a-long-name" in text and "0.2500" in text and "…" not in text

@@ -285,7 +285,9 @@ def saelens_cfg_dict(sae: SAE) -> dict[str, Any]:
     if cfg.architecture == "batchtopk":
         details = dict(metadata.get("training_architecture_details") or {})
         details["k"] = getattr(cfg, "k", None)
-        metadata["training_architecture"] = "batchtopk"
+        # A Matryoshka BatchTopK SAE keeps its training architecture (SAELens writes both as JumpReLU).
+        if metadata.get("training_architecture") not in _BATCHTOPK_TRAINING:
+            metadata["training_architecture"] = "batchtopk"
         metadata["training_architecture_details"] = details
     out["metadata"] = metadata
     return out

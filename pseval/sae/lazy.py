@@ -1,0 +1,483 @@
+"""An SAE's latents one block at a time: codes of every input for latents ``[start, end)``, never all at once.
+
+Three sources of per-latent parameters share one encoder:
+
+* :class:`InMemoryBlocks` slices an :class:`~pseval.sae.model.SAE`;
+* :class:`SafetensorsBlocks` reads column blocks of ``W_enc`` (and rows of ``W_dec``) straight from a
+  ``.safetensors`` file with ``os.preadv`` at the header's offsets, so the weights never sit in memory as a
+  whole (no memory map whose pages would stay resident);
+* :class:`RandomBlocks` draws the random-SAE control block by block from its seed, equal to
+  :meth:`SAE.create_random <pseval.sae.model.SAE.create_random>`.
+
+:func:`feature_blocks` mirrors :meth:`SAE.encode` operation by operation (input cast, normalisation,
+``b_dec`` subtraction, the architecture's activation, decoder-norm rescaling and folding), so block ``j`` of
+its output equals columns ``[start, end)`` of ``SAE.encode``. JumpReLU, BatchTopK (inference), standard and
+gated SAEs are per latent; a TopK SAE first keeps a streaming top-k of the pre-activations across blocks
+(ties broken toward the lower latent index) and then yields its sparse codes block by block.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from pseval.errors import SAEError
+from pseval.sae.config import SAEConfig, TopKSAEConfig
+from pseval.sae.model import RANDOM_SEED_BLOCK, SAE, random_encoder_block, random_extras, unit_rows
+
+if TYPE_CHECKING:
+    from pseval.sae.source import SAESource, TensorRef
+
+BLOCK_ELEMENTS = 1 << 24
+"""Entries of one (rows × latents) block of codes: bounds every dense code matrix in memory (64 MiB fp32)."""
+
+ROW_CHUNK = 1024
+"""Rows encoded at once inside a block (the same row chunks as a whole-SAE encode)."""
+
+PER_LATENT = ("b_enc", "threshold", "b_gate", "b_mag", "r_mag")
+
+
+def block_latents(n_rows: int, d_sae: int, budget: int = BLOCK_ELEMENTS) -> int:
+    """Latents per block for ``n_rows`` inputs: a multiple of the random control's seed block when possible."""
+    width = max(1, budget // max(1, n_rows))
+    if width >= RANDOM_SEED_BLOCK:
+        width = width // RANDOM_SEED_BLOCK * RANDOM_SEED_BLOCK
+    return min(d_sae, width)
+
+
+MIN_LAST_BLOCK = 64
+"""A narrower last block joins the one before it (BLAS may sum a very narrow product in another order)."""
+
+
+def block_bounds(d_sae: int, width: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each block of ``width`` latents; a last block under :data:`MIN_LAST_BLOCK` is merged."""
+    bounds = [(start, min(d_sae, start + width)) for start in range(0, d_sae, width)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < MIN_LAST_BLOCK:
+        bounds[-2:] = [(bounds[-2][0], d_sae)]
+    return bounds
+
+
+class LatentBlocks(Protocol):
+    """Per-latent parameters of an SAE, readable one block of latents at a time."""
+
+    cfg: SAEConfig
+
+    def b_dec(self) -> torch.Tensor:
+        """``b_dec [d_in]`` in the compute dtype."""
+        ...
+
+    def block(self, start: int, end: int, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``W_enc [d_in, B]``, ``W_dec [B, d_in]`` and the per-latent vectors ``[B]`` asked for."""
+        ...
+
+    def latent_rows(self, name: str, latents: Sequence[int]) -> torch.Tensor:
+        """``W_dec`` rows or ``W_enc`` columns (as rows, ``[L, d_in]``) of the given latents."""
+        ...
+
+
+class InMemoryBlocks:
+    """Blocks of an SAE already in memory (views, no copy)."""
+
+    def __init__(self, sae: SAE) -> None:
+        self.sae = sae
+        self.cfg = sae.cfg
+
+    def b_dec(self) -> torch.Tensor:
+        return self.sae.b_dec.detach()
+
+    def block(self, start: int, end: int, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name in names:
+            tensor = getattr(self.sae, name).detach()
+            out[name] = tensor[:, start:end] if name == "W_enc" else tensor[start:end]
+        return out
+
+    def latent_rows(self, name: str, latents: Sequence[int]) -> torch.Tensor:
+        index = torch.as_tensor(list(latents), dtype=torch.long, device=self.sae.device)
+        tensor = getattr(self.sae, name).detach()
+        return tensor.index_select(1, index).T if name == "W_enc" else tensor.index_select(0, index)
+
+
+class RandomBlocks:
+    """The random-SAE control of ``cfg`` drawn block by block; equals ``SAE.create_random(cfg, seed)``."""
+
+    def __init__(self, cfg: SAEConfig, seed: int = 0, random_biases: bool = False) -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self._dtype = cfg.torch_dtype()
+        self._extras = random_extras(cfg, seed) if random_biases else {}
+        self._cached: tuple[int, dict[str, torch.Tensor]] | None = None
+
+    def b_dec(self) -> torch.Tensor:
+        value = self._extras.get("b_dec")
+        return torch.zeros(self.cfg.d_in, dtype=self._dtype) if value is None else value.to(self._dtype)
+
+    def _seed_block(self, j: int) -> dict[str, torch.Tensor]:
+        if self._cached is None or self._cached[0] != j:
+            W_enc_DB = random_encoder_block(self.cfg, self.seed, j)
+            # As create_random: cast each seed block once, decoder rows from the whole seed block.
+            self._cached = (
+                j,
+                {"W_enc": W_enc_DB.to(self._dtype), "W_dec": unit_rows(W_enc_DB.T).to(self._dtype)},
+            )
+        return self._cached[1]
+
+    def _matrix(self, name: str, start: int, end: int) -> torch.Tensor:
+        parts = []
+        for j in range(start // RANDOM_SEED_BLOCK, (end - 1) // RANDOM_SEED_BLOCK + 1):
+            base = j * RANDOM_SEED_BLOCK
+            full = self._seed_block(j)[name]
+            width = full.shape[1] if name == "W_enc" else full.shape[0]
+            lo, hi = max(start, base) - base, min(end, base + width) - base
+            parts.append(full[:, lo:hi] if name == "W_enc" else full[lo:hi])
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat(parts, dim=1 if name == "W_enc" else 0)
+
+    def block(self, start: int, end: int, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name in names:
+            if name in ("W_enc", "W_dec"):
+                out[name] = self._matrix(name, start, end)
+            elif name in self._extras:
+                out[name] = self._extras[name][start:end].to(self._dtype)
+            else:
+                out[name] = torch.zeros(end - start, dtype=self._dtype)
+        return out
+
+    def latent_rows(self, name: str, latents: Sequence[int]) -> torch.Tensor:
+        rows = [self.block(i, i + 1, [name])[name] for i in latents]
+        if not rows:
+            return torch.zeros(0, self.cfg.d_in, dtype=self._dtype)
+        return torch.cat([r.T if name == "W_enc" else r for r in rows])
+
+
+class SafetensorsBlocks:
+    """Blocks read from the ``.safetensors`` files of an :class:`~pseval.sae.source.SAESource` with ``preadv``.
+
+    Only the bytes of the requested block are read (``d_in`` strided reads for a column block of a row-major
+    ``W_enc``, one read for a row block); each block is checked for NaN/Inf as it is read.
+    """
+
+    def __init__(self, source: SAESource, dtype: str | None = None) -> None:
+        from pseval.sae.formats._common import safetensors_header
+
+        if source.tensors is None:
+            raise SAEError(f"{source.spec} cannot be read lazily", "load it instead")
+        self.spec = source.spec
+        self.cfg = source.cfg.model_copy(deep=True)
+        if dtype is not None:
+            self.cfg.dtype = dtype  # type: ignore[assignment]
+        self._dtype = self.cfg.torch_dtype()
+        self._refs = dict(source.tensors)
+        self._headers: dict[Path, tuple[dict[str, object], int]] = {}
+        for ref in self._refs.values():
+            if ref.path not in self._headers:
+                self._headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
+        self._vectors: dict[str, torch.Tensor] = {}
+        for name in ("b_dec", *PER_LATENT):
+            if name in self._refs:
+                self._vectors[name] = self._read_vector(name)
+
+    # ------------------------------------------------------------------ raw reads
+
+    def _entry(self, name: str) -> tuple[TensorRef, object, int]:
+        ref = self._refs[name]
+        entries, data_start = self._headers[ref.path]
+        if ref.key not in entries:
+            raise SAEError(f"{ref.path} has no tensor {ref.key}", "re-download or re-save the SAE")
+        return ref, entries[ref.key], data_start
+
+    def _read(self, path: Path, pieces: list[tuple[int, int]], dtype: torch.dtype) -> torch.Tensor:
+        """The byte ranges ``(offset, nbytes)`` of ``path`` one after the other, as a flat tensor."""
+        total = sum(n for _, n in pieces)
+        buf = torch.empty(total, dtype=torch.uint8)
+        view = buf.numpy().data
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            at = 0
+            for offset, n in pieces:
+                done = 0
+                while done < n:
+                    got = os.preadv(fd, [view[at + done : at + n]], offset + done)
+                    if got <= 0:
+                        raise SAEError(f"{path} is truncated", "re-download or re-save the SAE")
+                    done += got
+                at += n
+        except OSError as exc:
+            raise SAEError(f"cannot read {path} ({exc.strerror})", "check the file") from None
+        finally:
+            os.close(fd)
+        return buf.view(dtype)
+
+    def _checked(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.to(self._dtype)
+        if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+            raise SAEError(
+                f"{self.spec}: tensor {name} contains NaN or Inf values", "re-download or re-train the SAE"
+            )
+        return out
+
+    def _read_vector(self, name: str) -> torch.Tensor:
+        ref, entry, data_start = self._entry(name)
+        begin, end, dtype = entry.begin, entry.end, entry.dtype  # type: ignore[attr-defined]
+        flat = self._read(ref.path, [(data_start + begin, end - begin)], dtype).reshape(-1)
+        if name == "threshold" and flat.numel() == 1 and self.cfg.d_sae != 1:
+            flat = flat.expand(self.cfg.d_sae)
+        return self._checked(name, flat)
+
+    def _matrix(self, name: str, latent_axis_rows: bool, start: int, end: int) -> torch.Tensor:
+        """Latents ``[start, end)`` of a 2-d tensor, in pseval's orientation."""
+        ref, entry, data_start = self._entry(name)
+        shape, dtype = entry.shape, entry.dtype  # type: ignore[attr-defined]
+        if len(shape) != 2:
+            raise SAEError(f"{self.spec}: {name} has shape {list(shape)}", "check the SAE's weights")
+        itemsize = torch.empty(0, dtype=dtype).element_size()
+        base = data_start + entry.begin  # type: ignore[attr-defined]
+        n_rows, n_cols = shape
+        # Where the latents lie in the file: rows of W_dec [d_sae, d_in] unless stored transposed, etc.
+        file_rows = latent_axis_rows != ref.transposed
+        if file_rows:
+            flat = self._read(
+                ref.path, [(base + start * n_cols * itemsize, (end - start) * n_cols * itemsize)], dtype
+            )
+            block = flat.reshape(end - start, n_cols)
+        else:
+            pieces = [
+                (base + (r * n_cols + start) * itemsize, (end - start) * itemsize) for r in range(n_rows)
+            ]
+            block = self._read(ref.path, pieces, dtype).reshape(n_rows, end - start)
+        if ref.transposed:
+            block = block.T.contiguous()  # the layout a loaded SAE has, so BLAS sums in the same order
+        return self._checked(name, block)
+
+    # ------------------------------------------------------------------ LatentBlocks
+
+    def b_dec(self) -> torch.Tensor:
+        value = self._vectors.get("b_dec")
+        return torch.zeros(self.cfg.d_in, dtype=self._dtype) if value is None else value
+
+    def block(self, start: int, end: int, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name in names:
+            if name == "W_enc":
+                out[name] = self._matrix("W_enc", False, start, end)
+            elif name == "W_dec":
+                out[name] = self._matrix("W_dec", True, start, end)
+            else:
+                out[name] = self._vectors[name][start:end]
+        return out
+
+    def latent_rows(self, name: str, latents: Sequence[int]) -> torch.Tensor:
+        ids = sorted({int(i) for i in latents})
+        if not ids:
+            return torch.zeros(0, self.cfg.d_in, dtype=self._dtype)
+        ref = self._refs[name]
+        latent_axis_rows = name == "W_dec"
+        if latent_axis_rows != ref.transposed:
+            found = {i: self._matrix(name, latent_axis_rows, i, i + 1) for i in ids}
+        else:
+            # Strided in the file: scan the blocks holding chosen latents, keep their columns.
+            found = {}
+            width = max(1, BLOCK_ELEMENTS // self.cfg.d_in)
+            for start in range(0, self.cfg.d_sae, width):
+                inside = [i for i in ids if start <= i < start + width]
+                if not inside:
+                    continue
+                end = min(self.cfg.d_sae, start + width)
+                block = self._matrix(name, latent_axis_rows, start, end)
+                for i in inside:
+                    found[i] = (
+                        block[i - start : i - start + 1]
+                        if latent_axis_rows
+                        else block[:, i - start].reshape(1, -1)
+                    )
+        rows = [found[int(i)].reshape(1, -1) for i in latents]
+        return torch.cat(rows)
+
+
+# ------------------------------------------------------------------------------------------------------
+# encoding
+# ------------------------------------------------------------------------------------------------------
+
+
+def _sae_in(cfg: SAEConfig, b_dec_D: torch.Tensor, x_ND: torch.Tensor) -> torch.Tensor:
+    """``SAE._sae_in``: cast, normalise, subtract ``b_dec`` (same operations, same order)."""
+    if x_ND.shape[-1] != cfg.d_in:
+        hook = f" ({cfg.hook_name})" if cfg.hook_name else ""
+        raise SAEError(
+            f"activations have width {x_ND.shape[-1]} but the SAE expects d_in={cfg.d_in}",
+            f"feed the SAE activations from the hook it was trained on{hook}",
+        )
+    x_ND = x_ND.to(cfg.torch_dtype())
+    mode = cfg.normalize_activations
+    if mode == "constant_norm_rescale":
+        x_ND = x_ND * ((cfg.d_in**0.5) / x_ND.norm(dim=-1, keepdim=True))
+    elif mode == "layer_norm":
+        centred = x_ND - x_ND.mean(dim=-1, keepdim=True)
+        x_ND = centred / (centred.std(dim=-1, keepdim=True) + 1e-5)
+    if cfg.apply_b_dec_to_input:
+        x_ND = x_ND - b_dec_D
+    return x_ND
+
+
+def _needs(cfg: SAEConfig, fold: bool) -> tuple[list[str], bool]:
+    """Tensors an encode block needs, and whether decoder norms rescale the pre-activations."""
+    rescale = isinstance(cfg, TopKSAEConfig) and cfg.rescale_acts_by_decoder_norm
+    if fold and isinstance(cfg, TopKSAEConfig) and not rescale:
+        raise SAEError(
+            "folding decoder norms into a TopK SAE changes which latents it selects",
+            "pass strict=False to fold anyway",
+        )
+    names = ["W_enc", *cfg.extra_parameters]
+    if fold or rescale:
+        names.append("W_dec")
+    return names, rescale and not fold
+
+
+def _block_encode(
+    cfg: SAEConfig, params: dict[str, torch.Tensor], sae_in_ND: torch.Tensor, fold: bool, rescale: bool
+) -> torch.Tensor:
+    """Pre-activations (topk) or codes (other architectures) of one block, as ``SAE._encode`` computes them."""
+    if fold:
+        # SAE.fold_decoder_norms: W_enc columns and the per-latent biases/thresholds times the decoder norms.
+        norms_B = params["W_dec"].norm(dim=-1).clamp(min=1e-8)
+        folded = {"W_enc": params["W_enc"] * norms_B[None, :]}
+        for name in ("b_enc", "threshold", "b_gate", "b_mag"):
+            if name in params:
+                folded[name] = params[name] * norms_B
+        if "r_mag" in params:
+            folded["r_mag"] = params["r_mag"]
+        params = folded
+    arch = cfg.architecture
+    W_enc_DB = params["W_enc"]
+    if arch == "gated":
+        pre_NB = sae_in_ND @ (W_enc_DB * params["r_mag"].exp()) + params["b_mag"]
+        gate_NB = ((sae_in_ND @ W_enc_DB + params["b_gate"]) > 0).to(pre_NB.dtype)
+        return gate_NB * pre_NB.relu()
+    pre_NB = sae_in_ND @ W_enc_DB + params["b_enc"]
+    if rescale:
+        pre_NB = pre_NB * params["W_dec"].norm(dim=-1)
+    if arch == "standard":
+        return pre_NB.relu()
+    if arch in ("jumprelu", "batchtopk"):
+        return pre_NB.relu() * (pre_NB > params["threshold"]).to(pre_NB.dtype)
+    if arch == "topk":
+        return pre_NB
+    raise SAEError(f"unsupported SAE architecture {arch!r}")  # pragma: no cover
+
+
+def select_topk(values_NC: torch.Tensor, ids_NC: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k entries of each row that are largest, ties broken toward the lower id: ``(values, ids)``.
+
+    Candidates are sorted by id, then stably by value (descending), so the order is total and a merge of
+    per-block selections equals the selection over all latents at once.
+    """
+    k = min(k, values_NC.shape[-1])
+    by_id = ids_NC.argsort(dim=-1, stable=True)
+    values_NC = values_NC.gather(-1, by_id)
+    ids_NC = ids_NC.gather(-1, by_id)
+    order = values_NC.argsort(dim=-1, descending=True, stable=True)[:, :k]
+    return values_NC.gather(-1, order), ids_NC.gather(-1, order)
+
+
+def block_topk(
+    values_NB: torch.Tensor, start: int, k: int, positive_only: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`select_topk` of one block (latent ids ``start + column``), fast where no tie straddles the k-th.
+
+    ``torch.topk`` picks the k largest; only rows whose k-th value is tied with an entry left out (where
+    ``torch.topk``'s choice is unspecified) are redone with the stable selection. ``positive_only``: only
+    the entries > 0 must be right (codes, whose zeros are never counted), so ties at 0 are left alone.
+    """
+    n, width = values_NB.shape
+    k = min(k, width)
+    top = values_NB.topk(k, dim=-1)
+    ids_NK = top.indices + start
+    if k == 0 or n == 0:
+        return top.values, ids_NK
+    kth_N1 = top.values[:, -1:]
+    n_at_least_N = (values_NB >= kth_N1).sum(-1)
+    ambiguous_N = n_at_least_N > k
+    if positive_only:
+        ambiguous_N &= kth_N1.squeeze(-1) > 0
+    if bool(ambiguous_N.any()):
+        rows = ambiguous_N.nonzero().squeeze(-1)
+        sub = values_NB.index_select(0, rows)
+        ids = torch.arange(start, start + width).expand(len(rows), width)
+        vals, chosen = select_topk(sub, ids, k)
+        values = top.values.clone()
+        values[rows], ids_NK[rows] = vals, chosen
+        return values, ids_NK
+    return top.values, ids_NK
+
+
+@torch.no_grad()
+def feature_blocks(
+    blocks: LatentBlocks,
+    acts_ND: torch.Tensor,
+    fold_decoder_norms: bool = False,
+    block_size: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, feats_NB)``: the float32 cpu codes of every row for latents ``[start, start + B)``, in order.
+
+    Equal to the matching columns of ``SAE.encode`` (``fold_decoder_norms``: of the folded SAE). Only one
+    block of codes (``B = block_size``, by default :func:`block_latents`) and of weights is in memory.
+    """
+    cfg = blocks.cfg
+    d_sae, n = cfg.d_sae, acts_ND.shape[0]
+    width = block_size or block_latents(n, d_sae)
+    names, rescale = _needs(cfg, fold_decoder_norms)
+    b_dec_D = blocks.b_dec().to(device)
+    chunks = [_sae_in(cfg, b_dec_D, acts_ND[i : i + ROW_CHUNK].to(device)) for i in range(0, n, ROW_CHUNK)]
+
+    def encoded(start: int, end: int) -> torch.Tensor:
+        params = {k: v.to(device) for k, v in blocks.block(start, end, names).items()}
+        parts = [_block_encode(cfg, params, x, fold_decoder_norms, rescale) for x in chunks]
+        return torch.cat(parts) if parts else torch.zeros(0, end - start, dtype=cfg.torch_dtype())
+
+    if not isinstance(cfg, TopKSAEConfig):
+        for start, end in block_bounds(d_sae, width):
+            yield start, encoded(start, end).float().cpu()
+        return
+    # TopK: a streaming top-k of the pre-activations across blocks, then the sparse codes block by block.
+    k = cfg.k
+    best_vals = torch.zeros(n, 0, dtype=cfg.torch_dtype(), device=device)
+    best_ids = torch.zeros(n, 0, dtype=torch.long, device=device)
+    for start, end in block_bounds(d_sae, width):
+        vals, ids = block_topk(encoded(start, end), start, k)
+        best_vals, best_ids = select_topk(torch.cat([best_vals, vals], 1), torch.cat([best_ids, ids], 1), k)
+    codes = best_vals.relu().float().cpu()
+    ids_cpu = best_ids.cpu()
+    for start, end in block_bounds(d_sae, width):
+        inside = (ids_cpu >= start) & (ids_cpu < end)
+        feats_NB = torch.zeros(n, end - start)
+        rows, slots = inside.nonzero(as_tuple=True)
+        feats_NB[rows, ids_cpu[rows, slots] - start] = codes[rows, slots]
+        yield start, feats_NB
+
+
+def lazy_blocks(sae_or_source: SAE | SAESource, dtype: str | None = None) -> LatentBlocks:
+    """:class:`InMemoryBlocks` of an SAE, :class:`SafetensorsBlocks` of a lazily readable source."""
+    if isinstance(sae_or_source, SAE):
+        return InMemoryBlocks(sae_or_source)
+    return SafetensorsBlocks(sae_or_source, dtype)
+
+
+__all__ = [
+    "BLOCK_ELEMENTS",
+    "InMemoryBlocks",
+    "LatentBlocks",
+    "RandomBlocks",
+    "SafetensorsBlocks",
+    "block_latents",
+    "block_topk",
+    "feature_blocks",
+    "lazy_blocks",
+    "select_topk",
+]
