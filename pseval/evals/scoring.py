@@ -20,6 +20,7 @@ import torch
 from pseval.errors import PsevalError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.schema import PairDetail
+from pseval.evals.wordform import has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import NO_LATENT, predict_same, ps_eval_metrics, top1_latents
 from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_scores, topk_jaccard
@@ -392,6 +393,7 @@ def score_sae(
         "architecture": cfg.architecture,
         "expansion_ratio": cfg.d_sae / cfg.d_in,
     }
+    random_details: list[PairDetail] | None = None
     if config.baselines and held_out is not None:
         cache = baselines_by_hook if baselines_by_hook is not None else {}
         if hook not in cache:
@@ -409,12 +411,14 @@ def score_sae(
             data.pair_index,
             k,
         )
-        random_categories, _, _ = score_stats(
+        random_categories, random_details, _ = score_stats(
             random_stats, data, config.model_copy(update={"bootstrap_resamples": 0})
         )
         categories["baseline_random_sae"] = {
             k: v for k, v in random_categories["ps_eval"].items() if k in RANDOM_SAE_METRICS
         }
+    if has_wordform_cells(data.pairs):
+        categories["wordform"] = wordform_category(data, hook, config, details, random_details)
     used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
     unstructured["logit_lens"] = logit_lens(loaded, blocks, used)
     if config.interpret_tokens > 0:
