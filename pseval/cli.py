@@ -325,6 +325,9 @@ def eval_command(
             on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
         )
     print_results(results, _title(results, model, name, split), output_format)
+    from pseval.report.wordform_table import print_wordform
+
+    print_wordform(results, console, output_format)
     for r in results:
         _note(f"wrote {result_path(output_folder, r.sae_name)}")
 

@@ -366,8 +366,12 @@ class TrainConfig(BaseModel):
         return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS[self.architecture]}
 
     def fingerprint_dict(self) -> dict[str, Any]:
-        """The fields that determine the trained weights (not where they go or how they are logged)."""
-        return self.model_dump(
+        """The fields that determine the trained weights (not where they go or how they are logged).
+
+        Fields that only the Matryoshka architecture reads, and ``freeze`` at ``"none"``, are left out, so an
+        SAE trained before those options existed is still recognised as the same training run.
+        """
+        fields = self.model_dump(
             mode="json",
             exclude={
                 "out",
@@ -380,6 +384,11 @@ class TrainConfig(BaseModel):
                 "model_batch_size",
             },
         )
+        if self.architecture != "matryoshka_batchtopk":
+            fields.pop("matryoshka_widths", None)
+        if fields.get("freeze") == "none":
+            fields.pop("freeze")
+        return fields
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:

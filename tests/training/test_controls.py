@@ -140,3 +140,23 @@ def test_eval_controls_refuse_a_foreign_sae_before_loading_the_model(
     config = PSEvalConfig(model_name=str(tiny_model_dir), dataset=str(tiny_dataset_file), controls=True)
     with pytest.raises(ConfigError, match="records no pseval training config"):
         evaluate(str(tiny_model_dir), [sae], config=config, output_folder=tmp_path / "r")
+
+
+@pytest.mark.parametrize(
+    ("architecture", "hook", "expected"),
+    [
+        ("topk", "blocks.12.hook_resid_post", "74215b95a0a9d4fe"),
+        ("standard", "blocks.12.hook_attn_out", "5a8318736aa69484"),
+    ],
+)
+def test_sae_trained_before_the_new_options_is_still_the_same_run(
+    architecture: str, hook: str, expected: str
+) -> None:
+    # hashes computed by pseval 0.1.0, before matryoshka_widths and freeze existed: its SAEs are reused
+    from pseval.training.config import TrainConfig
+    from pseval.training.trainer import config_hash
+
+    config = TrainConfig(
+        hook_name=hook, architecture=architecture, expansion_factor=8, training_tokens=131072
+    )
+    assert config_hash(config) == expected
