@@ -29,7 +29,8 @@ def _help_metavar(param: Any, ctx: Any) -> str:
     if label.startswith("list[") and label.endswith("]"):
         label = label[len("list[") : -1]
     if "|" in label:
-        return label  # the accepted values
+        # the accepted values, unless they would push the help past 80 columns (the help text lists them)
+        return label if len(label) <= 40 else "NAME"
     return _PLACEHOLDERS.get(label, "TEXT")
 
 
