@@ -12,6 +12,12 @@ Prints one JSON object with the parts asked for (``--part rss|huge|ratio``, defa
   <= 1.5 × with baselines off, <= 3 × with the random-SAE control on).
 - ``ratio``: per-SAE scoring time at width 36,864 with baselines on, against the bare encode matmul.
 
+Scoring is everything ``score_sae`` reports (codes, PS-Eval metrics, bootstrap intervals, threshold-free
+scores, per-pair details with encoder/decoder cosines, breakdowns, baselines) except the two interpretation
+extras that are not a function of the encode: the corpus contexts (``--interpret-tokens``) and the logit lens
+(``--logit-lens-tokens``, chosen latents × d_model × vocabulary). The logit lens is timed on its own and
+reported beside the ratios (``logit_lens_seconds``).
+
     python benchmarks/bench_scale.py [--part rss] [--n-saes 32] [--max-pairs 64]
 """
 
@@ -117,7 +123,9 @@ def _prepared(model: str, hook: str, max_pairs: int | None, baselines: bool) -> 
     from pseval.models.loading import load_model
 
     loaded = load_model(model)
-    config = PSEvalConfig(model_name=model, max_pairs=max_pairs, baselines=baselines, interpret_tokens=0)
+    config = PSEvalConfig(
+        model_name=model, max_pairs=max_pairs, baselines=baselines, interpret_tokens=0, logit_lens_tokens=0
+    )
     data = prompt_activations(loaded, config, [hook])
     return loaded, config, data, data.acts[hook]
 
@@ -190,11 +198,12 @@ def huge_child(max_pairs: int | None) -> dict[str, Any]:
         bare = _bare_matmul_seconds(n, d_in, HUGE_WIDTH)
         off = config.model_copy(update={"baselines": False})
         started = time.perf_counter()
-        score_sae(loaded, source, hook, data, off)
+        _, details, _ = score_sae(loaded, source, hook, data, off)
         seconds_off = time.perf_counter() - started
         started = time.perf_counter()
         score_sae(loaded, source, hook, data, config, held_out=data, baselines_by_hook={})
         seconds_on = time.perf_counter() - started
+        lens_seconds, n_lens = _logit_lens_seconds(loaded, source, details)
     return {
         "model": model,
         "note": note,
@@ -214,7 +223,23 @@ def huge_child(max_pairs: int | None) -> dict[str, Any]:
         "ratio_random_control_on": round(seconds_on / bare, 3),
         "goal_ratio_off": 1.5,
         "goal_ratio_on": 3.0,
+        "meets_goals": seconds_off / bare <= 1.5 and seconds_on / bare <= 3.0,
+        "logit_lens_seconds": round(lens_seconds, 3),
+        "logit_lens_latents": n_lens,
+        "logit_lens_ratio": round(lens_seconds / bare, 3),
     }
+
+
+def _logit_lens_seconds(loaded: Any, sae: Any, details: Any) -> tuple[float, int]:
+    """Seconds of the logit lens of the chosen latents (timed apart: it does not depend on the encode)."""
+    from pseval.evals.scoring import logit_lens
+    from pseval.sae.lazy import lazy_blocks
+
+    used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
+    blocks = lazy_blocks(sae)
+    started = time.perf_counter()
+    lens = logit_lens(loaded, blocks, used)
+    return time.perf_counter() - started, len(lens)
 
 
 def part_ratio(max_pairs: int | None) -> dict[str, Any]:
@@ -235,9 +260,10 @@ def part_ratio(max_pairs: int | None) -> dict[str, Any]:
         loaded, sae, hook, data, config, held_out=data, baselines_by_hook=cache
     )  # warm-up, dense baseline
     started = time.perf_counter()
-    score_sae(loaded, sae, hook, data, config, held_out=data, baselines_by_hook=cache)
+    _, details, _ = score_sae(loaded, sae, hook, data, config, held_out=data, baselines_by_hook=cache)
     seconds = time.perf_counter() - started
     bare = _bare_matmul_seconds(acts.shape[0], acts.shape[1], WIDTH, repeats=5)
+    lens_seconds, n_lens = _logit_lens_seconds(loaded, sae, details)
     return {
         "d_sae": WIDTH,
         "n_prompts": int(acts.shape[0]),
@@ -246,6 +272,8 @@ def part_ratio(max_pairs: int | None) -> dict[str, Any]:
         "scoring_seconds": round(seconds, 3),
         "bare_encode_matmul_seconds": round(bare, 4),
         "ratio": round(seconds / bare, 2),
+        "logit_lens_seconds": round(lens_seconds, 3),
+        "logit_lens_latents": n_lens,
     }
 
 

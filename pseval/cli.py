@@ -87,6 +87,10 @@ def _note(message: str) -> None:
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Hugging Face id or local folder.")]
 FORMAT_HELP = "How to print the results: table (fits the terminal), markdown, csv or json."
 FormatOpt = Annotated[Literal["table", "markdown", "csv", "json"], typer.Option("--format", help=FORMAT_HELP)]
+DATASET_HELP = (
+    "'wic', 'wordnet', 'wordnet-2x2' (word form x meaning, docs/wordnet-dataset.md) or a .jsonl file "
+    "of pairs."
+)
 MULTI_TOKEN_HELP = (
     "Words of several tokens: drop (the paper), last (read the last sub-token) or mean (mean of the "
     "sub-tokens, encoded after pooling)."
@@ -129,9 +133,7 @@ def _ray_options(address: str, cpus: float | None, gpus: float | None, groups: i
 @handle_errors
 def dataset(
     model: ModelOpt = "smollm2-135m",
-    name: Annotated[
-        str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")
-    ] = "wic",
+    name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
     seed: Annotated[int, typer.Option(help="Seed of the balancing downsample.")] = 0,
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
     multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
@@ -193,9 +195,7 @@ def eval_command(
         Path, typer.Option("--out", "--output-folder", "-o", help="Where the JSON results go (in ps_eval/).")
     ] = Path("results"),
     force_rerun: Annotated[bool, typer.Option("--force-rerun", help="Recompute finished results.")] = False,
-    name: Annotated[
-        str, typer.Option("--dataset", help="'wic', 'wordnet' or a .jsonl file of pairs.")
-    ] = "wic",
+    name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
     split: Annotated[Literal["train", "dev", "test", "all"], typer.Option(help="Dataset split.")] = "test",
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap.")] = 0,
@@ -255,6 +255,10 @@ def eval_command(
             help="Corpus tokens for the chosen latents' firing frequency and top contexts (0 = skip)."
         ),
     ] = 16384,
+    logit_lens_tokens: Annotated[
+        int,
+        typer.Option(help="Logit-lens tokens listed per chosen latent (0 = skip; costly on big vocabularies)."),
+    ] = 8,
     output_format: FormatOpt = "table",
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = "local",
@@ -297,6 +301,7 @@ def eval_command(
         baselines=baselines,
         controls=controls,
         interpret_tokens=interpret_tokens,
+        logit_lens_tokens=logit_lens_tokens,
         **overrides,
     )
     if executor == "ray":

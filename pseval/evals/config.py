@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pseval.data.prompts import DEFAULT_TEMPLATE
 from pseval.errors import ConfigError
 
+LOGIT_LENS_TOKENS = 8
+"""Default number of logit-lens tokens per chosen latent."""
+
 
 class PSEvalConfig(BaseModel):
     """How PS-Eval builds its pairs, reads activations and scores SAEs."""
@@ -75,6 +78,13 @@ class PSEvalConfig(BaseModel):
         description="Corpus tokens (from the training activation cache) for each chosen latent's firing frequency "
         "and top-activating contexts; 0 skips them.",
     )
+    logit_lens_tokens: int = Field(
+        default=LOGIT_LENS_TOKENS,
+        ge=0,
+        description="Top tokens listed for each chosen latent's decoder direction read through the final norm "
+        "and unembedding (the logit lens); 0 skips it. It costs chosen latents x d_model x vocabulary, "
+        "a quarter of the encode of a 1M-latent SAE on Gemma 3's 262k-token vocabulary.",
+    )
     cache_activations: bool = Field(default=True, description="Cache prompt activations on disk.")
 
     @field_validator("batch_size", "topk_overlap_k")
@@ -97,7 +107,10 @@ class PSEvalConfig(BaseModel):
 
     def identity(self) -> dict[str, object]:
         """The fields that change the numbers of a result (not where or how fast it is computed)."""
-        return self.model_dump(mode="json", exclude={"device", "batch_size", "cache_activations"})
+        identity = self.model_dump(mode="json", exclude={"device", "batch_size", "cache_activations"})
+        if self.logit_lens_tokens == LOGIT_LENS_TOKENS:
+            del identity["logit_lens_tokens"]  # at its default, results stored before the option still match
+        return identity
 
     def cache_key(self) -> dict[str, object]:
         """The fields that change which prompts are built (part of the activation cache key)."""

@@ -420,7 +420,8 @@ def score_sae(
     if has_wordform_cells(data.pairs):
         categories["wordform"] = wordform_category(data, hook, config, details, random_details)
     used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
-    unstructured["logit_lens"] = logit_lens(loaded, blocks, used)
+    if config.logit_lens_tokens > 0:
+        unstructured["logit_lens"] = logit_lens(loaded, blocks, used, top_n=config.logit_lens_tokens)
     if config.interpret_tokens > 0:
         full = sae if isinstance(sae, SAE) else sae.load(device=device, dtype=dtype)
         interpret(loaded, full, hook, used, details, config, categories, unstructured, status)

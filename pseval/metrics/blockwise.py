@@ -18,6 +18,12 @@ from pseval.metrics.ps_eval import NO_LATENT
 from pseval.metrics.threshold_free import cosine_from_sums, jaccard_of_top
 from pseval.sae.lazy import block_topk, select_topk
 
+STATS_ROWS = 256
+"""Prompts of a block read at once: a (rows x block) slice small enough to stay in cache across its passes."""
+
+PAIR_ROWS = 256
+"""Pairs whose two codes are gathered at once for their dot products."""
+
 
 @dataclass
 class CodeStats:
@@ -55,38 +61,63 @@ class CodeStats:
 def code_stats(
     blocks: Iterable[tuple[int, torch.Tensor]], n_prompts: int, pair_index: Sequence[tuple[int, int]], k: int
 ) -> CodeStats:
-    """Accumulate :class:`CodeStats` over ``(start, feats_PB)`` blocks that tile the latents in order."""
+    """Accumulate :class:`CodeStats` over ``(start, feats_PB)`` blocks that tile the latents in order.
+
+    Codes are never negative (every architecture ends in a ReLU or a top-k of ReLU'd values), so the top-1
+    latent is the first of the top-k and only entries > 0 are ever selected. Each block is read in chunks
+    of :data:`STATS_ROWS` rows (pairs: :data:`PAIR_ROWS`) so the passes over it stay in cache, and after the
+    first block only the rows with an entry above their running k-th value are re-ranked.
+    """
     idx1 = torch.tensor([a for a, _ in pair_index], dtype=torch.long)
     idx2 = torch.tensor([b for _, b in pair_index], dtype=torch.long)
-    best_value = torch.full((n_prompts,), -torch.inf)
-    best_index = torch.zeros(n_prompts, dtype=torch.long)
-    top_vals = torch.zeros(n_prompts, 0)
-    top_ids = torch.zeros(n_prompts, 0, dtype=torch.long)
+    n_pairs = len(idx1)
+    k_kept = max(k, 1)  # the top-1 comes from the top-k, so at least one candidate per prompt
+    top_vals = torch.zeros(n_prompts, k_kept)
+    top_ids = torch.zeros(n_prompts, k_kept, dtype=torch.long)
+    # The k-th value kept so far: a later latent enters only if strictly greater (ties keep the lower id).
+    floor_P = torch.zeros(n_prompts)
     sq_norm = torch.zeros(n_prompts, dtype=torch.float64)
-    pair_dot = torch.zeros(len(idx1), dtype=torch.float64)
+    pair_dot = torch.zeros(n_pairs, dtype=torch.float64)
     l0 = torch.zeros(n_prompts, dtype=torch.long)
     n_alive = 0
-    seen = False
+    n_seen = 0
     for start, feats_PB in blocks:
-        if feats_PB.shape[1] == 0:
+        width = feats_PB.shape[1]
+        if width == 0:
             continue
-        seen = True
-        value_P, index_P = feats_PB.max(dim=-1)
-        # Strictly greater: an earlier block keeps a tie, as argmax over the whole row does.
-        better = value_P > best_value
-        best_value = torch.where(better, value_P, best_value)
-        best_index = torch.where(better, index_P + start, best_index)
-        vals, ids = block_topk(feats_PB, start, k, positive_only=True)
-        top_vals, top_ids = select_topk(torch.cat([top_vals, vals], 1), torch.cat([top_ids, ids], 1), k)
-        sq_norm += (feats_PB * feats_PB).sum(-1, dtype=torch.float64)
-        pair_dot += (feats_PB[idx1] * feats_PB[idx2]).sum(-1, dtype=torch.float64)
-        active_PB = feats_PB > 0
-        l0 += active_PB.sum(-1)
-        n_alive += int(active_PB.any(0).sum())
-    if not seen:
-        best_value = torch.zeros(n_prompts)
-    top_index = torch.where(best_value > 0, best_index, torch.full_like(best_index, NO_LATENT))
-    return CodeStats(top_index, best_value, top_vals, top_ids, sq_norm, pair_dot, l0, n_alive)
+        alive_B = torch.zeros(width, dtype=torch.bool)
+        for lo in range(0, n_prompts, STATS_ROWS):
+            hi = min(n_prompts, lo + STATS_ROWS)
+            chunk_RB = feats_PB[lo:hi]
+            active_RB = chunk_RB > 0
+            l0[lo:hi] += active_RB.sum(-1)
+            alive_B |= active_RB.any(0)
+            sq_norm[lo:hi] += (chunk_RB * chunk_RB).sum(-1, dtype=torch.float64)
+            rows_R = (chunk_RB > floor_P[lo:hi, None]).any(-1).nonzero().squeeze(-1)
+            if len(rows_R) == 0:
+                continue
+            rows_P = rows_R + lo
+            ranked_RB = chunk_RB if len(rows_R) == hi - lo else chunk_RB.index_select(0, rows_R)
+            vals, ids = block_topk(ranked_RB, start, k_kept, positive_only=True)
+            merged_vals, merged_ids = select_topk(
+                torch.cat([top_vals[rows_P], vals], 1), torch.cat([top_ids[rows_P], ids], 1), k_kept
+            )
+            top_vals[rows_P], top_ids[rows_P] = merged_vals, merged_ids
+            floor_P[rows_P] = merged_vals[:, -1]
+        for lo in range(0, n_pairs, PAIR_ROWS):
+            hi = min(n_pairs, lo + PAIR_ROWS)
+            a_RB = feats_PB.index_select(0, idx1[lo:hi])
+            b_RB = feats_PB.index_select(0, idx2[lo:hi])
+            pair_dot[lo:hi] += (a_RB * b_RB).sum(-1, dtype=torch.float64)
+        n_alive += int(alive_B.sum())
+        n_seen += width
+    best_value = top_vals[:, 0].clone()
+    top_index = torch.where(best_value > 0, top_ids[:, 0], torch.full_like(top_ids[:, 0], NO_LATENT))
+    k_out = min(k, n_seen)
+    return CodeStats(
+        top_index, best_value, top_vals[:, :k_out].contiguous(), top_ids[:, :k_out].contiguous(),
+        sq_norm, pair_dot, l0, n_alive,
+    )  # fmt: skip
 
 
 __all__ = ["CodeStats", "code_stats"]

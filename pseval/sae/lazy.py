@@ -32,8 +32,11 @@ from pseval.sae.model import RANDOM_SEED_BLOCK, SAE, random_encoder_block, rando
 if TYPE_CHECKING:
     from pseval.sae.source import SAESource, TensorRef
 
-BLOCK_ELEMENTS = 1 << 24
-"""Entries of one (rows × latents) block of codes: bounds every dense code matrix in memory (64 MiB fp32)."""
+BLOCK_ELEMENTS = 1 << 22
+"""Entries of one (rows × latents) block of codes: bounds every dense code matrix in memory (16 MiB fp32).
+
+Small enough to stay in the last-level cache while it is scored, and under glibc's largest mmap threshold
+(32 MiB), so the blocks' buffers are reused from the heap instead of being faulted in afresh each time."""
 
 ROW_CHUNK = 1024
 """Rows encoded at once inside a block (the same row chunks as a whole-SAE encode)."""
@@ -116,21 +119,22 @@ class RandomBlocks:
         value = self._extras.get("b_dec")
         return torch.zeros(self.cfg.d_in, dtype=self._dtype) if value is None else value.to(self._dtype)
 
-    def _seed_block(self, j: int) -> dict[str, torch.Tensor]:
+    def _seed_block(self, j: int, name: str) -> torch.Tensor:
         if self._cached is None or self._cached[0] != j:
-            W_enc_DB = random_encoder_block(self.cfg, self.seed, j)
-            # As create_random: cast each seed block once, decoder rows from the whole seed block.
-            self._cached = (
-                j,
-                {"W_enc": W_enc_DB.to(self._dtype), "W_dec": unit_rows(W_enc_DB.T).to(self._dtype)},
-            )
-        return self._cached[1]
+            # As create_random: the encoder of one seed block, cast once.
+            self._cached = (j, {"raw": random_encoder_block(self.cfg, self.seed, j)})
+        tensors = self._cached[1]
+        if name not in tensors:
+            raw_DB = tensors["raw"]
+            # Decoder rows from the whole seed block, as create_random; only drawn when asked for.
+            tensors[name] = raw_DB.to(self._dtype) if name == "W_enc" else unit_rows(raw_DB.T).to(self._dtype)
+        return tensors[name]
 
     def _matrix(self, name: str, start: int, end: int) -> torch.Tensor:
         parts = []
         for j in range(start // RANDOM_SEED_BLOCK, (end - 1) // RANDOM_SEED_BLOCK + 1):
             base = j * RANDOM_SEED_BLOCK
-            full = self._seed_block(j)[name]
+            full = self._seed_block(j, name)
             width = full.shape[1] if name == "W_enc" else full.shape[0]
             lo, hi = max(start, base) - base, min(end, base + width) - base
             parts.append(full[:, lo:hi] if name == "W_enc" else full[lo:hi])
@@ -255,6 +259,28 @@ class SafetensorsBlocks:
             block = block.T.contiguous()  # the layout a loaded SAE has, so BLAS sums in the same order
         return self._checked(name, block)
 
+    def _strided_latents(self, name: str, ids: list[int]) -> dict[int, torch.Tensor]:
+        """Latents stored as columns of a row-major matrix: whole file rows read a few at a time, columns kept.
+
+        One contiguous read per group of rows (each row holds every latent), so the file is read once in
+        large pieces; only the kept columns are cast and checked for NaN/Inf.
+        """
+        ref, entry, data_start = self._entry(name)
+        n_rows, n_cols = entry.shape  # type: ignore[attr-defined]
+        dtype = entry.dtype  # type: ignore[attr-defined]
+        itemsize = torch.empty(0, dtype=dtype).element_size()
+        row_bytes = n_cols * itemsize
+        per_read = max(1, BLOCK_ELEMENTS // max(1, n_cols))
+        base = data_start + entry.begin  # type: ignore[attr-defined]
+        columns = torch.tensor(ids, dtype=torch.long)
+        picked = []
+        for r0 in range(0, n_rows, per_read):
+            r1 = min(n_rows, r0 + per_read)
+            rows_RC = self._read(ref.path, [(base + r0 * row_bytes, (r1 - r0) * row_bytes)], dtype)
+            picked.append(rows_RC.reshape(r1 - r0, n_cols).index_select(1, columns))
+        matrix_DL = self._checked(name, torch.cat(picked))
+        return {i: matrix_DL[:, j].reshape(1, -1) for j, i in enumerate(ids)}
+
     # ------------------------------------------------------------------ LatentBlocks
 
     def b_dec(self) -> torch.Tensor:
@@ -281,21 +307,7 @@ class SafetensorsBlocks:
         if latent_axis_rows != ref.transposed:
             found = {i: self._matrix(name, latent_axis_rows, i, i + 1) for i in ids}
         else:
-            # Strided in the file: scan the blocks holding chosen latents, keep their columns.
-            found = {}
-            width = max(1, BLOCK_ELEMENTS // self.cfg.d_in)
-            for start in range(0, self.cfg.d_sae, width):
-                inside = [i for i in ids if start <= i < start + width]
-                if not inside:
-                    continue
-                end = min(self.cfg.d_sae, start + width)
-                block = self._matrix(name, latent_axis_rows, start, end)
-                for i in inside:
-                    found[i] = (
-                        block[i - start : i - start + 1]
-                        if latent_axis_rows
-                        else block[:, i - start].reshape(1, -1)
-                    )
+            found = self._strided_latents(name, ids)
         rows = [found[int(i)].reshape(1, -1) for i in latents]
         return torch.cat(rows)
 
@@ -340,9 +352,18 @@ def _needs(cfg: SAEConfig, fold: bool) -> tuple[list[str], bool]:
 
 
 def _block_encode(
-    cfg: SAEConfig, params: dict[str, torch.Tensor], sae_in_ND: torch.Tensor, fold: bool, rescale: bool
+    cfg: SAEConfig,
+    params: dict[str, torch.Tensor],
+    sae_in_ND: torch.Tensor,
+    fold: bool,
+    rescale: bool,
+    out_NB: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Pre-activations (topk) or codes (other architectures) of one block, as ``SAE._encode`` computes them."""
+    """Pre-activations (topk) or codes (other architectures) of one block, as ``SAE._encode`` computes them.
+
+    The same operations in the same order, applied in place to the matmul's output (``out_NB`` when
+    given), so no temporary of the block's size is allocated.
+    """
     if fold:
         # SAE.fold_decoder_norms: W_enc columns and the per-latent biases/thresholds times the decoder norms.
         norms_B = params["W_dec"].norm(dim=-1).clamp(min=1e-8)
@@ -358,14 +379,19 @@ def _block_encode(
     if arch == "gated":
         pre_NB = sae_in_ND @ (W_enc_DB * params["r_mag"].exp()) + params["b_mag"]
         gate_NB = ((sae_in_ND @ W_enc_DB + params["b_gate"]) > 0).to(pre_NB.dtype)
-        return gate_NB * pre_NB.relu()
-    pre_NB = sae_in_ND @ W_enc_DB + params["b_enc"]
+        codes_NB = gate_NB * pre_NB.relu()
+        return codes_NB if out_NB is None else out_NB.copy_(codes_NB)
+    pre_NB = torch.matmul(sae_in_ND, W_enc_DB, out=out_NB) if out_NB is not None else sae_in_ND @ W_enc_DB
+    pre_NB += params["b_enc"]
     if rescale:
-        pre_NB = pre_NB * params["W_dec"].norm(dim=-1)
+        pre_NB *= params["W_dec"].norm(dim=-1)
     if arch == "standard":
-        return pre_NB.relu()
+        return pre_NB.relu_()
     if arch in ("jumprelu", "batchtopk"):
-        return pre_NB.relu() * (pre_NB > params["threshold"]).to(pre_NB.dtype)
+        # relu(pre) * (pre > threshold): after the ReLU, pre > threshold is the same test on every entry
+        # that is not already 0, and leaves no negative zeros.
+        pre_NB.relu_()
+        return pre_NB.mul_(pre_NB > params["threshold"])
     if arch == "topk":
         return pre_NB
     raise SAEError(f"unsupported SAE architecture {arch!r}")  # pragma: no cover
@@ -438,8 +464,10 @@ def feature_blocks(
 
     def encoded(start: int, end: int) -> torch.Tensor:
         params = {k: v.to(device) for k, v in blocks.block(start, end, names).items()}
-        parts = [_block_encode(cfg, params, x, fold_decoder_norms, rescale) for x in chunks]
-        return torch.cat(parts) if parts else torch.zeros(0, end - start, dtype=cfg.torch_dtype())
+        out_NB = torch.empty(n, end - start, dtype=cfg.torch_dtype(), device=device)
+        for i, x in zip(range(0, n, ROW_CHUNK), chunks, strict=True):
+            _block_encode(cfg, params, x, fold_decoder_norms, rescale, out_NB[i : i + ROW_CHUNK])
+        return out_NB
 
     if not isinstance(cfg, TopKSAEConfig):
         for start, end in block_bounds(d_sae, width):
@@ -469,6 +497,68 @@ def lazy_blocks(sae_or_source: SAE | SAESource, dtype: str | None = None) -> Lat
     return SafetensorsBlocks(sae_or_source, dtype)
 
 
+def check_finite_tensors(source: SAESource, block_elements: int = BLOCK_ELEMENTS) -> None:
+    """:meth:`SAESource.load`'s NaN/Inf check without loading: each tensor streamed from its file in pieces.
+
+    Tensors are read ``block_elements`` entries at a time into one reused buffer (so memory stays at one
+    piece whatever the SAE's width), cast to the SAE's dtype as a load would, and checked in the order of
+    a loaded SAE's state dict; the first tensor holding NaN or Inf raises the same :class:`SAEError` as
+    the load.
+    """
+    from pseval.sae.formats._common import safetensors_header
+
+    if source.tensors is None:
+        raise SAEError(f"{source.spec} cannot be read lazily", "load it instead")
+    dtype = source.cfg.torch_dtype()
+    order = ["W_enc", "W_dec", "b_dec", *source.cfg.extra_parameters]
+    names = [n for n in order if n in source.tensors] + [n for n in source.tensors if n not in order]
+    headers: dict[Path, tuple[dict[str, object], int]] = {}
+    buf = torch.empty(0, dtype=torch.uint8)
+    for name in names:
+        ref = source.tensors[name]
+        if ref.path not in headers:
+            headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
+        entries, data_start = headers[ref.path]
+        entry = entries.get(ref.key)
+        if entry is None:
+            raise SAEError(f"{ref.path} has no tensor {ref.key}", "re-download or re-save the SAE")
+        stored = entry.dtype  # type: ignore[attr-defined]
+        if not stored.is_floating_point:
+            continue
+        itemsize = torch.empty(0, dtype=stored).element_size()
+        begin, end = data_start + entry.begin, data_start + entry.end  # type: ignore[attr-defined]
+        if (end - begin) % itemsize:
+            raise SAEError(f"{ref.path} is corrupt (tensor {ref.key})", "re-download or re-save the SAE")
+        step = max(1, block_elements) * itemsize
+        if buf.numel() < min(step, end - begin):
+            buf = torch.empty(min(step, end - begin), dtype=torch.uint8)
+        view = buf.numpy().data
+        try:
+            fd = os.open(ref.path, os.O_RDONLY)
+        except OSError as exc:
+            raise SAEError(f"cannot read {ref.path} ({exc.strerror})", "check the file") from None
+        try:
+            for offset in range(begin, end, step):
+                n = min(step, end - offset)
+                done = 0
+                while done < n:
+                    got = os.preadv(fd, [view[done:n]], offset + done)
+                    if got <= 0:
+                        raise SAEError(f"{ref.path} is truncated", "re-download or re-save the SAE")
+                    done += got
+                piece = buf[:n].view(stored).to(dtype)
+                if not bool(torch.isfinite(piece).all()):
+                    kind = "NaN" if bool(torch.isnan(piece).any()) else "Inf"
+                    raise SAEError(
+                        f"SAE {source.spec}: tensor {name} holds non-finite values ({kind})",
+                        "the weights are corrupt or training diverged; re-download or retrain the SAE",
+                    )
+        except OSError as exc:
+            raise SAEError(f"cannot read {ref.path} ({exc.strerror})", "check the file") from None
+        finally:
+            os.close(fd)
+
+
 __all__ = [
     "BLOCK_ELEMENTS",
     "InMemoryBlocks",
@@ -477,6 +567,7 @@ __all__ = [
     "SafetensorsBlocks",
     "block_latents",
     "block_topk",
+    "check_finite_tensors",
     "feature_blocks",
     "lazy_blocks",
     "select_topk",

@@ -12,6 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import pseval.metrics.blockwise as blockwise_module
+import pseval.sae.lazy as lazy_module
 from pseval.errors import SAEError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.scoring import PromptActivations, encode_all, score_codes, score_sae, score_stats
@@ -107,6 +109,34 @@ def test_score_stats_equal_dense_score_codes(name: str) -> None:
         assert score_stats(stats, data, CONFIG, InMemoryBlocks(sae)) == dense
 
 
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_row_and_pair_chunks_do_not_change_the_stats(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks encoded and scored in chunks of a few rows and pairs give the dense numbers exactly."""
+    monkeypatch.setattr(blockwise_module, "STATS_ROWS", 7)
+    monkeypatch.setattr(blockwise_module, "PAIR_ROWS", 5)
+    monkeypatch.setattr(lazy_module, "ROW_CHUNK", 16)
+    sae = make_sae(name)
+    data = make_data()
+    acts = data.acts[HOOK]
+    dense = score_codes(encode_all(sae, acts), data, CONFIG, sae)
+    stats = code_stats(
+        feature_blocks(InMemoryBlocks(sae), acts, block_size=24), N_PROMPTS, data.pair_index, 8
+    )
+    assert score_stats(stats, data, CONFIG, InMemoryBlocks(sae)) == dense
+
+
+def test_a_later_latent_tied_with_the_kth_value_does_not_displace_it() -> None:
+    feats = torch.zeros(2, 12)
+    feats[0, [1, 2, 9]] = torch.tensor([3.0, 1.0, 1.0])  # latent 9 ties the k-th (latent 2) in a later block
+    feats[1, [4, 10]] = torch.tensor([1.0, 2.0])  # latent 10 beats the k-th (the 0 placeholder) later on
+    blocks = [(s, feats[:, s : s + 4]) for s in range(0, 12, 4)]
+    stats = code_stats(blocks, 2, [(0, 1)], 2)
+    assert stats.topk_ids_PK[0].tolist() == [1, 2]
+    assert stats.topk_ids_PK[1].tolist() == [10, 4]
+    assert stats.top_index_P.tolist() == [1, 10]
+    assert stats.top_value_P.tolist() == [3.0, 2.0]
+
+
 def test_top1_and_topk_ties_go_to_the_lower_latent_across_blocks() -> None:
     feats = torch.zeros(3, 40)
     feats[0, [5, 17, 33]] = 2.0  # a three-way tie for the top latent, across blocks
@@ -183,7 +213,12 @@ def test_lazy_saelens_source_scores_like_the_loaded_sae(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("transposed", [False, True])
-def test_safetensors_blocks_read_both_orientations(tmp_path: Path, transposed: bool) -> None:
+@pytest.mark.parametrize("rows_per_read", [3, None])
+def test_safetensors_blocks_read_both_orientations(
+    tmp_path: Path, transposed: bool, rows_per_read: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if rows_per_read is not None:  # strided latents read a few file rows at a time
+        monkeypatch.setattr(lazy_module, "BLOCK_ELEMENTS", D_SAE * rows_per_read)
     sae = make_sae("gated")
     tensors = {k: v.detach().clone().contiguous() for k, v in sae.state_dict().items()}
     if transposed:
@@ -244,3 +279,22 @@ def test_lazy_read_refuses_nan(tmp_path: Path) -> None:
     blocks = SafetensorsBlocks(source)
     with pytest.raises(SAEError, match="W_enc"):
         list(feature_blocks(blocks, make_data().acts[HOOK], block_size=64))
+
+
+@pytest.mark.parametrize("n_tokens", [0, 3])
+def test_logit_lens_tokens_sets_or_skips_the_logit_lens(n_tokens: int) -> None:
+    loaded = tiny_loaded(d_model=D_IN)
+    sae = make_sae("jumprelu")
+    config = CONFIG.model_copy(update={"logit_lens_tokens": n_tokens})
+    _, details, unstructured = score_sae(loaded, sae, HOOK, make_data(), config)
+    if n_tokens == 0:
+        assert "logit_lens" not in unstructured
+        return
+    lens = unstructured["logit_lens"]
+    assert set(lens) == {str(d.latent_1) for d in details} | {str(d.latent_2) for d in details} - {"-1"}
+    assert all(len(tokens) == 3 for tokens in lens.values())
+
+
+def test_logit_lens_tokens_at_its_default_leaves_the_result_identity_unchanged() -> None:
+    assert "logit_lens_tokens" not in PSEvalConfig().identity()
+    assert PSEvalConfig(logit_lens_tokens=0).identity()["logit_lens_tokens"] == 0
