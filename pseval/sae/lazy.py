@@ -38,6 +38,9 @@ BLOCK_ELEMENTS = 1 << 22
 Small enough to stay in the last-level cache while it is scored, and under glibc's largest mmap threshold
 (32 MiB), so the blocks' buffers are reused from the heap instead of being faulted in afresh each time."""
 
+SLAB_ELEMENTS = 1 << 23
+"""Entries of the column slab read at once from a row-major file matrix (32 MiB fp32; several blocks wide)."""
+
 ROW_CHUNK = 1024
 """Rows encoded at once inside a block (the same row chunks as a whole-SAE encode)."""
 
@@ -182,6 +185,7 @@ class SafetensorsBlocks:
         for ref in self._refs.values():
             if ref.path not in self._headers:
                 self._headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
+        self._slabs: dict[str, tuple[int, int, torch.Tensor]] = {}
         self._vectors: dict[str, torch.Tensor] = {}
         for name in ("b_dec", *PER_LATENT):
             if name in self._refs:
@@ -220,7 +224,12 @@ class SafetensorsBlocks:
 
     def _checked(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.to(self._dtype)
-        if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        # A NaN or Inf makes the sum non-finite; only then (or on an overflowing sum) is each entry tested.
+        if (
+            out.is_floating_point()
+            and not bool(torch.isfinite(out.sum(dtype=torch.float32)))
+            and not bool(torch.isfinite(out).all())
+        ):
             raise SAEError(
                 f"{self.spec}: tensor {name} contains NaN or Inf values", "re-download or re-train the SAE"
             )
@@ -249,15 +258,33 @@ class SafetensorsBlocks:
             flat = self._read(
                 ref.path, [(base + start * n_cols * itemsize, (end - start) * n_cols * itemsize)], dtype
             )
-            block = flat.reshape(end - start, n_cols)
+            block = self._checked(name, flat.reshape(end - start, n_cols))
         else:
-            pieces = [
-                (base + (r * n_cols + start) * itemsize, (end - start) * itemsize) for r in range(n_rows)
-            ]
-            block = self._read(ref.path, pieces, dtype).reshape(n_rows, end - start)
+            block = self._column_slab(name, (base, n_rows, n_cols, itemsize, dtype), start, end)
         if ref.transposed:
             block = block.T.contiguous()  # the layout a loaded SAE has, so BLAS sums in the same order
-        return self._checked(name, block)
+        return block
+
+    def _column_slab(
+        self, name: str, layout: tuple[int, int, int, int, torch.dtype], start: int, end: int
+    ) -> torch.Tensor:
+        """Columns ``[start, end)`` of a row-major file matrix, from a cached slab of :data:`SLAB_ELEMENTS`.
+
+        A column block costs one read per file row; reading slabs several blocks wide makes those reads
+        fewer and longer. The slab is cast and checked once; blocks are views of it.
+        """
+        base, n_rows, n_cols, itemsize, dtype = layout
+        cached = self._slabs.get(name)
+        if cached is None or not (cached[0] <= start and end <= cached[1]):
+            slab_end = min(n_cols, start + max(end - start, SLAB_ELEMENTS // max(1, n_rows)))
+            pieces = [
+                (base + (r * n_cols + start) * itemsize, (slab_end - start) * itemsize) for r in range(n_rows)
+            ]
+            slab = self._read(self._refs[name].path, pieces, dtype).reshape(n_rows, slab_end - start)
+            cached = (start, slab_end, self._checked(name, slab))
+            self._slabs[name] = cached
+        slab_start, _, slab = cached
+        return slab[:, start - slab_start : end - slab_start]
 
     def _strided_latents(self, name: str, ids: list[int]) -> dict[int, torch.Tensor]:
         """Latents stored as columns of a row-major matrix: whole file rows read a few at a time, columns kept.

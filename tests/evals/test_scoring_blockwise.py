@@ -217,8 +217,9 @@ def test_lazy_saelens_source_scores_like_the_loaded_sae(tmp_path: Path) -> None:
 def test_safetensors_blocks_read_both_orientations(
     tmp_path: Path, transposed: bool, rows_per_read: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if rows_per_read is not None:  # strided latents read a few file rows at a time
+    if rows_per_read is not None:  # strided latents read a few file rows at a time, column slabs 20 wide
         monkeypatch.setattr(lazy_module, "BLOCK_ELEMENTS", D_SAE * rows_per_read)
+        monkeypatch.setattr(lazy_module, "SLAB_ELEMENTS", D_IN * 20)
     sae = make_sae("gated")
     tensors = {k: v.detach().clone().contiguous() for k, v in sae.state_dict().items()}
     if transposed:
@@ -230,7 +231,7 @@ def test_safetensors_blocks_read_both_orientations(
     source = SAESource(spec=str(path), cfg=sae.cfg, format="test", path=path, tensors=refs)
     lazy = SafetensorsBlocks(source)
     names = ["W_enc", "W_dec", *sae.cfg.extra_parameters]
-    for start, end in [(0, 13), (13, 150), (150, D_SAE)]:
+    for start, end in [(0, 13), (13, 150), (150, 160), (155, 170), (170, D_SAE)]:
         got = lazy.block(start, end, names)
         want = InMemoryBlocks(sae).block(start, end, names)
         for key in names:
@@ -263,10 +264,11 @@ def test_gemma_scope_2_folder_is_scored_lazily(tmp_path: Path) -> None:
     assert got == want
 
 
-def test_lazy_read_refuses_nan(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_lazy_read_refuses_nan(tmp_path: Path, bad: float) -> None:
     sae = make_sae("standard")
     tensors = {k: v.detach().clone().contiguous() for k, v in sae.state_dict().items()}
-    tensors["W_enc"][3, 150] = float("nan")
+    tensors["W_enc"][3, 150] = bad
     path = tmp_path / "w.safetensors"
     save_file(tensors, str(path))
     source = SAESource(
@@ -279,6 +281,23 @@ def test_lazy_read_refuses_nan(tmp_path: Path) -> None:
     blocks = SafetensorsBlocks(source)
     with pytest.raises(SAEError, match="W_enc"):
         list(feature_blocks(blocks, make_data().acts[HOOK], block_size=64))
+
+
+def test_lazy_read_accepts_finite_weights_whose_sum_overflows(tmp_path: Path) -> None:
+    sae = make_sae("standard")
+    tensors = {k: v.detach().clone().contiguous() for k, v in sae.state_dict().items()}
+    tensors["W_enc"][3, 150:152] = 3e38  # finite, but their float32 sum is inf
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path))
+    source = SAESource(
+        spec=str(path),
+        cfg=sae.cfg,
+        format="test",
+        path=path,
+        tensors={k: TensorRef(path, k) for k in tensors},
+    )
+    got = SafetensorsBlocks(source).block(140, 160, ["W_enc"])["W_enc"]
+    assert torch.equal(got, tensors["W_enc"][:, 140:160])
 
 
 @pytest.mark.parametrize("n_tokens", [0, 3])
