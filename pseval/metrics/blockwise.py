@@ -24,6 +24,9 @@ STATS_ROWS = 256
 PAIR_ROWS = 256
 """Pairs whose two codes are gathered at once for their dot products."""
 
+CANDIDATES_GATHERED = 64
+"""Most new top-k candidates of one row gathered directly; beyond, the row's block is ranked by ``topk``."""
+
 
 @dataclass
 class CodeStats:
@@ -55,6 +58,50 @@ class CodeStats:
     def code_cosine(self, idx1_N: torch.Tensor, idx2_N: torch.Tensor) -> torch.Tensor:
         """Cosine of each pair's two codes (as :func:`~pseval.metrics.threshold_free.cosine_rows`)."""
         return cosine_from_sums(self.pair_dot_N, self.sq_norm_P[idx1_N], self.sq_norm_P[idx2_N])
+
+
+def _merge_block_topk(
+    chunk_RB: torch.Tensor,
+    start: int,
+    lo: int,
+    k: int,
+    top_vals: torch.Tensor,
+    top_ids: torch.Tensor,
+    floor_P: torch.Tensor,
+) -> None:
+    """Merge the entries of rows ``lo ..`` above their running k-th value into the top-k kept (in place).
+
+    Only entries strictly above a row's k-th value can enter (a tie keeps the earlier, lower latent). When
+    they are few (every block after the first few), they are gathered directly; otherwise the rows that
+    have any are ranked with :func:`block_topk`.
+    """
+    n_rows = chunk_RB.shape[0]
+    floor_R = floor_P[lo : lo + n_rows]
+    # One reduction finds the rows with a new candidate; only those rows are read again.
+    rows_R = (chunk_RB.amax(-1) > floor_R).nonzero().squeeze(-1)
+    if len(rows_R) == 0:
+        return
+    sub_SB = chunk_RB if len(rows_R) == n_rows else chunk_RB.index_select(0, rows_R)
+    above_SB = sub_SB > floor_R[rows_R, None]
+    counts_S = above_SB.sum(-1)
+    width = int(counts_S.max())
+    if width <= CANDIDATES_GATHERED:
+        # Row-major order from nonzero: each candidate's slot is its rank within its row.
+        rows_C, cols_C = above_SB.nonzero(as_tuple=True)
+        first_S = torch.cumsum(counts_S, 0) - counts_S
+        slot_C = torch.arange(len(rows_C)) - first_S[rows_C]
+        vals = torch.zeros(len(rows_R), width, dtype=top_vals.dtype)
+        ids = torch.zeros(len(rows_R), width, dtype=torch.long)
+        vals[rows_C, slot_C] = sub_SB[rows_C, cols_C].to(top_vals.dtype)
+        ids[rows_C, slot_C] = cols_C + start
+    else:
+        vals, ids = block_topk(sub_SB, start, k, positive_only=True)
+    rows_P = rows_R + lo
+    merged_vals, merged_ids = select_topk(
+        torch.cat([top_vals[rows_P], vals.to(top_vals.dtype)], 1), torch.cat([top_ids[rows_P], ids], 1), k
+    )
+    top_vals[rows_P], top_ids[rows_P] = merged_vals, merged_ids
+    floor_P[rows_P] = merged_vals[:, -1]
 
 
 @torch.no_grad()
@@ -93,17 +140,7 @@ def code_stats(
             l0[lo:hi] += active_RB.sum(-1)
             alive_B |= active_RB.any(0)
             sq_norm[lo:hi] += (chunk_RB * chunk_RB).sum(-1, dtype=torch.float64)
-            rows_R = (chunk_RB > floor_P[lo:hi, None]).any(-1).nonzero().squeeze(-1)
-            if len(rows_R) == 0:
-                continue
-            rows_P = rows_R + lo
-            ranked_RB = chunk_RB if len(rows_R) == hi - lo else chunk_RB.index_select(0, rows_R)
-            vals, ids = block_topk(ranked_RB, start, k_kept, positive_only=True)
-            merged_vals, merged_ids = select_topk(
-                torch.cat([top_vals[rows_P], vals], 1), torch.cat([top_ids[rows_P], ids], 1), k_kept
-            )
-            top_vals[rows_P], top_ids[rows_P] = merged_vals, merged_ids
-            floor_P[rows_P] = merged_vals[:, -1]
+            _merge_block_topk(chunk_RB, start, lo, k_kept, top_vals, top_ids, floor_P)
         for lo in range(0, n_pairs, PAIR_ROWS):
             hi = min(n_pairs, lo + PAIR_ROWS)
             a_RB = feats_PB.index_select(0, idx1[lo:hi])

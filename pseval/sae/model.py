@@ -83,7 +83,8 @@ def random_encoder_block(cfg: SAEConfig, seed: int, block: int) -> torch.Tensor:
     width = min(RANDOM_SEED_BLOCK, cfg.d_sae - start)
     gen = torch.Generator().manual_seed(_block_seed(seed, block))
     bound = math.sqrt(6.0 / cfg.d_in)
-    return (torch.rand(cfg.d_in, width, generator=gen) * 2 - 1) * bound
+    # In place: the same (u * 2 - 1) * bound, without three temporaries of the block's size.
+    return torch.rand(cfg.d_in, width, generator=gen).mul_(2).sub_(1).mul_(bound)
 
 
 def unit_rows(W_FD: torch.Tensor) -> torch.Tensor:

@@ -109,9 +109,14 @@ def test_score_stats_equal_dense_score_codes(name: str) -> None:
         assert score_stats(stats, data, CONFIG, InMemoryBlocks(sae)) == dense
 
 
+@pytest.mark.parametrize("gathered", [1, 64])
 @pytest.mark.parametrize("name", list(ARCHS))
-def test_row_and_pair_chunks_do_not_change_the_stats(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks encoded and scored in chunks of a few rows and pairs give the dense numbers exactly."""
+def test_row_and_pair_chunks_do_not_change_the_stats(
+    name: str, gathered: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks encoded and scored in chunks of a few rows and pairs give the dense numbers exactly, whether
+    new top-k candidates are gathered directly or their rows ranked by topk."""
+    monkeypatch.setattr(blockwise_module, "CANDIDATES_GATHERED", gathered)
     monkeypatch.setattr(blockwise_module, "STATS_ROWS", 7)
     monkeypatch.setattr(blockwise_module, "PAIR_ROWS", 5)
     monkeypatch.setattr(lazy_module, "ROW_CHUNK", 16)
