@@ -257,7 +257,9 @@ def eval_command(
     ] = 16384,
     logit_lens_tokens: Annotated[
         int,
-        typer.Option(help="Logit-lens tokens listed per chosen latent (0 = skip; costly on big vocabularies)."),
+        typer.Option(
+            help="Logit-lens tokens listed per chosen latent (0 = skip; costly on big vocabularies)."
+        ),
     ] = 8,
     output_format: FormatOpt = "table",
     executor: ExecutorOpt = "local",

@@ -30,7 +30,9 @@ from pseval.report.load import (
     load_results,
     summary_table,
 )
-from pseval.report.plots import build_figures, figure_bytes, summary_csv
+from pseval.report.plots import FigureSpec, build_figures, figure_bytes, summary_csv
+from pseval.report.wordform_html import wordform_section
+from pseval.report.wordform_plot import FIGURE_NAME as WORDFORM_FIGURE
 
 Row = dict[str, Any]
 
@@ -447,6 +449,19 @@ def _join(values: Sequence[Any]) -> str:
     return ", ".join(str(v) for v in values) if values else "–"
 
 
+def figure_card(spec: FigureSpec) -> str:
+    """A figure as an embedded SVG with its title and caption."""
+    svg = base64.b64encode(figure_bytes(spec.figure, "svg")).decode("ascii")
+    width_px = round(float(spec.figure.get_size_inches()[0]) * FIGURE_PX_PER_INCH)
+    return (
+        f'<figure class="card figure" id="fig-{_esc(spec.name)}">'
+        f"<h3>{_esc(spec.title)}</h3>"
+        f'<img alt="{_esc(spec.title)}" style="width: min(100%, {width_px}px)" '
+        f'src="data:image/svg+xml;base64,{svg}">'
+        f"<figcaption>{_esc(spec.caption)}</figcaption></figure>"
+    )
+
+
 def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) -> str:
     """The whole HTML page for ``results`` (already loaded and sorted)."""
     rows = summary_table(results)
@@ -467,20 +482,12 @@ def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) ->
     facts_html = "".join(f"<div><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>" for k, v in facts)
 
     figures_html = ""
-    if with_figures:
-        cards = []
-        for spec in build_figures(results, rows):
-            svg = base64.b64encode(figure_bytes(spec.figure, "svg")).decode("ascii")
-            width_px = round(float(spec.figure.get_size_inches()[0]) * FIGURE_PX_PER_INCH)
-            cards.append(
-                f'<figure class="card figure" id="fig-{_esc(spec.name)}">'
-                f"<h3>{_esc(spec.title)}</h3>"
-                f'<img alt="{_esc(spec.title)}" style="width: min(100%, {width_px}px)" '
-                f'src="data:image/svg+xml;base64,{svg}">'
-                f"<figcaption>{_esc(spec.caption)}</figcaption></figure>"
-            )
-        if cards:
-            figures_html = '<section id="figures"><h2>Figures</h2>' + "".join(cards) + "</section>"
+    specs = build_figures(results, rows) if with_figures else []
+    # The word form figure goes into its own section, beside its tables.
+    wordform_cards = [figure_card(spec) for spec in specs if spec.name == WORDFORM_FIGURE]
+    cards = [figure_card(spec) for spec in specs if spec.name != WORDFORM_FIGURE]
+    if cards:
+        figures_html = '<section id="figures"><h2>Figures</h2>' + "".join(cards) + "</section>"
 
     baselines = baseline_rows(rows)
     toggles = []
@@ -506,6 +513,7 @@ def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) ->
         "__TOGGLES__": "\n".join(toggles),
         "__CSV__": csv_b64,
         "__FIGURES__": figures_html,
+        "__WORDFORM__": wordform_section(results, "".join(wordform_cards)),
         "__DATA__": data_json,
         "__FOOTER__": _esc(
             f"Written by pseval {_join(info['pseval_versions'])} from {len(results)} PS-Eval result file(s)."

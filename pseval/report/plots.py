@@ -8,6 +8,8 @@
 - ``mse_l0_frontier``: the reconstruction–sparsity trade-off with each SAE coloured by specificity, the
   paper's central point in one picture (a better frontier does not mean better meaning separation).
 - ``recall_specificity``: where each SAE lies against the chance line ``specificity = 1 − recall``.
+- ``wordform_2x2``: the word form × meaning cells and effects (:mod:`pseval.report.wordform_plot`), for
+  results of ``--dataset wordnet-2x2``.
 
 Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas (no pyplot state) inside a fixed
 ``rc_context``; SVG ids are salted with a constant and dates are left out, so regenerating from the same
@@ -95,6 +97,7 @@ FIGURE_NAMES: tuple[str, ...] = (
     "layer_hook_heatmap",
     "mse_l0_frontier",
     "recall_specificity",
+    "wordform_2x2",
 )
 """Stems of the figures this module can write (files of these names that a rerun does not produce are removed)."""
 
@@ -934,9 +937,12 @@ BUILDERS = (expansion_figure, architecture_figure, heatmap_figure, frontier_figu
 
 def build_figures(results: Sequence[PSEvalResult], rows: Sequence[Row] | None = None) -> list[FigureSpec]:
     """Every figure the results have data for (call inside :func:`style` to save them as built)."""
+    # Imported here: the word form figure is built from this module's helpers.
+    from pseval.report.wordform_plot import wordform_figure
+
     rows = summary_table(results) if rows is None else rows
     with style():
-        specs = [builder(results, rows) for builder in BUILDERS]
+        specs = [builder(results, rows) for builder in (*BUILDERS, wordform_figure)]
     return [spec for spec in specs if spec is not None]
 
 
