@@ -17,9 +17,10 @@ records, for every row, the context and position it came from, which is what tur
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +28,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from pseval.errors import ConfigError
+from pseval.errors import ConfigError, DataError
 from pseval.metrics.ps_eval import NO_LATENT, ps_eval_metrics
+from pseval.sae.config import SAEConfig
+from pseval.sae.lazy import LatentBlocks, feature_blocks
 from pseval.sae.model import SAE
 
 __all__ = [
@@ -105,9 +108,9 @@ class CorpusLatentStats(BaseModel):
 # Corpus statistics
 
 
-def _train_setting(sae: SAE, hook_name: str, key: str, corpus: str) -> Any:
-    """A cache-key setting of the run that trained ``sae`` (when pseval trained it on this hook and corpus)."""
-    metadata = sae.cfg.metadata or {}
+def _train_setting(cfg: SAEConfig, hook_name: str, key: str, corpus: str) -> Any:
+    """A cache-key setting of the run that trained the SAE of ``cfg`` (pseval-trained on this hook and corpus)."""
+    metadata = cfg.metadata or {}
     train_config = metadata.get("train_config")
     if (
         isinstance(train_config, dict)
@@ -133,7 +136,7 @@ def _check_latents(latents: Sequence[int], d_sae: int) -> list[int]:
 @torch.no_grad()
 def corpus_latent_stats(
     loaded: Any,
-    sae: SAE,
+    sae: SAE | LatentBlocks,
     hook_name: str,
     latents: Sequence[int],
     n_tokens: int = 65_536,
@@ -147,6 +150,7 @@ def corpus_latent_stats(
     model_batch_size: int = 16,
     chunk_rows: int = 1024,
     fold_decoder_norms: bool = False,
+    device: str | torch.device = "cpu",
 ) -> CorpusLatentStats:
     """Firing frequency and top-activating corpus contexts of ``latents``, from cached activations.
 
@@ -158,6 +162,12 @@ def corpus_latent_stats(
     each chunk merged with the previous best, so memory stays at one chunk of codes. ``NO_LATENT`` (-1)
     entries of ``latents`` are ignored. Contexts show up to ``window`` tokens before and after the token,
     within its document.
+
+    ``sae`` is an SAE, or the :class:`~pseval.sae.lazy.LatentBlocks` of one (e.g. read from its
+    safetensors files): then the ``n_tokens`` rows are gathered (``n_tokens × d_in``) and encoded one
+    block of latents at a time on ``device`` (:func:`~pseval.sae.lazy.feature_blocks`), so memory stays at
+    one block of weights and codes whatever the width. Both give the same numbers: the same counts, and the
+    top rows merged over the same row chunks in the same order.
     """
     from pseval.training.store import ActivationStore, iter_cached_rows, load_cached_contexts
 
@@ -168,37 +178,28 @@ def corpus_latent_stats(
             f"top_n={top_n}, window={window} or chunk_rows={chunk_rows} is out of range",
             "pass top_n >= 0, window >= 0 and chunk_rows >= 1",
         )
-    chosen = _check_latents(latents, sae.cfg.d_sae)
+    cfg = sae.cfg
+    chosen = _check_latents(latents, cfg.d_sae)
     store = ActivationStore(
         loaded,
         corpus=corpus,
         split="train",
-        context_size=context_size or _train_setting(sae, hook_name, "context_size", corpus),
-        cache_dtype=cache_dtype or _train_setting(sae, hook_name, "cache_dtype", corpus),
+        context_size=context_size or _train_setting(cfg, hook_name, "context_size", corpus),
+        cache_dtype=cache_dtype or _train_setting(cfg, hook_name, "cache_dtype", corpus),
         cache_root=cache_root,
         model_batch_size=model_batch_size,
         cache=True,
     )
     folder = store.harvest([hook_name], n_tokens)[hook_name]
 
-    model_sae = sae.fold_decoder_norms() if fold_decoder_norms else sae
-    param = next(model_sae.parameters())
-    d_sae = sae.cfg.d_sae
-    index_L = torch.tensor(chosen, dtype=torch.long, device=param.device)
-    counts_F = torch.zeros(d_sae, dtype=torch.int32, device=param.device)
     k = min(top_n, n_tokens)
-    best_val_KL = torch.full((k, len(chosen)), -math.inf, device=param.device)
-    best_row_KL = torch.full((k, len(chosen)), -1, dtype=torch.long, device=param.device)
-    offset = 0
-    all_latents = chosen == list(range(d_sae))
-    for rows_ND in iter_cached_rows(folder, n_tokens, chunk_rows):
-        feats_NF = model_sae.encode(rows_ND.to(device=param.device, dtype=param.dtype)).float()
-        counts_F += (feats_NF > 0).sum(0, dtype=torch.int32)
-        if k and chosen:
-            sel_NL = feats_NF if all_latents else feats_NF.index_select(1, index_L)
-            _merge_topk(sel_NL, offset, best_val_KL, best_row_KL)
-        offset += rows_ND.shape[0]
-        del feats_NF
+    chunks = iter_cached_rows(folder, n_tokens, chunk_rows)
+    if isinstance(sae, SAE):
+        counts_F, best_val_KL, best_row_KL = _encoded_stats(sae, chunks, chosen, k, fold_decoder_norms)
+    else:
+        counts_F, best_val_KL, best_row_KL = _blockwise_stats(
+            sae, chunks, n_tokens, chosen, k, fold_decoder_norms, device
+        )
 
     freq_F = counts_F.double().cpu() / n_tokens
     contexts = load_cached_contexts(folder, n_tokens)
@@ -240,6 +241,78 @@ def corpus_latent_stats(
         frequency_all=frequency_summary(freq_F),
         top_contexts=top_contexts,
     )
+
+
+def _encoded_stats(
+    sae: SAE, chunks: Iterable[torch.Tensor], chosen: list[int], k: int, fold_decoder_norms: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Firing counts of every latent and the running top-``k`` (values, rows) of ``chosen``, chunk by chunk."""
+    model_sae = sae.fold_decoder_norms() if fold_decoder_norms else sae
+    param = next(model_sae.parameters())
+    d_sae = sae.cfg.d_sae
+    index_L = torch.tensor(chosen, dtype=torch.long, device=param.device)
+    counts_F = torch.zeros(d_sae, dtype=torch.int32, device=param.device)
+    best_val_KL = torch.full((k, len(chosen)), -math.inf, device=param.device)
+    best_row_KL = torch.full((k, len(chosen)), -1, dtype=torch.long, device=param.device)
+    offset = 0
+    all_latents = chosen == list(range(d_sae))
+    for rows_ND in chunks:
+        feats_NF = model_sae.encode(rows_ND.to(device=param.device, dtype=param.dtype)).float()
+        counts_F += (feats_NF > 0).sum(0, dtype=torch.int32)
+        if k and chosen:
+            sel_NL = feats_NF if all_latents else feats_NF.index_select(1, index_L)
+            _merge_topk(sel_NL, offset, best_val_KL, best_row_KL)
+        offset += rows_ND.shape[0]
+        del feats_NF
+    return counts_F, best_val_KL, best_row_KL
+
+
+def _blockwise_stats(
+    blocks: LatentBlocks,
+    chunks: Iterable[torch.Tensor],
+    n_tokens: int,
+    chosen: list[int],
+    k: int,
+    fold_decoder_norms: bool,
+    device: str | torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_encoded_stats` one block of latents at a time over all the rows.
+
+    The chosen latents of each block are merged with :func:`_merge_topk` over the same row chunks, in the
+    same order, as a whole-SAE encode would, so ties come out the same way.
+    """
+    cfg = blocks.cfg
+    rows_ND = torch.empty(n_tokens, cfg.d_in, dtype=cfg.torch_dtype())
+    sizes: list[int] = []
+    for chunk_ND in chunks:
+        offset = sum(sizes)
+        rows_ND[offset : offset + chunk_ND.shape[0]] = chunk_ND  # cast as a whole-SAE encode casts it
+        sizes.append(chunk_ND.shape[0])
+    if sum(sizes) != n_tokens:  # pragma: no cover - iter_cached_rows raises first
+        raise DataError(f"the activation cache gave {sum(sizes)} of {n_tokens} rows", "delete the cache")
+    counts_F = torch.zeros(cfg.d_sae, dtype=torch.int32)
+    best_val_KL = torch.full((k, len(chosen)), -math.inf)
+    best_row_KL = torch.full((k, len(chosen)), -1, dtype=torch.long)
+    by_latent = sorted(range(len(chosen)), key=chosen.__getitem__)
+    sorted_latents = [chosen[j] for j in by_latent]
+    for start, feats_NB in feature_blocks(blocks, rows_ND, fold_decoder_norms, device=device):
+        end = start + feats_NB.shape[1]
+        counts_F[start:end] = (feats_NB > 0).sum(0, dtype=torch.int32)
+        lo, hi = bisect.bisect_left(sorted_latents, start), bisect.bisect_left(sorted_latents, end)
+        if not k or lo == hi:
+            continue
+        slots_S = torch.tensor(by_latent[lo:hi], dtype=torch.long)
+        cols_S = torch.tensor(sorted_latents[lo:hi], dtype=torch.long) - start
+        sel_NS = feats_NB.index_select(1, cols_S)
+        val_KS = torch.full((k, len(cols_S)), -math.inf)
+        row_KS = torch.full((k, len(cols_S)), -1, dtype=torch.long)
+        offset = 0
+        for size in sizes:
+            _merge_topk(sel_NS[offset : offset + size], offset, val_KS, row_KS)
+            offset += size
+        best_val_KL.index_copy_(1, slots_S, val_KS)
+        best_row_KL.index_copy_(1, slots_S, row_KS)
+    return counts_F, best_val_KL, best_row_KL
 
 
 def _merge_topk(

@@ -196,8 +196,18 @@ def check_sae_fits(loaded: Any, item: NamedSAE | SAEItem, hook: str) -> None:
 
 
 def _check_weights(item: SAEItem) -> None:
-    """Read the SAE's weights once (memory-mapped where the format allows) so NaN/Inf fail before any pass."""
+    """Read the SAE's weights once so NaN/Inf fail before any pass.
+
+    Weights readable lazily from safetensors are streamed from their files in bounded pieces (an SAE of
+    any width is checked in the memory of one piece); any other SAE is loaded (memory-mapped where the
+    format allows) and let go.
+    """
     if item.source is None:
+        return
+    if getattr(item.source, "tensors", None) is not None:
+        from pseval.sae.lazy import check_finite_tensors
+
+        check_finite_tensors(item.source)
         return
     sae = item.source.load(device="cpu", dtype=None)
     del sae

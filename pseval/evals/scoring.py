@@ -301,7 +301,7 @@ def logit_lens(
 
 def interpret(
     loaded: Any,
-    sae: SAE,
+    sae: SAE | LatentBlocks,
     hook: str,
     latents: Sequence[int],
     details: Sequence[PairDetail],
@@ -309,18 +309,20 @@ def interpret(
     categories: dict[str, dict[str, Any]],
     unstructured: dict[str, Any],
     status: Callable[[str], None],
+    device: str | torch.device = "cpu",
 ) -> None:
     """Firing frequency and top corpus contexts of the chosen latents, from the training activation cache.
 
     Reads the cached corpus activations of the hook (the same cache the trainer fills, so no second model
     pass when the SAE was trained by pseval); a breakdown of PS-Eval by how often the chosen latent fires.
+    ``sae`` may be the latent blocks of an SAE read lazily: they are encoded block by block on ``device``.
     """
     from pseval.evals.interpret import corpus_latent_stats, frequency_breakdown
 
     status(
         f"top contexts and firing frequencies of the chosen latents on {config.interpret_tokens:,} corpus tokens"
     )
-    stats = corpus_latent_stats(loaded, sae, hook, latents, n_tokens=config.interpret_tokens)
+    stats = corpus_latent_stats(loaded, sae, hook, latents, n_tokens=config.interpret_tokens, device=device)
     categories["latent_frequency"] = dict(stats.frequency_all)
     unstructured["firing_frequency"] = stats.firing_frequency
     unstructured["top_contexts"] = {k: [c.model_dump() for c in v] for k, v in stats.top_contexts.items()}
@@ -367,8 +369,8 @@ def score_sae(
 
     ``sae`` is an SAE, or an :class:`~pseval.sae.source.SAESource`: one whose tensors are readable lazily
     (``source.tensors``) is encoded block by block from its files on ``device`` (in ``config.dtype`` unless
-    float32, else the stored dtype) and loaded only for the corpus interpretation (``interpret_tokens``);
-    any other source is loaded. The random-SAE control is drawn block by block from ``config.seed``.
+    float32, else the stored dtype), the corpus interpretation (``interpret_tokens``) included, and never
+    loaded whole; any other source is loaded. The random-SAE control is drawn block by block from ``config.seed``.
     ``baselines_by_hook`` caches the per-hook dense baseline across the SAEs of one run.
     """
     dtype = config.dtype if config.dtype != "float32" else None
@@ -423,6 +425,7 @@ def score_sae(
     if config.logit_lens_tokens > 0:
         unstructured["logit_lens"] = logit_lens(loaded, blocks, used, top_n=config.logit_lens_tokens)
     if config.interpret_tokens > 0:
-        full = sae if isinstance(sae, SAE) else sae.load(device=device, dtype=dtype)
-        interpret(loaded, full, hook, used, details, config, categories, unstructured, status)
+        # A lazily read SAE is interpreted block by block too, never loaded whole.
+        encoder = sae if isinstance(sae, SAE) else blocks
+        interpret(loaded, encoder, hook, used, details, config, categories, unstructured, status, run_on)
     return categories, details, unstructured

@@ -300,12 +300,15 @@ class SafetensorsBlocks:
         per_read = max(1, BLOCK_ELEMENTS // max(1, n_cols))
         base = data_start + entry.begin  # type: ignore[attr-defined]
         columns = torch.tensor(ids, dtype=torch.long)
-        picked = []
+        # The kept columns go straight into one preallocated matrix: no small tensor is allocated between
+        # two reads, so each read's buffer reuses the last one's memory instead of fragmenting the heap.
+        picked_DL = torch.empty(n_rows, len(ids), dtype=dtype)
         for r0 in range(0, n_rows, per_read):
             r1 = min(n_rows, r0 + per_read)
             rows_RC = self._read(ref.path, [(base + r0 * row_bytes, (r1 - r0) * row_bytes)], dtype)
-            picked.append(rows_RC.reshape(r1 - r0, n_cols).index_select(1, columns))
-        matrix_DL = self._checked(name, torch.cat(picked))
+            torch.index_select(rows_RC.reshape(r1 - r0, n_cols), 1, columns, out=picked_DL[r0:r1])
+            del rows_RC
+        matrix_DL = self._checked(name, picked_DL)
         return {i: matrix_DL[:, j].reshape(1, -1) for j, i in enumerate(ids)}
 
     # ------------------------------------------------------------------ LatentBlocks

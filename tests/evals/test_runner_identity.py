@@ -198,7 +198,8 @@ def test_saes_are_materialised_one_at_a_time(
 
     monkeypatch.setattr(SAESource, "load", tracking_load)
     results = evaluate(env["model"], saes, config=_config(env), output_folder=env["out"])
-    assert len(results) == 4 and peak[0] == 1
+    # At most one SAE in memory at a time (a lazily readable one is not loaded whole at all).
+    assert len(results) == 4 and peak[0] <= 1
     assert all(result_path(env["out"], f"s{i}").is_file() for i in range(4))
 
 
