@@ -1,0 +1,389 @@
+"""Tables of the "Beyond the paper" sections of docs/results.md, read from the result files alone.
+
+    python scripts/beyond_paper_tables.py --smollm2 runs/beyond-paper-smollm2 \
+        --gemma runs/beyond-paper-gemma3-270m --csv docs/results/beyond_paper_summary.csv
+
+Prints markdown: the WiC table of the SAEs beside their trained controls, the random SAE and the dense
+vectors; exact McNemar tests between the SAEs (``pseval compare``); the word form x meaning cells and
+effects (``--dataset wordnet-2x2``) of every representation; paired bootstrap intervals of the difference
+of the word and meaning effects between two SAEs on the same pairs; and the multi-token results with the
+recovered pairs apart from the single-token ones. ``--csv`` writes every number in long format.
+
+Intervals: the SAEs' WiC intervals and the 2 x 2 cell/effect intervals are the 95 % bootstrap intervals
+stored in the result files. The controls' WiC intervals are 95 % Wilson score intervals of the proportion
+(the result files store the controls' rates on the same pairs, not bootstrap intervals). Differences between two SAEs on the 2 x 2
+pairs use a paired percentile bootstrap (2,000 resamples, pairs resampled within each cell, seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from pseval.data.datasets import wordnet_2x2_pairs_path
+from pseval.evals.compare import compare_results
+
+CELL_ORDER = (
+    "same_word_same_sense",
+    "same_word_different_sense",
+    "different_word_same_sense",
+    "different_word_different_sense",
+    "synonym_substitution",
+)
+CELL_LABELS = {
+    "same_word_same_sense": "same word, same sense",
+    "same_word_different_sense": "same word, different sense",
+    "different_word_same_sense": "different word, same sense",
+    "different_word_different_sense": "different word, different sense",
+    "synonym_substitution": "synonym substitution",
+}
+EFFECTS = ("word_effect", "meaning_effect", "word_effect_different_sense", "meaning_effect_different_word",
+           "word_effect_substitution")  # fmt: skip
+EFFECT_CELLS: dict[str, tuple[str | None, str]] = {
+    "word_effect": ("same_word_same_sense", "different_word_same_sense"),
+    "meaning_effect": ("same_word_same_sense", "same_word_different_sense"),
+    "word_effect_different_sense": ("same_word_different_sense", "different_word_different_sense"),
+    "meaning_effect_different_word": ("different_word_same_sense", "different_word_different_sense"),
+    "word_effect_substitution": (None, "synonym_substitution"),
+}
+ARCH_LABELS = {
+    "standard": "ReLU",
+    "topk": "TopK",
+    "batchtopk": "BatchTopK",
+    "matryoshka_batchtopk": "Matryoshka BatchTopK",
+}
+CONTROL_LABELS = {
+    "baseline_frozen_decoder": "frozen random decoder",
+    "baseline_frozen_encoder": "frozen random encoder",
+}
+
+ROWS: list[dict[str, Any]] = []
+
+
+def record(section: str, model: str, representation: str, metric: str, value: Any, low: Any = None,
+           high: Any = None, n: Any = None, note: str = "") -> None:  # fmt: skip
+    ROWS.append(
+        {
+            "section": section,
+            "model": model,
+            "representation": representation,
+            "metric": metric,
+            "value": value,
+            "low": low,
+            "high": high,
+            "n": n,
+            "note": note,
+        }
+    )
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def ci(x: Any, low: Any, high: Any, signed: bool = False) -> str:
+    if x is None:
+        return "–"
+    if signed:
+        return f"{x:+.3f} [{low:+.2f}, {high:+.2f}]"
+    return f"{x:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def results_in(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    files = sorted((folder / "ps_eval").glob("*_eval_results.json"))
+    if not files:
+        sys.exit(f"no result files in {folder / 'ps_eval'}")
+    return {load(f)["sae_name"]: (f, load(f)) for f in files}
+
+
+def arch_of(result: dict[str, Any]) -> str:
+    meta = result["sae_cfg_dict"].get("metadata", {})
+    arch = meta.get("training_architecture") or result["sae_cfg_dict"]["architecture"]
+    return ARCH_LABELS.get(arch, arch)
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    interval = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+# --------------------------------------------------------------------------------------------------
+# WiC: SAEs beside their controls
+
+
+def wic_table(model: str, folder: Path, controls_folder: Path | None = None) -> None:
+    """One row per SAE (``folder``), its trained controls (from ``controls_folder``, an ``--controls`` run)."""
+    results = results_in(folder)
+    controls = (
+        results_in(controls_folder) if controls_folder and (controls_folder / "ps_eval").is_dir() else {}
+    )
+    print(f"\n### WiC test, {model}: SAEs, trained controls and baselines\n")
+    print("| representation | L0 | FVU | CE recovered | specificity | recall | accuracy | F1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (_, r) in results.items():
+        m = r["eval_result_metrics"]
+        ps, c, std = m["ps_eval"], m["ps_eval_ci"], m.get("standard", {})
+        label = f"{arch_of(r)} (`{name}`)"
+        cells = [ci(ps[k], c[f"{k}_low"], c[f"{k}_high"]) for k in ("specificity", "recall", "accuracy")]
+        print(
+            f"| {label} | {fmt(std.get('l0'), 1)} | {fmt(std.get('fvu'))} | {fmt(std.get('ce_loss_recovered'))} | "
+            f"{' | '.join(cells)} | {fmt(ps['f1'])} |"
+        )
+        for k in ("specificity", "recall", "accuracy", "f1"):
+            record("wic", model, name, k, ps[k], c.get(f"{k}_low"), c.get(f"{k}_high"), ps["n_pairs"])
+        for k in ("l0", "fvu", "explained_variance", "ce_loss_recovered", "dead_fraction"):
+            record("wic", model, name, f"standard_{k}", std.get(k), n=std.get("n_tokens"))
+        n0, n1 = ps["n_different_meaning"], ps["n_same_meaning"]
+        with_controls = controls[name][1]["eval_result_metrics"] if name in controls else m
+        for category, what in CONTROL_LABELS.items():
+            ctl = with_controls.get(category)
+            if not ctl:
+                continue
+            spec_lo, spec_hi = wilson(round(ctl["specificity"] * n0), n0)
+            rec_lo, rec_hi = wilson(round(ctl["recall"] * n1), n1)
+            acc_lo, acc_hi = wilson(round(ctl["accuracy"] * (n0 + n1)), n0 + n1)
+            print(
+                f"| {arch_of(r)}, {what} | {fmt(ctl.get('mean_l0_on_prompts'), 1)}* | – | – | "
+                f"{ci(ctl['specificity'], spec_lo, spec_hi)} | {ci(ctl['recall'], rec_lo, rec_hi)} | "
+                f"{ci(ctl['accuracy'], acc_lo, acc_hi)} | {fmt(ctl['f1'])} |"
+            )
+            rep = f"{name} {category}"
+            record(
+                "wic", model, rep, "specificity", ctl["specificity"], spec_lo, spec_hi, n0, "Wilson interval"
+            )
+            record("wic", model, rep, "recall", ctl["recall"], rec_lo, rec_hi, n1, "Wilson interval")
+            record("wic", model, rep, "accuracy", ctl["accuracy"], acc_lo, acc_hi, n0 + n1, "Wilson interval")
+            record("wic", model, rep, "mean_l0_on_prompts", ctl.get("mean_l0_on_prompts"))
+    first = next(iter(results.values()))[1]["eval_result_metrics"]
+    for category, what in (("baseline_random_sae", "random SAE (untrained, same width)"),
+                           ("baseline_dense", "dense activations (cosine, dev threshold)")):  # fmt: skip
+        b = first.get(category)
+        if not b:
+            continue
+        ps = first["ps_eval"]
+        n0, n1 = ps["n_different_meaning"], ps["n_same_meaning"]
+        spec_lo, spec_hi = wilson(round(b["specificity"] * n0), n0)
+        rec_lo, rec_hi = wilson(round(b["recall"] * n1), n1)
+        acc_lo, acc_hi = wilson(round(b["accuracy"] * (n0 + n1)), n0 + n1)
+        print(
+            f"| {what} | – | – | – | {ci(b['specificity'], spec_lo, spec_hi)} | {ci(b['recall'], rec_lo, rec_hi)} | "
+            f"{ci(b['accuracy'], acc_lo, acc_hi)} | {fmt(b['f1'])} |"
+        )
+        record(
+            "wic", model, category, "specificity", b["specificity"], spec_lo, spec_hi, n0, "Wilson interval"
+        )
+        record("wic", model, category, "recall", b["recall"], rec_lo, rec_hi, n1, "Wilson interval")
+    print(
+        "\n\\* mean L0 of the control on the evaluation prompts (it has the SAE's k). Controls, random SAE and "
+        "dense rows: 95 % Wilson intervals."
+    )
+
+
+def mcnemar_table(model: str, folder: Path, title: str) -> None:
+    results = results_in(folder)
+    names = list(results)
+    print(f"\n### Paired tests ({title}, {model}): exact McNemar on the shared pairs\n")
+    print("| A | B | class | pairs | A | B | only A right | only B right | p |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for a, b in itertools.combinations(names, 2):
+        out = compare_results(results[a][0], results[b][0])
+        for row in out["by_class"]:
+            print(
+                f"| {arch_of(results[a][1])} | {arch_of(results[b][1])} | {row['metric']} | {row['n_pairs']} | "
+                f"{fmt(row['value_a'])} | {fmt(row['value_b'])} | {row['a_only_correct']} | "
+                f"{row['b_only_correct']} | {row['p_value']:.3g} |"
+            )
+            record(f"mcnemar_{title}", model, f"{a} vs {b}", row["metric"], row["difference"],
+                   n=row["n_pairs"], note=f"p={row['p_value']:.4g}; value_a={row['value_a']:.4f}; "
+                   f"value_b={row['value_b']:.4f}; difference is B - A")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Word form x meaning
+
+
+def wordform_tables(model: str, folder: Path, measure: str) -> None:
+    results = results_in(folder)
+    reps: list[tuple[str, dict[str, Any]]] = []
+    for name, (_, r) in results.items():
+        w = r["eval_result_metrics"]["wordform"]
+        reps.append((f"{arch_of(r)} `{name}`", w["sae"]))
+    by_hook: dict[str, dict[str, Any]] = {}
+    for _name, (_, r) in results.items():
+        by_hook.setdefault(r["hook_name"], r["eval_result_metrics"]["wordform"])
+    for hook, w in by_hook.items():
+        if w.get("random_sae"):
+            reps.append((f"random SAE `{hook}`", w["random_sae"]))
+        if w.get("dense") and measure != "share_same_top_latent":
+            reps.append((f"dense `{hook}`", w["dense"]))
+    n_of = {c: w["sae"]["cells"][c]["n_pairs"] for c in CELL_ORDER}
+    counts = ", ".join(f"{CELL_LABELS[c]} {n_of[c]}" for c in CELL_ORDER)
+    print(f"\n### Word form x meaning, {model}: {measure} per cell (pairs per cell: {counts})\n")
+    print("| representation | " + " | ".join(CELL_LABELS[c] for c in CELL_ORDER) + " |")
+    print("|---|" + "---|" * len(CELL_ORDER))
+    for label, scores in reps:
+        cells = []
+        for c in CELL_ORDER:
+            row = scores["cells"][c]
+            cells.append(ci(row[measure], row[f"{measure}_low"], row[f"{measure}_high"]))
+            record(f"wordform_cell_{measure}", model, label, c, row[measure], row[f"{measure}_low"],
+                   row[f"{measure}_high"], row["n_pairs"])  # fmt: skip
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"\n### Word form x meaning, {model}: effects on {measure}\n")
+    print("| representation | word effect | meaning effect | word effect (different sense) | "
+          "meaning effect (different word) | 1 − synonym substitution |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for label, scores in reps:
+        cells = []
+        for e in EFFECTS:
+            row = scores["effects"][e]
+            cells.append(ci(row[measure], row[f"{measure}_low"], row[f"{measure}_high"], signed=True))
+            record(f"wordform_effect_{measure}", model, label, e, row[measure], row[f"{measure}_low"],
+                   row[f"{measure}_high"])  # fmt: skip
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def _cells_of_pairs() -> dict[str, str]:
+    cells: dict[str, str] = {}
+    for line in wordnet_2x2_pairs_path().read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            cells[rec["id"]] = rec["cell"]
+    return cells
+
+
+def paired_effect_differences(model: str, folder: Path, a_name: str, b_name: str) -> None:
+    """Effect(A) - effect(B) with a paired bootstrap over the shared 2 x 2 pairs, and per-cell McNemar."""
+    results = results_in(folder)
+    if a_name not in results or b_name not in results:
+        return
+    cell_of = _cells_of_pairs()
+    da = {d["id"]: d for d in results[a_name][1]["eval_result_details"]}
+    db = {d["id"]: d for d in results[b_name][1]["eval_result_details"]}
+    ids = [i for i in da if i in db]
+    arch_a, arch_b = arch_of(results[a_name][1]), arch_of(results[b_name][1])
+    print(f"\n### {arch_a} − {arch_b} on the same 2 x 2 pairs ({model})\n")
+    print("Per cell: share of pairs with the same top latent, and the exact McNemar test on the pairs where "
+          "the two SAEs disagree.\n")  # fmt: skip
+    print(f"| cell | pairs | {arch_a} | {arch_b} | only {arch_a} same | only {arch_b} same | p |")
+    print("|---|---|---|---|---|---|---|")
+    per_cell: dict[str, dict[str, np.ndarray]] = {}
+    for c in CELL_ORDER:
+        cid = [i for i in ids if cell_of.get(i) == c]
+        sa = np.array([da[i]["predicted_same"] for i in cid], dtype=float)
+        sb = np.array([db[i]["predicted_same"] for i in cid], dtype=float)
+        ja = np.array([da[i]["jaccard"] for i in cid], dtype=float)
+        jb = np.array([db[i]["jaccard"] for i in cid], dtype=float)
+        per_cell[c] = {"share_same_top_latent": sa - sb, "topk_overlap": ja - jb}
+        a_only, b_only = int(((sa == 1) & (sb == 0)).sum()), int(((sa == 0) & (sb == 1)).sum())
+        p = 1.0 if a_only + b_only == 0 else float(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue)
+        print(f"| {CELL_LABELS[c]} | {len(cid)} | {fmt(sa.mean())} | {fmt(sb.mean())} | {a_only} | {b_only} | "
+              f"{p:.3g} |")  # fmt: skip
+        record("wordform_paired_cell", model, f"{a_name} vs {b_name}", c, sa.mean() - sb.mean(), n=len(cid),
+               note=f"McNemar p={p:.4g}; only A same {a_only}; only B same {b_only}")  # fmt: skip
+    rng = np.random.default_rng(0)
+    n_resamples = 2000
+    print(f"\nDifference of effects, {arch_a} minus {arch_b} (paired bootstrap, 95 %):\n")
+    print("| effect | on share same top latent | on top-16 overlap |")
+    print("|---|---|---|")
+    boot: dict[str, dict[str, np.ndarray]] = {m: {} for m in ("share_same_top_latent", "topk_overlap")}
+    for m in boot:
+        for c in CELL_ORDER:
+            v = per_cell[c][m]
+            idx = rng.integers(0, len(v), size=(n_resamples, len(v)))
+            boot[m][c] = v[idx].mean(axis=1)
+    for e in EFFECTS:
+        plus, minus = EFFECT_CELLS[e]
+        cells_txt = []
+        for m in ("share_same_top_latent", "topk_overlap"):
+            point = (0.0 if plus is None else per_cell[plus][m].mean()) - per_cell[minus][m].mean()
+            samples = (0.0 if plus is None else boot[m][plus]) - boot[m][minus]
+            low, high = np.quantile(samples, [0.025, 0.975])
+            cells_txt.append(ci(point, low, high, signed=True))
+            record("wordform_paired_effect", model, f"{a_name} vs {b_name}", f"{e} {m}", point, low, high,
+                   note="effect(A) - effect(B), paired bootstrap")  # fmt: skip
+        print(f"| {e} | " + " | ".join(cells_txt) + " |")
+
+
+# --------------------------------------------------------------------------------------------------
+# Multi-token words
+
+
+def multi_token_table(model: str, folders: dict[str, Path]) -> None:
+    print(f"\n### Multi-token words, {model}: WiC test, recovered pairs apart from single-token ones\n")
+    print("| SAE | policy | pairs | specificity | recall | accuracy |")
+    print("|---|---|---|---|---|---|")
+    for policy, folder in folders.items():
+        for name, (_, r) in results_in(folder).items():
+            u = r["eval_result_unstructured"]
+            groups, cis = u.get("by_token_count", {}), u.get("by_token_count_ci", {})
+            for group in ("single", "multi"):
+                g, c = groups.get(group), cis.get(group, {})
+                if not g:
+                    continue
+                cells = [
+                    ci(g[k], c.get(f"{k}_low"), c.get(f"{k}_high"))
+                    for k in ("specificity", "recall", "accuracy")
+                ]
+                what = "single-token (paper's)" if group == "single" else "multi-token (recovered)"
+                print(f"| {arch_of(r)} | {policy}: {what} | {g['n_pairs']} | " + " | ".join(cells) + " |")
+                for k in ("specificity", "recall", "accuracy"):
+                    record(f"multi_token_{policy}", model, f"{name} {group}", k, g[k], c.get(f"{k}_low"),
+                           c.get(f"{k}_high"), g["n_pairs"])  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smollm2", type=Path, help="the SmolLM2 run folder (runs/beyond-paper-smollm2)")
+    parser.add_argument(
+        "--gemma", type=Path, help="the Gemma-3-270m run folder (runs/beyond-paper-gemma3-270m)"
+    )
+    parser.add_argument("--csv", type=Path, help="write every number here (long format)")
+    args = parser.parse_args()
+    if args.smollm2:
+        run = args.smollm2
+        names = list(results_in(run / "results"))
+        wic_table("SmolLM2-135M", run / "results", run / "controls")
+        mcnemar_table("SmolLM2-135M", run / "results", "WiC test")
+        if (run / "wordform" / "ps_eval").is_dir():
+            for measure in ("share_same_top_latent", "topk_overlap"):
+                wordform_tables("SmolLM2-135M", run / "wordform", measure)
+            matryoshka = [n for n in names if "matryoshka" in n]
+            batchtopk = [n for n in names if "-batchtopk-" in n]
+            if matryoshka and batchtopk:
+                paired_effect_differences("SmolLM2-135M", run / "wordform", matryoshka[0], batchtopk[0])
+        policies = {
+            p: run / f"multi-token-{p}" for p in ("last", "mean") if (run / f"multi-token-{p}").is_dir()
+        }
+        if policies:
+            multi_token_table("SmolLM2-135M", policies)
+    if args.gemma and (args.gemma / "wordform" / "ps_eval").is_dir():
+        for measure in ("share_same_top_latent", "topk_overlap"):
+            wordform_tables("Gemma-3-270m", args.gemma / "wordform", measure)
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.csv.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(ROWS[0]) if ROWS else ["section"])
+            writer.writeheader()
+            writer.writerows(ROWS)
+        tmp.replace(args.csv)
+        print(f"\n{len(ROWS)} rows → {args.csv}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
