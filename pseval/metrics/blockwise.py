@@ -19,10 +19,11 @@ from pseval.metrics.threshold_free import cosine_from_sums, jaccard_of_top
 from pseval.sae.lazy import block_topk, select_topk
 
 STATS_ROWS = 256
-"""Prompts of a block read at once: a (rows x block) slice small enough to stay in cache across its passes."""
+"""Fewest prompts of a block read at once (more when the block is narrow, see :data:`STATS_ELEMENTS`)."""
 
-PAIR_ROWS = 256
-"""Pairs whose two codes are gathered at once for their dot products."""
+STATS_ELEMENTS = 1 << 18
+"""Entries of the (rows x block) slice read at once: small enough to stay in cache across its passes, large
+enough that the per-operation overhead of narrow blocks (many prompts) stays small."""
 
 CANDIDATES_GATHERED = 64
 """Most new top-k candidates of one row gathered directly; beyond, the row's block is ranked by ``topk``."""
@@ -112,7 +113,7 @@ def code_stats(
 
     Codes are never negative (every architecture ends in a ReLU or a top-k of ReLU'd values), so the top-1
     latent is the first of the top-k and only entries > 0 are ever selected. Each block is read in chunks
-    of :data:`STATS_ROWS` rows (pairs: :data:`PAIR_ROWS`) so the passes over it stay in cache, and after the
+    of at least :data:`STATS_ROWS` rows (and of pairs) so the passes over it stay in cache, and after the
     first block only the rows with an entry above their running k-th value are re-ranked.
     """
     idx1 = torch.tensor([a for a, _ in pair_index], dtype=torch.long)
@@ -133,16 +134,17 @@ def code_stats(
         if width == 0:
             continue
         alive_B = torch.zeros(width, dtype=torch.bool)
-        for lo in range(0, n_prompts, STATS_ROWS):
-            hi = min(n_prompts, lo + STATS_ROWS)
+        chunk_rows = max(STATS_ROWS, STATS_ELEMENTS // width)
+        for lo in range(0, n_prompts, chunk_rows):
+            hi = min(n_prompts, lo + chunk_rows)
             chunk_RB = feats_PB[lo:hi]
             active_RB = chunk_RB > 0
             l0[lo:hi] += active_RB.sum(-1)
             alive_B |= active_RB.any(0)
             sq_norm[lo:hi] += (chunk_RB * chunk_RB).sum(-1, dtype=torch.float64)
             _merge_block_topk(chunk_RB, start, lo, k_kept, top_vals, top_ids, floor_P)
-        for lo in range(0, n_pairs, PAIR_ROWS):
-            hi = min(n_pairs, lo + PAIR_ROWS)
+        for lo in range(0, n_pairs, chunk_rows):
+            hi = min(n_pairs, lo + chunk_rows)
             a_RB = feats_PB.index_select(0, idx1[lo:hi])
             b_RB = feats_PB.index_select(0, idx2[lo:hi])
             pair_dot[lo:hi] += (a_RB * b_RB).sum(-1, dtype=torch.float64)

@@ -33,13 +33,17 @@ if TYPE_CHECKING:
     from pseval.sae.source import SAESource, TensorRef
 
 BLOCK_ELEMENTS = 1 << 22
-"""Entries of one (rows × latents) block of codes: bounds every dense code matrix in memory (16 MiB fp32).
+"""Entries of one (rows × latents) block of codes: bounds every dense code matrix in memory (16 MiB fp32;
+with very many inputs, :data:`MIN_BLOCK_LATENTS` columns of them).
 
 Small enough to stay in the last-level cache while it is scored, and under glibc's largest mmap threshold
 (32 MiB), so the blocks' buffers are reused from the heap instead of being faulted in afresh each time."""
 
 SLAB_ELEMENTS = 1 << 23
 """Entries of the column slab read at once from a row-major file matrix (32 MiB fp32; several blocks wide)."""
+
+MIN_BLOCK_LATENTS = 1024
+"""Fewest latents per block, however many inputs: a narrower matmul runs well below the machine's speed."""
 
 ROW_CHUNK = 1024
 """Rows encoded at once inside a block (the same row chunks as a whole-SAE encode)."""
@@ -49,7 +53,7 @@ PER_LATENT = ("b_enc", "threshold", "b_gate", "b_mag", "r_mag")
 
 def block_latents(n_rows: int, d_sae: int, budget: int = BLOCK_ELEMENTS) -> int:
     """Latents per block for ``n_rows`` inputs: a multiple of the random control's seed block when possible."""
-    width = max(1, budget // max(1, n_rows))
+    width = max(MIN_BLOCK_LATENTS, budget // max(1, n_rows))
     if width >= RANDOM_SEED_BLOCK:
         width = width // RANDOM_SEED_BLOCK * RANDOM_SEED_BLOCK
     return min(d_sae, width)
@@ -65,6 +69,46 @@ def block_bounds(d_sae: int, width: int) -> list[tuple[int, int]]:
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < MIN_LAST_BLOCK:
         bounds[-2:] = [(bounds[-2][0], d_sae)]
     return bounds
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or Inf in ``tensor``: its sum first (one cheap pass), each entry only when that sum is not finite
+    (a NaN or Inf, or finite entries whose float32 sum overflows)."""
+    if not tensor.is_floating_point():
+        return True
+    return bool(torch.isfinite(tensor.sum(dtype=torch.float32))) or bool(torch.isfinite(tensor).all())
+
+
+def read_byte_ranges(
+    path: Path, pieces: list[tuple[int, int]], out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The byte ranges ``(offset, nbytes)`` of ``path`` one after the other, as a flat uint8 tensor.
+
+    Read with ``os.preadv`` (no memory map whose pages would stay resident), into ``out`` when given (a
+    uint8 tensor of exactly the total size, reused across calls by streaming readers).
+    """
+    total = sum(n for _, n in pieces)
+    buf = torch.empty(total, dtype=torch.uint8) if out is None else out
+    view = buf.numpy().data
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise SAEError(f"cannot read {path} ({exc.strerror})", "check the file") from None
+    try:
+        at = 0
+        for offset, n in pieces:
+            done = 0
+            while done < n:
+                got = os.preadv(fd, [view[at + done : at + n]], offset + done)
+                if got <= 0:
+                    raise SAEError(f"{path} is truncated", "re-download or re-save the SAE")
+                done += got
+            at += n
+    except OSError as exc:
+        raise SAEError(f"cannot read {path} ({exc.strerror})", "check the file") from None
+    finally:
+        os.close(fd)
+    return buf
 
 
 class LatentBlocks(Protocol):
@@ -202,34 +246,11 @@ class SafetensorsBlocks:
 
     def _read(self, path: Path, pieces: list[tuple[int, int]], dtype: torch.dtype) -> torch.Tensor:
         """The byte ranges ``(offset, nbytes)`` of ``path`` one after the other, as a flat tensor."""
-        total = sum(n for _, n in pieces)
-        buf = torch.empty(total, dtype=torch.uint8)
-        view = buf.numpy().data
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            at = 0
-            for offset, n in pieces:
-                done = 0
-                while done < n:
-                    got = os.preadv(fd, [view[at + done : at + n]], offset + done)
-                    if got <= 0:
-                        raise SAEError(f"{path} is truncated", "re-download or re-save the SAE")
-                    done += got
-                at += n
-        except OSError as exc:
-            raise SAEError(f"cannot read {path} ({exc.strerror})", "check the file") from None
-        finally:
-            os.close(fd)
-        return buf.view(dtype)
+        return read_byte_ranges(path, pieces).view(dtype)
 
     def _checked(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.to(self._dtype)
-        # A NaN or Inf makes the sum non-finite; only then (or on an overflowing sum) is each entry tested.
-        if (
-            out.is_floating_point()
-            and not bool(torch.isfinite(out.sum(dtype=torch.float32)))
-            and not bool(torch.isfinite(out).all())
-        ):
+        if not all_finite(out):
             raise SAEError(
                 f"{self.spec}: tensor {name} contains NaN or Inf values", "re-download or re-train the SAE"
             )
@@ -387,12 +408,12 @@ def _block_encode(
     sae_in_ND: torch.Tensor,
     fold: bool,
     rescale: bool,
-    out_NB: torch.Tensor | None = None,
+    out_NB: torch.Tensor,
 ) -> torch.Tensor:
     """Pre-activations (topk) or codes (other architectures) of one block, as ``SAE._encode`` computes them.
 
-    The same operations in the same order, applied in place to the matmul's output (``out_NB`` when
-    given), so no temporary of the block's size is allocated.
+    The same operations in the same order, applied in place to the matmul's output ``out_NB``, so no
+    temporary of the block's size is allocated.
     """
     if fold:
         # SAE.fold_decoder_norms: W_enc columns and the per-latent biases/thresholds times the decoder norms.
@@ -410,8 +431,8 @@ def _block_encode(
         pre_NB = sae_in_ND @ (W_enc_DB * params["r_mag"].exp()) + params["b_mag"]
         gate_NB = ((sae_in_ND @ W_enc_DB + params["b_gate"]) > 0).to(pre_NB.dtype)
         codes_NB = gate_NB * pre_NB.relu()
-        return codes_NB if out_NB is None else out_NB.copy_(codes_NB)
-    pre_NB = torch.matmul(sae_in_ND, W_enc_DB, out=out_NB) if out_NB is not None else sae_in_ND @ W_enc_DB
+        return out_NB.copy_(codes_NB)
+    pre_NB = torch.matmul(sae_in_ND, W_enc_DB, out=out_NB)
     pre_NB += params["b_enc"]
     if rescale:
         pre_NB *= params["W_dec"].norm(dim=-1)
@@ -562,31 +583,15 @@ def check_finite_tensors(source: SAESource, block_elements: int = BLOCK_ELEMENTS
         step = max(1, block_elements) * itemsize
         if buf.numel() < min(step, end - begin):
             buf = torch.empty(min(step, end - begin), dtype=torch.uint8)
-        view = buf.numpy().data
-        try:
-            fd = os.open(ref.path, os.O_RDONLY)
-        except OSError as exc:
-            raise SAEError(f"cannot read {ref.path} ({exc.strerror})", "check the file") from None
-        try:
-            for offset in range(begin, end, step):
-                n = min(step, end - offset)
-                done = 0
-                while done < n:
-                    got = os.preadv(fd, [view[done:n]], offset + done)
-                    if got <= 0:
-                        raise SAEError(f"{ref.path} is truncated", "re-download or re-save the SAE")
-                    done += got
-                piece = buf[:n].view(stored).to(dtype)
-                if not bool(torch.isfinite(piece).all()):
-                    kind = "NaN" if bool(torch.isnan(piece).any()) else "Inf"
-                    raise SAEError(
-                        f"SAE {source.spec}: tensor {name} holds non-finite values ({kind})",
-                        "the weights are corrupt or training diverged; re-download or retrain the SAE",
-                    )
-        except OSError as exc:
-            raise SAEError(f"cannot read {ref.path} ({exc.strerror})", "check the file") from None
-        finally:
-            os.close(fd)
+        for offset in range(begin, end, step):
+            n = min(step, end - offset)
+            piece = read_byte_ranges(ref.path, [(offset, n)], out=buf[:n]).view(stored).to(dtype)
+            if not all_finite(piece):
+                kind = "NaN" if bool(torch.isnan(piece).any()) else "Inf"
+                raise SAEError(
+                    f"SAE {source.spec}: tensor {name} holds non-finite values ({kind})",
+                    "the weights are corrupt or training diverged; re-download or retrain the SAE",
+                )
 
 
 __all__ = [

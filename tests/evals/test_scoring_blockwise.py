@@ -118,7 +118,7 @@ def test_row_and_pair_chunks_do_not_change_the_stats(
     new top-k candidates are gathered directly or their rows ranked by topk."""
     monkeypatch.setattr(blockwise_module, "CANDIDATES_GATHERED", gathered)
     monkeypatch.setattr(blockwise_module, "STATS_ROWS", 7)
-    monkeypatch.setattr(blockwise_module, "PAIR_ROWS", 5)
+    monkeypatch.setattr(blockwise_module, "STATS_ELEMENTS", 7)
     monkeypatch.setattr(lazy_module, "ROW_CHUNK", 16)
     sae = make_sae(name)
     data = make_data()
@@ -269,20 +269,20 @@ def test_gemma_scope_2_folder_is_scored_lazily(tmp_path: Path) -> None:
     assert got == want
 
 
+def _saved_source(tmp_path: Path, sae: SAE, tensors: dict[str, torch.Tensor]) -> SAESource:
+    """A lazily readable source over ``tensors`` saved in one safetensors file, with ``sae``'s config."""
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path))
+    refs = {k: TensorRef(path, k) for k in tensors}
+    return SAESource(spec=str(path), cfg=sae.cfg, format="test", path=path, tensors=refs)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_lazy_read_refuses_nan(tmp_path: Path, bad: float) -> None:
     sae = make_sae("standard")
     tensors = {k: v.detach().clone().contiguous() for k, v in sae.state_dict().items()}
     tensors["W_enc"][3, 150] = bad
-    path = tmp_path / "w.safetensors"
-    save_file(tensors, str(path))
-    source = SAESource(
-        spec=str(path),
-        cfg=sae.cfg,
-        format="test",
-        path=path,
-        tensors={k: TensorRef(path, k) for k in tensors},
-    )
+    source = _saved_source(tmp_path, sae, tensors)
     blocks = SafetensorsBlocks(source)
     with pytest.raises(SAEError, match="W_enc"):
         list(feature_blocks(blocks, make_data().acts[HOOK], block_size=64))
@@ -292,15 +292,7 @@ def test_lazy_read_accepts_finite_weights_whose_sum_overflows(tmp_path: Path) ->
     sae = make_sae("standard")
     tensors = {k: v.detach().clone().contiguous() for k, v in sae.state_dict().items()}
     tensors["W_enc"][3, 150:152] = 3e38  # finite, but their float32 sum is inf
-    path = tmp_path / "w.safetensors"
-    save_file(tensors, str(path))
-    source = SAESource(
-        spec=str(path),
-        cfg=sae.cfg,
-        format="test",
-        path=path,
-        tensors={k: TensorRef(path, k) for k in tensors},
-    )
+    source = _saved_source(tmp_path, sae, tensors)
     got = SafetensorsBlocks(source).block(140, 160, ["W_enc"])["W_enc"]
     assert torch.equal(got, tensors["W_enc"][:, 140:160])
 
