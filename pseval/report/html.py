@@ -23,9 +23,11 @@ from pseval._format import finite_number
 from pseval._io import write_text_atomic
 from pseval.evals.schema import PSEvalResult
 from pseval.report.load import (
+    ResultGroup,
     architecture_label,
     describe,
     display_names,
+    group_results,
     hook_kind_rank,
     load_results,
     summary_table,
@@ -402,11 +404,18 @@ def baseline_rows(rows: Sequence[Row]) -> list[Row]:
     return out
 
 
-def render_summary_table(rows: Sequence[Row]) -> str:
-    """The sortable summary table (SAE rows, then baseline rows) as HTML."""
+def render_summary_table(
+    rows: Sequence[Row], indices: Sequence[int] | None = None, table_id: str = "summary"
+) -> str:
+    """The sortable summary table (SAE rows, then baseline rows) as HTML.
+
+    ``indices`` are the rows' positions among all the report's SAEs (what the drill-down links select);
+    by default ``0, 1, ...``.
+    """
+    positions = range(len(rows)) if indices is None else indices
     sae_rows = [
         {**row, "_index": i, "arch_label": architecture_label(row.get("architecture"))}
-        for i, row in enumerate(rows)
+        for i, row in zip(positions, rows, strict=True)
     ]
     all_rows = sae_rows + baseline_rows(sae_rows)
     columns = summary_columns(sae_rows)
@@ -435,7 +444,7 @@ def render_summary_table(rows: Sequence[Row]) -> str:
         attrs = f' class="baseline baseline-{kind}"' if kind else ""
         body_parts.append(f'<tr data-i="{i}"{attrs}>{"".join(cells)}</tr>')
     return (
-        '<table id="summary" class="data sortable">'
+        f'<table id="{_esc(table_id)}" class="data sortable summary-table">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body_parts)}</tbody></table>"
     )
 
@@ -449,12 +458,12 @@ def _join(values: Sequence[Any]) -> str:
     return ", ".join(str(v) for v in values) if values else "–"
 
 
-def figure_card(spec: FigureSpec) -> str:
+def figure_card(spec: FigureSpec, id_prefix: str = "") -> str:
     """A figure as an embedded SVG with its title and caption."""
     svg = base64.b64encode(figure_bytes(spec.figure, "svg")).decode("ascii")
     width_px = round(float(spec.figure.get_size_inches()[0]) * FIGURE_PX_PER_INCH)
     return (
-        f'<figure class="card figure" id="fig-{_esc(spec.name)}">'
+        f'<figure class="card figure" id="fig-{_esc(id_prefix + spec.name)}">'
         f"<h3>{_esc(spec.title)}</h3>"
         f'<img alt="{_esc(spec.title)}" style="width: min(100%, {width_px}px)" '
         f'src="data:image/svg+xml;base64,{svg}">'
@@ -462,13 +471,7 @@ def figure_card(spec: FigureSpec) -> str:
     )
 
 
-def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) -> str:
-    """The whole HTML page for ``results`` (already loaded and sorted)."""
-    rows = summary_table(results)
-    names = display_names(results)
-    info = describe(results)
-    data_json = fit_budget(report_data(results, names))
-
+def _facts_html(info: dict[str, Any], groups: Sequence[ResultGroup]) -> str:
     pairs = info["n_pairs"]
     pairs_text = f"{pairs[0]:,}" if len(pairs) == 1 else (f"{min(pairs):,}–{max(pairs):,}" if pairs else "–")
     facts = [
@@ -479,15 +482,64 @@ def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) ->
         ("SAEs", str(info["n_saes"])),
         ("pseval", _join(info["pseval_versions"])),
     ]
-    facts_html = "".join(f"<div><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>" for k, v in facts)
+    if len(groups) > 1:
+        facts.append(("Compared within", f"{len(groups)} groups of the same pairs"))
+    return "".join(f"<div><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>" for k, v in facts)
 
-    figures_html = ""
-    specs = build_figures(results, rows) if with_figures else []
-    # The word form figure goes into its own section, beside its tables.
-    wordform_cards = [figure_card(spec) for spec in specs if spec.name == WORDFORM_FIGURE]
-    cards = [figure_card(spec) for spec in specs if spec.name != WORDFORM_FIGURE]
-    if cards:
-        figures_html = '<section id="figures"><h2>Figures</h2>' + "".join(cards) + "</section>"
+
+def _group_heading(group: ResultGroup) -> str:
+    return f'<h3 class="group-title" id="group-{_esc(group.slug)}">{_esc(group.title)}</h3>'
+
+
+def _tables_html(results: Sequence[PSEvalResult], rows: Sequence[Row], groups: Sequence[ResultGroup]) -> str:
+    """One summary table, or with several groups one titled table per group (rows keep their SAE index)."""
+    if len(groups) == 1:
+        return f'<div class="table-wrap">{render_summary_table(rows)}</div>'
+    position = {id(result): i for i, result in enumerate(results)}
+    parts = [
+        '<p class="help group-note">These results were scored on different pairs (dataset, split or pair '
+        "count), so each group has its own table and figures: compare SAEs within a group only.</p>"
+    ]
+    for group in groups:
+        indices = [position[id(result)] for result in group.results]
+        table = render_summary_table([rows[i] for i in indices], indices, f"summary-{group.slug}")
+        parts.append(f'{_group_heading(group)}<div class="table-wrap">{table}</div>')
+    return "".join(parts)
+
+
+def _figures_html(
+    results: Sequence[PSEvalResult], rows: Sequence[Row], groups: Sequence[ResultGroup]
+) -> tuple[str, str]:
+    """The figures section and the word form figure's card(s), drawn per group of comparable results."""
+    cards: list[str] = []
+    wordform_cards: list[str] = []
+    for group in groups:
+        group_rows = rows if len(groups) == 1 else summary_table(group.results)
+        prefix = "" if len(groups) == 1 else f"{group.slug}-"
+        specs = build_figures(group.results, group_rows)
+        # The word form figure goes into its own section, beside its tables.
+        wordform_cards += [figure_card(spec, prefix) for spec in specs if spec.name == WORDFORM_FIGURE]
+        group_cards = [figure_card(spec, prefix) for spec in specs if spec.name != WORDFORM_FIGURE]
+        if group_cards and len(groups) > 1:
+            group_cards.insert(0, _group_heading(group))
+        cards += group_cards
+    if not cards:
+        return "", "".join(wordform_cards)
+    return '<section id="figures"><h2>Figures</h2>' + "".join(cards) + "</section>", "".join(wordform_cards)
+
+
+def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) -> str:
+    """The whole HTML page for ``results`` (already loaded and sorted).
+
+    Results scored on different pairs (:func:`pseval.report.load.group_results`) get one titled table and
+    one set of figures per group; the drill-down and the CSV cover every SAE.
+    """
+    rows = summary_table(results)
+    names = display_names(results)
+    info = describe(results)
+    groups = group_results(results)
+    data_json = fit_budget(report_data(results, names))
+    figures_html, wordform_cards = _figures_html(results, rows, groups) if with_figures else ("", "")
 
     baselines = baseline_rows(rows)
     toggles = []
@@ -508,12 +560,12 @@ def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) ->
         "__TITLE__": _esc(title),
         "__CSS__": _resource("report.css"),
         "__JS__": _resource("report.js"),
-        "__FACTS__": facts_html,
-        "__TABLE__": render_summary_table(rows),
+        "__FACTS__": _facts_html(info, groups),
+        "__TABLE__": _tables_html(results, rows, groups),
         "__TOGGLES__": "\n".join(toggles),
         "__CSV__": csv_b64,
         "__FIGURES__": figures_html,
-        "__WORDFORM__": wordform_section(results, "".join(wordform_cards)),
+        "__WORDFORM__": wordform_section(results, wordform_cards),
         "__DATA__": data_json,
         "__FOOTER__": _esc(
             f"Written by pseval {_join(info['pseval_versions'])} from {len(results)} PS-Eval result file(s)."

@@ -11,6 +11,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,52 @@ def context_line(results: Sequence[PSEvalResult]) -> str:
     elif tokens:
         line += f" · SAEs trained on {min(tokens):,}–{max(tokens):,} tokens"
     return line
+
+
+def pairs_scored(result: PSEvalResult) -> int:
+    """How many pairs a result scored (its ``n_pairs`` metric, else its per-pair details)."""
+    value = finite_number(result.metric("ps_eval", "n_pairs"))
+    return int(value) if value is not None else len(result.eval_result_details)
+
+
+@dataclass(frozen=True)
+class ResultGroup:
+    """Results scored on the same pairs (dataset, split and pair count), so their numbers compare."""
+
+    dataset: str
+    split: str
+    n_pairs: int
+    results: list[PSEvalResult]
+
+    @property
+    def title(self) -> str:
+        """``wic · test split · 1,144 pairs``: what every table, figure and section of the group says."""
+        return f"{dataset_label(self.dataset)} · {self.split} split · {self.n_pairs:,} pairs"
+
+    @property
+    def slug(self) -> str:
+        """A folder name unique to the group, e.g. ``wic-test-1144pairs``."""
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_label(self.dataset)).strip("._") or "dataset"
+        return f"{name}-{self.split}-{self.n_pairs}pairs"
+
+
+def dataset_label(dataset: str) -> str:
+    """A dataset as a title shows it: a JSONL file by its stem, a built-in dataset by its name."""
+    return Path(dataset).stem if dataset.endswith(".jsonl") else dataset
+
+
+def group_results(results: Sequence[PSEvalResult]) -> list[ResultGroup]:
+    """``results`` split by (dataset, split, pairs scored), each group in the given order.
+
+    Specificity on 1,144 WiC test pairs and on 400 pairs of another dataset are different quantities:
+    one table or figure holding both would invite comparing them, so the report shows each group apart.
+    Groups are ordered by dataset, split and pair count.
+    """
+    groups: dict[tuple[str, str, int], list[PSEvalResult]] = {}
+    for result in results:
+        key = (result.eval_config.dataset, result.eval_config.split, pairs_scored(result))
+        groups.setdefault(key, []).append(result)
+    return [
+        ResultGroup(dataset, split, n_pairs, members)
+        for (dataset, split, n_pairs), members in sorted(groups.items(), key=lambda item: item[0])
+    ]

@@ -42,6 +42,7 @@ from pseval.report.load import (
     architecture_label,
     architecture_rank,
     context_line,
+    group_results,
     hook_kind_rank,
     load_results,
     summary_table,
@@ -968,18 +969,33 @@ def summary_csv(rows: Sequence[Row]) -> str:
 def make_figures(results_folder: str | Path, out_folder: str | Path | None = None) -> list[Path]:
     """Write every figure the results have data for as PNG and SVG, plus the tables, and return the paths.
 
-    ``out_folder`` defaults to ``<results_folder>/figures``. Each file is written atomically; figure and table
-    files of this module's names that this run does not produce (their data is gone) are removed.
+    ``out_folder`` defaults to ``<results_folder>/figures``. Results scored on different pairs (dataset, split
+    or pair count, :func:`pseval.report.load.group_results`) never share a figure: with several groups each
+    gets its own subfolder (``figures/wic-test-1144pairs/``), titled with its group, and ``summary.csv`` of
+    the top folder lists every SAE. Each file is written atomically; figure and table files of this
+    module's names that this run does not produce (their data is gone) are removed.
     """
     results = load_results(results_folder)
     root = Path(results_folder)
     out = (
         Path(out_folder) if out_folder is not None else (root.parent if root.is_file() else root) / "figures"
     )
+    groups = group_results(results)
+    if len(groups) == 1:
+        return _write_figure_set(results, summary_table(results), out)
+    written = _write_figure_set([], [], out)  # clears a previous single-group run's figures
+    for group in groups:
+        # Each figure's subtitle names its group's dataset, split and pair count.
+        written += _write_figure_set(group.results, summary_table(group.results), out / group.slug)
+    written.append(write_text_atomic(out / "summary.csv", summary_csv(summary_table(results))))
+    return written
+
+
+def _write_figure_set(results: Sequence[PSEvalResult], rows: Sequence[Row], out: Path) -> list[Path]:
+    """The figures, tables and ``summary.csv`` of comparable results in ``out``; stale ones removed."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = summary_table(results)
     written: list[Path] = []
-    for spec in build_figures(results, rows):
+    for spec in build_figures(results, rows) if results else []:
         for fmt in ("png", "svg"):
             path = out / f"{spec.name}.{fmt}"
             data = figure_bytes(spec.figure, fmt)
@@ -988,7 +1004,8 @@ def make_figures(results_folder: str | Path, out_folder: str | Path | None = Non
             written.append(path)
         for filename, text in spec.tables.items():
             written.append(write_text_atomic(out / filename, text))
-    written.append(write_text_atomic(out / "summary.csv", summary_csv(rows)))
+    if rows:
+        written.append(write_text_atomic(out / "summary.csv", summary_csv(rows)))
     produced = {p.name for p in written}
     for stale in [f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg")] + list(TABLE_FILES):
         if stale not in produced and (out / stale).exists():

@@ -281,12 +281,15 @@
   errorsOnly.addEventListener("change", renderPairs);
 
   // ---- summary table ---------------------------------------------------------------------------------
-  var summary = document.getElementById("summary");
+  // One table, or one per group of results scored on the same pairs.
+  var summaries = document.querySelectorAll("table.summary-table");
   var showDense = document.getElementById("show-dense");
   var showRandom = document.getElementById("show-random");
   function applyFilters() {
-    summary.classList.toggle("hide-dense", !!showDense && !showDense.checked);
-    summary.classList.toggle("hide-random", !!showRandom && !showRandom.checked);
+    Array.prototype.forEach.call(summaries, function (summary) {
+      summary.classList.toggle("hide-dense", !!showDense && !showDense.checked);
+      summary.classList.toggle("hide-random", !!showRandom && !showRandom.checked);
+    });
   }
   [showDense, showRandom].forEach(function (box) {
     if (box) box.addEventListener("change", applyFilters);
@@ -300,7 +303,7 @@
     });
   });
 
-  makeSortable(summary);
+  Array.prototype.forEach.call(summaries, makeSortable);
   makeSortable(wordsTable);
   if (saes.length) {
     renderSae(0);
