@@ -140,13 +140,13 @@ def load_results(folder: str | Path) -> list[PSEvalResult]:
     if not root.exists():
         raise DataError(
             f"the results folder {root} does not exist",
-            "pass the folder given to `pseval eval --output` (it holds ps_eval/*_eval_results.json)",
+            "pass the folder given to `pseval eval --out` (it holds ps_eval/*_eval_results.json)",
         )
     results = [result for path in find_result_files(root) if (result := _read(path)) is not None]
     if not results:
         raise DataError(
             f"no PS-Eval result (*{RESULT_GLOB[1:]} with eval_type_id 'ps_eval') under {root}",
-            "run `pseval eval --output FOLDER` first and pass that FOLDER",
+            "run `pseval eval --out FOLDER` first and pass that FOLDER",
         )
     return sorted(results, key=sort_key)
 
