@@ -38,3 +38,27 @@ class ModelError(PsevalError):
 
 class SAEError(PsevalError):
     """An SAE file is missing, corrupt, of an unknown format, or does not fit the hook."""
+
+
+def validation_details(exc: Exception, field_names: dict[str, str] | None = None) -> str:
+    """A pydantic ValidationError as ``field: what is wrong (got value)`` per error, joined by ``; ``.
+
+    ``field_names`` renames top-level fields for the reader, e.g. ``{"max_pairs": "--max-pairs"}``. Other
+    exceptions give their first line. The value is shown unless it is a mapping or a list (those are the
+    whole record, not the bad value).
+    """
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    parts = []
+    for error in errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        if loc and field_names and loc[0] in field_names:
+            loc[0] = field_names[loc[0]]
+        where = ".".join(loc) or "value"
+        value = error.get("input")
+        shown = (
+            "" if isinstance(value, dict | list) or error.get("type") == "missing" else f" (got {value!r})"
+        )
+        parts.append(f"{where}: {error.get('msg', 'invalid')}{shown}")
+    return "; ".join(parts)

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from pseval.data.inflection import span_matches_word
 from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
 from pseval.data.wic import WIC_SPLITS, read_wic_split
-from pseval.errors import ConfigError, DataError
+from pseval.errors import ConfigError, DataError, validation_details
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -59,6 +59,7 @@ MULTI_TOKEN_POLICIES: tuple[str, ...] = ("drop", "last", "mean")
 """What to do with a word whose ``" " + word`` is several tokens: drop the pair (the paper), read the
 last sub-token, or read the mean of the sub-tokens' activations."""
 LABELS: tuple[int, int] = (DIFFERENT_MEANING, SAME_MEANING)
+WORD_PAIR_FIELDS = "id, word, pos, context_1, context_2, span_1, span_2, label (optional: split, word_2)"
 
 
 def check_multi_token(policy: str) -> MultiTokenPolicy:
@@ -69,6 +70,11 @@ def check_multi_token(policy: str) -> MultiTokenPolicy:
             f"use --multi-token with one of {', '.join(MULTI_TOKEN_POLICIES)}",
         )
     return policy  # type: ignore[return-value]
+
+
+def check_dataset(name: str) -> None:
+    """Raise DataError if ``name`` is not a dataset that can be read (unknown, missing or malformed file)."""
+    _read_pairs(name, "all")
 
 
 def wordnet_pairs_path() -> Path:
@@ -149,11 +155,7 @@ def load_dataset(
 
     before = _count_labels([*single, *multi])
     if not single and not multi:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items()) if v) or "none"
-        raise DataError(
-            f"dataset {name!r} split {split!r} has no pair left after filtering ({n_raw} read; dropped {reasons})",
-            "use another --split or --dataset, or --multi-token mean to keep words of several tokens",
-        )
+        raise _no_pair_left(name, split, n_raw, dropped, multi_token)
     # The single-token pairs are drawn exactly as under "drop" (same generator, same draws); recovered
     # multi-token pairs get their own generator so they never change which single-token pairs are kept.
     single = _balance_and_cap(single, balance, max_pairs, np.random.default_rng(seed))
@@ -192,6 +194,32 @@ def load_dataset(
         pairs=kept,
         stats=stats,
         word_n_tokens=n_tokens,
+    )
+
+
+def _no_pair_left(name: str, split: str, n_raw: int, dropped: Counter[str], multi_token: str) -> DataError:
+    """The error for a split that filtering left empty, with the fix of each reason its pairs were dropped for."""
+    if n_raw == 0:
+        return DataError(
+            f"dataset {name!r} split {split!r} holds no pair",
+            "add pairs to that split (the split field of each record), or pass another --split",
+        )
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items()) if v)
+    fixes = []
+    if dropped[DROP_TARGET_NOT_FOUND]:
+        fixes.append(
+            "make span_1 and span_2 the [start, end) character offsets of the word in context_1 and context_2"
+        )
+    if dropped[DROP_SPAN_NOT_WORD]:
+        fixes.append(
+            "make the text at span_1 and span_2 the word (or a form of it, e.g. banks for bank); "
+            "check that the spans count characters, not tokens or words"
+        )
+    if dropped[DROP_MULTI_TOKEN] and multi_token == "drop":
+        fixes.append("pass --multi-token mean (or last) to keep words of several tokens")
+    return DataError(
+        f"dataset {name!r} split {split!r} has no pair left after filtering ({n_raw} read; dropped {reasons})",
+        "; ".join(fixes) or "use another --split or --dataset",
     )
 
 
@@ -255,13 +283,23 @@ def _read_jsonl(path: Path) -> list[WordPair]:
             if not line.strip():
                 continue
             try:
-                pair = WordPair.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as exc:
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
                 raise DataError(
-                    f"{path}:{lineno} is not a valid WordPair record ({first})",
-                    "write one JSON object per line with the WordPair fields "
-                    "(id, word, pos, context_1, context_2, span_1, span_2, label)",
+                    f"{path}:{lineno} is not JSON ({exc.msg} at column {exc.colno})",
+                    "write one JSON object per line with the WordPair fields " + WORD_PAIR_FIELDS,
+                ) from None
+            if not isinstance(record, dict):
+                raise DataError(
+                    f"{path}:{lineno} is a JSON {type(record).__name__}, not an object",
+                    "write one JSON object per line with the WordPair fields " + WORD_PAIR_FIELDS,
+                )
+            try:
+                pair = WordPair.model_validate(record)
+            except ValidationError as exc:
+                raise DataError(
+                    f"{path}:{lineno} is not a valid WordPair record ({validation_details(exc)})",
+                    "correct the field(s) named on that line; the WordPair fields are " + WORD_PAIR_FIELDS,
                 ) from None
             if pair.label not in LABELS:
                 raise DataError(

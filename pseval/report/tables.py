@@ -313,9 +313,16 @@ def metrics_renderable(rows: dict[str, dict[str, Any]], console: Console, title:
 
 
 def dataset_table(tokenizer: Any, model: str, name: str, balance: bool, seed: int, policy: str) -> Table:
-    """Pairs per split of a dataset for one tokenizer: read, dropped (by reason), kept per label."""
-    from pseval.data.datasets import load_dataset
+    """Pairs per split of a dataset for one tokenizer: read, dropped (by reason), kept per label.
+
+    A split left empty shows its reason in the table; a dataset that cannot be read (unknown, missing,
+    malformed) or that has no pair in any split raises DataError instead, so the command fails.
+    """
+    from pseval.data.datasets import check_dataset, load_dataset
     from pseval.errors import PsevalError
+
+    check_dataset(name)
+    errors: list[PsevalError] = []
 
     multi = policy != "drop"
     table = Table(title=f"{name} pairs for {model} (' ' + word must be one token)", title_justify="left")
@@ -333,6 +340,7 @@ def dataset_table(tokenizer: Any, model: str, name: str, balance: bool, seed: in
                 multi_token=policy,  # type: ignore[arg-type]  # checked by check_multi_token
             )
         except PsevalError as exc:
+            errors.append(exc)
             table.add_row(split, "–", str(exc), "–", "–", "0", *(["–"] if multi else []))
             continue
         st = ds.stats
@@ -347,6 +355,8 @@ def dataset_table(tokenizer: Any, model: str, name: str, balance: bool, seed: in
             str(len(ds)),
             *([f"{by_count.get('single', 0)} + {by_count.get('multi', 0)}"] if multi else []),
         )
+    if len(errors) == table.row_count:
+        raise errors[-1]  # no split has a pair: the test split's reason and fix
     return table
 
 

@@ -154,7 +154,7 @@ def test_jsonl_problems(gpt2_tokenizer: Any, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"bad.jsonl:1 is not a valid WordPair"):
         load_dataset(gpt2_tokenizer, name=str(path))
     path.write_text("not json\n", encoding="utf-8")
-    with pytest.raises(DataError, match="not a valid WordPair"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:1 is not JSON"):
         load_dataset(gpt2_tokenizer, name=str(path))
     _write_jsonl(path, [_pair(0, "bank", 2)])
     with pytest.raises(DataError, match="not 0 or 1"):

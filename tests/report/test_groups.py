@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pseval._io import write_json_atomic
 from pseval.cli import app
 from pseval.evals.schema import EVAL_TYPE_ID
-from pseval.report.load import group_results, load_results
+from pseval.report.load import load_results
 from tests.report.fabricate import FakeSAE, fake_result
 
 # (dataset, split, pairs, SAE names): three groups that must never share a table or a figure.
@@ -40,6 +40,8 @@ def mixed_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_results_are_grouped_by_dataset_split_and_pairs(mixed_folder: Path) -> None:
+    from pseval.report.load import group_results
+
     groups = group_results(load_results(mixed_folder))
     assert [(g.dataset, g.split, g.n_pairs) for g in groups] == [
         ("my_pairs.jsonl", "all", 30),
