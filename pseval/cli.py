@@ -36,13 +36,32 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _FIXED
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_FIELD_OPTIONS = {"model_name": "--model", "bootstrap_resamples": "--bootstrap", "hook_name": "--hook"}
+"""Config fields whose option is not the field name with dashes."""
+
+
+def _option_names() -> dict[str, str]:
+    """Config field names → the option a user types (``batch_size`` → ``--batch-size``)."""
+    import typer.main
+
+    commands = getattr(typer.main.get_command(app), "commands", {})
+    flags = {
+        opt
+        for command in commands.values()
+        for param in command.params
+        for opt in (*param.opts, *param.secondary_opts)
+        if opt.startswith("--") and not opt.startswith("--no-")
+    }
+    return {flag[2:].replace("-", "_"): flag for flag in flags} | _FIELD_OPTIONS
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
-        parts = []
-        for error in exc.errors():
-            where = ".".join(str(x) for x in error.get("loc", ())) or "value"
-            parts.append(f"{where}: {error.get('msg', 'invalid')}")
-        return "invalid configuration: " + "; ".join(parts) + ". Fix: correct the value(s) named above."
+        # Raised while building a config from this command's options: name the options.
+        from pseval.errors import validation_details
+
+        details = validation_details(exc, _option_names())
+        return f"invalid option value: {details}. Fix: pass valid values for the options named above."
     return str(exc)
 
 

@@ -40,25 +40,41 @@ class SAEError(PsevalError):
     """An SAE file is missing, corrupt, of an unknown format, or does not fit the hook."""
 
 
+_BRANCH_MISMATCH = {"list_type", "dict_type", "model_type", "model_attributes_type", "is_instance_of"}
+"""Error types pydantic reports for each member of a union the value is not of (noise next to the real one)."""
+
+
+def _is_union_tag(part: object) -> bool:
+    """A location part naming a union member (``GridConfig``, ``list[GridConfig]``), not a field or index."""
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
+
+
 def validation_details(exc: Exception, field_names: dict[str, str] | None = None) -> str:
     """A pydantic ValidationError as ``field: what is wrong (got value)`` per error, joined by ``; ``.
 
-    ``field_names`` renames top-level fields for the reader, e.g. ``{"max_pairs": "--max-pairs"}``. Other
-    exceptions give their first line. The value is shown unless it is a mapping or a list (those are the
-    whole record, not the bad value).
+    ``field_names`` renames top-level fields for the reader, e.g. ``{"batch_size": "--batch-size"}``.
+    Union members are left out of the locations, and so are the errors of the members whose type the
+    value does not even have. The value is shown unless it is a mapping or a list (that is the whole
+    record, not the bad value). Other exceptions give their first line.
     """
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    parts = []
-    for error in errors():
-        loc = [str(part) for part in error.get("loc", ())]
+    found = list(errors())
+    if any(any(_is_union_tag(part) for part in e.get("loc", ())) for e in found):
+        relevant = [e for e in found if e.get("type") not in _BRANCH_MISMATCH]
+        found = relevant or found
+    parts: list[str] = []
+    for error in found:
+        loc = [str(part) for part in error.get("loc", ()) if not _is_union_tag(part)]
         if loc and field_names and loc[0] in field_names:
             loc[0] = field_names[loc[0]]
         where = ".".join(loc) or "value"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         value = error.get("input")
         shown = (
             "" if isinstance(value, dict | list) or error.get("type") == "missing" else f" (got {value!r})"
         )
-        parts.append(f"{where}: {error.get('msg', 'invalid')}{shown}")
+        if f"{where}: {message}{shown}" not in parts:
+            parts.append(f"{where}: {message}{shown}")
     return "; ".join(parts)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pseval.errors import ConfigError
+from pseval.errors import ConfigError, validation_details
 
 HookKind = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
 Budget = Literal["tiny", "small", "full"]
@@ -235,7 +235,10 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{p} does not hold a mapping of sweep fields", "see docs/sweeps.md for the format")
     data.setdefault("name", p.stem)
-    return validate_sweep_config(data)
+    try:
+        return validate_sweep_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc.problem}", exc.fix) from None
 
 
 def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
@@ -243,11 +246,10 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
     try:
         config = SweepConfig(**data)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "config"
-            parts.append(f"{loc}: {err['msg']}")
-        raise ConfigError("invalid sweep config: " + "; ".join(parts), "fix the keys named above") from None
+        raise ConfigError(
+            f"invalid sweep config: {validation_details(exc)}",
+            "correct the keys named above (docs/sweeps.md lists them)",
+        ) from None
     from pseval.evals.config import PSEvalConfig
     from pseval.training.config import TrainConfig
 
@@ -255,11 +257,18 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
         PSEvalConfig(**config.eval_overrides)
     except ValidationError as exc:
         raise ConfigError(
-            f"invalid eval_overrides: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
-            "use PSEvalConfig field names (see `pseval eval --help`)",
+            f"invalid eval_overrides: {validation_details(exc)}",
+            "correct eval_overrides: its keys are PSEvalConfig field names (see `pseval eval --help`)",
         ) from None
     for run in config.runs():
-        TrainConfig(**_train_kwargs(config, run, out=None))
+        try:
+            TrainConfig(**_train_kwargs(config, run, out=None))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"the sweep's SAE {run.name} has an {exc.problem}",
+                "correct train_overrides or the grid: their keys are TrainConfig field names "
+                "(see `pseval train --help`)",
+            ) from None
     return config
 
 

@@ -408,7 +408,13 @@ class TrainConfig(BaseModel):
             raise ConfigError(f"cannot parse config file {path}: {exc}", "fix its syntax") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} does not hold a mapping", "write field: value pairs")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{path}: {exc.problem}",
+                f"correct those keys in {path} (TrainConfig field names, see `pseval train --help`)",
+            ) from None
 
 
 def _describe_validation_error(exc: ValidationError) -> str:
