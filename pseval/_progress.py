@@ -133,8 +133,13 @@ def track(
     unit: str = "items",
     size: Callable[[T], int] | None = None,
 ) -> Iterator[T]:
-    """Yield ``items``, reporting ``size(item)`` units (1 by default) after each one."""
+    """Yield ``items``, reporting ``size(item)`` units (1 by default) after each one.
+
+    An item counts as done when the loop asks for the next one or leaves (``break`` after its last item).
+    """
     with task(description, total, unit) as advance:
         for item in items:
-            yield item
-            advance(size(item) if size is not None else 1)
+            try:
+                yield item
+            finally:
+                advance(size(item) if size is not None else 1)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
+from pseval._progress import track
 from pseval.errors import ConfigError, DataError
 from pseval.metrics.ps_eval import NO_LATENT, ps_eval_metrics
 from pseval.sae.config import SAEConfig
@@ -193,7 +194,13 @@ def corpus_latent_stats(
     folder = store.harvest([hook_name], n_tokens)[hook_name]
 
     k = min(top_n, n_tokens)
-    chunks = iter_cached_rows(folder, n_tokens, chunk_rows)
+    chunks = track(
+        iter_cached_rows(folder, n_tokens, chunk_rows),
+        f"latent frequencies at {hook_name}",
+        n_tokens,
+        "tokens",
+        size=lambda chunk: int(chunk.shape[0]),
+    )
     if isinstance(sae, SAE):
         counts_F, best_val_KL, best_row_KL = _encoded_stats(sae, chunks, chosen, k, fold_decoder_norms)
     else:

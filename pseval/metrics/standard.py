@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
+from pseval._progress import track
 from pseval.errors import ConfigError, DataError, ModelError
 from pseval.models.hooks import as_module, patch_hook, run_with_cache
 from pseval.training.corpus import BUNDLED, ContextBatch, iter_context_batches
@@ -238,11 +239,13 @@ def downstream_metrics_many(
     loaded: Any,
     items: Sequence[tuple[str, SAELike | Any, str]],
     contexts: Iterable[ContextBatch] | ContextBatch,
+    total_tokens: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`downstream_metrics` for many ``(name, sae, hook_name)`` on the same contexts.
 
     The clean pass is shared by every SAE and the zero-ablation pass by every SAE of a hook, so each SAE
-    costs one spliced forward pass.
+    costs one spliced forward pass. With ``total_tokens`` (the text tokens ``contexts`` covers) the loop
+    reports its progress (:mod:`pseval._progress`).
     """
     family = str(getattr(loaded, "family", "") or "")
     if family in _ENCODER_FAMILIES:
@@ -254,7 +257,13 @@ def downstream_metrics_many(
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     hooks = list(dict.fromkeys(hook for _, _, hook in items))
-    batches = [contexts] if isinstance(contexts, ContextBatch) else contexts
+    batches = track(
+        [contexts] if isinstance(contexts, ContextBatch) else contexts,
+        f"CE loss and KL ({len(items)} SAE{'s' if len(items) != 1 else ''}, {len(items) + len(hooks) + 1} passes)",
+        total_tokens or 0,
+        "tokens",
+        size=_text_tokens,
+    )
     downstream: dict[str, dict[str, Any]] = {}
     keys = [f"sae:{name}" for name, _, _ in items] + [f"zero:{hook}" for hook in hooks]
     sums = {key: 0.0 for key in keys} | {f"kl_{key}": 0.0 for key in keys} | {"clean": 0.0}
@@ -393,6 +402,11 @@ def standard_metrics(
     )["sae"]
 
 
+def _text_tokens(batch: ContextBatch) -> int:
+    """The tokens of a batch that count towards a token budget (progress units)."""
+    return int(batch.token_mask.sum())
+
+
 def _reconstruct_with(sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """``rows -> sae(rows)``, binding ``sae`` now (not when called)."""
 
@@ -435,7 +449,8 @@ def standard_metrics_many(
 
     accumulators = {name: ReconstructionAccumulator(dense_threshold) for name, _, _ in items}
     remaining = n_tokens
-    for batch in contexts(n_tokens):
+    description = f"reconstruction metrics ({len(items)} SAE{'s' if len(items) != 1 else ''})"
+    for batch in track(contexts(n_tokens), description, n_tokens, "tokens", size=_text_tokens):
         acts = run_with_cache(module, batch.input_ids.to(device), batch.attention_mask.to(device), hooks)
         mask_BT = batch.token_mask.to(device)
         rows_by_hook = {hook: acts[hook][mask_BT][:remaining] for hook in hooks}
@@ -451,7 +466,7 @@ def standard_metrics_many(
     downstream: dict[str, dict[str, Any]] = {name: {} for name, _, _ in items}
     family = str(getattr(loaded, "family", "") or "")
     if ce_tokens > 0 and family not in _ENCODER_FAMILIES:
-        downstream = downstream_metrics_many(loaded, items, contexts(ce_tokens))
+        downstream = downstream_metrics_many(loaded, items, contexts(ce_tokens), total_tokens=ce_tokens)
     return {
         name: StandardMetrics.model_validate(
             {

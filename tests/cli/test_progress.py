@@ -83,3 +83,15 @@ def test_harvesting_reports_tokens(recorder: Recorder, tmp_path) -> None:  # typ
     start = recorder.events[0]
     assert start == ("start", ("harvest blocks.1.hook_resid_post", 200, "tokens"))
     assert sum(n for kind, n in recorder.events if kind == "advance") == 200  # type: ignore[misc]
+
+
+def test_a_loop_left_with_break_counts_its_last_item(recorder: Recorder) -> None:
+    for item in _progress.track([[1, 2], [3], [4, 5, 6]], "work", 6, "rows", size=len):
+        if item == [3]:
+            break
+    assert recorder.events == [
+        ("start", ("work", 6, "rows")),
+        ("advance", 2),
+        ("advance", 1),
+        ("close", None),
+    ]
