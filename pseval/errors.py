@@ -49,13 +49,14 @@ def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and (part[:1].isupper() or "[" in part)
 
 
-def validation_details(exc: Exception, field_names: dict[str, str] | None = None) -> str:
+def validation_details(exc: Exception, field_names: dict[str, str] | None = None, max_errors: int = 6) -> str:
     """A pydantic ValidationError as ``field: what is wrong (got value)`` per error, joined by ``; ``.
 
     ``field_names`` renames top-level fields for the reader, e.g. ``{"batch_size": "--batch-size"}``.
     Union members are left out of the locations, and so are the errors of the members whose type the
     value does not even have. The value is shown unless it is a mapping or a list (that is the whole
-    record, not the bad value). Other exceptions give their first line.
+    record, not the bad value). Past ``max_errors`` the rest are counted. Other exceptions give their first
+    line.
     """
     errors = getattr(exc, "errors", None)
     if not callable(errors):
@@ -77,4 +78,18 @@ def validation_details(exc: Exception, field_names: dict[str, str] | None = None
         )
         if f"{where}: {message}{shown}" not in parts:
             parts.append(f"{where}: {message}{shown}")
+    if len(parts) > max_errors:
+        parts = [*parts[:max_errors], f"and {len(parts) - max_errors} more"]
     return "; ".join(parts)
+
+
+def parse_error_details(exc: Exception) -> str:
+    """A JSON or YAML syntax error in one line, with its line and column where the parser gives them."""
+    mark = getattr(exc, "problem_mark", None)  # yaml.MarkedYAMLError
+    if mark is not None:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if hasattr(exc, "lineno") and hasattr(exc, "msg"):  # json.JSONDecodeError
+        return f"{exc.msg} at line {exc.lineno}, column {getattr(exc, 'colno', '?')}"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return first or type(exc).__name__

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pseval.errors import DataError
+from pseval.errors import DataError, validation_details
 from pseval.evals.schema import PSEvalResult
 from pseval.metrics.uncertainty import mcnemar_exact
 
@@ -18,8 +18,9 @@ def load_result(path: str | Path) -> PSEvalResult:
     try:
         return PSEvalResult.model_validate_json(p.read_text(encoding="utf-8"))
     except Exception as exc:
+        # A ValidationError names the fields (or, for a file that is not JSON, the parse error).
         raise DataError(
-            f"{p} is not a PS-Eval result file ({type(exc).__name__})",
+            f"{p} is not a PS-Eval result file ({validation_details(exc)})",
             "pass a *_eval_results.json file written by `pseval eval`",
         ) from None
 

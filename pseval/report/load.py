@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from pseval._format import finite_number
-from pseval.errors import DataError
+from pseval.errors import DataError, parse_error_details, validation_details
 from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
 
 RESULT_GLOB = "*_eval_results.json"
@@ -97,16 +99,16 @@ def _read(path: Path) -> PSEvalResult | None:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(
-            f"cannot read the result file {path} ({type(exc).__name__})",
+            f"cannot read the result file {path} ({parse_error_details(exc)})",
             "delete it and rerun `pseval eval` for that SAE",
         ) from None
     if not isinstance(raw, dict) or raw.get("eval_type_id") != EVAL_TYPE_ID:
         return None
     try:
         return PSEvalResult.model_validate(raw)
-    except Exception as exc:
+    except ValidationError as exc:
         raise DataError(
-            f"{path} is not a valid PS-Eval result ({type(exc).__name__})",
+            f"{path} is not a valid PS-Eval result ({validation_details(exc)})",
             "delete it and rerun `pseval eval` for that SAE with this pseval version",
         ) from None
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pseval.errors import ConfigError, validation_details
+from pseval.errors import ConfigError, parse_error_details, validation_details
 
 HookKind = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
 Budget = Literal["tiny", "small", "full"]
@@ -231,7 +231,9 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse {p} as YAML ({exc.__class__.__name__})", "fix its syntax") from None
+        raise ConfigError(
+            f"cannot parse {p} as YAML ({parse_error_details(exc)})", "fix its syntax"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p} does not hold a mapping of sweep fields", "see docs/sweeps.md for the format")
     data.setdefault("name", p.stem)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pseval.errors import ConfigError
+from pseval.errors import ConfigError, parse_error_details
 
 Architecture = Literal["standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu", "gated"]
 ARCHITECTURES: tuple[str, ...] = (
@@ -405,7 +405,9 @@ class TrainConfig(BaseModel):
             else:
                 data = json.loads(text)
         except Exception as exc:
-            raise ConfigError(f"cannot parse config file {path}: {exc}", "fix its syntax") from None
+            raise ConfigError(
+                f"cannot parse config file {path} ({parse_error_details(exc)})", "fix its syntax"
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} does not hold a mapping", "write field: value pairs")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pseval.cli import app
@@ -71,3 +72,23 @@ def test_sweep_override_errors_name_every_bad_key(tmp_path: Path) -> None:
     line = _one_error_line(result.output)
     assert "sweep.yaml: the sweep's SAE L1-" in line and "lr_warmup_steps:" in line
     assert "train_overrides" in line
+
+
+@pytest.mark.parametrize("command", ["train --config", "sweep"])
+def test_yaml_syntax_errors_are_one_line_with_the_line(command: str, tmp_path: Path) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text("name: s\nk: [1\n", encoding="utf-8")
+    result = runner.invoke(app, [*command.split(), str(config)])
+    assert result.exit_code == 2
+    line = _one_error_line(result.output)
+    assert "broken.yaml" in line and "at line 3" in line
+
+
+def test_report_names_the_bad_fields_of_a_result_file(tmp_path: Path) -> None:
+    path = tmp_path / "ps_eval" / "sae_eval_results.json"
+    path.parent.mkdir()
+    path.write_text('{"eval_type_id": "ps_eval", "eval_config": {}, "sae_name": "x"}', encoding="utf-8")
+    result = runner.invoke(app, ["report", str(tmp_path), "--no-figures"])
+    assert result.exit_code == 2
+    line = _one_error_line(result.output)
+    assert "sae_eval_results.json is not a valid PS-Eval result (eval_id: Field required" in line
