@@ -7,6 +7,7 @@ HTML page shows must be recoverable from here. Files are found recursively becau
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -320,17 +321,21 @@ class ResultGroup:
     split: str
     n_pairs: int
     results: list[PSEvalResult]
+    variant: str = ""
+    """Tells apart groups of the same dataset, split and count but other pairs (e.g. ``seed 1``)."""
 
     @property
     def title(self) -> str:
         """``wic · test split · 1,144 pairs``: what every table, figure and section of the group says."""
-        return f"{dataset_label(self.dataset)} · {self.split} split · {self.n_pairs:,} pairs"
+        title = f"{dataset_label(self.dataset)} · {self.split} split · {self.n_pairs:,} pairs"
+        return f"{title} · {self.variant}" if self.variant else title
 
     @property
     def slug(self) -> str:
         """A folder name unique to the group, e.g. ``wic-test-1144pairs``."""
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_label(self.dataset)).strip("._") or "dataset"
-        return f"{name}-{self.split}-{self.n_pairs}pairs"
+        variant = re.sub(r"[^A-Za-z0-9]+", "", self.variant)
+        return f"{name}-{self.split}-{self.n_pairs}pairs" + (f"-{variant}" if variant else "")
 
 
 def dataset_label(dataset: str) -> str:
@@ -338,18 +343,34 @@ def dataset_label(dataset: str) -> str:
     return Path(dataset).stem if dataset.endswith(".jsonl") else dataset
 
 
+def _pair_set(result: PSEvalResult) -> str:
+    """A digest of the pair ids a result scored ("" when it has no per-pair details)."""
+    ids = sorted(detail.id for detail in result.eval_result_details)
+    return hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest() if ids else ""
+
+
 def group_results(results: Sequence[PSEvalResult]) -> list[ResultGroup]:
-    """``results`` split by (dataset, split, pairs scored), each group in the given order.
+    """``results`` split by the pairs they scored: dataset, split, pair count and pair ids.
 
     Specificity on 1,144 WiC test pairs and on 400 pairs of another dataset are different quantities:
     one table or figure holding both would invite comparing them, so the report shows each group apart.
-    Groups are ordered by dataset, split and pair count.
+    Groups are ordered by dataset, split and pair count; groups that share those three but scored other
+    pairs (another seed of ``--max-pairs``, another balancing draw) are told apart by their seed when it
+    differs, else by a counter. Each group keeps the given order of its results.
     """
-    groups: dict[tuple[str, str, int], list[PSEvalResult]] = {}
+    groups: dict[tuple[str, str, int, str], list[PSEvalResult]] = {}
     for result in results:
-        key = (result.eval_config.dataset, result.eval_config.split, pairs_scored(result))
+        key = (result.eval_config.dataset, result.eval_config.split, pairs_scored(result), _pair_set(result))
         groups.setdefault(key, []).append(result)
-    return [
-        ResultGroup(dataset, split, n_pairs, members)
-        for (dataset, split, n_pairs), members in sorted(groups.items(), key=lambda item: item[0])
-    ]
+    ordered = sorted(groups.items(), key=lambda item: (*item[0][:3], item[1][0].eval_config.seed, item[0][3]))
+    out: list[ResultGroup] = []
+    for (dataset, split, n_pairs, _), members in ordered:
+        siblings = [m for k, m in ordered if k[:3] == (dataset, split, n_pairs)]
+        variant = ""
+        if len(siblings) > 1:
+            seeds = [m[0].eval_config.seed for m in siblings]
+            seed = members[0].eval_config.seed
+            position = next(i for i, sibling in enumerate(siblings) if sibling is members)
+            variant = f"seed {seed}" if seeds.count(seed) == 1 else f"pair set {position + 1}"
+        out.append(ResultGroup(dataset, split, n_pairs, members, variant))
+    return out

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pseval._io import write_json_atomic
 from pseval.cli import app
-from pseval.evals.schema import EVAL_TYPE_ID
+from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
 from pseval.report.load import load_results
 from tests.report.fabricate import FakeSAE, fake_result
 
@@ -98,3 +98,28 @@ def test_plot_writes_one_figure_set_per_group(mixed_folder: Path, tmp_path: Path
     with (out / "summary.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 5 and {row["dataset"] for row in rows} == {"wic", "my_pairs.jsonl"}
+
+
+def test_the_same_count_of_other_pairs_is_another_group() -> None:
+    """Two --max-pairs draws of one size are different pairs: never one table, titles tell them apart."""
+    from pseval.report.load import group_results
+
+    def scored(seed: int, name: str, id_prefix: str) -> PSEvalResult:
+        result = fake_result(FakeSAE("topk", 8, 6, "resid_post"), 20, seed)
+        details = [d.model_copy(update={"id": f"{id_prefix}-{d.id}"}) for d in result.eval_result_details]
+        config = result.eval_config.model_copy(update={"seed": seed, "max_pairs": 20})
+        return result.model_copy(
+            update={"eval_config": config, "sae_name": name, "eval_result_details": details}
+        )
+
+    groups = group_results([scored(0, "a", "s0"), scored(1, "b", "s1"), scored(0, "c", "s0")])
+    assert [(g.title, [r.sae_name for r in g.results]) for g in groups] == [
+        ("wic · test split · 20 pairs · seed 0", ["a", "c"]),
+        ("wic · test split · 20 pairs · seed 1", ["b"]),
+    ]
+    assert len({g.slug for g in groups}) == 2
+    same_seed = group_results([scored(0, "a", "x"), scored(0, "b", "y")])
+    assert [g.title for g in same_seed] == [
+        "wic · test split · 20 pairs · pair set 1",
+        "wic · test split · 20 pairs · pair set 2",
+    ]
