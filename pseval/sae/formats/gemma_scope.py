@@ -1,9 +1,19 @@
 """Gemma Scope (Gemma 2) ``params.npz``: a JumpReLU SAE, ``b_dec`` not subtracted; the hook from the path
-(``gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82/params.npz``)."""
+(``gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82/params.npz``).
+
+The ``embedding/`` SAEs (``gemma-scope-2b-pt-res/embedding/width_4k/average_l0_6``, hook ``hook_embed``) were
+trained on the embedding table's rows as stored, while Gemma multiplies them by ``sqrt(d_model)`` before the
+first block (Hugging Face's ``Gemma2ScaledWordEmbedding``; TransformerLens folds the factor into ``W_E``, so its
+``hook_embed`` includes it). As sae-lens's ``gemma_2`` converter does for every folder named ``embedding``,
+``W_enc`` is divided and ``W_dec`` multiplied by ``sqrt(d_in)`` (in float32, before any cast), so the SAE reads
+and reconstructs the scaled embeddings: on Gemma that is pseval's ``blocks.0.hook_resid_pre``.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +23,7 @@ from pseval.errors import SAEError
 from pseval.sae.formats._common import materialise, npz_shapes, read_npz, resolve
 from pseval.sae.formats._registry import ReleaseFiles, SAEFormat, register_format
 from pseval.sae.formats._writing import prepare_destination, require_plain_input
-from pseval.sae.formats.hooks import gemma_scope_hook
+from pseval.sae.formats.hooks import gemma_scope_hook, is_gemma_scope_embedding
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
 
@@ -32,20 +42,28 @@ def open_gemma_scope(path: Path) -> SAESource:
             "use a Gemma Scope params.npz",
         )
     hook, model = gemma_scope_hook(file)
+    metadata: dict[str, Any] = {"source": str(file), "source_format": "gemma_scope", "prepend_bos": True}
     fields = {
         "architecture": "jumprelu",
         "apply_b_dec_to_input": False,
         "normalize_activations": "none",
         "hook_name": hook,
         "model_name": model,
-        "metadata": {"source": str(file), "source_format": "gemma_scope", "prepend_bos": True},
+        "metadata": metadata,
     }
     if stored == torch.float64:
         stored = torch.float32
     plan = resolve(fields, shapes, str(file), stored)
+    embedding_scale = math.sqrt(plan.cfg.d_in) if is_gemma_scope_embedding(file) else None
+    if embedding_scale is not None:
+        plan.cfg.metadata = {**plan.cfg.metadata, "embedding_scale_folded": embedding_scale}
 
     def build(dtype: str | None) -> SAE:
         tensors = {k: (v.float() if v.dtype == torch.float64 else v) for k, v in read_npz(file).items()}
+        if embedding_scale is not None:
+            # trained on unscaled embedding rows: read sqrt(d_in)-scaled ones instead (module docstring)
+            tensors["W_enc"] = tensors["W_enc"].float() / embedding_scale
+            tensors["W_dec"] = tensors["W_dec"].float() * embedding_scale
         return materialise(plan, tensors, dtype)
 
     return SAESource(
@@ -86,6 +104,11 @@ def write_gemma_scope(sae: SAE, folder: str | Path, overwrite: bool = False) -> 
         name: getattr(out, name).detach().to("cpu", torch.float32).numpy()
         for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
     }
+    if is_gemma_scope_embedding(dest / GEMMA_SCOPE_WEIGHTS):
+        # the reader rescales embedding/ folders (module docstring): store the weights at the release's scale
+        scale = math.sqrt(out.cfg.d_in)
+        arrays["W_enc"] = arrays["W_enc"] * np.float32(scale)
+        arrays["W_dec"] = arrays["W_dec"] / np.float32(scale)
     with atomic_dir(dest) as tmp:
         np.savez(str(tmp / GEMMA_SCOPE_WEIGHTS), **arrays)  # type: ignore[arg-type]
     return dest

@@ -99,23 +99,44 @@ def hook_to_dl_submodule(hook_name: str | None) -> tuple[str | None, int | None]
     return f"{kind}_layer_{layer}", layer
 
 
+_GEMMA_SCOPE_REPO = re.compile(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att)\b")
+
+
+def _gemma_scope_release_parts(path: Path) -> tuple[re.Match[str] | None, list[str]]:
+    """The Gemma Scope repo name in ``path`` and the path parts below it (all parts when no repo is named)."""
+    # absolute(), not resolve(): in a Hugging Face cache the files are symlinks to content-addressed blobs
+    parts = list(path.absolute().parts)
+    for i in range(len(parts) - 1, -1, -1):
+        repo = _GEMMA_SCOPE_REPO.search(parts[i])
+        if repo is not None:
+            return repo, parts[i + 1 :]
+    return None, parts
+
+
+def is_gemma_scope_embedding(path: Path) -> bool:
+    """Whether ``path`` lies in a Gemma Scope ``embedding/`` folder (``gemma-scope-2b-pt-res/embedding/width_4k/...``).
+
+    When the path names the release's repo, only the folders below it count, so a parent folder of the user's
+    named ``embedding`` does not make a residual-stream SAE an embedding one.
+    """
+    _, below = _gemma_scope_release_parts(path)
+    return "embedding" in below
+
+
 def gemma_scope_hook(path: Path) -> tuple[str | None, str | None]:
     """(hook_name, model_name) from a Gemma Scope path such as ``gemma-scope-2b-pt-res/layer_12/width_16k/...``."""
-    # absolute(), not resolve(): in a Hugging Face cache the files are symlinks to content-addressed blobs
-    text = "/".join(path.absolute().parts)
-    repo = re.search(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att)", text)
-    layer = re.search(r"layer_(\d+)", text)
-    model = None
-    hook = None
-    if repo is not None:
-        size, flavour, kind = repo.groups()
-        model = f"gemma-2-{size}" + ("-it" if flavour == "it" else "")
-        if "embedding" in text and kind == "res":
-            hook = "hook_embed"
-        elif layer is not None:
-            suffix = {"res": "hook_resid_post", "mlp": "hook_mlp_out", "att": "attn.hook_z"}[kind]
-            hook = f"blocks.{layer.group(1)}.{suffix}"
-    return hook, model
+    repo, below = _gemma_scope_release_parts(path)
+    layers = [m for m in (re.fullmatch(r"layer_(\d+)", part) for part in below) if m is not None]
+    if repo is None:
+        return None, None
+    size, flavour, kind = repo.groups()
+    model = f"gemma-2-{size}" + ("-it" if flavour == "it" else "")
+    if "embedding" in below and kind == "res":
+        return "hook_embed", model
+    if layers:
+        suffix = {"res": "hook_resid_post", "mlp": "hook_mlp_out", "att": "attn.hook_z"}[kind]
+        return f"blocks.{layers[-1].group(1)}.{suffix}", model
+    return None, model
 
 
 _GEMMA_SCOPE_2_SITES: dict[str, tuple[str, str | None]] = {

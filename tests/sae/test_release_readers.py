@@ -1,0 +1,168 @@
+"""Release readers where pseval and sae-lens's converters must agree, or where pseval deliberately differs.
+
+Each case is checked against sae-lens's own converter when the ``saelens`` extra is installed (those tests skip
+cleanly without it) and against the release's formula, which needs nothing but pseval.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from pseval.errors import ModelError
+from pseval.sae import load_sae
+from tests.sae.release_fixtures import (
+    HFCache,
+    hf_cache,  # noqa: F401  (fixture)
+)
+
+GS_REPO = "google/gemma-scope-2b-pt-res"
+GS_EMBEDDING = "embedding/width_4k/average_l0_6"
+GEMMA_2B_D_MODEL = 2304  # sae-lens's gemma_2 converter takes d_in from its table of Gemma 2 sizes
+
+
+def _saelens() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("sae_lens")
+
+
+def _x(d_in: int, n: int = 64, seed: int = 3) -> torch.Tensor:
+    return torch.randn(n, d_in, generator=torch.Generator().manual_seed(seed))
+
+
+def _jumprelu(
+    x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, threshold: torch.Tensor
+) -> torch.Tensor:
+    pre = x @ W_enc + b_enc
+    return pre.relu() * (pre > threshold)
+
+
+def _assert_same_latents(ours: Any, theirs: Any, d_in: int, atol: float = 1e-5) -> None:
+    x = _x(d_in)
+    with torch.no_grad():
+        a, b = ours.encode(x).float(), theirs.encode(x.to(theirs.W_enc.dtype)).float()
+        assert int((b > 0).sum()) > 0 and int((b == 0).sum()) > 0  # the fixture exercises both sides
+        assert torch.equal(a > 0, b > 0)
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-5)
+        torch.testing.assert_close(
+            ours.decode(b.to(ours.dtype)).float(), theirs.decode(b).float(), atol=atol, rtol=1e-5
+        )
+
+
+# ==================================================================================================
+# Gemma Scope (Gemma 2) embedding SAEs
+# ==================================================================================================
+
+
+def write_gemma_scope_npz(folder: Path, d_in: int, d_sae: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    """A Gemma Scope ``params.npz`` whose pre-activations have unit scale on inputs of norm ``sqrt(d_in)``
+    *after* the embedding rescale, so that reading it unscaled changes which latents fire."""
+    g = torch.Generator().manual_seed(seed)
+    arrays = {
+        "W_enc": torch.randn(d_in, d_sae, generator=g).numpy(),
+        "W_dec": (torch.randn(d_sae, d_in, generator=g) / d_in).numpy(),
+        "b_enc": (torch.randn(d_sae, generator=g) * 0.1).numpy(),
+        "b_dec": (torch.randn(d_in, generator=g) * 0.5).numpy(),
+        "threshold": (torch.rand(d_sae, generator=g) * 1.5).numpy(),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(str(folder / "params.npz"), **arrays)  # type: ignore[arg-type]
+    return arrays
+
+
+def test_gemma_scope_embedding_sae_reads_scaled_embeddings(tmp_path: Path) -> None:
+    d_in = 16
+    release = tmp_path / "gemma-scope-2b-pt-res"
+    arrays = write_gemma_scope_npz(release / GS_EMBEDDING, d_in)
+    sae = load_sae(release / GS_EMBEDDING)
+    scale = math.sqrt(d_in)
+    assert sae.cfg.hook_name == "hook_embed" and sae.cfg.model_name == "gemma-2-2b"
+    assert sae.cfg.metadata["embedding_scale_folded"] == scale
+    torch.testing.assert_close(sae.W_enc, torch.from_numpy(arrays["W_enc"]) / scale)
+    torch.testing.assert_close(sae.W_dec, torch.from_numpy(arrays["W_dec"]) * scale)
+    x = _x(d_in) * scale  # an embedding row as Gemma feeds it to the first block
+    W_enc, b_enc, threshold = (torch.from_numpy(arrays[k]) for k in ("W_enc", "b_enc", "threshold"))
+    expected = _jumprelu(x / scale, W_enc, b_enc, threshold)  # what the SAE saw in training
+    with torch.no_grad():
+        latents = sae.encode(x)
+    assert int((expected > 0).sum()) > 0 and int((expected == 0).sum()) > 0
+    assert torch.equal(latents > 0, expected > 0)
+    torch.testing.assert_close(latents, expected)
+    # the reconstruction lives at the same (scaled) level as the input
+    torch.testing.assert_close(
+        sae.decode(latents),
+        (latents @ torch.from_numpy(arrays["W_dec"]) + torch.from_numpy(arrays["b_dec"]) / scale) * scale,
+    )
+
+
+def test_gemma_scope_layer_saes_are_not_rescaled(tmp_path: Path) -> None:
+    # a parent folder of the user's named "embedding" does not make a residual-stream SAE an embedding one
+    release = tmp_path / "embedding" / "gemma-scope-2b-pt-res"
+    arrays = write_gemma_scope_npz(release / "layer_3" / "width_16k" / "average_l0_50", 16)
+    sae = load_sae(release / "layer_3" / "width_16k" / "average_l0_50")
+    assert sae.cfg.hook_name == "blocks.3.hook_resid_post"
+    assert "embedding_scale_folded" not in sae.cfg.metadata
+    torch.testing.assert_close(sae.W_enc, torch.from_numpy(arrays["W_enc"]))
+
+
+def test_gemma_scope_embedding_sae_round_trips_through_its_writer(tmp_path: Path) -> None:
+    from pseval.sae import write_gemma_scope
+
+    release = tmp_path / "gemma-scope-2b-pt-res"
+    arrays = write_gemma_scope_npz(release / GS_EMBEDDING, 16)
+    sae = load_sae(release / GS_EMBEDDING)
+    copy = tmp_path / "copy" / "gemma-scope-2b-pt-res" / GS_EMBEDDING
+    write_gemma_scope(sae, copy)
+    with np.load(str(copy / "params.npz")) as written:
+        np.testing.assert_allclose(written["W_enc"], arrays["W_enc"], rtol=1e-6)
+    torch.testing.assert_close(load_sae(copy).W_enc, sae.W_enc)
+
+
+def test_gemma_scope_embedding_sae_matches_saelens(hf_cache: HFCache) -> None:  # noqa: F811
+    sae_lens = _saelens()
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    snap = hf_cache.snapshot(GS_REPO)
+    d_sae = 64
+    write_gemma_scope_npz(snap / GS_EMBEDDING, GEMMA_2B_D_MODEL, d_sae)
+    hf_cache.commit(GS_REPO)
+
+    def converter(**kw: Any) -> Any:
+        # the converter takes d_sae from the folder name (width_4k): keep the fixture small
+        kw["cfg_overrides"] = {**(kw.get("cfg_overrides") or {}), "d_sae": d_sae}
+        return loaders.gemma_2_sae_huggingface_loader(**kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs, _, _ = sae_lens.SAE.from_pretrained_with_cfg_and_sparsity(
+            "gemma-scope-2b-pt-res", GS_EMBEDDING, converter=converter
+        )
+    for spec in (str(snap / GS_EMBEDDING), f"saelens:gemma-scope-2b-pt-res/{GS_EMBEDDING}"):
+        ours = load_sae(spec)
+        assert ours.cfg.hook_name == "hook_embed" == theirs.cfg.metadata.hook_name
+        torch.testing.assert_close(ours.W_enc, theirs.W_enc)
+        torch.testing.assert_close(ours.W_dec, theirs.W_dec)
+        _assert_same_latents(ours, theirs, GEMMA_2B_D_MODEL)
+
+
+def test_gemma_residual_stream_before_block_0_is_the_scaled_embedding() -> None:
+    """What an embedding SAE reads on Gemma: pseval has no ``hook_embed`` point (it is refused with one line);
+    ``blocks.0.hook_resid_pre`` is the embedding row times ``sqrt(d_model)``, as TransformerLens's Gemma
+    ``hook_embed`` is, which is what the rescaled SAE expects."""
+    from pseval.models.hooks import run_with_cache
+    from tests.helpers import tiny_model
+
+    model = tiny_model("gemma2", n_layers=2, d_model=32)
+    ids = torch.tensor([[1, 5, 7, 2]])
+    acts = run_with_cache(model, ids, torch.ones_like(ids), ["blocks.0.hook_resid_pre"])
+    rows = model.get_input_embeddings().weight[ids]
+    torch.testing.assert_close(acts["blocks.0.hook_resid_pre"], rows * math.sqrt(32))
+    with pytest.raises(ModelError, match="hook_embed"):
+        run_with_cache(model, ids, torch.ones_like(ids), ["hook_embed"])
