@@ -211,7 +211,7 @@ def test_llama_scope_matches_saelens(hf_cache: HFCache) -> None:  # noqa: F811
         _same_encode(ours, theirs, d_model, atol=1e-5)
         assert ours.cfg.normalize_activations == "none"
         assert ours.cfg.hook_name == "blocks.0.hook_attn_out"
-    assert open_sae(snap / folder).cfg.dtype == "bfloat16"
+    assert open_sae(snap / folder).cfg.dtype == "float32"
 
 
 # ==================================================================================================

@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from pseval.errors import ModelError
-from pseval.sae import load_sae
+from pseval.sae import load_sae, open_sae
 from tests.sae.release_fixtures import (
     HFCache,
     hf_cache,  # noqa: F401  (fixture)
+    write_llama_scope,
 )
 
 GS_REPO = "google/gemma-scope-2b-pt-res"
@@ -166,3 +167,51 @@ def test_gemma_residual_stream_before_block_0_is_the_scaled_embedding() -> None:
     torch.testing.assert_close(acts["blocks.0.hook_resid_pre"], rows * math.sqrt(32))
     with pytest.raises(ModelError, match="hook_embed"):
         run_with_cache(model, ids, torch.ones_like(ids), ["hook_embed"])
+
+
+# ==================================================================================================
+# Llama Scope: float32 unless asked, like every other reader and SAE.from_pretrained
+# ==================================================================================================
+
+LLAMA_RELEASE, LLAMA_ID = "llama_scope_lxa_32x", "l0a_32x"
+LLAMA_REPO, LLAMA_FOLDER = "fnlp/Llama3_1-8B-Base-LXA-32x", "Llama3_1-8B-Base-L0A-32x"
+
+
+def test_llama_scope_defaults_to_float32_and_folds_in_it(tmp_path: Path) -> None:
+    d_model, norm_in = 16, 0.57
+    raw = write_llama_scope(tmp_path / LLAMA_FOLDER, d_model=d_model, d_sae=64, norm_in=norm_in)
+    scale = math.sqrt(d_model) / norm_in
+    source = open_sae(tmp_path / LLAMA_FOLDER)
+    assert source.cfg.dtype == "float32"
+    for sae in (source.load(), load_sae(tmp_path / LLAMA_FOLDER)):
+        assert sae.dtype == torch.float32
+        W_enc = raw["encoder.weight"].T.float() * scale
+        torch.testing.assert_close(sae.W_enc, W_enc, atol=0, rtol=0)
+        torch.testing.assert_close(sae.W_dec, raw["decoder.weight"].T.float() / scale, atol=0, rtol=0)
+        torch.testing.assert_close(sae.threshold, torch.full((64,), 0.02 * scale))
+        x = _x(d_model)
+        expected = _jumprelu(x, W_enc, raw["encoder.bias"].float(), torch.full((64,), 0.02 * scale))
+        with torch.no_grad():
+            torch.testing.assert_close(sae.encode(x), expected)
+    # an explicit dtype is still honoured, the fold done in it as sae-lens does
+    assert load_sae(tmp_path / LLAMA_FOLDER, dtype="bfloat16").dtype == torch.bfloat16
+
+
+def test_llama_scope_defaults_match_saelens_defaults(hf_cache: HFCache) -> None:  # noqa: F811
+    sae_lens = _saelens()
+    from pseval.sae.pretrained import registry
+
+    scaling = float(registry()[LLAMA_RELEASE].saes[LLAMA_ID]["norm_scaling_factor"])
+    d_model = 16
+    snap = hf_cache.snapshot(LLAMA_REPO)
+    write_llama_scope(snap / LLAMA_FOLDER, d_model=d_model, d_sae=64, norm_in=math.sqrt(d_model) / scaling)
+    hf_cache.commit(LLAMA_REPO)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = sae_lens.SAE.from_pretrained(LLAMA_RELEASE, LLAMA_ID)  # no dtype: float32
+    assert theirs.W_enc.dtype == torch.float32
+    for spec in (f"saelens:{LLAMA_RELEASE}/{LLAMA_ID}", str(snap / LLAMA_FOLDER)):
+        ours = load_sae(spec)  # no dtype either
+        assert ours.dtype == torch.float32
+        torch.testing.assert_close(ours.W_enc, theirs.W_enc, atol=0, rtol=0)
+        _assert_same_latents(ours, theirs, d_model, atol=1e-6)

@@ -5,8 +5,9 @@ As sae-lens's ``llama_scope`` converter: ``W_enc = encoder.weight.T``, ``W_dec =
 with one threshold for every latent, ``b_dec`` not subtracted. The SAE was trained on activations scaled
 by ``s = sqrt(d_model) / dataset_average_activation_norm.in``; that factor is folded into the weights
 (``W_enc * s``, ``W_dec / s``, ``b_dec / s``, as ``SAE.fold_activation_norm_scaling_factor``) and the threshold
-rescaled by it, so the SAE reads raw activations. The fold is computed in the requested dtype (bfloat16
-by default), as sae-lens does.
+rescaled by it, so the SAE reads raw activations. The weights are stored in bfloat16; like every other
+reader (and ``SAE.from_pretrained``), the SAE is built in the requested dtype, float32 unless asked, with the
+weights cast to it before the fold, as sae-lens does.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def open_llama_scope(folder: Path, norm_scaling_factor: float | None = None) -> 
         "architecture": "jumprelu",
         "d_in": d_model,
         "d_sae": d_sae,
-        "dtype": "bfloat16",
+        "dtype": "float32",
         "apply_b_dec_to_input": False,
         "normalize_activations": "none",
         "hook_name": hp.get("hook_point_in"),
@@ -99,8 +100,8 @@ def open_llama_scope(folder: Path, norm_scaling_factor: float | None = None) -> 
 
     def build(dtype: str | None) -> SAE:
         raw = read_safetensors(weights)
-        # as sae-lens: the weights are cast to the requested dtype (bfloat16 by default) and folded in it
-        work = getattr(torch, dtype or "bfloat16")
+        # as sae-lens: the weights are cast to the requested dtype (float32 by default) and folded in it
+        work = getattr(torch, dtype or "float32")
         t = {_KEYS[k]: (v.T if k.endswith("weight") else v).to(work) for k, v in raw.items()}
         with torch.no_grad():
             t["W_enc"] = (t["W_enc"].float() * fold).to(work)
