@@ -258,8 +258,11 @@ def _apply_registry(source: SAESource, info: Release, entry: dict[str, Any], lab
     if normalize is not None:
         cfg.normalize_activations = normalize
     metadata.update(overrides)
-    if info.conversion_func not in (None, "sae_lens") and metadata.get("prepend_bos") is None:
-        metadata["prepend_bos"] = True  # every sae-lens converter of these releases sets it
+    # pseval's readers record the BOS policy themselves, the same on both routes; releases that sae-lens converts
+    # keep its converter's value, True where it gives none (every converter of these releases sets it)
+    eager = source.format == "saelens_pretrained"
+    if eager and info.conversion_func not in (None, "sae_lens") and metadata.get("prepend_bos") is None:
+        metadata["prepend_bos"] = True
     if entry.get("neuronpedia"):
         metadata["neuronpedia_id"] = entry["neuronpedia"]
     if entry.get("l0") is not None:

@@ -6,6 +6,7 @@ cleanly without it) and against the release's formula, which needs nothing but p
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from pseval.sae import load_sae, open_sae
 from tests.sae.release_fixtures import (
     HFCache,
     hf_cache,  # noqa: F401  (fixture)
+    write_gemma_scope_2,
     write_llama_scope,
 )
 
@@ -215,3 +217,114 @@ def test_llama_scope_defaults_match_saelens_defaults(hf_cache: HFCache) -> None:
         assert ours.dtype == torch.float32
         torch.testing.assert_close(ours.W_enc, theirs.W_enc, atol=0, rtol=0)
         _assert_same_latents(ours, theirs, d_model, atol=1e-6)
+
+
+# ==================================================================================================
+# one metadata rule for both routes: a folder opened by path and saelens:RELEASE/ID record the same
+# ==================================================================================================
+
+DL_RELEASE, DL_ID = "sae_bench_pythia70m_sweep_topk_ctx128_0730", "blocks.3.hook_resid_post__trainer_0"
+DL_REPO, DL_PATH = "canrager/lm_sae", "pythia70m_sweep_topk_ctx128_0730/resid_post_layer_3/trainer_0"
+
+
+def write_dictionary_learning_autoencoder(folder: Path, d_in: int = 16, d_sae: int = 48) -> None:
+    """A dictionary_learning ``AutoEncoder`` folder as SAEBench's sweeps ship it."""
+    g = torch.Generator().manual_seed(0)
+    state = {
+        "encoder.weight": torch.randn(d_sae, d_in, generator=g) * 0.3,
+        "encoder.bias": torch.randn(d_sae, generator=g) * 0.1,
+        "decoder.weight": torch.randn(d_in, d_sae, generator=g) * 0.3,
+        "bias": torch.randn(d_in, generator=g) * 0.5,
+    }
+    folder.mkdir(parents=True)
+    torch.save(state, str(folder / "ae.pt"))
+    trainer = {
+        "dict_class": "AutoEncoder",
+        "trainer_class": "StandardTrainer",
+        "activation_dim": d_in,
+        "dict_size": d_sae,
+        "layer": 3,
+        "lm_name": "EleutherAI/pythia-70m-deduped",
+        "submodule_name": "resid_post_layer_3",
+    }
+    (folder / "config.json").write_text(json.dumps({"trainer": trainer, "buffer": {"ctx_len": 128}}))
+
+
+def test_dictionary_learning_folder_prepends_bos_as_the_registry_route_does(tmp_path: Path) -> None:
+    write_dictionary_learning_autoencoder(tmp_path / "trainer_0")
+    assert open_sae(tmp_path / "trainer_0").cfg.metadata["prepend_bos"] is True
+
+
+def test_gemma_scope_2_without_config_infers_model_and_hooks_from_the_path(tmp_path: Path) -> None:
+    cases = [
+        ("models--google--gemma-scope-2-1b-it/snapshots/abc/attn_out/layer_13_width_16k_l0_big", False),
+        ("gemma-scope-2-270m-pt/transcoder/layer_9_width_16k_l0_small_affine", True),
+    ]
+    expected = [
+        ("google/gemma-3-1b-it", "blocks.13.attn.hook_z", "model.layers.13.self_attn.o_proj.input"),
+        ("google/gemma-3-270m", "blocks.9.hook_mlp_in", "model.layers.9.pre_feedforward_layernorm.output"),
+    ]
+    for (folder, skip), (model, hook, hf_hook) in zip(cases, expected, strict=True):
+        write_gemma_scope_2(tmp_path / folder, skip=skip)
+        (tmp_path / folder / "config.json").unlink()
+        cfg = open_sae(tmp_path / folder).cfg
+        assert (cfg.model_name, cfg.hook_name, cfg.metadata["hf_hook_name"]) == (model, hook, hf_hook)
+        assert cfg.metadata["prepend_bos"] is True and cfg.metadata["gemma_scope_2_cfg_inferred"] is True
+        if skip:
+            assert cfg.metadata["transcoder"]["skip_connection"] is True
+            assert cfg.metadata["hf_hook_name_out"] == "model.layers.9.post_feedforward_layernorm.output"
+
+
+ROUTE_CASES = [
+    # (release, sae id, repo, folder in the repo, whether to drop config.json)
+    (DL_RELEASE, DL_ID, DL_REPO, DL_PATH, False),
+    ("gemma-scope-2-1b-it-att", "layer_13_width_16k_l0_big", "google/gemma-scope-2-1b-it",
+     "attn_out/layer_13_width_16k_l0_big", True),
+    ("gemma-scope-2-270m-pt-transcoders", "transcoder/layer_9_width_16k_l0_small_affine",
+     "google/gemma-scope-2-270m-pt", "transcoder/layer_9_width_16k_l0_small_affine", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("release", "sae_id", "repo", "folder", "drop_config"), ROUTE_CASES)
+def test_both_routes_record_what_saelens_records(
+    hf_cache: HFCache,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    release: str,
+    sae_id: str,
+    repo: str,
+    folder: str,
+    drop_config: bool,
+) -> None:
+    sae_lens = _saelens()
+    from huggingface_hub import hf_hub_download
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+    from safetensors import safe_open
+
+    def local_shapes(repo_id: str, filename: str) -> dict[str, list[int]]:  # sae-lens reads them over HTTP
+        with safe_open(hf_hub_download(repo_id, filename), framework="pt") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+
+    monkeypatch.setattr(loaders, "get_safetensors_tensor_shapes", local_shapes)
+    snap = hf_cache.snapshot(repo)
+    if release == DL_RELEASE:
+        write_dictionary_learning_autoencoder(snap / folder)
+    else:
+        write_gemma_scope_2(snap / folder, skip=folder.endswith("affine"))
+    if drop_config:
+        (snap / folder / "config.json").unlink()
+    hf_cache.commit(repo)
+    theirs = _from_pretrained(sae_lens, release, sae_id)
+    by_path, by_registry = open_sae(snap / folder).cfg, open_sae(f"saelens:{release}/{sae_id}").cfg
+    for cfg in (by_path, by_registry):
+        assert cfg.metadata["prepend_bos"] is True is theirs.cfg.metadata.prepend_bos
+        assert cfg.hook_name == theirs.cfg.metadata.hook_name
+    assert by_path.model_name == by_registry.model_name is not None
+    if release != DL_RELEASE:  # dictionary_learning: pseval keeps lm_name's organisation, sae-lens drops it
+        assert by_path.model_name == theirs.cfg.metadata.model_name
+    _assert_same_latents(load_sae(snap / folder), theirs, by_path.d_in)
+
+
+def _from_pretrained(sae_lens: Any, release: str, sae_id: str) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sae_lens.SAE.from_pretrained(release, sae_id)

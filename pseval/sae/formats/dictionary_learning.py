@@ -158,6 +158,9 @@ def open_dictionary_learning(folder: Path) -> SAESource:
         "layer": layer,
         "source": where,
         "source_format": "dictionary_learning",
+        # dictionary_learning configs do not record it; sae-lens's dictionary_learning_1 converter (and so the
+        # saelens: route) sets True, and a folder opened by path must be evaluated the same way
+        "prepend_bos": True,
     }
     if dict_class == "MatryoshkaBatchTopKSAE" and "group_sizes" in extra_meta:
         metadata["matryoshka_widths"] = list(extra_meta["group_sizes"])

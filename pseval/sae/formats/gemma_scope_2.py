@@ -25,7 +25,7 @@ from pseval.sae.formats._common import (
     transcoder_metadata,
 )
 from pseval.sae.formats._registry import ReleaseFiles, SAEFormat, register_format
-from pseval.sae.formats.hooks import gemma_3_model_name, gemma_scope_2_hooks
+from pseval.sae.formats.hooks import gemma_3_model_name, gemma_scope_2_hooks, infer_gemma_scope_2_config
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource, TensorRef
 
@@ -40,7 +40,10 @@ def open_gemma_scope_2(folder: Path) -> SAESource:
     where = str(folder)
     weights = folder / GEMMA_SCOPE_2_WEIGHTS
     cfg_path = folder / GEMMA_SCOPE_2_CFG
-    raw_cfg: dict[str, Any] = read_json(cfg_path) if cfg_path.is_file() else {}
+    # without config.json, infer it from the path as sae-lens does, so both routes record the same model and hooks
+    raw_cfg: dict[str, Any] = (
+        read_json(cfg_path) if cfg_path.is_file() else infer_gemma_scope_2_config(folder)
+    )
     architecture = raw_cfg.get("architecture", "jump_relu")
     if architecture != "jump_relu":
         raise SAEError(
@@ -65,6 +68,7 @@ def open_gemma_scope_2(folder: Path) -> SAESource:
         "prepend_bos": True,
         "hf_hook_name": raw_cfg.get("hf_hook_point_in"),
         "gemma_scope_2_cfg": raw_cfg,
+        "gemma_scope_2_cfg_inferred": not cfg_path.is_file(),
     }
     if hook_out is not None:
         d_in = file_shapes["w_enc"][0] if "w_enc" in file_shapes else 0

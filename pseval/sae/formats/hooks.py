@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 _HF_LAYER = r"(?:model\.|transformer\.|gpt_neox\.)?(?:layers|h|blocks|layer)\.(\d+)"
 
@@ -191,3 +192,38 @@ def gemma_3_model_name(raw: str | None) -> str | None:
     if "270m" in name:
         name = name.replace("-pt", "")
     return name
+
+
+_GEMMA_SCOPE_2_REPO = re.compile(r"gemma-scope-2-(\d+(?:\.\d+)?[mb])-(pt|it)\b")
+_GEMMA_SCOPE_2_HF_OUT = "post_feedforward_layernorm.output"  # what a transcoder's decoder writes
+_GEMMA_SCOPE_2_SITE_HF_IN = {site: module for module, site in _GEMMA_SCOPE_2_HF_IN.items()}
+
+
+def infer_gemma_scope_2_config(folder: Path) -> dict[str, Any]:
+    """The ``config.json`` of a Gemma Scope 2 folder that ships none, inferred from its path as sae-lens's
+    ``_infer_gemma_3_raw_cfg_dict`` does: the model from the repo name (``gemma-scope-2-1b-it`` ->
+    ``google/gemma-3-1b-it``), the Hugging Face hook points from the site folder and the layer. Fields the path
+    does not give are left out (no repo name: no model; no site or layer: no hook points)."""
+    cfg: dict[str, Any] = {"architecture": "jump_relu"}
+    # absolute(), not resolve(): in a Hugging Face cache the files are symlinks to content-addressed blobs
+    repo = next(
+        (m for part in reversed(folder.absolute().parts) if (m := _GEMMA_SCOPE_2_REPO.search(part))), None
+    )
+    if repo is not None:
+        cfg["model_name"] = gemma_3_model_name(f"google/gemma-3-{repo.group(1)}-{repo.group(2)}")
+    text = f"{folder.parent.name}/{folder.name}"
+    layer = re.search(r"layer_(\d+)", folder.name)
+    transcoder = "transcoder" in text or "clt" in text
+    site = (
+        "transcoder"
+        if transcoder
+        else next((s for s in ("resid_post", "attn_out", "mlp_out") if s in text), None)
+    )
+    if layer is not None and site is not None:
+        prefix = f"model.layers.{layer.group(1)}."
+        cfg["hf_hook_point_in"] = prefix + _GEMMA_SCOPE_2_SITE_HF_IN[site]
+        if transcoder:
+            cfg["hf_hook_point_out"] = prefix + _GEMMA_SCOPE_2_HF_OUT
+    if transcoder:
+        cfg["affine_connection"] = "affine" in folder.name
+    return cfg
