@@ -23,6 +23,7 @@ from tests.sae.release_fixtures import (
     hf_cache,  # noqa: F401  (fixture)
     write_gemma_scope_2,
     write_llama_scope,
+    write_sparsify_folder,
 )
 
 GS_REPO = "google/gemma-scope-2b-pt-res"
@@ -328,3 +329,55 @@ def _from_pretrained(sae_lens: Any, release: str, sae_id: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return sae_lens.SAE.from_pretrained(release, sae_id)
+
+
+# ==================================================================================================
+# sparsify: pinned to sparsify's own Sae.encode/decode (sae-lens 6.54's sparsify converter is wrong; see
+# docs/formats.md)
+# ==================================================================================================
+
+
+def sparsify_encode(
+    x: torch.Tensor, t: dict[str, torch.Tensor], k: int, transcode: bool
+) -> tuple[torch.Tensor, ...]:
+    """sparsify's ``Sae.encode``: ``pre_acts`` (``x - b_dec`` unless transcoding, the ``encoder`` Linear, ReLU),
+    then the top k."""
+    sae_in = x if transcode else x - t["b_dec"]
+    pre_acts = torch.relu(sae_in @ t["encoder.weight"].T + t["encoder.bias"])
+    top_acts, top_indices = pre_acts.topk(k, sorted=False)
+    return top_acts, top_indices
+
+
+def sparsify_decode(
+    top_acts: torch.Tensor, top_indices: torch.Tensor, t: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """sparsify's ``Sae.decode``: ``top_acts @ W_dec[top_indices] + b_dec`` (``W_dec`` is ``[num_latents, d_in]``)."""
+    return (top_acts.unsqueeze(-1) * t["W_dec"][top_indices]).sum(-2) + t["b_dec"]
+
+
+@pytest.mark.parametrize(
+    ("name", "transcode", "hook"),
+    [
+        ("layer_4", False, "blocks.4.hook_resid_post"),  # older releases; sae-lens 6.54 rejects the name
+        ("layers.4", False, "blocks.4.hook_resid_post"),
+        ("layers.4.mlp", False, "blocks.4.hook_mlp_out"),  # sae-lens 6.54: the residual stream
+        ("layers.4.mlp", True, "blocks.4.hook_mlp_in"),  # a transcoder reads the MLP's input
+    ],
+)
+def test_sparsify_matches_sparsify_itself(tmp_path: Path, name: str, transcode: bool, hook: str) -> None:
+    d_in, k = 16, 6
+    folder = tmp_path / "run" / name
+    tensors = write_sparsify_folder(folder, d_in=d_in, d_sae=64, k=k, transcode=transcode)
+    cfg_file = folder / "cfg.json"
+    # real releases train with unit-norm decoder rows; sae-lens 6.54 then skips the b_dec subtraction
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "normalize_decoder": True}))
+    sae = load_sae(folder)
+    assert sae.cfg.hook_name == hook
+    assert sae.cfg.apply_b_dec_to_input is not transcode
+    x = _x(d_in)
+    top_acts, top_indices = sparsify_encode(x, tensors, k, transcode)
+    expected = torch.zeros(x.shape[0], 64).scatter_(-1, top_indices, top_acts)
+    with torch.no_grad():
+        latents = sae.encode(x)
+        torch.testing.assert_close(latents, expected)
+        torch.testing.assert_close(sae.decode(latents), sparsify_decode(top_acts, top_indices, tensors))
