@@ -345,7 +345,8 @@ def resolve(
 
     ``d_in``/``d_sae`` come from the config and the bias lengths, which must agree; when neither is known the
     matrices decide, and two matrices of the same non-square shape (one of them transposed, but which?) are
-    refused as ambiguous.
+    refused as ambiguous. The tensors must be exactly those the architecture needs (``b_dec`` may be absent:
+    zero), so that no file that cannot be this SAE gets past opening.
     """
     missing = [n for n in ("W_enc", "W_dec") if n not in shapes]
     if missing:
@@ -412,7 +413,27 @@ def resolve(
         cfg = config_from_dict(cfg_fields)
     except ConfigError as exc:
         raise SAEError(f"{where}: {exc.problem}", exc.fix) from None
+    _check_tensor_names(cfg, set(shapes), where)
     return Plan(cfg, transposed)
+
+
+def _check_tensor_names(cfg: SAEConfig, names: set[str], where: str) -> None:
+    expected = {"W_enc", "W_dec", "b_dec", *cfg.extra_parameters}
+    missing = sorted(expected - names - {"b_dec"})
+    if missing:
+        listed = " and ".join(missing)
+        raise SAEError(
+            f"{where}: a {cfg.architecture} SAE needs the tensor{'s' if len(missing) > 1 else ''} {listed}, "
+            "which its weights lack",
+            f"use the complete weights file, or set the architecture the weights were trained with in the config "
+            f"(it says {cfg.architecture})",
+        )
+    unexpected = sorted(names - expected)
+    if unexpected:
+        raise SAEError(
+            f"{where}: unexpected tensors {', '.join(unexpected)} for a {cfg.architecture} SAE",
+            f"set the architecture the weights were trained with in the config (it says {cfg.architecture})",
+        )
 
 
 def materialise(plan: Plan, tensors: dict[str, torch.Tensor], dtype: str | None = None) -> SAE:
