@@ -138,6 +138,12 @@ def safetensors_header(path: Path) -> tuple[dict[str, HeaderEntry], int]:
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        stored_as = info.get("dtype") if isinstance(info, dict) else None
+        if isinstance(stored_as, str) and stored_as not in _SAFETENSORS_DTYPES:
+            raise SAEError(
+                f"{path}: tensor {name} is stored as {stored_as}, which pseval does not read",
+                "re-save the SAE with float32 (or bfloat16, float16) tensors",
+            )
         try:
             dtype = _SAFETENSORS_DTYPES[info["dtype"]]
             begin, end = (int(v) for v in info["data_offsets"])
@@ -153,11 +159,10 @@ def safetensors_header(path: Path) -> tuple[dict[str, HeaderEntry], int]:
     return entries, 8 + n
 
 
-def header_shapes(path: Path) -> tuple[dict[str, Shape], torch.dtype | None]:
-    """Tensor shapes of a safetensors file and the dtype of its first floating tensor."""
+def header_shapes_and_dtypes(path: Path) -> tuple[dict[str, Shape], dict[str, torch.dtype]]:
+    """Tensor shapes and dtypes of a safetensors file, from its header."""
     entries, _ = safetensors_header(path)
-    dtype = next((e.dtype for e in entries.values() if e.dtype.is_floating_point), None)
-    return {k: e.shape for k, e in entries.items()}, dtype
+    return {k: e.shape for k, e in entries.items()}, {k: e.dtype for k, e in entries.items()}
 
 
 def read_safetensors(path: Path, keys: set[str] | None = None) -> dict[str, torch.Tensor]:
@@ -229,10 +234,11 @@ def read_npz(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def npz_shapes(path: Path) -> tuple[dict[str, Shape], torch.dtype | None]:
-    """Array shapes of an ``.npz`` from the member headers (no array data read)."""
+def npz_shapes_and_dtypes(path: Path) -> tuple[dict[str, Shape], dict[str, torch.dtype]]:
+    """Array shapes and dtypes of an ``.npz`` from the member headers (no array data read), ``w_*`` renamed
+    ``W_*``; SAEError for an array numpy stores as something torch cannot hold (strings, objects)."""
     shapes: dict[str, Shape] = {}
-    first: torch.dtype | None = None
+    dtypes: dict[str, torch.dtype] = {}
     try:
         with zipfile.ZipFile(path) as zf:
             for member in zf.namelist():
@@ -247,14 +253,19 @@ def npz_shapes(path: Path) -> tuple[dict[str, Shape], torch.dtype | None]:
                 key = member[: -len(".npy")]
                 name = "W_" + key[2:] if key.startswith("w_") else key
                 shapes[name] = tuple(int(v) for v in shape)
-                if first is None and np.dtype(dtype).kind == "f":
-                    first = torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+                try:
+                    dtypes[name] = torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+                except TypeError:
+                    raise SAEError(
+                        f"{path}: array {key} is stored as {np.dtype(dtype)}, not as numbers",
+                        "use a Gemma Scope params.npz, or re-save the arrays as float32",
+                    ) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise SAEError(
             f"{path} is not a readable .npz file ({first_line(exc)})",
             "the file is corrupt or truncated; re-download it",
         ) from None
-    return shapes, first
+    return shapes, dtypes
 
 
 def check_normalize(value: Any, where: str) -> str:
@@ -340,14 +351,16 @@ def resolve(
     shapes: Mapping[str, Shape],
     where: str,
     stored_dtype: torch.dtype | None = None,
+    dtypes: Mapping[str, torch.dtype] | None = None,
 ) -> Plan:
-    """Validate config ``fields`` against tensor ``shapes`` (pseval names, file orientation).
+    """Validate config ``fields`` against tensor ``shapes`` and ``dtypes`` (pseval names, file orientation).
 
     ``d_in``/``d_sae`` come from the config and the bias lengths, which must agree; when neither is known the
     matrices decide, and two matrices of the same non-square shape (one of them transposed, but which?) are
     refused as ambiguous. The tensors must be exactly those the architecture needs (``b_dec`` may be absent:
-    zero), so that no file that cannot be this SAE gets past opening.
+    zero) and floating point, so that no file that cannot be this SAE gets past opening.
     """
+    check_floating(dtypes or {}, where)
     missing = [n for n in ("W_enc", "W_dec") if n not in shapes]
     if missing:
         raise SAEError(
@@ -417,6 +430,20 @@ def resolve(
     return Plan(cfg, transposed)
 
 
+def check_floating(dtypes: Mapping[str, torch.dtype], where: str) -> None:
+    """SAEError naming the weight tensors that are not floating point (int32 weights would otherwise be cast to
+    float silently and give meaningless latents)."""
+    bad = sorted(name for name, dtype in dtypes.items() if not dtype.is_floating_point)
+    if bad:
+        stored = ", ".join(sorted({str(dtypes[name]).removeprefix("torch.") for name in bad}))
+        raise SAEError(
+            f"{where}: tensor{'s' if len(bad) > 1 else ''} {', '.join(bad)} "
+            f"{'are' if len(bad) > 1 else 'is'} stored as {stored}, not as floating point",
+            "the file is not an SAE's weights or was saved wrongly; re-save it with float32 (or bfloat16, "
+            "float16) tensors",
+        )
+
+
 def _check_tensor_names(cfg: SAEConfig, names: set[str], where: str) -> None:
     expected = {"W_enc", "W_dec", "b_dec", *cfg.extra_parameters}
     missing = sorted(expected - names - {"b_dec"})
@@ -459,7 +486,8 @@ def materialise(plan: Plan, tensors: dict[str, torch.Tensor], dtype: str | None 
 def assemble(fields: dict[str, Any], tensors: dict[str, torch.Tensor], where: str, dtype: str | None) -> SAE:
     """:func:`resolve` then :func:`materialise`, for tensors already in memory."""
     stored = next((t.dtype for t in tensors.values() if t.is_floating_point()), None)
-    plan = resolve(fields, {k: tuple(v.shape) for k, v in tensors.items()}, where, stored)
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    plan = resolve(fields, shapes, where, stored, {k: v.dtype for k, v in tensors.items()})
     return materialise(plan, tensors, dtype)
 
 

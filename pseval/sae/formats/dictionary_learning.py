@@ -182,7 +182,8 @@ def open_dictionary_learning(folder: Path) -> SAESource:
             raise SAEError(f"{where}: {dict_class} without k", "add trainer.k to config.json")
         fields["k"] = int(k) if architecture == "topk" else k
     stored = next((t.dtype for t in tensors.values() if t.is_floating_point()), None)
-    plan = resolve(fields, {n: tuple(t.shape) for n, t in tensors.items()}, where, stored)
+    shapes = {n: tuple(t.shape) for n, t in tensors.items()}
+    plan = resolve(fields, shapes, where, stored, {n: t.dtype for n, t in tensors.items()})
     del raw, tensors
 
     def build(dtype: str | None) -> SAE:

@@ -20,7 +20,7 @@ import torch
 
 from pseval._io import atomic_dir
 from pseval.errors import SAEError
-from pseval.sae.formats._common import materialise, npz_shapes, read_npz, resolve
+from pseval.sae.formats._common import materialise, npz_shapes_and_dtypes, read_npz, resolve
 from pseval.sae.formats._registry import ReleaseFiles, SAEFormat, register_format
 from pseval.sae.formats._writing import prepare_destination, require_plain_input
 from pseval.sae.formats.hooks import gemma_scope_hook, is_gemma_scope_embedding
@@ -34,7 +34,8 @@ _ARRAYS = {"W_enc", "W_dec", "b_enc", "b_dec", "threshold"}
 def open_gemma_scope(path: Path) -> SAESource:
     """Open a Gemma Scope folder (or its ``.npz`` file) from the arrays' headers."""
     file = path if path.is_file() else path / GEMMA_SCOPE_WEIGHTS
-    shapes, stored = npz_shapes(file)
+    shapes, dtypes = npz_shapes_and_dtypes(file)
+    stored = next((d for d in dtypes.values() if d.is_floating_point), None)
     unexpected = sorted(set(shapes) - _ARRAYS)
     if unexpected:
         raise SAEError(
@@ -53,7 +54,7 @@ def open_gemma_scope(path: Path) -> SAESource:
     }
     if stored == torch.float64:
         stored = torch.float32
-    plan = resolve(fields, shapes, str(file), stored)
+    plan = resolve(fields, shapes, str(file), stored, dtypes)
     embedding_scale = math.sqrt(plan.cfg.d_in) if is_gemma_scope_embedding(file) else None
     if embedding_scale is not None:
         plan.cfg.metadata = {**plan.cfg.metadata, "embedding_scale_folded": embedding_scale}

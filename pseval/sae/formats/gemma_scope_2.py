@@ -17,7 +17,7 @@ from typing import Any
 
 from pseval.errors import SAEError
 from pseval.sae.formats._common import (
-    header_shapes,
+    header_shapes_and_dtypes,
     materialise,
     read_json,
     read_safetensors,
@@ -49,7 +49,7 @@ def open_gemma_scope_2(folder: Path) -> SAESource:
         raise SAEError(
             f"{where}: Gemma Scope 2 architecture {architecture!r} is not supported", "use a jump_relu SAE"
         )
-    file_shapes, stored = header_shapes(weights)
+    file_shapes, file_dtypes = header_shapes_and_dtypes(weights)
     unexpected = sorted(set(file_shapes) - set(_KEYS) - {_SKIP})
     if unexpected:
         raise SAEError(
@@ -85,7 +85,9 @@ def open_gemma_scope_2(folder: Path) -> SAESource:
         "metadata": metadata,
     }
     shapes = {_KEYS[k]: s for k, s in file_shapes.items() if k in _KEYS}
-    plan = resolve(fields, shapes, where, stored)
+    dtypes = {_KEYS[k]: d for k, d in file_dtypes.items() if k in _KEYS}
+    stored = next((d for d in dtypes.values() if d.is_floating_point), None)
+    plan = resolve(fields, shapes, where, stored, dtypes)
 
     def build(dtype: str | None) -> SAE:
         raw = read_safetensors(weights, set(_KEYS))

@@ -19,7 +19,13 @@ from typing import Any
 import torch
 
 from pseval.errors import SAEError
-from pseval.sae.formats._common import header_shapes, materialise, read_json, read_safetensors, resolve
+from pseval.sae.formats._common import (
+    header_shapes_and_dtypes,
+    materialise,
+    read_json,
+    read_safetensors,
+    resolve,
+)
 from pseval.sae.formats._registry import ReleaseFiles, SAEFormat, register_format
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
@@ -54,7 +60,7 @@ def open_llama_scope(folder: Path, norm_scaling_factor: float | None = None) -> 
     where = str(folder)
     hp = read_json(folder / LLAMA_SCOPE_CFG)
     weights = _weights_file(folder)
-    file_shapes, stored = header_shapes(weights)
+    file_shapes, file_dtypes = header_shapes_and_dtypes(weights)
     try:
         d_model = int(hp["d_model"])
         d_sae = int(hp["d_sae"])
@@ -96,7 +102,9 @@ def open_llama_scope(folder: Path, norm_scaling_factor: float | None = None) -> 
         "model_name": LLAMA_SCOPE_MODEL,
         "metadata": metadata,
     }
-    plan = resolve({**fields}, {**shapes, "threshold": (d_sae,)}, where, stored)
+    dtypes = {_KEYS[k]: d for k, d in file_dtypes.items()}
+    stored = next((d for d in dtypes.values() if d.is_floating_point), None)
+    plan = resolve({**fields}, {**shapes, "threshold": (d_sae,)}, where, stored, dtypes)
 
     def build(dtype: str | None) -> SAE:
         raw = read_safetensors(weights)

@@ -59,6 +59,7 @@ def open_qwen_scope(file: Path, repo_id: str | None = None) -> SAESource:
             "use a Qwen-Scope layer{n}.sae.pt file",
         )
     shapes = {key: tuple(t.shape) for key, t in raw.items()}
+    dtypes = {key: t.dtype for key, t in raw.items()}
     stored = raw["W_enc"].dtype
     del raw
     metadata: dict[str, Any] = {
@@ -77,7 +78,7 @@ def open_qwen_scope(file: Path, repo_id: str | None = None) -> SAESource:
         "model_name": f"Qwen/{model_key}",
         "metadata": metadata,
     }
-    plan = resolve(fields, shapes, where, stored)
+    plan = resolve(fields, shapes, where, stored, dtypes)
 
     def build(dtype: str | None) -> SAE:
         return materialise(plan, read_torch_file(file), dtype)

@@ -21,7 +21,7 @@ from pseval.sae.config import ARCHITECTURES, TopKSAEConfig
 from pseval.sae.formats._common import (
     DTYPE_NAMES,
     check_normalize,
-    header_shapes,
+    header_shapes_and_dtypes,
     materialise,
     read_json,
     read_safetensors,
@@ -151,7 +151,7 @@ def open_saelens(folder: Path) -> SAESource:
     """Open a SAELens folder from ``cfg.json`` and the safetensors header."""
     cfg = read_json(folder / SAELENS_CFG)
     weights = folder / SAELENS_WEIGHTS
-    file_shapes, stored = header_shapes(weights)
+    file_shapes, file_dtypes = header_shapes_and_dtypes(weights)
     where = str(folder)
     meta_in = cfg.get("metadata")
     if isinstance(meta_in, dict) and "architecture" in cfg:
@@ -170,8 +170,10 @@ def open_saelens(folder: Path) -> SAESource:
         converted = True
     names.pop("W_skip", None)  # a skip-transcoder's affine skip connection: not part of the encoder side
     shapes = {names[k]: s for k, s in file_shapes.items() if k in names}
+    dtypes = {names[k]: d for k, d in file_dtypes.items() if k in names}
+    stored = next((d for d in dtypes.values() if d.is_floating_point), None)
     fields["metadata"] = {**metadata, "source": where, "source_format": "saelens"}
-    plan = resolve(fields, shapes, where, stored)
+    plan = resolve(fields, shapes, where, stored, dtypes)
 
     def build(dtype: str | None) -> SAE:
         raw = read_safetensors(weights)

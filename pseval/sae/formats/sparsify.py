@@ -20,7 +20,7 @@ from pseval._version import __version__ as _pseval_version
 from pseval.errors import SAEError
 from pseval.sae.config import TopKSAEConfig
 from pseval.sae.formats._common import (
-    header_shapes,
+    header_shapes_and_dtypes,
     materialise,
     read_json,
     read_safetensors,
@@ -67,7 +67,7 @@ def open_sparsify(folder: Path) -> SAESource:
     """Open a sparsify hook point folder from ``cfg.json`` and the safetensors header."""
     cfg = read_json(folder / SPARSIFY_CFG)
     weights = folder / SPARSIFY_WEIGHTS
-    file_shapes, stored = header_shapes(weights)
+    file_shapes, file_dtypes = header_shapes_and_dtypes(weights)
     where = str(folder)
     activation = cfg.get("activation", "topk")
     if activation != "topk":
@@ -137,7 +137,9 @@ def open_sparsify(folder: Path) -> SAESource:
         "model_name": model_name,
         "metadata": metadata,
     }
-    plan = resolve(fields, shapes, where, stored)
+    dtypes = {names[k]: d for k, d in file_dtypes.items() if k in names}
+    stored = next((d for d in dtypes.values() if d.is_floating_point), None)
+    plan = resolve(fields, shapes, where, stored, dtypes)
     # orientation relative to the file: a Linear weight is transposed once by the naming, maybe again by shape
     flips = {names[k]: transposed_in_file[k] != plan.transposed.get(names[k], False) for k in names}
 
