@@ -62,6 +62,10 @@ class SAESource:
     """Reads the weights and returns the SAE on cpu (``dtype`` override or None)."""
     weights_fingerprint: str | None = None
     """Hash of the weights when they were read at open time (SAEs without files of their own)."""
+    conversion: str | None = None
+    """How the reader turns these files into weights where that changed after results were first written (the
+    Gemma Scope embedding rescale, Llama Scope's float32 fold): part of :meth:`content_hash`, so a result
+    computed from the earlier weights is not taken for one of these."""
 
     def load(self, device: str = "cpu", dtype: str | None = None) -> SAE:
         """Materialise the SAE (weights memory-mapped where the format allows), checked for NaN/Inf."""
@@ -90,6 +94,8 @@ class SAESource:
         digest.update(json.dumps([self.cfg.hook_name, self.cfg.model_name]).encode())
         if self.weights_fingerprint is not None:
             digest.update(self.weights_fingerprint.encode())
+        if self.conversion is not None:
+            digest.update(self.conversion.encode())
         if not self.files and self.weights_fingerprint is None:
             digest.update(self.spec.encode())
         files = sorted(set(self.files))

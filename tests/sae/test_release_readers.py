@@ -6,6 +6,7 @@ cleanly without it) and against the release's formula, which needs nothing but p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -18,6 +19,7 @@ import torch
 
 from pseval.errors import ModelError
 from pseval.sae import load_sae, open_sae
+from tests.evals.conftest import tiny_dataset_file, tiny_model_dir
 from tests.sae.release_fixtures import (
     HFCache,
     hf_cache,  # noqa: F401  (fixture)
@@ -25,6 +27,8 @@ from tests.sae.release_fixtures import (
     write_llama_scope,
     write_sparsify_folder,
 )
+
+__all__ = ["tiny_dataset_file", "tiny_model_dir"]
 
 GS_REPO = "google/gemma-scope-2b-pt-res"
 GS_EMBEDDING = "embedding/width_4k/average_l0_6"
@@ -113,6 +117,8 @@ def test_gemma_scope_layer_saes_are_not_rescaled(tmp_path: Path) -> None:
     sae = load_sae(release / "layer_3" / "width_16k" / "average_l0_50")
     assert sae.cfg.hook_name == "blocks.3.hook_resid_post"
     assert "embedding_scale_folded" not in sae.cfg.metadata
+    # nothing changed for these SAEs: results written before the rescale keep their identity
+    assert open_sae(release / "layer_3" / "width_16k" / "average_l0_50").conversion is None
     torch.testing.assert_close(sae.W_enc, torch.from_numpy(arrays["W_enc"]))
 
 
@@ -127,6 +133,33 @@ def test_gemma_scope_embedding_sae_round_trips_through_its_writer(tmp_path: Path
     with np.load(str(copy / "params.npz")) as written:
         np.testing.assert_allclose(written["W_enc"], arrays["W_enc"], rtol=1e-6)
     torch.testing.assert_close(load_sae(copy).W_enc, sae.W_enc)
+
+
+def test_results_of_the_unrescaled_embedding_sae_are_not_taken_as_finished(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    """A result written before the rescale (same files, other weights) must be recomputed, not reused."""
+    from typer.testing import CliRunner
+
+    from pseval.cli import app
+
+    folder = tmp_path / "gemma-scope-2b-pt-res" / GS_EMBEDDING
+    write_gemma_scope_npz(folder, 32)  # d_model of the tiny model
+    source = open_sae(folder)
+    before = dataclasses.replace(source, conversion=None).content_hash()
+    assert source.content_hash() != before
+    out = tmp_path / "results"
+    args = ["eval", "--model", str(tiny_model_dir), "--dataset", str(tiny_dataset_file), "--sae", str(folder)]
+    args += ["--hook", "blocks.0.hook_resid_pre", "--bootstrap", "0", "--output-folder", str(out)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    stored = out / "ps_eval" / "average_l0_6_eval_results.json"
+    result = json.loads(stored.read_text())
+    result["result_identity"]["sae_content_hash"] = before  # as the reader without the rescale wrote it
+    stored.write_text(json.dumps(result))
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2, again.output
+    assert "holds a result of another configuration (other SAE weights/config" in again.output
 
 
 def test_gemma_scope_embedding_sae_matches_saelens(hf_cache: HFCache) -> None:  # noqa: F811
@@ -196,6 +229,8 @@ def test_llama_scope_defaults_to_float32_and_folds_in_it(tmp_path: Path) -> None
         expected = _jumprelu(x, W_enc, raw["encoder.bias"].float(), torch.full((64,), 0.02 * scale))
         with torch.no_grad():
             torch.testing.assert_close(sae.encode(x), expected)
+    # results computed from the bfloat16 fold are not taken for these weights' results
+    assert source.content_hash() != dataclasses.replace(source, conversion=None).content_hash()
     # an explicit dtype is still honoured, the fold done in it as sae-lens does
     assert load_sae(tmp_path / LLAMA_FOLDER, dtype="bfloat16").dtype == torch.bfloat16
 

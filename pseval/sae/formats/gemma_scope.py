@@ -68,7 +68,13 @@ def open_gemma_scope(path: Path) -> SAESource:
         return materialise(plan, tensors, dtype)
 
     return SAESource(
-        spec=str(path), cfg=plan.cfg, format="gemma_scope", path=path, files=(file,), builder=build
+        spec=str(path),
+        cfg=plan.cfg,
+        format="gemma_scope",
+        path=path,
+        files=(file,),
+        builder=build,
+        conversion="embedding rescaled by sqrt(d_in)" if embedding_scale is not None else None,
     )
 
 

@@ -125,6 +125,7 @@ def open_llama_scope(folder: Path, norm_scaling_factor: float | None = None) -> 
         path=folder,
         files=(folder / LLAMA_SCOPE_CFG, weights),
         builder=build,
+        conversion="folded in the requested dtype, float32 by default",
     )
 
 
