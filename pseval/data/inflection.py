@@ -22,6 +22,11 @@ Two uses, one rule set:
 
   On the 14,932 spans of WiC v1.0 (all splits) the rule rejects exactly one, a WiC annotation error
   (train: "called round", target index on "round").
+
+The word form x meaning builder (``scripts/wordnet_2x2.py``) also needs to know whether a form is used as
+the synset's part of speech (:func:`used_as_pos`: "at the meeting" is no use of the verb *meet*), whether two
+lemmas are one word spelt two ways (:func:`same_word_form`: recognize/recognise) and how to put a synonym in
+a sentence with its article agreeing (:func:`replace_word`: "a dirty" / "an unclean").
 """
 
 from __future__ import annotations
@@ -268,12 +273,16 @@ def words_with_spans(text: str) -> list[tuple[str, tuple[int, int]]]:
 
 
 def find_target(
-    forms: frozenset[str], text: str, words: Sequence[tuple[str, tuple[int, int]]]
+    forms: frozenset[str],
+    text: str,
+    words: Sequence[tuple[str, tuple[int, int]]],
+    pos: str | None = None,
 ) -> tuple[int, int] | None:
     """The span of the only whole-word occurrence of any of ``forms`` in ``text``.
 
-    None when there is no occurrence, several (ambiguous), or the occurrence is quoted as a word
-    (```truth'``), which mentions the word instead of using it.
+    None when there is no occurrence, several (ambiguous), the occurrence is quoted as a word
+    (```truth'``), which mentions the word instead of using it, or, with ``pos``, when the word before it
+    shows it is used as another part of speech (:func:`used_as_pos`).
     """
     spans = [span for word, span in words if word in forms]
     if len(spans) != 1:
@@ -281,4 +290,153 @@ def find_target(
     start = spans[0][0]
     if start > 0 and text[start - 1] == "`":
         return None
+    if pos is not None and not used_as_pos(text, spans[0], pos):
+        return None
     return spans[0]
+
+
+#: Words after which a word is a noun (or an adjective before one), never a verb: "at the meeting", "a run",
+#: "their findings". Left out because they also end a clause before a verb: "her" (object: "saw her
+#: running"), "that"/"which"/"what" (relative: "the river that runs"), "this" ("this seems").
+NOUN_DETERMINERS: frozenset[str] = frozenset((
+    "a", "an", "the", "my", "your", "his", "its", "our", "their", "every", "each", "no", "another", "these",
+    "those",
+))  # fmt: skip
+#: Words after which a noun lemma's form is a verb: modals ("will walk", "I'll walk", "don't walk") and
+#: subject pronouns ("they walk"; "it walks" only with -s, see :func:`used_as_pos`).
+VERB_MARKERS: frozenset[str] = frozenset((
+    "will", "would", "can", "could", "shall", "should", "may", "might", "must", "do", "does", "did", "don't",
+    "doesn't", "didn't", "won't", "can't", "cannot", "couldn't", "wouldn't", "shouldn't", "i'll", "you'll",
+    "he'll", "she'll", "we'll", "they'll", "it'll", "i", "you", "we", "they",
+))  # fmt: skip
+THIRD_PERSON_SUBJECTS: frozenset[str] = frozenset(("he", "she", "it"))
+_PREVIOUS_TOKEN_RE = re.compile(r"([A-Za-z]+(?:['\u2019][A-Za-z]+)?)\s+$")
+
+
+def used_as_pos(text: str, span: tuple[int, int], pos: str) -> bool:
+    """Whether the word at ``span`` can be used as ``pos`` (N, V, A, R), judged from the word before it.
+
+    WordNet examples are often phrases, so a tagger trained on sentences is no better than this rule,
+    which only rejects a use when the previous word settles it:
+
+    - a verb lemma's form right after a determiner (:data:`NOUN_DETERMINERS`) is a noun or an adjective
+      ("I'll probably see you at the meeting" is no use of the verb *meet*; nor "a run" of *run*);
+    - a noun lemma's form right after a modal, a do-form or a subject pronoun (:data:`VERB_MARKERS`), or
+      its -s form right after he/she/it, is a verb ("they ship it" is no use of the noun *ship*).
+
+    Adjectives and adverbs have one form, the lemma, and are not checked. A modifier between determiner
+    and word ("the weekly meeting") is not caught: the rule is one word deep.
+    """
+    match = _PREVIOUS_TOKEN_RE.search(text[: span[0]])
+    previous = match.group(1).lower().replace("\u2019", "'") if match else ""
+    if pos == "V":
+        return previous not in NOUN_DETERMINERS
+    if pos == "N":
+        if previous in VERB_MARKERS:
+            return False
+        return not (previous in THIRD_PERSON_SUBJECTS and text[span[0] : span[1]].lower().endswith("s"))
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Two lemmas, one word: spelling variants and derived forms
+# --------------------------------------------------------------------------------------------------
+
+#: British -> American spellings, applied in order to both words before they are compared. Over-applying a
+#: rule costs nothing: only whether the two results are equal (or one edit apart) matters.
+_SPELLING_RULES: tuple[tuple[str, str], ...] = (
+    (r"isation", "ization"), (r"yse(s|d)?$", r"yze\1"), (r"is(e|es|ed|ing|er|ers)$", r"iz\1"),
+    (r"our", "or"), (r"ogue$", "og"), (r"([^aeiou])re(s|d)?$", r"\1er\2"), (r"ence$", "ense"),
+    (r"^aero", "air"), (r"ae", "e"), (r"oe", "e"), (r"ph", "f"), (r"ough", "ow"), (r"([a-z])\1", r"\1"),
+)  # fmt: skip
+_MIN_VARIANT_EDIT_LENGTH = 4
+_MIN_AFFIX_STEM = 3
+
+
+def spelling_key(word: str) -> str:
+    """``word`` lowercased with British spellings made American and doubled letters single (see
+    :data:`_SPELLING_RULES`): colour -> color, recognise -> recognize, centre -> center, travelled ->
+    traveled, anaemia -> anemia."""
+    key = word.lower()
+    for pattern, replacement in _SPELLING_RULES:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def _edit_distance_at_most_one(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            # substitution (same length) or an insertion into the shorter word
+            return a[i + 1 :] == b[i + 1 :] if len(a) == len(b) else a[i:] == b[i + 1 :]
+    return True
+
+
+def same_word_form(a: str, b: str) -> bool:
+    """Whether two lemmas are one word written two ways, so they cannot stand for "different words".
+
+    True when (1) their :func:`spelling_key` is equal (recognize/recognise, color/colour, center/centre,
+    traveled/travelled, anemia/anaemia); (2) both have at least 4 letters and their keys are one edit
+    apart (gray/grey, woolly/wooly, cockatiel/cockateel); or (3) one begins or ends with the other, of
+    at least 3 letters (flash/flashy, working/workings, stressed/distressed, circle/encircle: derived
+    forms that share the word's first or last tokens). Different words of one meaning stay apart (breathe/respire, jam/ram).
+    """
+    a, b = a.lower(), b.lower()
+    if a == b:
+        return True
+    key_a, key_b = spelling_key(a), spelling_key(b)
+    if key_a == key_b:
+        return True
+    if min(len(a), len(b)) >= _MIN_VARIANT_EDIT_LENGTH and _edit_distance_at_most_one(key_a, key_b):
+        return True
+    shorter, longer = sorted((a, b), key=len)
+    return len(shorter) >= _MIN_AFFIX_STEM and (longer.startswith(shorter) or longer.endswith(shorter))
+
+
+# --------------------------------------------------------------------------------------------------
+# a / an
+# --------------------------------------------------------------------------------------------------
+
+#: Words spelt with a vowel but spoken with a consonant first ("a unique", "a one-off", "a euro").
+_CONSONANT_SOUND_PREFIXES: tuple[str, ...] = (
+    "uni", "use", "usu", "usa", "uti", "ure", "uro", "ubiq", "uvu", "eu", "ewe", "one", "once", "ouija",
+)  # fmt: skip
+#: Words spelt with a consonant but spoken with a vowel first (a silent h: "an hour", "an honest").
+_VOWEL_SOUND_PREFIXES: tuple[str, ...] = ("hour", "honest", "honor", "honour", "heir")
+_ARTICLE_BEFORE_RE = re.compile(r"(?<![A-Za-z])(an|a)(\s+)$", re.IGNORECASE)
+
+
+def indefinite_article(word: str) -> str:
+    """``"an"`` when ``word`` is spoken with a vowel first, else ``"a"``, by its spelling and two word lists."""
+    lower = word.lower()
+    if lower.startswith(_VOWEL_SOUND_PREFIXES):
+        return "an"
+    if lower.startswith(_CONSONANT_SOUND_PREFIXES):
+        return "a"
+    return "an" if lower[:1] in _VOWELS else "a"
+
+
+def replace_word(text: str, span: tuple[int, int], word: str) -> tuple[str, tuple[int, int], bool]:
+    """``text`` with ``span`` replaced by ``word``, keeping a capital, and the article before it agreeing.
+
+    An "a"/"an" right before the span is switched when the new word takes the other article than the
+    old one ("wore a dirty shirt" -> "wore an unclean shirt" and back, "An" stays capitalised). When both
+    words take the same article by :func:`indefinite_article` the writer's article is kept as it is
+    ("an historic"). Returns the new text, the new word's span and whether the article was switched.
+    """
+    start, end = span
+    old = text[start:end]
+    new = word.capitalize() if old[:1].isupper() else word
+    before, after = text[:start], text[end:]
+    switched = False
+    match = _ARTICLE_BEFORE_RE.search(before)
+    if match and indefinite_article(old) != indefinite_article(new):
+        article = indefinite_article(new)
+        if match.group(1)[0].isupper():
+            article = article.capitalize()
+        before = before[: match.start()] + article + match.group(2)
+        switched = True
+    return before + new + after, (len(before), len(before) + len(new)), switched
