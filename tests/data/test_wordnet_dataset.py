@@ -12,6 +12,13 @@ from types import ModuleType
 
 import pytest
 
+from pseval.data.inflection import (
+    IRREGULAR_NOUNS,
+    IRREGULAR_VERBS,
+    find_target,
+    inflections,
+    words_with_spans,
+)
 from pseval.data.schema import WordPair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +37,7 @@ def _load_script() -> ModuleType:
 
 
 build = _load_script()
+common = sys.modules["_wordnet_common"]  # the builders' shared module, imported by the script
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +89,13 @@ def _regular_form(word: str, form: str) -> bool:
 
 
 def test_spans_are_whole_word_inflections_of_the_word(pairs: list[WordPair]) -> None:
-    irregular = {
-        form for forms in (*build.IRREGULAR_VERBS.values(), *build.IRREGULAR_NOUNS.values()) for form in forms
-    }
+    irregular = {form for forms in (*IRREGULAR_VERBS.values(), *IRREGULAR_NOUNS.values()) for form in forms}
     irregular |= {"is", "are", "am", "has", "does", "being"}
     for p in pairs:
         for text, (start, end) in ((p.context_1, p.span_1), (p.context_2, p.span_2)):
             assert 0 <= start < end <= len(text)
             form = text[start:end].lower()
-            assert form in build.inflections(p.word, p.pos), (p.id, form)
+            assert form in inflections(p.word, p.pos), (p.id, form)
             if p.pos in ("A", "R"):
                 assert form == p.word
             else:
@@ -98,8 +104,8 @@ def test_spans_are_whole_word_inflections_of_the_word(pairs: list[WordPair]) -> 
             assert start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "-_'`")
             assert end == len(text) or not (text[end].isalnum() or text[end] in "-_")
             # exactly one occurrence of the word's forms in the context
-            words = [w for w, _ in build.words_with_spans(text)]
-            assert sum(w in build.inflections(p.word, p.pos) for w in words) == 1, (p.id, text)
+            words = [w for w, _ in words_with_spans(text)]
+            assert sum(w in inflections(p.word, p.pos) for w in words) == 1, (p.id, text)
 
 
 def test_labels_are_balanced_per_split_and_pos(pairs: list[WordPair]) -> None:
@@ -167,7 +173,7 @@ def test_licence_notice_is_shipped() -> None:
     ],
 )
 def test_inflections(lemma: str, pos: str, present: set[str], absent: set[str]) -> None:
-    forms = build.inflections(lemma, pos)
+    forms = inflections(lemma, pos)
     assert present <= forms
     assert not absent & forms
 
@@ -186,8 +192,8 @@ def test_inflections(lemma: str, pos: str, present: set[str], absent: set[str]) 
     ],
 )
 def test_find_target(text: str, span: tuple[int, int] | None) -> None:
-    forms = build.inflections("bank", "N")
-    assert build.find_target(forms, text, build.words_with_spans(text)) == span
+    forms = inflections("bank", "N")
+    assert find_target(forms, text, words_with_spans(text)) == span
 
 
 def test_parse_data_line_reads_words_and_examples() -> None:
@@ -196,16 +202,16 @@ def test_parse_data_line_reads_words_and_examples() -> None:
         '$ 00002325 v 0000 02 + 02 00 + 08 00 | draw air into, and expel out of, the lungs; "I can breathe '
         'better when the air is clean";  "The patient is   respiring"  '
     )
-    synset = build.parse_data_line(line)
+    synset = common.parse_data_line(line)
     assert synset.offset == "00001740" and synset.pos == "V"
     assert synset.words == ("breathe", "take_a_breath", "respire", "suspire")
     assert synset.examples == ("I can breathe better when the air is clean", "The patient is respiring")
-    adj = build.parse_data_line('00002312 00 s 02 long(a) 0 dorsal 4 000 | x; "a long walk"  ')
+    adj = common.parse_data_line('00002312 00 s 02 long(a) 0 dorsal 4 000 | x; "a long walk"  ')
     assert adj.pos == "A" and adj.words == ("long", "dorsal")
 
 
 def _synthetic_synsets() -> list[object]:
-    s = build.Synset
+    s = common.Synset
     return [
         s(
             "1",
@@ -250,8 +256,10 @@ def test_missing_tarball_is_a_clear_error(tmp_path: Path, capsys: pytest.Capture
 @pytest.mark.skipif(not TARBALL.is_file(), reason=f"WordNet tarball not found at {TARBALL}")
 def test_rebuild_reproduces_the_shipped_files(tmp_path: Path) -> None:
     out = tmp_path / "wordnet"
+    (out / "other.jsonl").parent.mkdir(parents=True)
+    (out / "other.jsonl").write_text("another builder's file\n")
     assert build.main(["--source", str(TARBALL), "--out", str(out)]) == 0
-    shipped = sorted(path.name for path in RESOURCE_DIR.iterdir())
-    assert sorted(path.name for path in out.iterdir()) == shipped
-    for name in shipped:
+    assert sorted(path.name for path in out.iterdir()) == sorted([*build.OUTPUT_FILES, "other.jsonl"])
+    assert (out / "other.jsonl").read_text() == "another builder's file\n"  # the folder is shared
+    for name in build.OUTPUT_FILES:
         assert (out / name).read_bytes() == (RESOURCE_DIR / name).read_bytes(), name
