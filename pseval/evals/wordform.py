@@ -31,6 +31,31 @@ DENSE_TOP1_NOTE = (
 )
 
 
+class Estimate(BaseModel):
+    """A point estimate with its interval (all null where a cell has no pair)."""
+
+    value: float | None = Field(description="The estimate.")
+    low: float | None = Field(description="Lower bound of its interval (the category's confidence level).")
+    high: float | None = Field(description="Upper bound of its interval.")
+
+
+class Separation(BaseModel):
+    """One two-cell effect on scales that do not depend on the base rate (see :mod:`pseval.metrics.wordform`)."""
+
+    higher_cell: str = Field(description="The cell expected to overlap more (the effect's minuend).")
+    lower_cell: str = Field(description="The cell expected to overlap less (the effect's subtrahend).")
+    n_higher: int = Field(description="Pairs in the higher cell.")
+    n_lower: int = Field(description="Pairs in the lower cell.")
+    auc: dict[str, Estimate] = Field(
+        description="Measure -> ROC-AUC of telling a higher-cell pair from a lower-cell pair by the measure "
+        "(0.5: no separation; ties count half), with a DeLong interval."
+    )
+    log_odds_ratio_same_top_latent: Estimate | None = Field(
+        description="Log odds ratio of 'same top-1 latent' in the higher vs the lower cell (0.5 added to each "
+        "count), with Woolf's interval; null for representations without a top latent (dense)."
+    )
+
+
 class WordformScores(BaseModel):
     """Per-cell overlap and the effects of one representation (see :mod:`pseval.metrics.wordform`)."""
 
@@ -43,6 +68,12 @@ class WordformScores(BaseModel):
         "with bounds. word_effect = same_word_same_sense - different_word_same_sense (sharing the word at a "
         "fixed meaning); meaning_effect = same_word_same_sense - same_word_different_sense (sharing the "
         "meaning at a fixed word)."
+    )
+    separation: dict[str, Separation] | None = Field(
+        default=None,
+        description="Effect -> the same contrast as a ROC-AUC per measure and a log odds ratio of the same "
+        "top latent, which unlike a difference of shares do not depend on the base rate (null in results "
+        "stored before they were computed; word_effect_substitution, against a constant, has none).",
     )
 
 
@@ -89,7 +120,12 @@ def wordform_scores(
         for row in (*out["cells"].values(), *out["effects"].values()):
             for suffix in ("", "_low", "_high"):
                 row[f"share_same_top_latent{suffix}"] = None
-    return WordformScores(cells=out["cells"], effects=out["effects"])
+    separation = out["separation"]
+    if same_top_latent is None:
+        for row in separation.values():
+            row["auc"].pop("share_same_top_latent", None)
+            row["log_odds_ratio_same_top_latent"] = None
+    return WordformScores(cells=out["cells"], effects=out["effects"], separation=separation)
 
 
 def _from_details(cells: Sequence[str | None], details: Sequence[PairDetail], config: PSEvalConfig) -> Any:

@@ -24,6 +24,18 @@ and the effects (differences of cell means, each measure):
 Intervals are percentile bootstrap intervals that resample the pairs of each cell independently (seeded);
 for a difference the two cells are resampled independently, which is conservative where the cells are
 matched (the controls share their first context with the different-word same-sense pairs).
+
+A difference of shares depends on the base rate: a top latent shared by 90 % vs 80 % of pairs and by 20 % vs
+10 % is "0.1" both times. ``separation`` gives each two-cell effect on scales that do not:
+
+- ``auc``: per measure, the ROC-AUC of telling the effect's higher cell from its lower cell by the measure,
+  P(value of a higher-cell pair > value of a lower-cell pair) + P(tie) / 2 (0.5: the measure does not
+  separate them, 1: it always ranks the higher cell first), with a DeLong interval (normal, clipped to
+  [0, 1]);
+- ``log_odds_ratio_same_top_latent``: log of the odds ratio of "same top-1 latent" in the higher vs the lower
+  cell, with 0.5 added to each count (Haldane-Anscombe, finite at shares of 0 and 1) and Woolf's interval.
+
+``word_effect_substitution`` compares a cell with a constant and has no separation.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import norm, rankdata
 
 from pseval.data.schema import WORDFORM_CELLS
 from pseval.metrics.ps_eval import predict_same, top1_latents
@@ -140,9 +153,86 @@ def wordform_metrics(
     return {
         "cells": out_cells,
         "effects": effects,
+        "separation": separation(cell_array, values, confidence_level),
         "confidence_level": confidence_level,
         "n_resamples": n_resamples,
     }
+
+
+def delong_auc(higher: ArrayLike, lower: ArrayLike) -> tuple[float, float]:
+    """ROC-AUC of ``higher`` over ``lower`` (ties count half) and its DeLong variance (two independent samples).
+
+    DeLong, DeLong & Clarke-Pearson (1988), with the placement values computed from mid-ranks (Sun & Xu,
+    2014), so it takes O(n log n). The variance is 0 when either sample has fewer than two values.
+    """
+    x, y = np.asarray(higher, dtype=np.float64), np.asarray(lower, dtype=np.float64)
+    m, n = len(x), len(y)
+    if not m or not n:
+        raise ValueError("both samples need at least one value")
+    ranks = rankdata(np.concatenate([x, y]))
+    # placement of each x among the ys (share of ys below it, ties half) and of each y among the xs
+    x_place = (ranks[:m] - rankdata(x)) / n
+    y_place = 1.0 - (ranks[m:] - rankdata(y)) / m
+    auc = float(x_place.mean())
+    if m < 2 or n < 2:
+        return auc, 0.0
+    return auc, float(x_place.var(ddof=1) / m + y_place.var(ddof=1) / n)
+
+
+def log_odds_ratio(higher: ArrayLike, lower: ArrayLike) -> tuple[float, float]:
+    """Log odds ratio of 1s in ``higher`` vs ``lower`` (0/1 values), 0.5 added to each count, and its variance."""
+    x, y = np.asarray(higher, dtype=np.float64), np.asarray(lower, dtype=np.float64)
+    a, b = x.sum() + 0.5, len(x) - x.sum() + 0.5
+    c, d = y.sum() + 0.5, len(y) - y.sum() + 0.5
+    return float(np.log(a * d / (b * c))), float(1 / a + 1 / b + 1 / c + 1 / d)
+
+
+def _normal_interval(value: float, variance: float, confidence_level: float) -> tuple[float, float]:
+    half = float(norm.ppf(0.5 + confidence_level / 2)) * variance**0.5
+    return value - half, value + half
+
+
+def separation(
+    cell_array: NDArray[Any], values: Mapping[str, NDArray[np.float64]], confidence_level: float
+) -> dict[str, dict[str, Any]]:
+    """Per two-cell effect: ROC-AUC of every measure and, with ``share_same_top_latent``, its log odds ratio.
+
+    Returns ``{effect: {"higher_cell", "lower_cell", "n_higher", "n_lower", "auc": {measure: {"value",
+    "low", "high"}}, "log_odds_ratio_same_top_latent": {"value", "low", "high"} or None}}``; the values are
+    None where a cell has no pair.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for effect, (higher_cell, lower_cell) in EFFECTS.items():
+        if higher_cell is None:
+            continue
+        higher_mask, lower_mask = cell_array == higher_cell, cell_array == lower_cell
+        empty = not higher_mask.any() or not lower_mask.any()
+        none = {"value": None, "low": None, "high": None}
+        aucs: dict[str, dict[str, float | None]] = {}
+        for name, v in sorted(values.items()):
+            if empty:
+                aucs[name] = dict(none)
+                continue
+            auc, variance = delong_auc(v[higher_mask], v[lower_mask])
+            low, high = _normal_interval(auc, variance, confidence_level)
+            aucs[name] = {"value": auc, "low": max(0.0, low), "high": min(1.0, high)}
+        odds: dict[str, float | None] | None = None
+        if "share_same_top_latent" in values:
+            odds = dict(none)
+            if not empty:
+                same = values["share_same_top_latent"]
+                value, variance = log_odds_ratio(same[higher_mask], same[lower_mask])
+                low, high = _normal_interval(value, variance, confidence_level)
+                odds = {"value": value, "low": low, "high": high}
+        out[effect] = {
+            "higher_cell": higher_cell,
+            "lower_cell": lower_cell,
+            "n_higher": int(higher_mask.sum()),
+            "n_lower": int(lower_mask.sum()),
+            "auc": aucs,
+            "log_odds_ratio_same_top_latent": odds,
+        }
+    return out
 
 
 def wordform_from_codes(

@@ -118,6 +118,16 @@ def test_eval_prints_and_saves_the_wordform_cells_and_effects(
     assert dense["cells"][SW_SS]["share_same_top_latent"] is None
     assert dense["effects"]["word_effect"]["share_same_top_latent"] is None
     assert dense["effects"]["word_effect"]["code_cosine"] is not None
+    # the same contrasts on scales free of the base rate: AUC per measure, log odds of the same top latent
+    sae_word = sae_scores["separation"]["word_effect"]
+    assert (sae_word["higher_cell"], sae_word["lower_cell"]) == (SW_SS, DW_SS)
+    assert set(sae_word["auc"]) == {"share_same_top_latent", "topk_overlap", "code_cosine"}
+    share_auc = 0.5 + (share(SW_SS) - share(DW_SS)) / 2  # the AUC of a 0/1 measure
+    assert sae_word["auc"]["share_same_top_latent"]["value"] == pytest.approx(share_auc)
+    assert sae_word["log_odds_ratio_same_top_latent"]["value"] is not None
+    dense_word = dense["separation"]["word_effect"]
+    assert set(dense_word["auc"]) == {"topk_overlap", "code_cosine"}
+    assert dense_word["log_odds_ratio_same_top_latent"] is None
     # the blocks fit an 80-column terminal
     console = Console(width=80, record=True, file=io.StringIO())
     print_wordform(load_results(out), console)
