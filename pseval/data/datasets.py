@@ -24,6 +24,7 @@ results are easy to trace back to the source.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -36,7 +37,7 @@ from pydantic import ValidationError
 
 from pseval.data.inflection import span_matches_word
 from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
-from pseval.data.wic import WIC_SPLITS, read_wic_split
+from pseval.data.wic import WIC_SPLITS, read_wic_split, wic_root
 from pseval.errors import ConfigError, DataError, validation_details
 
 if TYPE_CHECKING:
@@ -243,6 +244,53 @@ def dataset_summary(ds: PSEvalDataset) -> dict[str, Any]:
     }
 
 
+def dataset_sha256(name: str) -> str:
+    """SHA-256 of everything dataset ``name`` is read from (every split), so results can name their data.
+
+    WiC: its six vendored ``{split}.{data,gold}.txt`` files; the shipped WordNet sets and ``.jsonl`` paths:
+    the pairs file. A changed file (a rebuilt ``wordnet-2x2``, an edited ``.jsonl``) changes the hash, so a
+    stored result of the old content is not taken for a result of the new one.
+
+    Raises:
+        DataError: unknown dataset or missing file (the same errors as :func:`load_dataset`).
+    """
+    digest = hashlib.sha256()
+    if name == "wic":
+        root = wic_root()
+        parts = [
+            (f"{s}.{kind}.txt", root.joinpath(f"{s}.{kind}.txt"))
+            for s in WIC_SPLITS
+            for kind in ("data", "gold")
+        ]
+        for file_name, file in parts:
+            digest.update(file_name.encode() + b"\0" + file.read_bytes() + b"\0")
+        return digest.hexdigest()
+    path = _pairs_file(name)
+    digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _pairs_file(name: str) -> Path:
+    """The ``.jsonl`` file of a shipped WordNet set or of a path; DataError when there is none."""
+    if name in ("wordnet", "wordnet-2x2"):
+        path = wordnet_pairs_path() if name == "wordnet" else wordnet_2x2_pairs_path()
+        if not path.is_file():
+            raise DataError(
+                f"the WordNet pairs file {path} is not part of this installation",
+                "reinstall pseval (the file ships with it), or use --dataset wic",
+            )
+        return path
+    if name.endswith(".jsonl"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise DataError(f"dataset file {path} does not exist", "check the path to the .jsonl file")
+        return path
+    raise DataError(
+        f"unknown dataset {name!r}",
+        f"use one of {', '.join(DATASET_NAMES)}, or a path to a .jsonl file of WordPair records",
+    )
+
+
 def _read_pairs(name: str, split: str) -> tuple[str, list[WordPair], int]:
     """Return (dataset name, pairs of the split, number of source records whose target index is invalid)."""
     if name == "wic":
@@ -256,23 +304,9 @@ def _read_pairs(name: str, split: str) -> tuple[str, list[WordPair], int]:
                 else:
                     n_invalid += 1
         return "wic", pairs, n_invalid
-    if name in ("wordnet", "wordnet-2x2"):
-        path = wordnet_pairs_path() if name == "wordnet" else wordnet_2x2_pairs_path()
-        if not path.is_file():
-            raise DataError(
-                f"the WordNet pairs file {path} is not part of this installation",
-                "reinstall pseval (the file ships with it), or use --dataset wic",
-            )
-        return name, _select_split(_read_jsonl(path), split, path), 0
-    if name.endswith(".jsonl"):
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise DataError(f"dataset file {path} does not exist", "check the path to the .jsonl file")
-        return path.stem, _select_split(_read_jsonl(path), split, path), 0
-    raise DataError(
-        f"unknown dataset {name!r}",
-        f"use one of {', '.join(DATASET_NAMES)}, or a path to a .jsonl file of WordPair records",
-    )
+    path = _pairs_file(name)
+    short_name = name if name in DATASET_NAMES else path.stem
+    return short_name, _select_split(_read_jsonl(path), split, path), 0
 
 
 def _read_jsonl(path: Path) -> list[WordPair]:

@@ -1,7 +1,9 @@
 """Which result file an SAE's result goes to, and whether the one there is already this result.
 
 A result is identified by what was evaluated: the SAE's content hash (weights and config), the model, the
-hook, the input regime and the settings that change the numbers (:meth:`PSEvalConfig.identity`). A rerun
+hook, the input regime, the settings that change the numbers (:meth:`PSEvalConfig.identity`) and the
+content hash of the dataset's files (a rebuilt or edited dataset is another dataset; results stored before
+the hash was recorded are taken to be of the files in :data:`DATASET_SHA256_BEFORE_RECORDED`). A rerun
 with the same identity is skipped; a file holding a result of another identity is never replaced silently:
 the run stops before the model loads, naming what differs, unless ``--force-rerun``.
 
@@ -24,6 +26,18 @@ from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
 
 IDENTITY_VERSION = 1
 """Bumped when the meaning of a stored identity changes."""
+
+DATASET_HASH_KEY = "dataset_sha256"
+"""The identity key of the dataset's content (:func:`pseval.data.datasets.dataset_sha256`)."""
+
+#: The content of the shipped datasets when identities did not record it yet: a result stored without
+#: ``dataset_sha256`` was computed on these files. ``wordnet-2x2`` has been rebuilt since (its cells were
+#: repaired), so such results of it are of another dataset; a ``.jsonl`` path's old content is unknown.
+DATASET_SHA256_BEFORE_RECORDED: dict[str, str] = {
+    "wic": "996e43c79f5fb99d71e93a808df8810ede93db7ef58d52005b02766b3572e9d2",
+    "wordnet": "bf1108f926ff85aadddf4c1aee08db87bc9912c7543db4aaaa0b9967f35ddba0",
+    "wordnet-2x2": "48099ac8c05ea5eebf147f05e29e5e0363ae589c838b858166d66c8e315339c1",
+}
 
 
 def result_path(output_folder: str | Path, name: str) -> Path:
@@ -88,8 +102,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def with_dataset_hash(stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with the dataset content hash it implies when it predates recording one (else as is)."""
+    if DATASET_HASH_KEY in stored:
+        return stored
+    return {**stored, DATASET_HASH_KEY: DATASET_SHA256_BEFORE_RECORDED.get(str(stored.get("dataset")))}
+
+
 def identity_difference(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     """``None`` when both identities are equal, else a short text naming the first differences."""
+    stored = with_dataset_hash(stored)
     keys = [k for k in dict.fromkeys([*current, *stored]) if stored.get(k) != current.get(k)]
     if not keys:
         return None
@@ -99,6 +121,9 @@ def identity_difference(stored: dict[str, Any], current: dict[str, Any]) -> str 
             parts.append(
                 f"other SAE weights/config (content hash {stored.get(key)} there, {current.get(key)} now)"
             )
+        elif key == DATASET_HASH_KEY:
+            there = str(stored.get(key))[:12] if stored.get(key) else "not recorded"
+            parts.append(f"other dataset content (sha256 {there} there, {str(current.get(key))[:12]} now)")
         else:
             parts.append(f"{key}: {_short(stored.get(key))} there, {_short(current.get(key))} now")
     more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""

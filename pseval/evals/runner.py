@@ -36,6 +36,7 @@ from pseval.errors import ConfigError, DataError, SAEError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.regime import InputRegime, check_processing, input_regime, processed
 from pseval.evals.results_store import (
+    DATASET_HASH_KEY,
     IDENTITY_VERSION,
     check_destination,
     check_stored,
@@ -215,9 +216,18 @@ def _check_weights(item: SAEItem) -> None:
 
 
 def result_identity(
-    item: SAEItem, config: PSEvalConfig, standard_metrics_tokens: int, standard_metrics_ce_tokens: int | None
+    item: SAEItem,
+    config: PSEvalConfig,
+    standard_metrics_tokens: int,
+    standard_metrics_ce_tokens: int | None,
+    dataset_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Everything that decides the numbers of ``item``'s result (compared key by key on reruns)."""
+    """Everything that decides the numbers of ``item``'s result (compared key by key on reruns).
+
+    ``dataset_sha256`` is the content hash of ``config.dataset`` (computed here when not given).
+    """
+    from pseval.data.datasets import dataset_sha256 as content_hash
+
     return {
         "identity_version": IDENTITY_VERSION,
         "sae_content_hash": item.content_hash,
@@ -225,6 +235,7 @@ def result_identity(
         "hook_name": item.hook,
         **item.regime.identity(),
         **config.identity(),
+        DATASET_HASH_KEY: dataset_sha256 or content_hash(config.dataset),
         "standard_metrics_tokens": standard_metrics_tokens,
         "standard_metrics_ce_tokens": standard_metrics_ce_tokens if standard_metrics_tokens > 0 else None,
     }
@@ -435,9 +446,11 @@ def plan_run(
 
     Fails before any model work when an SAE is bad or its result file holds another result.
     """
+    from pseval.data.datasets import dataset_sha256
     from pseval.models.hooks import parse_hook_name
 
     items = open_items(saes, hook_name)
+    dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
     taken: set[str] = set()
     identities: dict[str, dict[str, Any]] = {}
     finished: dict[str, PSEvalResult] = {}
@@ -460,7 +473,7 @@ def plan_run(
             item.name = item.base_name
         taken.add(item.name)
         identities[item.name] = result_identity(
-            item, config, standard_metrics_tokens, standard_metrics_ce_tokens
+            item, config, standard_metrics_tokens, standard_metrics_ce_tokens, dataset_hash
         )
         if output_folder is None:
             continue

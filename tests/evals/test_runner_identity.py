@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 import pseval.activations.collect as collect_module
+from pseval.data.datasets import dataset_sha256
 from pseval.errors import ConfigError
 from pseval.evals.config import PSEvalConfig
+from pseval.evals.results_store import identity_difference, with_dataset_hash
 from pseval.evals.runner import evaluate, result_path
 from pseval.sae.config import config_from_dict
 from pseval.sae.formats import save_sae
@@ -254,3 +256,43 @@ def test_processed_model_activations_for_center_writing_weights(
     assert [d.activation_1 for d in results[0].eval_result_details] != [
         d.activation_1 for d in results[1].eval_result_details
     ]
+
+
+def test_an_edited_dataset_is_not_taken_for_a_finished_result(
+    tmp_path: Path, env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = tmp_path / "pairs.jsonl"
+    dataset.write_bytes(Path(env["dataset"]).read_bytes())
+    sae = write_sae(tmp_path / "sae", seed=1)
+    config = _config(env, baselines=False, dataset=str(dataset))
+    evaluate(env["model"], [sae], config=config, output_folder=env["out"])
+    path = result_path(env["out"], "sae")
+    stored = json.loads(path.read_text())
+    assert stored["result_identity"]["dataset_sha256"] == dataset_sha256(str(dataset))
+    before = path.read_bytes()
+    # the same name, other content (one label flipped): another dataset, refused before the model loads
+    rows = [json.loads(line) for line in dataset.read_text().splitlines()]
+    rows[0]["label"] = 1 - rows[0]["label"]
+    dataset.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    _no_model(monkeypatch)
+    with pytest.raises(
+        ConfigError, match=r"other dataset content \(sha256 \w+ there, \w+ now\).*--force-rerun"
+    ):
+        evaluate(env["model"], [sae], config=config, output_folder=env["out"])
+    assert path.read_bytes() == before
+    # a result stored before the hash was recorded: a .jsonl file's old content is unknown, so refused too
+    del stored["result_identity"]["dataset_sha256"]
+    path.write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match=r"other dataset content \(sha256 not recorded there"):
+        evaluate(env["model"], [sae], config=config, output_folder=env["out"])
+
+
+def test_results_stored_before_the_dataset_hash_are_of_the_files_shipped_then() -> None:
+    for name in ("wic", "wordnet"):  # unchanged since: still the same dataset
+        assert with_dataset_hash({"dataset": name})["dataset_sha256"] == dataset_sha256(name)
+    # wordnet-2x2 was rebuilt (its cells repaired): a result of the old file is of another dataset
+    legacy = with_dataset_hash({"dataset": "wordnet-2x2"})
+    assert legacy["dataset_sha256"] != dataset_sha256("wordnet-2x2")
+    current = {"dataset": "wordnet-2x2", "dataset_sha256": dataset_sha256("wordnet-2x2")}
+    assert "other dataset content" in (identity_difference({"dataset": "wordnet-2x2"}, current) or "")
+    assert identity_difference(current, current) is None
