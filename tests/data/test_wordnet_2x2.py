@@ -245,3 +245,74 @@ def test_rebuild_reproduces_the_shipped_2x2_files(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(two.OUTPUT_FILES)
     for name in two.OUTPUT_FILES:
         assert (tmp_path / name).read_bytes() == (RESOURCE_DIR / name).read_bytes(), name
+
+
+# --------------------------------------------------------------------------------------------------
+# docs/wordnet-dataset.md states the counts of the shipped files: recompute them
+# --------------------------------------------------------------------------------------------------
+
+DOC = REPO / "docs" / "wordnet-dataset.md"
+
+
+def _doc_rows(first_cell: str) -> dict[str, list[str]]:
+    """Table rows of the doc whose first cell starts with ``first_cell``: key (backticks dropped) -> cells."""
+    rows: dict[str, list[str]] = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(first_cell):
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def _doc_text() -> str:
+    """The doc with line breaks and indents collapsed, so a sentence can be found across lines."""
+    return " ".join(DOC.read_text(encoding="utf-8").split())
+
+
+def _number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_documented_cell_counts_are_those_of_the_shipped_file(pairs: list[WordPair]) -> None:
+    stats = two.pair_stats(pairs)
+    counts: Any = stats["counts"]
+    rows = {k: v for k, v in _doc_rows("`").items() if k in WORDFORM_CELLS and len(v) == 9}
+    assert set(rows) == set(WORDFORM_CELLS)
+    for cell, row in rows.items():
+        by_split = [sum(counts[split][cell].values()) for split in ("dev", "test", "all")]
+        by_pos = [counts["all"][cell].get(pos, 0) for pos in "NVAR"]
+        assert [_number(x) for x in row[:7]] == by_split + by_pos, cell
+    (lemmas,) = _doc_rows("count").values()
+    documented = [_number(x) for x in lemmas]
+    same_word: Any = stats["same_word_lemmas"]
+    assert documented == [same_word[WORDFORM_CELLS[0]], same_word[WORDFORM_CELLS[1]], same_word["shared"]]
+    assert documented[2] == documented[0] == documented[1]  # every same-word lemma is in both cells
+
+
+def test_documented_single_token_counts(pairs: list[WordPair], gpt2_tokenizer: Any) -> None:
+    rows = {k: v for k, v in _doc_rows("`").items() if k in WORDFORM_CELLS and len(v) == 9}
+    ds = load_dataset(gpt2_tokenizer, name="wordnet-2x2", split="test", balance=False)
+    kept = Counter(p.cell for p in ds.pairs)
+    assert {cell: _number(row[7]) for cell, row in rows.items()} == kept
+
+
+def test_documented_check_counts_are_those_of_the_build() -> None:
+    stats = json.loads((RESOURCE_DIR / "stats_2x2.json").read_text(encoding="utf-8"))
+    rows = {k: v for k, v in _doc_rows("`").items() if k in two.CHECK_DESCRIPTIONS}
+    assert {k: _number(v[-1]) for k, v in rows.items()} == stats["checks"]
+    available = stats["available"]
+    documented = (
+        f"there are {available['same_word_units']:,} same-word units, {available['different_word_units']:,} "
+        f"different-word pairs with a control and {available['substitution_units']:,} substitutions"
+    )
+    assert documented in _doc_text()
+
+
+def test_documented_pos_mismatches_of_the_wordnet_set() -> None:
+    lines = (RESOURCE_DIR / "pairs.jsonl").read_text(encoding="utf-8").splitlines()
+    wordnet = [WordPair.model_validate_json(line) for line in lines]
+    rejected = sum(
+        not (used_as_pos(p.context_1, p.span_1, p.pos) and used_as_pos(p.context_2, p.span_2, p.pos))
+        for p in wordnet
+    )
+    assert f"{rejected} of its {len(wordnet):,} pairs have a target it would reject" in _doc_text()
