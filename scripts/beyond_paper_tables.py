@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from pseval.data.datasets import wordnet_2x2_pairs_path
+from pseval.data.datasets import dataset_sha256, wordnet_2x2_pairs_path
 from pseval.evals.compare import compare_results
+from pseval.evals.results_store import DATASET_HASH_KEY, with_dataset_hash
 
 CELL_ORDER = (
     "same_word_same_sense",
@@ -255,6 +256,16 @@ def wordform_tables(model: str, folder: Path, measure: str) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+def check_scored_on_shipped_2x2(name: str, result: dict[str, Any]) -> None:
+    """Exit when ``result`` was scored on another ``wordnet-2x2`` file: its pair ids would name other pairs."""
+    identity = with_dataset_hash(result.get("result_identity") or {"dataset": "wordnet-2x2"})
+    if identity[DATASET_HASH_KEY] != dataset_sha256("wordnet-2x2"):
+        sys.exit(
+            f"{name} was scored on another wordnet-2x2 file than the one shipped now, so its pair ids name "
+            "other pairs: evaluate it again (steps 3 and 5 of scripts/beyond_paper.sh, into a fresh --out)"
+        )
+
+
 def _cells_of_pairs() -> dict[str, str]:
     cells: dict[str, str] = {}
     for line in wordnet_2x2_pairs_path().read_text(encoding="utf-8").splitlines():
@@ -269,6 +280,8 @@ def paired_effect_differences(model: str, folder: Path, a_name: str, b_name: str
     results = results_in(folder)
     if a_name not in results or b_name not in results:
         return
+    for name in (a_name, b_name):
+        check_scored_on_shipped_2x2(name, results[name][1])
     cell_of = _cells_of_pairs()
     da = {d["id"]: d for d in results[a_name][1]["eval_result_details"]}
     db = {d["id"]: d for d in results[b_name][1]["eval_result_details"]}

@@ -316,3 +316,15 @@ def test_documented_pos_mismatches_of_the_wordnet_set() -> None:
         for p in wordnet
     )
     assert f"{rejected} of its {len(wordnet):,} pairs have a target it would reject" in _doc_text()
+
+
+def test_tables_refuse_results_of_another_2x2_file() -> None:
+    import beyond_paper_tables as tables
+
+    from pseval.data.datasets import dataset_sha256
+
+    current = {"result_identity": {"dataset": "wordnet-2x2", "dataset_sha256": dataset_sha256("wordnet-2x2")}}
+    tables.check_scored_on_shipped_2x2("now", current)
+    # stored before the hash was recorded: scored on the first version, whose ids name other pairs
+    with pytest.raises(SystemExit, match="another wordnet-2x2 file"):
+        tables.check_scored_on_shipped_2x2("before", {"result_identity": {"dataset": "wordnet-2x2"}})
