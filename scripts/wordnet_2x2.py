@@ -198,7 +198,7 @@ def different_word_units(
         by_synset[use.synset + use.pos].append(use)
     picked: list[Candidate] = []
     for key, group in sorted(by_synset.items()):
-        pairs = []
+        pairs: list[Candidate] = []
         for a, b in itertools.combinations(group, 2):
             if a.lemma == b.lemma or a.text == b.text:
                 continue
