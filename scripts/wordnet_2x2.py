@@ -60,7 +60,13 @@ from _wordnet_common import (
     write_files,
 )
 
-from pseval.data.inflection import inflections, replace_word, same_word_form, words_with_spans
+from pseval.data.inflection import (
+    IRREGULAR_VERBS,
+    inflections,
+    replace_word,
+    same_word_form,
+    words_with_spans,
+)
 from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, WORDFORM_CELLS, WordPair
 from pseval.errors import DataError
 
@@ -114,6 +120,8 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     "different_word_no_control": "different-word same-sense pairs dropped: no control use found",
     "substitution_spelling_variant": "substitutions dropped: the synonym is the word spelt another way",
     "substitution_synonym_in_sentence": "substitutions dropped: the synonym already occurs in the sentence",
+    "substitution_tense_ambiguous": "substitutions dropped: the verb's base form may be its past (hurt, cut), "
+    "the synonym's is not",
     "article_switched": "substitutions (in the shipped set) whose a/an was switched to agree",
 }
 
@@ -265,8 +273,9 @@ def substitution_units(
 ) -> list[Unit]:
     """A use in base form and the same sentence with another one-word lemma of the synset in its place.
 
-    Dropped: a synonym that is the lemma spelt another way (:func:`same_word_form`) and a synonym that
-    already occurs in the sentence (in any of its forms), which would make the second sentence repeat it.
+    Dropped: a synonym that is the lemma spelt another way (:func:`same_word_form`), a synonym that already
+    occurs in the sentence (in any of its forms), which would make the second sentence repeat it, and a verb
+    whose base form may be a past tense (:func:`past_is_base`) replaced by one whose base form cannot.
     """
     lemmas: dict[str, list[str]] = {}
     for synset in synsets:
@@ -285,6 +294,9 @@ def substitution_units(
             if sentence_words & inflections(other, use.pos):
                 checks["substitution_synonym_in_sentence"] += 1
                 continue
+            if use.pos == "V" and past_is_base(use.lemma) and not past_is_base(other):
+                checks["substitution_tense_ambiguous"] += 1
+                continue
             text, span, _ = replace_word(use.text, use.span, other)
             substituted = Use(other, use.pos, use.synset, text, span)
             by_synset[use.synset + use.pos].append((("synonym_substitution", use, substituted),))
@@ -297,6 +309,12 @@ def substitution_units(
             else rng.sample(group, config.max_pairs_per_synset)
         )
     return picked
+
+
+def past_is_base(verb: str) -> bool:
+    """Whether the verb's past form is its base form (hurt, cut, put): "She hurt me" may be a past tense,
+    which a synonym's base form would turn into "She bruise me"."""
+    return verb in IRREGULAR_VERBS.get(verb, ())
 
 
 def _unit_pos(unit: Unit) -> str:

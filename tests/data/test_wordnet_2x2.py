@@ -205,6 +205,22 @@ def test_substitutions_fix_the_article_and_drop_variants_and_repeats() -> None:
     assert not [t for t in texts if " an dirty" in t or t.startswith("An dirty")]
 
 
+def test_a_verb_whose_past_is_its_base_keeps_its_tense() -> None:
+    s = common.Synset
+    synsets = [
+        s("30", "V", ("hurt", "bruise", "cut"), ("She hurt me when she left",)),
+        s("31", "V", ("cut", "trim"), ("they trim the hedge",)),
+    ]
+    checks: Counter[str] = Counter()
+    config = two.Build2x2Config(seed=0, max_pairs_per_synset=10)
+    uses = two._uses(synsets, config, checks)
+    texts = {unit[0][2].text for unit in two.substitution_units(synsets, uses, config, checks)}
+    # "She bruise me" would be ungrammatical; "cut" has the same past as base, so it may replace "hurt"
+    assert texts == {"She cut me when she left", "they cut the hedge"}
+    assert checks["substitution_tense_ambiguous"] == 1
+    assert two.past_is_base("hurt") and not two.past_is_base("bruise")
+
+
 def test_spelling_variants_are_no_different_word_pairs() -> None:
     s = common.Synset
     synsets = [
