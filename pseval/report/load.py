@@ -344,9 +344,17 @@ def dataset_label(dataset: str) -> str:
 
 
 def _pair_set(result: PSEvalResult) -> str:
-    """A digest of the pair ids a result scored ("" when it has no per-pair details)."""
+    """A digest of the pair ids a result scored and of its dataset's content ("" when it has neither).
+
+    The content counts because one id can name other pairs in another version of a file (a rebuilt
+    ``wordnet-2x2``); results stored before the content was recorded count as of the files shipped then.
+    """
+    from pseval.evals.results_store import DATASET_HASH_KEY, with_dataset_hash
+
     ids = sorted(detail.id for detail in result.eval_result_details)
-    return hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest() if ids else ""
+    identity = with_dataset_hash(result.result_identity or {"dataset": result.eval_config.dataset})
+    parts = [str(identity.get(DATASET_HASH_KEY) or ""), *ids]
+    return hashlib.sha1("\n".join(parts).encode("utf-8")).hexdigest() if any(parts) else ""
 
 
 def group_results(results: Sequence[PSEvalResult]) -> list[ResultGroup]:

@@ -123,3 +123,24 @@ def test_the_same_count_of_other_pairs_is_another_group() -> None:
         "wic · test split · 20 pairs · pair set 1",
         "wic · test split · 20 pairs · pair set 2",
     ]
+
+
+def test_the_same_ids_of_another_dataset_file_are_another_group() -> None:
+    """A rebuilt wordnet-2x2 reuses its ids for other pairs: results of the two files never share a table."""
+    from pseval.data.datasets import dataset_sha256
+    from pseval.report.load import group_results
+
+    def scored(name: str, identity: dict[str, str] | None) -> PSEvalResult:
+        result = fake_result(FakeSAE("topk", 8, 6, "resid_post"), 20, 0)
+        config = result.eval_config.model_copy(update={"dataset": "wordnet-2x2"})
+        return result.model_copy(
+            update={"eval_config": config, "sae_name": name, "result_identity": identity}
+        )
+
+    now = {"dataset": "wordnet-2x2", "dataset_sha256": dataset_sha256("wordnet-2x2")}
+    groups = group_results([scored("new", now), scored("old", None), scored("new_too", now)])
+    assert [[r.sae_name for r in g.results] for g in groups] in (
+        [["new", "new_too"], ["old"]],
+        [["old"], ["new", "new_too"]],
+    )
+    assert len({g.title for g in groups}) == 2
