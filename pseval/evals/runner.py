@@ -533,7 +533,9 @@ def evaluate(
     if not saes:
         raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
     if output_folder is not None:
-        check_writable(Path(output_folder) / EVAL_TYPE_ID, "--output-folder")
+        check_writable(output_folder, "--output-folder")
+        if (Path(output_folder) / EVAL_TYPE_ID).is_dir():  # where the files go, when it exists already
+            check_writable(Path(output_folder) / EVAL_TYPE_ID, "--output-folder")
 
     from pseval.models.hooks import hook_width, parse_hook_name
 
