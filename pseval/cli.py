@@ -325,6 +325,7 @@ def eval_command(
         logit_lens_tokens=logit_lens_tokens,
         **overrides,
     )
+    run_log: dict[str, list[str]] = {}
     if executor == "ray":
         from pseval.distributed.evaluate import evaluate_ray
 
@@ -338,6 +339,7 @@ def eval_command(
             force_rerun=force_rerun,
             standard_metrics_tokens=standard_metrics_tokens,
             on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+            run_log=run_log,
         )
     else:
         results = evaluate(
@@ -349,13 +351,16 @@ def eval_command(
             force_rerun=force_rerun,
             standard_metrics_tokens=standard_metrics_tokens,
             on_status=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+            run_log=run_log,
         )
     print_results(results, _title(results, model, name, split), output_format)
     from pseval.report.wordform_table import print_wordform
 
     print_wordform(results, console, output_format)
+    kept = set(run_log.get("skipped", []))
     for r in results:
-        _note(f"wrote {result_path(output_folder, r.sae_name)}")
+        # a finished result found on disk was kept as it is, not written again
+        _note(f"{'kept' if r.sae_name in kept else 'wrote'} {result_path(output_folder, r.sae_name)}")
 
 
 def _expand_release(saes: list[str] | None, release: str | None, pattern: str | None) -> list[str]:

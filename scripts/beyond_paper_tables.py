@@ -109,6 +109,12 @@ def results_in(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     return {load(f)["sae_name"]: (f, load(f)) for f in files}
 
 
+def wordform_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The nested wordform category: in eval_result_unstructured, or in the metrics of older files."""
+    nested = (result.get("eval_result_unstructured") or {}).get("wordform")
+    return nested if nested is not None else result["eval_result_metrics"]["wordform"]
+
+
 def arch_of(result: dict[str, Any]) -> str:
     meta = result["sae_cfg_dict"].get("metadata", {})
     arch = meta.get("training_architecture") or result["sae_cfg_dict"]["architecture"]
@@ -219,11 +225,11 @@ def wordform_tables(model: str, folder: Path, measure: str) -> None:
     results = results_in(folder)
     reps: list[tuple[str, dict[str, Any]]] = []
     for name, (_, r) in results.items():
-        w = r["eval_result_metrics"]["wordform"]
+        w = wordform_of(r)
         reps.append((f"{arch_of(r)} `{name}`", w["sae"]))
     by_hook: dict[str, dict[str, Any]] = {}
     for _name, (_, r) in results.items():
-        by_hook.setdefault(r["hook_name"], r["eval_result_metrics"]["wordform"])
+        by_hook.setdefault(r["hook_name"], wordform_of(r))
     for hook, w in by_hook.items():
         if w.get("random_sae"):
             reps.append((f"random SAE `{hook}`", w["random_sae"]))

@@ -32,8 +32,12 @@ def evaluate_ray(
     standard_metrics_tokens: int = 0,
     standard_metrics_ce_tokens: int | None = None,
     on_status: Callable[[str], None] | None = None,
+    run_log: dict[str, list[str]] | None = None,
 ) -> list[PSEvalResult]:
-    """:func:`pseval.evals.runner.evaluate` on a Ray cluster, one task per hook group; same result files."""
+    """:func:`pseval.evals.runner.evaluate` on a Ray cluster, one task per hook group; same result files.
+
+    ``run_log``, when given, receives the names of the SAEs ``evaluated`` and ``skipped`` (finished).
+    """
     from pseval.evals.runner import plan_run, result_path
 
     status = on_status or (lambda _msg: None)
@@ -42,7 +46,11 @@ def evaluate_ray(
         raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
     started = time.time()
     output = Path(output_folder).resolve()
-    specs = [_absolute_spec(str(spec)) for spec in saes]
+    # The same SAE given twice (``DIR``, ``DIR/``, ``x/../DIR``) is one spec once its path is resolved.
+    given = [_absolute_spec(str(spec)) for spec in saes]
+    specs = list(dict.fromkeys(given))
+    if len(specs) < len(given):
+        status(f"{len(given) - len(specs)} SAE(s) given more than once: each is scored once")
 
     def plan(
         config: PSEvalConfig, quiet: bool = False
@@ -61,6 +69,9 @@ def evaluate_ray(
         names = [item.name for item in made.items]
         hooks = [item.hook for item in made.items]
         stored = {i: made.finished[name] for i, name in enumerate(names) if name in made.finished}
+        if run_log is not None:
+            run_log["skipped"] = [names[i] for i in sorted(stored)]
+            run_log["evaluated"] = [name for i, name in enumerate(names) if i not in stored]
         return names, hooks, stored
 
     if config.device != "auto":

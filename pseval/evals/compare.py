@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from pseval.errors import DataError, validation_details
-from pseval.evals.schema import PSEvalResult
+from pseval.evals.schema import PSEvalResult, checksum_mismatch, edited_problem
 from pseval.metrics.uncertainty import mcnemar_exact
 
 
@@ -16,13 +17,17 @@ def load_result(path: str | Path) -> PSEvalResult:
     if not p.is_file():
         raise DataError(f"no result file at {p}", "pass a *_eval_results.json file written by `pseval eval`")
     try:
-        return PSEvalResult.model_validate_json(p.read_text(encoding="utf-8"))
+        raw = json.loads(p.read_text(encoding="utf-8"))
+        result = PSEvalResult.model_validate(raw)
     except Exception as exc:
         # A ValidationError names the fields (or, for a file that is not JSON, the parse error).
         raise DataError(
             f"{p} is not a PS-Eval result file ({validation_details(exc)})",
             "pass a *_eval_results.json file written by `pseval eval`",
         ) from None
+    if checksum_mismatch(raw):
+        raise DataError(edited_problem(p), "recompute it with `pseval eval ... --force-rerun`")
+    return result
 
 
 ALPHA = 0.05

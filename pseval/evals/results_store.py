@@ -10,7 +10,11 @@ the run stops before the model loads, naming what differs, unless ``--force-reru
 File names: an SAE folder ``runs/A/sae`` is called ``sae``. When ``sae_eval_results.json`` already holds
 the result of another SAE (another path), or another SAE of the same run took that name, the parent folders
 are added (``A_sae``, then ``runs_A_sae``), then a hash of the path, so SAEs that share a folder name never
-share a result file.
+share a result file. A name too long for a file name (most file systems allow 255 bytes) is cut and ends in a
+hash of the whole name, so long folder names neither collide nor fail when the result is written.
+
+Every file is written with its checksum (:func:`pseval.evals.schema.result_checksum`) and checked against it
+when read back: a result edited by hand is never skipped as finished nor shown as a result.
 """
 
 from __future__ import annotations
@@ -21,8 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pseval._io import write_json_atomic
 from pseval.errors import ConfigError
-from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
+from pseval.evals.schema import (
+    EVAL_TYPE_ID,
+    PSEvalResult,
+    checksum_mismatch,
+    edited_problem,
+    result_checksum,
+)
 
 IDENTITY_VERSION = 1
 """Bumped when the meaning of a stored identity changes."""
@@ -40,37 +51,71 @@ DATASET_SHA256_BEFORE_RECORDED: dict[str, str] = {
 }
 
 
+RESULT_SUFFIX = "_eval_results.json"
+
+MAX_FILE_NAME_BYTES = 200
+"""Longest result file name written, with room to spare under the 255 bytes most file systems allow."""
+
+
 def result_path(output_folder: str | Path, name: str) -> Path:
     """SAEBench's layout: ``<output>/ps_eval/<name>_eval_results.json``."""
-    return Path(output_folder) / EVAL_TYPE_ID / f"{name}_eval_results.json"
+    return Path(output_folder) / EVAL_TYPE_ID / f"{name}{RESULT_SUFFIX}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def fit_name(stem: str) -> str:
+    """``stem`` when its result file name fits :data:`MAX_FILE_NAME_BYTES`, else its start plus a hash of it all."""
+    limit = MAX_FILE_NAME_BYTES - len(RESULT_SUFFIX)
+    if len(stem.encode("utf-8")) <= limit:
+        return stem
+    head = stem.encode("utf-8")[: limit - 9].decode("utf-8", errors="ignore").rstrip("_.-+")
+    return f"{head}-{_digest(stem)}"
 
 
 def name_candidates(base: str, path: str | None, sanitize: Any) -> list[str]:
     """File stems an SAE may use, most readable first: its name, then with parent folders, then a path hash."""
     if path is None or path.startswith("saelens:"):
-        return [base] + ([f"{base}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"] if path else [])
-    parents = Path(path).parent.parts[::-1]
-    candidates = [base]
-    prefix = base
-    for part in parents[:2]:
-        if part in ("/", ""):
-            break
-        prefix = sanitize(f"{part}_{prefix}")
-        candidates.append(prefix)
-    candidates.append(f"{base}-{hashlib.sha256(path.encode()).hexdigest()[:8]}")
-    return list(dict.fromkeys(candidates))
+        candidates = [base] + ([f"{base}-{_digest(path)}"] if path else [])
+    else:
+        parents = Path(path).parent.parts[::-1]
+        candidates = [base]
+        prefix = base
+        for part in parents[:2]:
+            if part in ("/", ""):
+                break
+            prefix = sanitize(f"{part}_{prefix}")
+            candidates.append(prefix)
+        candidates.append(f"{base}-{_digest(path)}")
+    return list(dict.fromkeys(fit_name(candidate) for candidate in candidates))
 
 
 def read_stored(path: Path) -> PSEvalResult:
-    """The result stored at ``path``; ConfigError when the file is not a readable PS-Eval result."""
+    """The result stored at ``path``; ConfigError when it is not a readable PS-Eval result or was edited."""
     try:
-        return PSEvalResult.model_validate_json(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        stored = PSEvalResult.model_validate(raw)
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
             f"{path} is not a readable PS-Eval result ({first})",
             "move that file away, or pass another --output-folder",
         ) from None
+    if checksum_mismatch(raw):
+        raise ConfigError(edited_problem(path), "pass --force-rerun to recompute it")
+    return stored
+
+
+def write_result(path: Path, result: PSEvalResult) -> PSEvalResult:
+    """Write ``result`` atomically with its checksum; return it with the checksum set."""
+    payload = result.model_dump(mode="json")
+    payload["result_checksum"] = result_checksum(payload)
+    write_json_atomic(path, payload)
+    return result.model_copy(update={"result_checksum": payload["result_checksum"]})
 
 
 def choose_name(
@@ -153,3 +198,8 @@ def check_destination(path: Path) -> None:
     """Fail before the model loads when a result file cannot be written where it is to go."""
     if path.exists() and not path.is_file():
         raise ConfigError(f"{path} exists and is not a file", "remove it, or pass another --output-folder")
+    if len(path.name.encode("utf-8")) > MAX_FILE_NAME_BYTES:
+        raise ConfigError(
+            f"the result file name {path.name} is longer than {MAX_FILE_NAME_BYTES} bytes",
+            "give the SAE a shorter name",
+        )

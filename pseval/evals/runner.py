@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pseval._io import check_writable, write_json_atomic
+from pseval._io import check_writable
 from pseval._version import __version__
 from pseval.errors import ConfigError, DataError, SAEError
 from pseval.evals.config import PSEvalConfig
@@ -42,9 +42,11 @@ from pseval.evals.results_store import (
     check_stored,
     choose_name,
     name_candidates,
+    read_stored,
     result_path,
+    write_result,
 )
-from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
+from pseval.evals.schema import EVAL_TYPE_ID, SAE_BENCH_COMMIT_UNKNOWN, PSEvalResult
 from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
 from pseval.sae.config import SAEConfig
 from pseval.sae.model import SAE
@@ -147,6 +149,10 @@ def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEIte
             where = Path(source.path if source.path is not None else text).expanduser().resolve()
             base = sanitize_name(where.stem if where.is_file() else where.name)
             path = str(where)
+            # A folder exported from a SAELens pretrained SAE records where it came from.
+            metadata = source.cfg.metadata or {}
+            if metadata.get("sae_lens_release") and metadata.get("sae_lens_id"):
+                release, sae_id = str(metadata["sae_lens_release"]), str(metadata["sae_lens_id"])
         hook = _record_hook(base, source.cfg.hook_name, hook_name)
         items.append(
             SAEItem(
@@ -258,9 +264,9 @@ def _finished(
     if not path.exists():
         return None
     try:
-        stored = PSEvalResult.model_validate_json(path.read_text(encoding="utf-8"))
-    except Exception:
-        return None
+        stored = read_stored(path)
+    except ConfigError:
+        return None  # unreadable or edited by hand: not a finished result
     if stored.eval_config != config or stored.hook_name != hook or stored.model_name != model_name:
         return None
     if standard_metrics_tokens > 0:
@@ -423,6 +429,23 @@ def _with_processed(
     return replace(data, acts={**data.acts, hook: memo[key]})
 
 
+def _distinct(items: list[SAEItem], status: Callable[[str], None]) -> list[SAEItem]:
+    """``items`` with each SAE once: the same resolved path or SAELens spec given again is scored once."""
+    seen: dict[str, int] = {}
+    distinct: list[SAEItem] = []
+    for item in items:
+        if item.path is None or item.fixed_name:
+            distinct.append(item)
+            continue
+        seen[item.path] = seen.get(item.path, 0) + 1
+        if seen[item.path] == 1:
+            distinct.append(item)
+    for path, count in seen.items():
+        if count > 1:
+            status(f"the SAE {path} was given {count} times: it is scored once, with one result file")
+    return distinct
+
+
 @dataclass
 class RunPlan:
     """What a run will do, decided from the SAEs' configs alone: names, identities, finished results."""
@@ -449,7 +472,7 @@ def plan_run(
     from pseval.data.datasets import dataset_sha256
     from pseval.models.hooks import parse_hook_name
 
-    items = open_items(saes, hook_name)
+    items = _distinct(open_items(saes, hook_name), status)
     dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
     taken: set[str] = set()
     identities: dict[str, dict[str, Any]] = {}
@@ -524,6 +547,8 @@ def evaluate(
         raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
     if output_folder is not None:
         check_writable(output_folder, "--output-folder")
+        if (Path(output_folder) / EVAL_TYPE_ID).is_dir():  # where the files go, when it exists already
+            check_writable(Path(output_folder) / EVAL_TYPE_ID, "--output-folder")
 
     from pseval.models.hooks import hook_width, parse_hook_name
 
@@ -704,7 +729,8 @@ def _score_one(
         eval_result_metrics=categories,
         eval_result_details=details,
         eval_result_unstructured=unstructured,
-        sae_lens_id=item.sae_id or item.name,
+        sae_bench_commit_hash=SAE_BENCH_COMMIT_UNKNOWN,
+        sae_lens_id=item.sae_id,
         sae_lens_release_id=item.release,
         sae_lens_version=_sae_lens_version(),
         sae_cfg_dict=item.cfg.model_dump(mode="json"),
@@ -721,7 +747,7 @@ def _score_one(
         result_identity=identity,
     )
     if output_folder is not None:
-        write_json_atomic(result_path(output_folder, item.name), result.model_dump(mode="json"))
+        result = write_result(result_path(output_folder, item.name), result)
     del sae
     gc.collect()
     return result

@@ -3,10 +3,17 @@
 ``eval_result_metrics`` holds flat categories (``ps_eval.specificity``, ``ps_eval_ci.specificity_low``,
 ``threshold_free.jaccard_roc_auc``, ``standard.fvu``, ``baseline_dense.specificity`` ...), so SAEBench
 tooling and Neuronpedia can ingest the file; ``eval_result_details`` has one row per pair.
+
+``result_checksum`` is a sha256 of everything that holds or decides the file's numbers, so a file edited by
+hand is recognised (and refused) wherever pseval reads it back: resuming a run, reports, figures, comparisons.
+Files written before the checksum existed carry none and are accepted as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +21,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from pseval.evals.config import PSEvalConfig
 
 EVAL_TYPE_ID = "ps_eval"
+
+SAE_BENCH_COMMIT_UNKNOWN = "Unknown"
+"""``sae_bench_commit_hash`` of a file SAEBench did not write (SAEBench itself writes this when it cannot read
+its own commit); SAEBench types the field as a required string, so null would fail its validation."""
+
+CHECKSUM_FIELDS: tuple[str, ...] = (
+    "eval_type_id",
+    "eval_config",
+    "eval_result_metrics",
+    "eval_result_details",
+    "eval_result_unstructured",
+    "result_identity",
+    "sae_content_hash",
+    "model_name",
+    "hook_name",
+)
+"""The fields ``result_checksum`` covers: the numbers and everything that decides them."""
+
+CHECKSUM_PREFIX = "sha256:"
 
 
 class PairDetail(BaseModel):
@@ -63,9 +89,14 @@ class PSEvalResult(BaseModel):
     eval_result_unstructured: dict[str, Any] | None = Field(
         default=None, description="Breakdowns (by part of speech, by word) and interpretation (logit lens)."
     )
-    sae_bench_commit_hash: str | None = Field(default=None, description="Unused (SAEBench compatibility).")
+    sae_bench_commit_hash: str | None = Field(
+        default=SAE_BENCH_COMMIT_UNKNOWN,
+        description="SAEBench's commit: always 'Unknown', pseval is not SAEBench (null in older files).",
+    )
     sae_lens_id: str | None = Field(
-        default=None, description="SAE id (SAELens release/id, or the SAE's name)."
+        default=None,
+        description="The SAE's SAELens id within sae_lens_release_id (null for an SAE that is not one of "
+        "SAELens's pretrained SAEs; sae_path says where it was loaded from).",
     )
     sae_lens_release_id: str | None = Field(
         default=None, description="SAELens release, when loaded from one."
@@ -95,7 +126,47 @@ class PSEvalResult(BaseModel):
         description="Everything that decides this result's numbers (SAE hash, model, hook, regime, eval "
         "settings); a rerun with the same identity is skipped, a different one refuses to replace it.",
     )
+    result_checksum: str | None = Field(
+        default=None,
+        description="'sha256:' + the sha256 of the canonical JSON of the fields in CHECKSUM_FIELDS, as written "
+        "(null in files written before checksums: accepted as they are).",
+    )
 
     def metric(self, category: str, name: str) -> Any:
         """Shortcut: ``result.metric('ps_eval', 'specificity')``."""
         return self.eval_result_metrics.get(category, {}).get(name)
+
+
+def result_checksum(raw: Mapping[str, Any]) -> str:
+    """The checksum of a result's JSON object (as written to or read from its file)."""
+    covered = {key: raw.get(key) for key in CHECKSUM_FIELDS}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return CHECKSUM_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def checksum_mismatch(raw: Mapping[str, Any]) -> bool:
+    """True when the object carries a checksum its numbers do not match (no checksum: a legacy file, False)."""
+    stored = raw.get("result_checksum")
+    return stored is not None and stored != result_checksum(raw)
+
+
+def edited_problem(path: Any) -> str:
+    """The one-line problem of a result file whose numbers do not match its checksum."""
+    return (
+        f"the result file {path} was changed after pseval wrote it "
+        "(its numbers do not match the checksum stored in it), so its numbers cannot be trusted"
+    )
+
+
+def stored_wordform(result: PSEvalResult) -> dict[str, Any] | None:
+    """The nested ``wordform`` category of a result, or ``None`` when it has none.
+
+    Stored in ``eval_result_unstructured`` (its flat numbers in the ``wordform*`` metric categories); files
+    written before the metric categories were made flat for SAEBench hold it in ``eval_result_metrics``.
+    """
+    unstructured = result.eval_result_unstructured or {}
+    for where in (unstructured, result.eval_result_metrics):
+        category = where.get("wordform")
+        if isinstance(category, dict) and isinstance(category.get("sae"), dict):
+            return category
+    return None

@@ -20,7 +20,7 @@ import torch
 from pseval.errors import PsevalError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.schema import PairDetail
-from pseval.evals.wordform import has_wordform_cells, wordform_category
+from pseval.evals.wordform import flat_wordform_metrics, has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import NO_LATENT, predict_same, ps_eval_metrics, top1_latents
 from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_scores, topk_jaccard
@@ -420,7 +420,9 @@ def score_sae(
             k: v for k, v in random_categories["ps_eval"].items() if k in RANDOM_SAE_METRICS
         }
     if has_wordform_cells(data.pairs):
-        categories["wordform"] = wordform_category(data, hook, config, details, random_details)
+        wordform = wordform_category(data, hook, config, details, random_details)
+        unstructured["wordform"] = wordform  # nested; the metric categories must stay flat (SAEBench)
+        categories.update(flat_wordform_metrics(wordform))
     used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
     if config.logit_lens_tokens > 0:
         unstructured["logit_lens"] = logit_lens(loaded, blocks, used, top_n=config.logit_lens_tokens)

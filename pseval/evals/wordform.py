@@ -10,6 +10,12 @@ Computed when the evaluated pairs carry a ``cell`` (``--dataset wordnet-2x2``), 
 - ``random_sae``: the random SAE of the same width (present with the baselines).
 
 Each holds the per-cell means and the effects with bootstrap intervals of :mod:`pseval.metrics.wordform`.
+
+The nested category is stored in ``eval_result_unstructured["wordform"]``; ``eval_result_metrics`` gets it
+flattened (:func:`flat_wordform_metrics`: ``wordform`` for the SAE, ``wordform_dense`` and
+``wordform_random_sae``, one number per key), because SAEBench's metric categories must be flat. Files
+written before kept the nested category in ``eval_result_metrics``;
+:func:`pseval.evals.schema.stored_wordform` reads both.
 """
 
 from __future__ import annotations
@@ -173,3 +179,52 @@ def wordform_category(
         random_sae=_from_details(cells, random_details, config) if random_details is not None else None,
     )
     return category.model_dump(mode="json")
+
+
+WORDFORM_REPRESENTATIONS: dict[str, str] = {
+    "sae": "wordform",
+    "dense": "wordform_dense",
+    "random_sae": "wordform_random_sae",
+}
+"""Representation of the nested category -> its flat metric category."""
+
+
+def _flat_separation(separation: dict[str, Any]) -> dict[str, Any]:
+    """``<effect>_auc_<measure>`` and ``<effect>_log_odds_ratio_same_top_latent``, each with ``_low``/``_high``."""
+    flat: dict[str, Any] = {}
+    for effect, row in separation.items():
+        estimates = {f"auc_{measure}": est for measure, est in (row.get("auc") or {}).items()}
+        estimates["log_odds_ratio_same_top_latent"] = row.get("log_odds_ratio_same_top_latent")
+        for key, estimate in estimates.items():
+            if estimate is None:
+                continue
+            flat[f"{effect}_{key}"] = estimate.get("value")
+            flat[f"{effect}_{key}_low"] = estimate.get("low")
+            flat[f"{effect}_{key}_high"] = estimate.get("high")
+    return flat
+
+
+def flat_wordform_metrics(category: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The flat metric categories of a ``wordform`` category: ``<cell>_<measure>``, ``<effect>_<measure>``.
+
+    Effects' ``minuend``/``subtrahend`` (which cells an effect subtracts) are fixed by the design and stay in
+    the nested category only.
+    """
+    flat: dict[str, dict[str, Any]] = {}
+    for representation, name in WORDFORM_REPRESENTATIONS.items():
+        scores = category.get(representation)
+        if not isinstance(scores, dict):
+            continue
+        metrics: dict[str, Any] = {}
+        if representation == "sae":
+            metrics.update(
+                {key: category[key] for key in ("topk_overlap_k", "confidence_level", "n_resamples")}
+            )
+        for group in ("cells", "effects"):
+            for row_name, row in scores[group].items():
+                for key, value in row.items():
+                    if key not in ("minuend", "subtrahend"):
+                        metrics[f"{row_name}_{key}"] = value
+        metrics.update(_flat_separation(scores.get("separation") or {}))
+        flat[name] = metrics
+    return flat

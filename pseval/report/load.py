@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from pseval._format import finite_number
 from pseval.errors import DataError, parse_error_details, validation_details
-from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
+from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult, checksum_mismatch, edited_problem
 
 RESULT_GLOB = "*_eval_results.json"
 """File names the runner writes (SAEBench's layout: ``<out>/ps_eval/<name>_eval_results.json``)."""
@@ -105,6 +105,8 @@ def _read(path: Path) -> PSEvalResult | None:
         ) from None
     if not isinstance(raw, dict) or raw.get("eval_type_id") != EVAL_TYPE_ID:
         return None
+    if checksum_mismatch(raw):
+        raise DataError(edited_problem(path), "recompute it with `pseval eval ... --force-rerun`")
     try:
         return PSEvalResult.model_validate(raw)
     except ValidationError as exc:

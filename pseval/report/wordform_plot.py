@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from pseval._format import finite_number
-from pseval.evals.schema import PSEvalResult
+from pseval.evals.schema import PSEvalResult, stored_wordform
 from pseval.report.load import architecture_label, display_names
 from pseval.report.plots import (
     FigureSpec,
@@ -72,7 +72,7 @@ class WordformSeries:
 
 def wordform_results(results: Sequence[PSEvalResult]) -> list[PSEvalResult]:
     """The results that hold a ``wordform`` category (with the SAE's scores)."""
-    return [r for r in results if isinstance((r.eval_result_metrics.get("wordform") or {}).get("sae"), dict)]
+    return [r for r in results if stored_wordform(r) is not None]
 
 
 def wordform_series(results: Sequence[PSEvalResult]) -> list[WordformSeries]:
@@ -95,7 +95,7 @@ def wordform_series(results: Sequence[PSEvalResult]) -> list[WordformSeries]:
         return f" @ {' · '.join(parts)}" if parts else ""
 
     for result in chosen:
-        category = result.eval_result_metrics["wordform"]
+        category = stored_wordform(result) or {}
         level = finite_number(category.get("confidence_level")) or 0.95
         k_value = finite_number(category.get("topk_overlap_k"))
         k = None if k_value is None else int(k_value)

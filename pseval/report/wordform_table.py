@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pseval._format import finite_number
+from pseval.evals.schema import stored_wordform
 
 MEASURE_LABELS: tuple[tuple[str, str], ...] = (
     ("share_same_top_latent", "same top"),
@@ -90,7 +91,7 @@ def wordform_renderables(results: Sequence[Any]) -> list[RenderableType]:
     blocks: list[RenderableType] = []
     seen: set[object] = set()
     for r in results:
-        category = r.eval_result_metrics.get("wordform")
+        category = stored_wordform(r)
         if not category:
             continue
         level = finite_number(category.get("confidence_level")) or 0.95

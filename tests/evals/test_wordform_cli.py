@@ -89,7 +89,19 @@ def test_eval_prints_and_saves_the_wordform_cells_and_effects(
 
     (path,) = (out / "ps_eval").glob("*_eval_results.json")
     saved = json.loads(path.read_text(encoding="utf-8"))
-    wordform = saved["eval_result_metrics"]["wordform"]
+    wordform = saved["eval_result_unstructured"]["wordform"]
+    # the metric categories hold the same numbers, flat (SAEBench refuses nested metrics)
+    flat = saved["eval_result_metrics"]
+    assert (
+        flat["wordform"]["meaning_effect_code_cosine"]
+        == wordform["sae"]["effects"]["meaning_effect"]["code_cosine"]
+    )
+    assert flat["wordform_dense"][f"{SW_SS}_n_pairs"] == wordform["dense"]["cells"][SW_SS]["n_pairs"]
+    assert (
+        flat["wordform_random_sae"]["word_effect_topk_overlap_low"]
+        == (wordform["random_sae"]["effects"]["word_effect"]["topk_overlap_low"])
+    )
+    assert all(not isinstance(v, (dict, list)) for category in flat.values() for v in category.values())
     by_cell = {c: [i for i, r in enumerate(_ROWS) if r[0] == c] for c in WORDFORM_CELLS}
     details = saved["eval_result_details"]
     assert [d["id"] for d in details] == [f"wf-test-{i:02d}" for i in range(len(_ROWS))]
@@ -148,4 +160,6 @@ def test_no_wordform_without_cells(tmp_path: Path, tmp_cache: Path, tiny_model_d
     assert result.exit_code == 0, result.output
     assert "Word form" not in result.output
     (path,) = (out / "ps_eval").glob("*_eval_results.json")
-    assert "wordform" not in json.loads(path.read_text(encoding="utf-8"))["eval_result_metrics"]
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    assert not any(category.startswith("wordform") for category in saved["eval_result_metrics"])
+    assert "wordform" not in (saved["eval_result_unstructured"] or {})
