@@ -153,7 +153,7 @@ def _ray_options(address: str, cpus: float | None, gpus: float | None, groups: i
 def dataset(
     model: ModelOpt = "smollm2-135m",
     name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
-    seed: Annotated[int, typer.Option(help="Seed of the balancing downsample.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the balancing downsample.")] = 0,
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
     multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
 ) -> None:
@@ -217,7 +217,7 @@ def eval_command(
     name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
     split: Annotated[Literal["train", "dev", "test", "all"], typer.Option(help="Dataset split.")] = "test",
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of balancing and bootstrap.")] = 0,
     max_pairs: Annotated[
         int | None,
         typer.Option(

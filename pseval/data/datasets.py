@@ -125,6 +125,8 @@ def load_dataset(
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}", f"use --split with one of {', '.join(SPLITS)}")
     check_multi_token(multi_token)
+    if seed < 0:  # numpy's generators take no negative seed
+        raise ConfigError(f"seed {seed} is negative", "pass --seed 0 or another seed >= 0")
     if max_pairs is not None and max_pairs < (2 if balance else 1):
         raise ConfigError(
             f"max_pairs={max_pairs} leaves no pair{' per label' if balance else ''}",

@@ -25,7 +25,7 @@ class PSEvalConfig(BaseModel):
     dataset: str = Field(default="wic", description="'wic', 'wordnet', or a path to a .jsonl file of pairs.")
     split: Literal["train", "dev", "test", "all"] = Field(default="test", description="Dataset split.")
     balance: bool = Field(default=True, description="Balance the two labels by seeded random downsampling.")
-    seed: int = Field(default=0, description="Seed of the balancing downsample and of the bootstrap.")
+    seed: int = Field(default=0, ge=0, description="Seed of the balancing downsample and of the bootstrap.")
     max_pairs: int | None = Field(default=None, description="Keep only the first N pairs (after balancing).")
     template: str = Field(default=DEFAULT_TEMPLATE, description="Prompt template with {context} and {word}.")
     position: Literal["template", "context"] = Field(
