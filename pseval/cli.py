@@ -239,7 +239,7 @@ def eval_command(
         ),
     ] = None,
     multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
-    batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 32,
     device: Annotated[
         Literal["auto", "cpu", "cuda"],
         typer.Option(help="Device of the model and the SAEs (auto: cuda when present)."),
@@ -253,7 +253,9 @@ def eval_command(
     bootstrap: Annotated[
         int, typer.Option(min=0, help="Bootstrap resamples for the 95% intervals (0 = no intervals).")
     ] = 2000,
-    topk_overlap_k: Annotated[int, typer.Option(help="k of the top-k Jaccard score.")] = 16,
+    topk_overlap_k: Annotated[
+        int, typer.Option(min=1, help="k of the top-k Jaccard score (at most each SAE's width).")
+    ] = 16,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")
     ] = True,
@@ -266,18 +268,19 @@ def eval_command(
         ),
     ] = False,
     standard_metrics_tokens: Annotated[
-        int, typer.Option(help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens.")
+        int,
+        typer.Option(min=0, help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens."),
     ] = 0,
     interpret_tokens: Annotated[
         int,
         typer.Option(
-            help="Corpus tokens for the chosen latents' firing frequency and top contexts (0 = skip)."
+            min=0, help="Corpus tokens for the chosen latents' firing frequency and top contexts (0 = skip)."
         ),
     ] = 16384,
     logit_lens_tokens: Annotated[
         int,
         typer.Option(
-            help="Logit-lens tokens listed per chosen latent (0 = skip; costly on big vocabularies)."
+            min=0, help="Logit-lens tokens listed per chosen latent (0 = skip; costly on big vocabularies)."
         ),
     ] = 8,
     output_format: FormatOpt = "table",
@@ -553,7 +556,10 @@ def metrics(
     corpus: Annotated[str, typer.Option(help="Held-out text: 'bundled' or a .txt/.jsonl file.")] = "bundled",
     tokens: Annotated[int, typer.Option(min=1, help="Held-out tokens for MSE/FVU/L0.")] = 16384,
     ce_tokens: Annotated[
-        int | None, typer.Option(help="Tokens for CE loss recovered and KL (default min(tokens, 4096)).")
+        int | None,
+        typer.Option(
+            min=0, help="Tokens for CE loss recovered and KL (0 = skip; default min(tokens, 4096))."
+        ),
     ] = None,
     output: Annotated[
         Path | None,

@@ -49,3 +49,44 @@ def test_negative_seed_is_refused(env: dict[str, Path], command: str) -> None:
         args = ["dataset", "--model", str(env["model"]), "--dataset", str(env["data"]), "--seed", "-1"]
     _refused(runner.invoke(app, args), "--seed")
     assert not env["out"].exists()
+
+
+@pytest.fixture
+def no_model_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the model fails the test: the refusals must come before the long work."""
+
+    def fail(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("the model was loaded before the bad input was refused")
+
+    monkeypatch.setattr("pseval.models.loading.load_model", fail)
+
+
+def test_topk_overlap_k_above_the_sae_width_is_refused(env: dict[str, Path], no_model_pass: None) -> None:
+    result = runner.invoke(app, _eval(env, "--sae", str(env["sae"]), "--topk-overlap-k", "65"))
+    _refused(result, "--topk-overlap-k 65", "64 latents", "sae-a")
+    assert not (env["out"] / "ps_eval").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--topk-overlap-k", "0"),
+        ("--standard-metrics-tokens", "-10"),
+        ("--interpret-tokens", "-1"),
+        ("--logit-lens-tokens", "-1"),
+        ("--batch-size", "0"),
+    ],
+)
+def test_out_of_range_eval_options_are_refused(
+    env: dict[str, Path], no_model_pass: None, option: str, value: str
+) -> None:
+    _refused(runner.invoke(app, _eval(env, "--sae", str(env["sae"]), option, value)), option)
+    assert not (env["out"] / "ps_eval").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--ce-tokens", "-5"), ("--tokens", "0")])
+def test_out_of_range_metrics_options_are_refused(
+    env: dict[str, Path], no_model_pass: None, option: str, value: str
+) -> None:
+    args = ["metrics", "--model", str(env["model"]), "--sae", str(env["sae"]), option, value]
+    _refused(runner.invoke(app, args), option)
