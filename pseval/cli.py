@@ -104,6 +104,13 @@ def _note(message: str) -> None:
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Hugging Face id or local folder.")]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-model-mismatch",
+        help="Score SAEs whose config records another model than --model (refused by default).",
+    ),
+]
 FORMAT_HELP = "How to print the results: table (fits the terminal), markdown, csv or json."
 FormatOpt = Annotated[Literal["table", "markdown", "csv", "json"], typer.Option("--format", help=FORMAT_HELP)]
 DATASET_HELP = (
@@ -190,6 +197,7 @@ def eval_command(
         ),
     ] = None,
     model: ModelOpt = "smollm2-135m",
+    allow_model_mismatch: AllowMismatchOpt = False,
     hook: Annotated[
         str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
     ] = None,
@@ -326,6 +334,7 @@ def eval_command(
         controls=controls,
         interpret_tokens=interpret_tokens,
         logit_lens_tokens=logit_lens_tokens,
+        allow_model_mismatch=allow_model_mismatch,
         **overrides,
     )
     if executor == "ray":
@@ -550,6 +559,7 @@ def metrics(
         list[str], typer.Option("--sae", "-s", metavar="SAE", help="SAE folder/file; repeat for several.")
     ],
     model: ModelOpt = "smollm2-135m",
+    allow_model_mismatch: AllowMismatchOpt = False,
     hook: Annotated[
         str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
     ] = None,
@@ -585,6 +595,8 @@ def metrics(
     if output is not None:
         check_writable(output, "--out", kind="file")
     named = resolve_saes(sae)
+    from pseval.evals.checks import check_model_matches
+
     for item in named:
         if isinstance(item.sae.cfg.metadata.get("transcoder"), dict):
             from pseval.errors import SAEError
@@ -595,6 +607,7 @@ def metrics(
                 "do not apply to it",
                 "run pseval eval on it (PS-Eval reads its encoder side), or pass an SAE to pseval metrics",
             )
+        check_model_matches(item.name, item.sae.cfg.model_name, model, allow_model_mismatch, _note)
     loaded = load_model(model)
     rows = {}
     for item in named:

@@ -86,6 +86,11 @@ class PSEvalConfig(BaseModel):
         "a quarter of the encode of a 1M-latent SAE on Gemma 3's 262k-token vocabulary.",
     )
     cache_activations: bool = Field(default=True, description="Cache prompt activations on disk.")
+    allow_model_mismatch: bool = Field(
+        default=False,
+        description="Score an SAE whose config records another model than model_name (by default such an SAE "
+        "is refused before the model loads; see pseval.models.names for which names denote one model).",
+    )
 
     @field_validator("batch_size", "topk_overlap_k")
     @classmethod
@@ -107,7 +112,10 @@ class PSEvalConfig(BaseModel):
 
     def identity(self) -> dict[str, object]:
         """The fields that change the numbers of a result (not where or how fast it is computed)."""
-        identity = self.model_dump(mode="json", exclude={"device", "batch_size", "cache_activations"})
+        # allow_model_mismatch decides whether a run may start, never its numbers.
+        identity = self.model_dump(
+            mode="json", exclude={"device", "batch_size", "cache_activations", "allow_model_mismatch"}
+        )
         if self.logit_lens_tokens == LOGIT_LENS_TOKENS:
             del identity["logit_lens_tokens"]  # at its default, results stored before the option still match
         return identity

@@ -458,7 +458,7 @@ def plan_run(
     finished: dict[str, PSEvalResult] = {}
     for item in items:
         parse_hook_name(item.hook)
-        check_sae_settings(item.base_name, item.cfg, config)
+        check_sae_settings(item.base_name, item.cfg, config, status)
         item.regime = input_regime(item.cfg.metadata, config)
         if config.controls:  # an SAE without a recorded training config fails here, before any work
             from pseval.training.controls import control_train_config

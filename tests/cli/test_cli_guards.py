@@ -90,3 +90,51 @@ def test_out_of_range_metrics_options_are_refused(
 ) -> None:
     args = ["metrics", "--model", str(env["model"]), "--sae", str(env["sae"]), option, value]
     _refused(runner.invoke(app, args), option)
+
+
+def _metrics(env: dict[str, Path], sae: Path, *extra: str) -> list[str]:
+    return [
+        "metrics",
+        "--model",
+        str(env["model"]),
+        "--sae",
+        str(sae),
+        "--tokens",
+        "64",
+        "--ce-tokens",
+        "0",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("recorded", ["gemma-3-270m", "gpt2"])
+def test_sae_of_another_model_is_refused_by_eval(
+    env: dict[str, Path], no_model_pass: None, recorded: str
+) -> None:
+    # The width matches the tiny model's hook: only the recorded model name tells the SAE does not belong.
+    other = make_sae(env["tmp"] / "other", "standard", HOOK, model_name=recorded)
+    result = runner.invoke(app, _eval(env, "--sae", str(other)))
+    _refused(result, recorded, "--allow-model-mismatch", "'other'")
+    assert not (env["out"] / "ps_eval").exists()
+
+
+def test_sae_of_another_model_is_refused_by_metrics(env: dict[str, Path], no_model_pass: None) -> None:
+    other = make_sae(env["tmp"] / "other", "standard", HOOK, model_name="gpt2")
+    _refused(runner.invoke(app, _metrics(env, other)), "gpt2", "--allow-model-mismatch")
+
+
+def test_allow_model_mismatch_scores_the_sae(env: dict[str, Path]) -> None:
+    other = make_sae(env["tmp"] / "other", "standard", HOOK, model_name="gemma-3-270m")
+    result = runner.invoke(app, _eval(env, "--sae", str(other), "--no-baselines", "--allow-model-mismatch"))
+    assert result.exit_code == 0, result.output
+    assert (env["out"] / "ps_eval" / "other_eval_results.json").is_file()
+    metrics = runner.invoke(app, _metrics(env, other, "--allow-model-mismatch"))
+    assert metrics.exit_code == 0, metrics.output
+
+
+def test_sae_without_a_model_name_is_accepted(env: dict[str, Path]) -> None:
+    anonymous = make_sae(env["tmp"] / "anonymous", "standard", HOOK, model_name=None)
+    result = runner.invoke(app, _eval(env, "--sae", str(anonymous), "--no-baselines"))
+    assert result.exit_code == 0, result.output
+    assert "records no model name" in result.output
+
