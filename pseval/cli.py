@@ -230,8 +230,9 @@ def eval_command(
         int | None,
         typer.Option(
             min=1,
-            help="Score a seeded random subset of N pairs (drawn with --seed after balancing: the same N "
-            "and seed give the same pairs). Default: every pair.",
+            help="Score a seeded random subset of N pairs in all (drawn with --seed after balancing: the same "
+            "N and seed give the same pairs; with --multi-token last/mean shared between single- and "
+            "multi-token pairs in proportion to their counts). Default: every pair.",
         ),
     ] = None,
     template: Annotated[str | None, typer.Option(help="Prompt template with {context} and {word}.")] = None,

@@ -26,7 +26,12 @@ class PSEvalConfig(BaseModel):
     split: Literal["train", "dev", "test", "all"] = Field(default="test", description="Dataset split.")
     balance: bool = Field(default=True, description="Balance the two labels by seeded random downsampling.")
     seed: int = Field(default=0, ge=0, description="Seed of the balancing downsample and of the bootstrap.")
-    max_pairs: int | None = Field(default=None, description="Keep only the first N pairs (after balancing).")
+    max_pairs: int | None = Field(
+        default=None,
+        description="Score a seeded random subset of at most N pairs in all, drawn after balancing; with "
+        "multi_token 'last'/'mean' the cap is shared between single- and multi-token pairs in proportion "
+        "to their counts.",
+    )
     template: str = Field(default=DEFAULT_TEMPLATE, description="Prompt template with {context} and {word}.")
     position: Literal["template", "context"] = Field(
         default="template",
@@ -118,6 +123,9 @@ class PSEvalConfig(BaseModel):
         )
         if self.logit_lens_tokens == LOGIT_LENS_TOKENS:
             del identity["logit_lens_tokens"]  # at its default, results stored before the option still match
+        if self.max_pairs is not None and self.multi_token != "drop":
+            # max_pairs once capped only the single-token pairs here: such stored results hold other pairs.
+            identity["max_pairs_scope"] = "single and multi-token pairs together"
         return identity
 
     def cache_key(self) -> dict[str, object]:

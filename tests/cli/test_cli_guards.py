@@ -138,3 +138,35 @@ def test_sae_without_a_model_name_is_accepted(env: dict[str, Path]) -> None:
     assert result.exit_code == 0, result.output
     assert "records no model name" in result.output
 
+
+def _multi_token_dataset(path: Path) -> Path:
+    """8 pairs of one-token words and 8 of words the tiny tokenizer splits (``x-ray``: 3 tokens), 4 per label each."""
+    import json
+
+    rows = []
+    for i in range(16):
+        word = "bank" if i < 8 else "x-ray"
+        first, second = f"the {word} was bright", f"a {word} at night"
+        rows.append(
+            {
+                "id": f"p{i:02d}", "word": word, "pos": "N", "context_1": first, "context_2": second,
+                "span_1": [4, 4 + len(word)], "span_2": [2, 2 + len(word)], "label": i % 2, "split": "test",
+            }
+        )  # fmt: skip
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("policy", ["last", "mean"])
+def test_max_pairs_caps_multi_token_pairs_too(env: dict[str, Path], policy: str) -> None:
+    import json
+
+    data = _multi_token_dataset(env["tmp"] / "multi.jsonl")
+    args = _eval(env, "--sae", str(env["sae"]), "--no-baselines", "--max-pairs", "4", "--multi-token", policy)
+    args[args.index("--dataset") + 1] = str(data)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stored = json.loads((env["out"] / "ps_eval" / "sae-a_eval_results.json").read_text())
+    assert stored["eval_result_metrics"]["ps_eval"]["n_pairs"] == 4
+    assert stored["dataset_stats"]["kept_by_token_count"] == {"single": 2, "multi": 2}
+    assert "4 pairs" in result.output
