@@ -170,3 +170,43 @@ def test_max_pairs_caps_multi_token_pairs_too(env: dict[str, Path], policy: str)
     assert stored["eval_result_metrics"]["ps_eval"]["n_pairs"] == 4
     assert stored["dataset_stats"]["kept_by_token_count"] == {"single": 2, "multi": 2}
     assert "4 pairs" in result.output
+
+
+def _dead_sae(folder: Path, how: str) -> Path:
+    """A standard SAE on which no latent ever fires: ``W_enc`` all zero, or ``b_enc`` at -1e6."""
+    import torch
+
+    from pseval.sae.formats import load_sae, save_sae
+
+    sae = load_sae(str(make_sae(folder, "standard", HOOK, seed=5)))
+    with torch.no_grad():
+        if how == "zero_encoder":
+            sae.W_enc.zero_()
+        else:
+            sae.b_enc.fill_(-1e6)
+    save_sae(sae, folder, overwrite=True)
+    return folder
+
+
+@pytest.mark.parametrize("how", ["zero_encoder", "negative_bias"])
+def test_a_dead_sae_is_flagged_not_presented_as_a_result(env: dict[str, Path], how: str) -> None:
+    import json
+
+    dead = _dead_sae(env["tmp"] / "dead", how)
+    result = runner.invoke(app, _eval(env, "--sae", str(dead), "--sae", str(env["sae"]), "--no-baselines"))
+    assert result.exit_code == 0, result.output
+    assert "no active latent: 100% of pairs" in result.output
+    dead_row = next(line for line in result.output.splitlines() if line.lstrip("│| ").startswith("dead"))
+    assert "!" in dead_row
+    live_row = next(line for line in result.output.splitlines() if line.lstrip("│| ").startswith("sae-a"))
+    assert "!" not in live_row
+
+    stored = json.loads((env["out"] / "ps_eval" / "dead_eval_results.json").read_text())
+    metrics = stored["eval_result_metrics"]
+    assert metrics["ps_eval"]["share_pairs_no_active"] == 1.0
+    assert metrics["codes"]["share_prompts_no_active"] == 1.0
+    assert metrics["ps_eval"]["specificity"] == 1.0  # the number is kept, flagged beside it
+
+    as_json = runner.invoke(app, _eval(env, "--sae", str(dead), "--no-baselines", "--format", "json"))
+    row = json.loads(as_json.stdout)["results"][0]
+    assert row["share_pairs_no_active"] == 1.0 and row["mostly_no_active"] is True
