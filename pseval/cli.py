@@ -160,7 +160,7 @@ def _ray_options(address: str, cpus: float | None, gpus: float | None, groups: i
 def dataset(
     model: ModelOpt = "smollm2-135m",
     name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the balancing downsample.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the balancing downsample (>= 0).")] = 0,
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
     multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
 ) -> None:
@@ -171,9 +171,11 @@ def dataset(
       pseval dataset --dataset my_pairs.jsonl --no-balance
     """
     from pseval.data.datasets import check_multi_token
+    from pseval.evals.checks import check_seed
     from pseval.models.loading import load_tokenizer
     from pseval.report.tables import dataset_table
 
+    check_seed(seed)
     policy = check_multi_token(multi_token)
     console.print(dataset_table(load_tokenizer(model), model, name, balance, seed, policy))
     console.print(f"balanced: {balance} (seed {seed}); counts in parentheses are before balancing")
@@ -225,7 +227,7 @@ def eval_command(
     name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
     split: Annotated[Literal["train", "dev", "test", "all"], typer.Option(help="Dataset split.")] = "test",
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of balancing and bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap (>= 0).")] = 0,
     max_pairs: Annotated[
         int | None,
         typer.Option(
@@ -248,7 +250,7 @@ def eval_command(
         ),
     ] = None,
     multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 32,
     device: Annotated[
         Literal["auto", "cpu", "cuda"],
         typer.Option(help="Device of the model and the SAEs (auto: cuda when present)."),
@@ -263,7 +265,7 @@ def eval_command(
         int, typer.Option(min=0, help="Bootstrap resamples for the 95% intervals (0 = no intervals).")
     ] = 2000,
     topk_overlap_k: Annotated[
-        int, typer.Option(min=1, help="k of the top-k Jaccard score (at most each SAE's width).")
+        int, typer.Option(help="k of the top-k Jaccard score (at most each SAE's width).")
     ] = 16,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")
@@ -277,19 +279,18 @@ def eval_command(
         ),
     ] = False,
     standard_metrics_tokens: Annotated[
-        int,
-        typer.Option(min=0, help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens."),
+        int, typer.Option(help="Also measure MSE/L0/CE-recovered on this many held-out corpus tokens.")
     ] = 0,
     interpret_tokens: Annotated[
         int,
         typer.Option(
-            min=0, help="Corpus tokens for the chosen latents' firing frequency and top contexts (0 = skip)."
+            help="Corpus tokens for the chosen latents' firing frequency and top contexts (0 = skip)."
         ),
     ] = 16384,
     logit_lens_tokens: Annotated[
         int,
         typer.Option(
-            min=0, help="Logit-lens tokens listed per chosen latent (0 = skip; costly on big vocabularies)."
+            help="Logit-lens tokens listed per chosen latent (0 = skip; costly on big vocabularies)."
         ),
     ] = 8,
     output_format: FormatOpt = "table",
@@ -306,7 +307,10 @@ def eval_command(
       pseval eval --sae saes/topk-4608 --sae saelens:RELEASE/ID --out results
     """
     from pseval._io import check_writable
+    from pseval.evals.checks import check_count, check_seed
 
+    check_seed(seed)
+    check_count(standard_metrics_tokens, "--standard-metrics-tokens", "no standard metrics")
     check_writable(output_folder, "--out")
     sae = _expand_release(sae, release, sae_pattern)
     from pseval.data.datasets import check_multi_token
@@ -565,12 +569,10 @@ def metrics(
         str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
     ] = None,
     corpus: Annotated[str, typer.Option(help="Held-out text: 'bundled' or a .txt/.jsonl file.")] = "bundled",
-    tokens: Annotated[int, typer.Option(min=1, help="Held-out tokens for MSE/FVU/L0.")] = 16384,
+    tokens: Annotated[int, typer.Option(help="Held-out tokens for MSE/FVU/L0.")] = 16384,
     ce_tokens: Annotated[
         int | None,
-        typer.Option(
-            min=0, help="Tokens for CE loss recovered and KL (0 = skip; default min(tokens, 4096))."
-        ),
+        typer.Option(help="Tokens for CE loss recovered and KL (0 = skip; default min(tokens, 4096))."),
     ] = None,
     output: Annotated[
         Path | None,
@@ -593,11 +595,12 @@ def metrics(
         from pseval.errors import ConfigError
 
         raise ConfigError(f"--tokens must be positive (got {tokens})", "pass e.g. --tokens 16384")
+    from pseval.evals.checks import check_count, check_model_matches
+
+    check_count(ce_tokens, "--ce-tokens", "no CE loss or KL")
     if output is not None:
         check_writable(output, "--out", kind="file")
     named = resolve_saes(sae)
-    from pseval.evals.checks import check_model_matches
-
     for item in named:
         if isinstance(item.sae.cfg.metadata.get("transcoder"), dict):
             from pseval.errors import SAEError

@@ -22,18 +22,24 @@ def check_topk_overlap_k(sae_name: str, d_sae: int, k: int) -> None:
         )
 
 
+def check_seed(seed: int) -> None:
+    """``--seed`` seeds numpy's generators, which take no negative seed."""
+    if seed < 0:
+        raise ConfigError(f"--seed {seed} is negative", "pass --seed 0 or another seed >= 0")
+
+
+def check_count(value: int | None, option: str, zero_means: str) -> None:
+    """A count of tokens is never negative: a negative one used to skip its metrics without a word."""
+    if value is not None and value < 0:
+        raise ConfigError(
+            f"{option} {value} is negative", f"pass {option} 0 ({zero_means}) or a positive count"
+        )
+
+
 def check_token_budgets(standard_metrics_tokens: int, standard_metrics_ce_tokens: int | None) -> None:
-    """Token counts are never negative: a negative one used to skip its metrics without a word."""
-    if standard_metrics_tokens < 0:
-        raise ConfigError(
-            f"--standard-metrics-tokens {standard_metrics_tokens} is negative",
-            "pass 0 (no standard metrics) or a positive number of tokens",
-        )
-    if standard_metrics_ce_tokens is not None and standard_metrics_ce_tokens < 0:
-        raise ConfigError(
-            f"{standard_metrics_ce_tokens} CE tokens is negative",
-            "pass 0 (no CE metrics) or a positive number",
-        )
+    """:func:`check_count` of the standard-metrics token counts of a run."""
+    check_count(standard_metrics_tokens, "--standard-metrics-tokens", "no standard metrics")
+    check_count(standard_metrics_ce_tokens, "standard_metrics_ce_tokens", "no CE loss or KL")
 
 
 def check_model_matches(
