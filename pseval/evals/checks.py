@@ -14,7 +14,7 @@ from pseval.evals.config import PSEvalConfig
 
 
 def check_topk_overlap_k(sae_name: str, d_sae: int, k: int) -> None:
-    """``--topk-overlap-k`` must not exceed the SAE's width: a top-k of more latents than exist is not one."""
+    """``--topk-overlap-k`` must not exceed the SAE's width (it was silently cut to the width before)."""
     if k > d_sae:
         raise ConfigError(
             f"--topk-overlap-k {k} exceeds the {d_sae} latents of the SAE {sae_name!r}",
