@@ -104,6 +104,13 @@ def _note(message: str) -> None:
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Hugging Face id or local folder.")]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-model-mismatch",
+        help="Score SAEs whose config records another model than --model (refused by default).",
+    ),
+]
 FORMAT_HELP = "How to print the results: table (fits the terminal), markdown, csv or json."
 FormatOpt = Annotated[Literal["table", "markdown", "csv", "json"], typer.Option("--format", help=FORMAT_HELP)]
 DATASET_HELP = (
@@ -153,7 +160,7 @@ def _ray_options(address: str, cpus: float | None, gpus: float | None, groups: i
 def dataset(
     model: ModelOpt = "smollm2-135m",
     name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
-    seed: Annotated[int, typer.Option(help="Seed of the balancing downsample.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the balancing downsample (>= 0).")] = 0,
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
     multi_token: Annotated[str, typer.Option(help=MULTI_TOKEN_HELP)] = "drop",
 ) -> None:
@@ -164,9 +171,11 @@ def dataset(
       pseval dataset --dataset my_pairs.jsonl --no-balance
     """
     from pseval.data.datasets import check_multi_token
+    from pseval.evals.checks import check_seed
     from pseval.models.loading import load_tokenizer
     from pseval.report.tables import dataset_table
 
+    check_seed(seed)
     policy = check_multi_token(multi_token)
     console.print(dataset_table(load_tokenizer(model), model, name, balance, seed, policy))
     console.print(f"balanced: {balance} (seed {seed}); counts in parentheses are before balancing")
@@ -190,6 +199,7 @@ def eval_command(
         ),
     ] = None,
     model: ModelOpt = "smollm2-135m",
+    allow_model_mismatch: AllowMismatchOpt = False,
     hook: Annotated[
         str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
     ] = None,
@@ -217,13 +227,14 @@ def eval_command(
     name: Annotated[str, typer.Option("--dataset", help=DATASET_HELP)] = "wic",
     split: Annotated[Literal["train", "dev", "test", "all"], typer.Option(help="Dataset split.")] = "test",
     balance: Annotated[bool, typer.Option("--balance/--no-balance", help="Balance the labels.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of balancing and bootstrap (>= 0).")] = 0,
     max_pairs: Annotated[
         int | None,
         typer.Option(
             min=1,
-            help="Score a seeded random subset of N pairs (drawn with --seed after balancing: the same N "
-            "and seed give the same pairs). Default: every pair.",
+            help="Score a seeded random subset of N pairs in all (drawn with --seed after balancing: the same "
+            "N and seed give the same pairs; with --multi-token last/mean shared between single- and "
+            "multi-token pairs in proportion to their counts). Default: every pair.",
         ),
     ] = None,
     template: Annotated[str | None, typer.Option(help="Prompt template with {context} and {word}.")] = None,
@@ -253,7 +264,9 @@ def eval_command(
     bootstrap: Annotated[
         int, typer.Option(min=0, help="Bootstrap resamples for the 95% intervals (0 = no intervals).")
     ] = 2000,
-    topk_overlap_k: Annotated[int, typer.Option(help="k of the top-k Jaccard score.")] = 16,
+    topk_overlap_k: Annotated[
+        int, typer.Option(help="k of the top-k Jaccard score (at most each SAE's width).")
+    ] = 16,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score the baselines.")
     ] = True,
@@ -294,7 +307,10 @@ def eval_command(
       pseval eval --sae saes/topk-4608 --sae saelens:RELEASE/ID --out results
     """
     from pseval._io import check_writable
+    from pseval.evals.checks import check_count, check_seed
 
+    check_seed(seed)
+    check_count(standard_metrics_tokens, "--standard-metrics-tokens", "no standard metrics")
     check_writable(output_folder, "--out")
     sae = _expand_release(sae, release, sae_pattern)
     from pseval.data.datasets import check_multi_token
@@ -323,6 +339,7 @@ def eval_command(
         controls=controls,
         interpret_tokens=interpret_tokens,
         logit_lens_tokens=logit_lens_tokens,
+        allow_model_mismatch=allow_model_mismatch,
         **overrides,
     )
     run_log: dict[str, list[str]] = {}
@@ -552,13 +569,15 @@ def metrics(
         list[str], typer.Option("--sae", "-s", metavar="SAE", help="SAE folder/file; repeat for several.")
     ],
     model: ModelOpt = "smollm2-135m",
+    allow_model_mismatch: AllowMismatchOpt = False,
     hook: Annotated[
         str | None, typer.Option(help="Hook point; defaults to the one in each SAE's config.")
     ] = None,
     corpus: Annotated[str, typer.Option(help="Held-out text: 'bundled' or a .txt/.jsonl file.")] = "bundled",
-    tokens: Annotated[int, typer.Option(min=1, help="Held-out tokens for MSE/FVU/L0.")] = 16384,
+    tokens: Annotated[int, typer.Option(help="Held-out tokens for MSE/FVU/L0.")] = 16384,
     ce_tokens: Annotated[
-        int | None, typer.Option(help="Tokens for CE loss recovered and KL (default min(tokens, 4096)).")
+        int | None,
+        typer.Option(help="Tokens for CE loss recovered and KL (0 = skip; default min(tokens, 4096))."),
     ] = None,
     output: Annotated[
         Path | None,
@@ -581,6 +600,9 @@ def metrics(
         from pseval.errors import ConfigError
 
         raise ConfigError(f"--tokens must be positive (got {tokens})", "pass e.g. --tokens 16384")
+    from pseval.evals.checks import check_count, check_model_matches
+
+    check_count(ce_tokens, "--ce-tokens", "no CE loss or KL")
     if output is not None:
         check_writable(output, "--out", kind="file")
     named = resolve_saes(sae)
@@ -594,6 +616,7 @@ def metrics(
                 "do not apply to it",
                 "run pseval eval on it (PS-Eval reads its encoder side), or pass an SAE to pseval metrics",
             )
+        check_model_matches(item.name, item.sae.cfg.model_name, model, allow_model_mismatch, _note)
     loaded = load_model(model)
     rows = {}
     for item in named:

@@ -12,8 +12,9 @@ Every pair is checked before it is scored, and each pair that fails is counted u
 PS-Eval compares the top SAE latent at the target word's token across two contexts, so by default (the
 paper's choice, ``multi_token="drop"``) the word inserted in the prompt template must be a single token.
 ``"last"`` and ``"mean"`` keep such words (the prompts then read the last sub-token or the mean over the
-sub-tokens); the single-token pairs kept are then exactly those of ``"drop"`` (balanced and subsampled by
-the same draws) and the recovered multi-token pairs are balanced on their own, so results on the
+sub-tokens); the single-token pairs kept are then exactly those of ``"drop"`` (balanced by the same
+draws; under ``max_pairs``, which caps both groups together, a proportional share of them) and the
+recovered multi-token pairs are balanced on their own, so results on the
 single-token pairs stay comparable with the paper's setting and the recovered pairs can be reported
 separately (``PSEvalDataset.word_n_tokens``).
 
@@ -111,10 +112,12 @@ def load_dataset(
         balance: downsample the larger label class at random (``numpy.random.default_rng(seed)``) to the size
             of the smaller one; the kept pairs keep their original order.
         seed: seed of the balancing (and ``max_pairs``) downsample.
-        max_pairs: keep at most this many pairs, drawn at random with the same generator after balancing
-            (half per label when ``balance`` is on, so it is then rounded down to an even number). With
-            ``multi_token`` ``last``/``mean`` it caps the single-token pairs (the same draw as ``drop``)
-            and the recovered multi-token pairs are cut to the same share they had before.
+        max_pairs: keep at most this many pairs in all, drawn at random with the same generator after
+            balancing (half per label when ``balance`` is on, so it is then rounded down to an even number).
+            With ``multi_token`` ``last``/``mean`` the cap is shared between the single- and the multi-token
+            pairs in proportion to their balanced counts (at least one pair per label each when the cap
+            allows two per label); the single-token pairs are then drawn from those ``drop`` balances, but
+            fewer of them than ``drop`` keeps under the same cap.
         multi_token: ``"drop"`` (default) drops pairs whose word is several tokens; ``"last"`` and
             ``"mean"`` keep them (see the module docstring).
 
@@ -125,6 +128,8 @@ def load_dataset(
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}", f"use --split with one of {', '.join(SPLITS)}")
     check_multi_token(multi_token)
+    if seed < 0:  # numpy's generators take no negative seed
+        raise ConfigError(f"seed {seed} is negative", "pass --seed 0 or another seed >= 0")
     if max_pairs is not None and max_pairs < (2 if balance else 1):
         raise ConfigError(
             f"max_pairs={max_pairs} leaves no pair{' per label' if balance else ''}",
@@ -157,14 +162,14 @@ def load_dataset(
     before = _count_labels([*single, *multi])
     if not single and not multi:
         raise _no_pair_left(name, split, n_raw, dropped, multi_token)
-    # The single-token pairs are drawn exactly as under "drop" (same generator, same draws); recovered
+    # The single-token pairs are balanced exactly as under "drop" (same generator, same draws); recovered
     # multi-token pairs get their own generator so they never change which single-token pairs are kept.
-    single = _balance_and_cap(single, balance, max_pairs, np.random.default_rng(seed))
-    if multi:
-        share_cap = None
-        if max_pairs is not None:
-            share_cap = max(2 if balance else 1, round(max_pairs * len(multi) / max(len(single), 1)))
-        multi = _balance_and_cap(multi, balance, share_cap, np.random.default_rng([seed, 1]))
+    single_rng, multi_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    if balance:
+        single, multi = _balance(single, single_rng), (_balance(multi, multi_rng) if multi else multi)
+    single_cap, multi_cap = _split_cap(max_pairs, balance, len(single), len(multi))
+    single = _cap(single, single_cap, balance, single_rng)
+    multi = _cap(multi, multi_cap, balance, multi_rng)
     if balance and not single and not multi:
         raise DataError(
             f"dataset {name!r} split {split!r} has only label "
@@ -388,14 +393,29 @@ def _pair_tokens(pair: WordPair, count_tokens: Any) -> int:
     return max(count_tokens(pair.word), count_tokens(pair.target_2))
 
 
-def _balance_and_cap(
-    pairs: list[WordPair], balance: bool, max_pairs: int | None, rng: np.random.Generator
-) -> list[WordPair]:
-    if balance:
-        pairs = _balance(pairs, rng)
-    if max_pairs is not None and len(pairs) > max_pairs:
-        pairs = _subsample(pairs, max_pairs, balance, rng)
-    return pairs
+def _split_cap(max_pairs: int | None, balance: bool, n_single: int, n_multi: int) -> tuple[int, int]:
+    """How many single- and multi-token pairs ``max_pairs`` keeps: together at most ``max_pairs``.
+
+    The cap is shared in proportion to the two groups' (balanced) sizes, in whole pairs per label when
+    balanced; each group keeps at least one pair per label when the cap allows two per label, so neither
+    breakdown disappears. Without multi-token pairs the single-token ones get the whole cap (as ``drop``).
+    """
+    if max_pairs is None:
+        return n_single, n_multi
+    unit = 2 if balance else 1  # a balanced group is cut in steps of one pair per label
+    budget, single, multi = max_pairs // unit, n_single // unit, n_multi // unit
+    if single + multi <= budget:
+        return n_single, n_multi
+    share = round(budget * single / (single + multi))
+    if single and multi and budget >= 2:
+        share = min(max(share, 1), budget - 1)
+    multi_kept = min(multi, budget - min(single, share))
+    single_kept = min(single, budget - multi_kept)
+    return single_kept * unit, multi_kept * unit
+
+
+def _cap(pairs: list[WordPair], cap: int, balance: bool, rng: np.random.Generator) -> list[WordPair]:
+    return _subsample(pairs, cap, balance, rng) if len(pairs) > cap else pairs
 
 
 def _count_labels(pairs: Iterable[WordPair]) -> dict[int, int]:

@@ -25,8 +25,13 @@ class PSEvalConfig(BaseModel):
     dataset: str = Field(default="wic", description="'wic', 'wordnet', or a path to a .jsonl file of pairs.")
     split: Literal["train", "dev", "test", "all"] = Field(default="test", description="Dataset split.")
     balance: bool = Field(default=True, description="Balance the two labels by seeded random downsampling.")
-    seed: int = Field(default=0, description="Seed of the balancing downsample and of the bootstrap.")
-    max_pairs: int | None = Field(default=None, description="Keep only the first N pairs (after balancing).")
+    seed: int = Field(default=0, ge=0, description="Seed of the balancing downsample and of the bootstrap.")
+    max_pairs: int | None = Field(
+        default=None,
+        description="Score a seeded random subset of at most N pairs in all, drawn after balancing; with "
+        "multi_token 'last'/'mean' the cap is shared between single- and multi-token pairs in proportion "
+        "to their counts.",
+    )
     template: str = Field(default=DEFAULT_TEMPLATE, description="Prompt template with {context} and {word}.")
     position: Literal["template", "context"] = Field(
         default="template",
@@ -86,6 +91,11 @@ class PSEvalConfig(BaseModel):
         "a quarter of the encode of a 1M-latent SAE on Gemma 3's 262k-token vocabulary.",
     )
     cache_activations: bool = Field(default=True, description="Cache prompt activations on disk.")
+    allow_model_mismatch: bool = Field(
+        default=False,
+        description="Score an SAE whose config records another model than model_name (by default such an SAE "
+        "is refused before the model loads; see pseval.models.names for which names denote one model).",
+    )
 
     @field_validator("batch_size", "topk_overlap_k")
     @classmethod
@@ -107,9 +117,15 @@ class PSEvalConfig(BaseModel):
 
     def identity(self) -> dict[str, object]:
         """The fields that change the numbers of a result (not where or how fast it is computed)."""
-        identity = self.model_dump(mode="json", exclude={"device", "batch_size", "cache_activations"})
+        # allow_model_mismatch decides whether a run may start, never its numbers.
+        identity = self.model_dump(
+            mode="json", exclude={"device", "batch_size", "cache_activations", "allow_model_mismatch"}
+        )
         if self.logit_lens_tokens == LOGIT_LENS_TOKENS:
             del identity["logit_lens_tokens"]  # at its default, results stored before the option still match
+        if self.max_pairs is not None and self.multi_token != "drop":
+            # max_pairs once capped only the single-token pairs here: such stored results hold other pairs.
+            identity["max_pairs_scope"] = "single and multi-token pairs together"
         return identity
 
     def cache_key(self) -> dict[str, object]:

@@ -33,6 +33,7 @@ import torch
 from pseval._io import check_writable
 from pseval._version import __version__
 from pseval.errors import ConfigError, DataError, SAEError
+from pseval.evals.checks import check_sae_settings, check_token_budgets
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.regime import InputRegime, check_processing, input_regime, processed
 from pseval.evals.results_store import (
@@ -472,6 +473,7 @@ def plan_run(
     from pseval.data.datasets import dataset_sha256
     from pseval.models.hooks import parse_hook_name
 
+    check_token_budgets(standard_metrics_tokens, standard_metrics_ce_tokens)
     items = _distinct(open_items(saes, hook_name), status)
     dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
     taken: set[str] = set()
@@ -479,6 +481,7 @@ def plan_run(
     finished: dict[str, PSEvalResult] = {}
     for item in items:
         parse_hook_name(item.hook)
+        check_sae_settings(item.base_name, item.cfg, config, status)
         item.regime = input_regime(item.cfg.metadata, config)
         if config.controls:  # an SAE without a recorded training config fails here, before any work
             from pseval.training.controls import control_train_config

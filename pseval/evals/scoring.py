@@ -22,7 +22,7 @@ from pseval.evals.config import PSEvalConfig
 from pseval.evals.schema import PairDetail
 from pseval.evals.wordform import flat_wordform_metrics, has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
-from pseval.metrics.ps_eval import NO_LATENT, predict_same, ps_eval_metrics, top1_latents
+from pseval.metrics.ps_eval import NO_ACTIVE_FIELDS, NO_LATENT, predict_same, ps_eval_metrics, top1_latents
 from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_scores, topk_jaccard
 from pseval.metrics.uncertainty import bootstrap_intervals
 from pseval.sae.lazy import InMemoryBlocks, LatentBlocks, RandomBlocks, feature_blocks, lazy_blocks
@@ -139,6 +139,16 @@ def score_stats(
     )  # fmt: skip
 
 
+def _silent_prompts(index_P: torch.Tensor) -> dict[str, Any]:
+    """How many unique prompts have no active latent (their top-1 latent is undefined)."""
+    n_silent = int((index_P == NO_LATENT).sum())
+    n_prompts = int(index_P.numel())
+    return {
+        "n_prompts_no_active": n_silent,
+        "share_prompts_no_active": n_silent / n_prompts if n_prompts else None,
+    }
+
+
 def _score(
     index_P: torch.Tensor,
     value_P: torch.Tensor,
@@ -219,6 +229,7 @@ def _score(
             "mean_l0_on_prompts": mean_l0,
             "n_latents_active_on_prompts": n_alive,
             "n_distinct_top_latents": int(np.unique(np.concatenate([lat1, lat2])).size),
+            **_silent_prompts(index_P),
         },
     }
     unstructured = {
@@ -267,7 +278,7 @@ def dense_baseline(held_out: PromptActivations, data: PromptActivations, hook: s
     metrics = metrics_from_counts(*confusion_counts(data.labels, same))
     ranking = ranking_scores(data.labels, scores)
     return {
-        **{k: v for k, v in metrics.model_dump().items() if k != "n_pairs_no_active"},
+        **{k: v for k, v in metrics.model_dump().items() if k not in NO_ACTIVE_FIELDS},
         "threshold": threshold,
         "roc_auc": ranking.roc_auc,
         "average_precision": ranking.average_precision,
@@ -329,7 +340,7 @@ def interpret(
     unstructured["by_frequency"] = frequency_breakdown(details, stats.firing_frequency)
 
 
-RANDOM_SAE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
+RANDOM_SAE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", *sorted(NO_ACTIVE_FIELDS))
 
 
 def score_controls(

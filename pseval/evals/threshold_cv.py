@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pseval.metrics.ps_eval import confusion_counts, metrics_from_counts
+from pseval.metrics.ps_eval import NO_ACTIVE_FIELDS, confusion_counts, metrics_from_counts
 from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_scores
 
 CV_FOLDS = 5
@@ -51,7 +51,7 @@ def cv_dense_baseline(
     metrics = metrics_from_counts(*confusion_counts(labels, same))
     ranking = ranking_scores(labels, scores)
     return {
-        **{k: v for k, v in metrics.model_dump().items() if k != "n_pairs_no_active"},
+        **{k: v for k, v in metrics.model_dump().items() if k not in NO_ACTIVE_FIELDS},
         "threshold": float(np.median(thresholds)),
         "fold_thresholds": thresholds,
         "threshold_selection": f"cv{n_splits}",

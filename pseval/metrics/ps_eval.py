@@ -5,6 +5,10 @@ and their top-1 latents are equal. A context where no latent is active has no to
 original code (where ``argmax`` of an all-zero vector is latent 0, so two silent contexts counted as "same"),
 such a pair is always predicted *different*, and it is counted in ``n_pairs_no_active``.
 
+When more than :data:`MOSTLY_NO_ACTIVE` of the pairs have no top latent, the confusion metrics describe the
+forced "different" rather than the SAE (a dead SAE scores specificity 1 and recall 0):
+:func:`mostly_no_active` marks such a result and the tables flag it beside the score.
+
 Every ratio with an empty denominator is ``None`` (JSON ``null``), never a division by zero.
 """
 
@@ -17,6 +21,16 @@ from pydantic import BaseModel, Field
 
 NO_LATENT = -1
 """Top-latent index of a context where no latent is active."""
+
+MOSTLY_NO_ACTIVE = 0.5
+"""Share of pairs without a top latent above which a result is flagged: most of its predictions are forced."""
+
+
+def mostly_no_active(n_pairs_no_active: int | None, n_pairs: int | None) -> bool:
+    """Whether more than :data:`MOSTLY_NO_ACTIVE` of the pairs have a context with no active latent."""
+    if not n_pairs or n_pairs_no_active is None:
+        return False
+    return n_pairs_no_active / n_pairs > MOSTLY_NO_ACTIVE
 
 
 class TopLatents(BaseModel):
@@ -40,6 +54,10 @@ def predict_same(latent_1: ArrayLike, latent_2: ArrayLike) -> NDArray[np.bool_]:
     return (l1 == l2) & (l1 != NO_LATENT) & (l2 != NO_LATENT)
 
 
+NO_ACTIVE_FIELDS = frozenset({"n_pairs_no_active", "share_pairs_no_active"})
+"""The fields about contexts without an active latent (absent from scores that have no latents)."""
+
+
 class PSEvalMetrics(BaseModel):
     """PS-Eval's metrics for one SAE (positive class = same meaning)."""
 
@@ -61,6 +79,11 @@ class PSEvalMetrics(BaseModel):
     n_different_meaning: int = Field(description="Pairs with label 0 (different meaning).")
     n_pairs_no_active: int = Field(
         description="Pairs where at least one context has no active latent (always predicted 'different')."
+    )
+    share_pairs_no_active: float | None = Field(
+        default=None,
+        description="n_pairs_no_active / n_pairs; above 0.5 the metrics mostly count forced 'different' "
+        "predictions and the result is flagged.",
     )
 
 
@@ -98,6 +121,7 @@ def metrics_from_counts(tp: int, fp: int, tn: int, fn: int, n_pairs_no_active: i
         n_same_meaning=tp + fn,
         n_different_meaning=tn + fp,
         n_pairs_no_active=n_pairs_no_active,
+        share_pairs_no_active=_ratio(n_pairs_no_active, n),
     )
 
 

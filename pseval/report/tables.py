@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pseval._format import finite_number, format_number
+from pseval.report.no_active import flag, no_active_cell, no_active_fields, no_active_notes
 
 OutputFormat = Literal["table", "markdown", "csv", "json"]
 OUTPUT_FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
@@ -62,6 +63,7 @@ def result_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
             row[name], row[f"{name}_low"], row[f"{name}_high"] = value, low, high
         row["f1"] = finite_number(ps.get("f1"))
         row["n_pairs_no_active"] = ps.get("n_pairs_no_active", 0)
+        row.update(no_active_fields(ps))
         std = m.get("standard")
         if std is not None:
             row["fvu"] = finite_number(std.get("fvu"))
@@ -157,9 +159,9 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
             r["hook"],
             str(r["architecture"] or ""),
             str(r["d_sae"] or ""),
-            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) for n in CI_METRICS),
+            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) + flag(r) for n in CI_METRICS),
             _num(r["f1"]),
-            str(r["n_pairs_no_active"]),
+            no_active_cell(r),
         ]
         if has_std:
             cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
@@ -181,7 +183,7 @@ def compact_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
         name.append(f"\n{r['hook']} · {r['architecture'] or '?'} · {r['d_sae'] or '?'}", style="dim")
         table.add_row(
             name,
-            _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]),
+            _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]) + flag(r),
             _num(r["recall"]),
             _num(r["accuracy"]),
             _num(r["f1"]),
@@ -195,11 +197,11 @@ def stacked(rows: Sequence[dict[str, Any]], title: str) -> Group:
     for r in rows:
         ci = {name: _with_ci(r[name], r[f"{name}_low"], r[f"{name}_high"]) for name in CI_METRICS}
         parts.append(Text(r["sae"], style="bold", overflow="fold"))
-        parts.append(Text(f"  specificity {ci['specificity']}", overflow="fold"))
+        parts.append(Text(f"  specificity {ci['specificity']}{flag(r)}", overflow="fold"))
         parts.append(Text(f"  recall {ci['recall']} · accuracy {ci['accuracy']}", overflow="fold"))
         parts.append(
             Text(
-                f"  F1 {_num(r['f1'])} · no active latent: {r['n_pairs_no_active']} · "
+                f"  F1 {_num(r['f1'])} · no active latent: {no_active_cell(r)} · "
                 f"{r['hook']} · {r['architecture'] or '?'} · {r['d_sae'] or '?'}",
                 overflow="fold",
             )
@@ -386,14 +388,17 @@ def markdown_tables(results: Sequence[Any], title: str) -> str:
             f"`{r['hook']}`",
             str(r["architecture"] or ""),
             str(r["d_sae"] or ""),
-            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) for n in CI_METRICS),
+            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) + flag(r) for n in CI_METRICS),
             _num(r["f1"]),
-            str(r["n_pairs_no_active"]),
+            no_active_cell(r),
         ]
         if has_std:
             cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
         body.append(cells)
     parts = [f"**{title}**", "", _markdown(headers, body)]
+    notes = no_active_notes(rows)
+    if notes:
+        parts += ["", *(f"{line}  " for line in notes)]
     base = baseline_rows(results)
     if base:
         parts += ["", "**Baselines**", ""]
@@ -459,6 +464,8 @@ def print_results(
         _plain(console, markdown_tables(results, title))
         return
     console.print(results_renderable(results, console, title))
+    for line in no_active_notes(result_rows(results)):
+        console.print(Text(line, overflow="fold"), highlight=False)
     base = baselines_table(results, console) if baselines else None
     if base is not None:
         console.print(base)

@@ -158,12 +158,37 @@ def test_multi_token_policies_keep_the_single_token_pairs_of_drop(
         assert summary["by_token_count"] == {"single": 6, "multi": 2} and summary["multi_token"] == policy
 
 
-def test_multi_token_with_max_pairs(gpt2_tokenizer: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["last", "mean"])
+def test_max_pairs_caps_single_and_multi_token_pairs_together(
+    gpt2_tokenizer: Any, tmp_path: Path, policy: str
+) -> None:
     path = str(_multi_file(tmp_path))
-    drop = load_dataset(gpt2_tokenizer, name=path, split="all", max_pairs=4)
-    mean = load_dataset(gpt2_tokenizer, name=path, split="all", max_pairs=4, multi_token="mean")
-    assert [mean.pairs[i] for i in mean.token_count_groups()["single"]] == drop.pairs
-    assert mean.stats.kept_by_token_count == {"single": 4, "multi": 2}
+    balanced = load_dataset(gpt2_tokenizer, name=path, split="all")
+    ds = load_dataset(gpt2_tokenizer, name=path, split="all", max_pairs=4, multi_token=policy)  # type: ignore[arg-type]
+    assert len(ds) == 4 and ds.stats.kept == {0: 2, 1: 2}
+    # 6 single- and 2 multi-token pairs share the cap; each group keeps one pair per label
+    assert ds.stats.kept_by_token_count == {"single": 2, "multi": 2}
+    assert {ds.pairs[i].id for i in ds.token_count_groups()["single"]} <= {p.id for p in balanced.pairs}
+    unbalanced = load_dataset(
+        gpt2_tokenizer,
+        name=path,
+        split="all",
+        balance=False,
+        max_pairs=5,
+        multi_token=policy,  # type: ignore[arg-type]
+    )
+    assert len(unbalanced) == 5 and unbalanced.stats.kept_by_token_count == {"single": 3, "multi": 2}
+    # a cap above the pairs there are keeps them all
+    everything = load_dataset(gpt2_tokenizer, name=path, split="all", max_pairs=100, multi_token=policy)  # type: ignore[arg-type]
+    assert everything.stats.kept_by_token_count == {"single": 6, "multi": 2}
+
+
+def test_max_pairs_under_drop_draws_as_before(gpt2_tokenizer: Any) -> None:
+    # The draw of --multi-token drop is unchanged: stored results keep their pairs.
+    ds = load_dataset(gpt2_tokenizer, split="test", max_pairs=101, seed=7)
+    assert len(ds) == 100 and ds.stats.kept == {0: 50, 1: 50}
+    again = load_dataset(gpt2_tokenizer, split="test", max_pairs=100, seed=7)
+    assert [p.id for p in again.pairs] == [p.id for p in ds.pairs]
 
 
 def test_multi_token_policy_errors(gpt2_tokenizer: Any, tmp_path: Path) -> None:

@@ -85,15 +85,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_sae(
-    folder: Path, architecture: str, hook: str, d_in: int = 32, d_sae: int = 64, seed: int = 0
+    folder: Path,
+    architecture: str,
+    hook: str,
+    d_in: int = 32,
+    d_sae: int = 64,
+    seed: int = 0,
+    model_name: str | None = "tiny-llama",
 ) -> Path:
-    """Write a random SAELens-format SAE and return its folder."""
+    """Write a random SAELens-format SAE (trained on ``model_name``, by default the tiny model's folder name)."""
     fields: dict[str, object] = {
         "architecture": architecture,
         "d_in": d_in,
         "d_sae": d_sae,
         "hook_name": hook,
-        "model_name": "tiny-llama",
+        "model_name": model_name,
     }
     if architecture == "topk":
         fields["k"] = 4

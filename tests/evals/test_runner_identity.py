@@ -22,15 +22,17 @@ from pseval.sae.model import SAE
 HOOK = "blocks.1.hook_resid_post"
 
 
-def write_sae(folder: Path, seed: int = 0, hook: str = HOOK, **metadata: Any) -> Path:
-    """A random TopK SAE for the tiny model, with ``metadata`` in its config."""
+def write_sae(
+    folder: Path, seed: int = 0, hook: str = HOOK, model_name: str = "tiny-llama", **metadata: Any
+) -> Path:
+    """A random TopK SAE for the tiny model (``model_name``), with ``metadata`` in its config."""
     fields: dict[str, Any] = {
         "architecture": "topk",
         "d_in": 32,
         "d_sae": 64,
         "k": 4,
         "hook_name": hook,
-        "model_name": "tiny-llama",
+        "model_name": model_name,
         "metadata": metadata,
     }
     save_sae(SAE.create_random(config_from_dict(fields), seed=seed), folder, overwrite=True)
@@ -228,9 +230,12 @@ def test_processed_model_activations_for_center_writing_weights(
     from tests.helpers import tiny_loaded
 
     loaded = tiny_loaded("gpt2", n_layers=3, d_model=32)
-    raw = write_sae(tmp_path / "raw", seed=5)
+    raw = write_sae(tmp_path / "raw", seed=5, model_name="tiny-gpt2")
     centred = write_sae(
-        tmp_path / "centred", seed=5, model_from_pretrained_kwargs={"center_writing_weights": True}
+        tmp_path / "centred",
+        seed=5,
+        model_name="tiny-gpt2",
+        model_from_pretrained_kwargs={"center_writing_weights": True},
     )
     calls = _collections(monkeypatch)
     config = _config({"model": "tiny-gpt2", "dataset": str(tiny_dataset_file)}, baselines=False)
