@@ -9,7 +9,22 @@ from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 from scipy import stats
 
+from pseval.errors import ConfigError
 from pseval.metrics.ps_eval import METRIC_NAMES, metric_arrays
+
+MIN_BOOTSTRAP_RESAMPLES = 200
+"""Fewest resamples a percentile interval is computed from: with fewer, a 95 % interval's bounds rest on a
+handful of resamples each (one resample gives an interval of width 0 that need not contain the estimate)."""
+
+
+def check_bootstrap_resamples(n_resamples: int, option: str = "--bootstrap") -> int:
+    """``n_resamples`` when it is 0 (no interval) or at least :data:`MIN_BOOTSTRAP_RESAMPLES`, else a ConfigError."""
+    if n_resamples == 0 or n_resamples >= MIN_BOOTSTRAP_RESAMPLES:
+        return n_resamples
+    raise ConfigError(
+        f"{option} {n_resamples} is too few resamples for a 95 % interval",
+        f"pass {option} {MIN_BOOTSTRAP_RESAMPLES} or more (2000 is the default), or {option} 0 for no intervals",
+    )
 
 
 class Interval(BaseModel):
