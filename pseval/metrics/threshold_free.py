@@ -113,7 +113,7 @@ def resampled_roc_auc(boot: ClusterBootstrap, labels: ArrayLike, scores: ArrayLi
         neg_below_RK = np.cumsum(neg_RK, axis=1) - neg_RK / 2.0
         with np.errstate(divide="ignore", invalid="ignore"):
             samples.append((pos_RK * neg_below_RK).sum(1) / (pos_RK.sum(1) * neg_RK.sum(1)))
-    return np.concatenate(samples)
+    return np.concatenate(samples) if samples else np.zeros(0)
 
 
 def roc_auc_interval(

@@ -102,7 +102,8 @@ class ClusterBootstrap:
     def resampled_sums(self, values_N: ArrayLike) -> NDArray[np.float64]:
         """Sums of per-pair values (``N`` or ``N × K``) over every resample: ``R`` or ``R × K``."""
         per_cluster = self.cluster_sums(values_N)
-        return np.concatenate([w @ per_cluster for w in self.weights()])
+        sums = [w @ per_cluster for w in self.weights()]
+        return np.concatenate(sums) if sums else np.zeros((0, *per_cluster.shape[1:]))
 
     def interval(self, samples_R: NDArray[np.float64], confidence_level: float) -> Interval:
         """Percentile interval of a statistic's resampled values (null bounds when a resample is undefined)."""
