@@ -34,7 +34,9 @@ from pseval.metrics.uncertainty import (
     mcnemar_exact,
     resampled_metrics,
 )
+from pseval.sae.config import SAEConfig
 from pseval.sae.lazy import LatentBlocks, RandomBlocks, feature_blocks
+from pseval.sae.lazy import _sae_in as sae_input  # the SAE's own cast, normalisation and b_dec subtraction
 
 ALPHA = 0.05
 """Significance level of the "beats the random control" verdicts (after Holm's adjustment)."""
@@ -45,12 +47,31 @@ Centring = Literal["sae_b_dec", "dataset_mean"]
 def control_centre(blocks: LatentBlocks, acts_PD: torch.Tensor) -> tuple[torch.Tensor, Centring]:
     """What the control subtracts from its inputs (float32, cpu), and which choice it is.
 
-    The SAE's ``b_dec`` when the SAE subtracts it from its own input; otherwise the mean hook vector of the
-    evaluated prompts (one vector per dataset and hook, so every SAE of a run gets the same control input).
+    The SAE's ``b_dec`` when the SAE subtracts it from its own input; otherwise the mean of the evaluated
+    prompts' hook vectors as the SAE would see them (cast and normalised by its ``normalize_activations``),
+    one vector per dataset and hook, so every SAE of a run with the same input regime gets the same control.
     """
-    if blocks.cfg.apply_b_dec_to_input:
+    cfg = blocks.cfg
+    if cfg.apply_b_dec_to_input:
         return blocks.b_dec().detach().float().cpu(), "sae_b_dec"
-    return acts_PD.float().mean(0), "dataset_mean"
+    plain = cfg.model_copy(update={"apply_b_dec_to_input": False})
+    seen_PD = sae_input(plain, torch.zeros(cfg.d_in, dtype=cfg.torch_dtype()), acts_PD.cpu())
+    return seen_PD.float().mean(0), "dataset_mean"
+
+
+class CentredRandomBlocks(RandomBlocks):
+    """The random control of ``cfg``, its input centred by ``centre_D`` where the SAE subtracts ``b_dec``.
+
+    The centre takes the place of ``b_dec``, so it is subtracted after the same cast and normalisation as
+    the SAE's input, in the same order (:func:`~pseval.sae.lazy.feature_blocks`).
+    """
+
+    def __init__(self, cfg: SAEConfig, centre_D: torch.Tensor, seed: int = 0) -> None:
+        super().__init__(cfg.model_copy(update={"apply_b_dec_to_input": True}), seed=seed)
+        self._centre_D = centre_D
+
+    def b_dec(self) -> torch.Tensor:
+        return self._centre_D.to(self._dtype)
 
 
 def random_control_stats(
@@ -63,11 +84,9 @@ def random_control_stats(
 ) -> tuple[CodeStats, Centring]:
     """Block-wise code statistics of the random control of ``blocks``' SAE on centred inputs."""
     centre_D, centring = control_centre(blocks, acts_PD)
-    centred_PD = acts_PD.float() - centre_D
-    control = RandomBlocks(blocks.cfg, seed=seed)
-    stats = code_stats(
-        feature_blocks(control, centred_PD, device=device), acts_PD.shape[0], pair_index, topk_overlap_k
-    )
+    control = CentredRandomBlocks(blocks.cfg, centre_D, seed=seed)
+    n_prompts = acts_PD.shape[0]
+    stats = code_stats(feature_blocks(control, acts_PD, device=device), n_prompts, pair_index, topk_overlap_k)
     return stats, centring
 
 

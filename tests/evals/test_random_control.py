@@ -78,6 +78,18 @@ def test_control_centre_is_the_sae_b_dec_or_the_dataset_mean() -> None:
     assert how == "dataset_mean" and torch.allclose(centre, acts.mean(0))
 
 
+def test_mean_centre_is_taken_in_the_space_the_sae_reads() -> None:
+    # An SAE that rescales each input to norm sqrt(d_in) sees the mean of the rescaled vectors.
+    acts = _shared_mean_acts(4) * torch.linspace(0.5, 3.0, N_PROMPTS)[:, None]
+    cfg = config_from_dict(
+        {"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "apply_b_dec_to_input": False,
+         "normalize_activations": "constant_norm_rescale"}
+    )  # fmt: skip
+    centre, how = control_centre(InMemoryBlocks(SAE.create_random(cfg, seed=1)), acts)
+    rescaled = acts * (D_IN**0.5 / acts.norm(dim=-1, keepdim=True))
+    assert how == "dataset_mean" and torch.allclose(centre, rescaled.mean(0), atol=1e-5)
+
+
 def test_sae_against_control_is_an_exact_mcnemar_test_on_a_hand_example() -> None:
     # 24 pairs, two per word. The SAE is right on all; the control is right on the first 10 only.
     labels = np.array([1, 0] * 12)

@@ -197,11 +197,12 @@ def test_random_control_equals_the_dense_random_sae() -> None:
     config = CONFIG.model_copy(update={"seed": 4})
     categories, _, _ = score_sae(loaded, sae, HOOK, data, config, held_out=data, baselines_by_hook={})
     random_sae = SAE.create_random(sae.cfg, seed=4)
+    with (
+        torch.no_grad()
+    ):  # the control's input is centred as the SAE's: by the SAE's b_dec, which it subtracts
+        random_sae.b_dec.copy_(sae.b_dec)
     dense, _, _ = score_codes(
-        # The control's input is centred as the SAE's: minus the SAE's b_dec, which it subtracts.
-        encode_all(random_sae, data.acts[HOOK] - sae.b_dec.detach()),
-        data,
-        config.model_copy(update={"bootstrap_resamples": 0}),
+        encode_all(random_sae, data.acts[HOOK]), data, config.model_copy(update={"bootstrap_resamples": 0})
     )
     control = categories["baseline_random_sae"]
     assert sae.cfg.apply_b_dec_to_input and control["centring"] == "sae_b_dec"
