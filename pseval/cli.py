@@ -262,7 +262,8 @@ def eval_command(
         bool, typer.Option("--fold-decoder-norms", help="Scale latents by decoder norms first.")
     ] = False,
     bootstrap: Annotated[
-        int, typer.Option(min=0, help="Bootstrap resamples for the 95% intervals (0 = no intervals).")
+        int,
+        typer.Option(min=0, help="Bootstrap resamples for the 95% intervals (>= 200; 0 = no intervals)."),
     ] = 2000,
     topk_overlap_k: Annotated[
         int, typer.Option(help="k of the top-k Jaccard score (at most each SAE's width).")
@@ -311,6 +312,9 @@ def eval_command(
 
     check_seed(seed)
     check_count(standard_metrics_tokens, "--standard-metrics-tokens", "no standard metrics")
+    from pseval.metrics.uncertainty import check_bootstrap_resamples
+
+    check_bootstrap_resamples(bootstrap)
     check_writable(output_folder, "--out")
     sae = _expand_release(sae, release, sae_pattern)
     from pseval.data.datasets import check_multi_token

@@ -19,13 +19,20 @@ import torch
 
 from pseval.errors import PsevalError
 from pseval.evals.config import PSEvalConfig
+from pseval.evals.random_control import compare_with_control, control_details, random_control_stats
 from pseval.evals.schema import PairDetail
 from pseval.evals.wordform import flat_wordform_metrics, has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import NO_ACTIVE_FIELDS, NO_LATENT, predict_same, ps_eval_metrics, top1_latents
-from pseval.metrics.threshold_free import best_threshold, cosine_rows, ranking_scores, topk_jaccard
-from pseval.metrics.uncertainty import bootstrap_intervals
-from pseval.sae.lazy import InMemoryBlocks, LatentBlocks, RandomBlocks, feature_blocks, lazy_blocks
+from pseval.metrics.threshold_free import (
+    best_threshold,
+    cosine_rows,
+    ranking_scores,
+    roc_auc_interval,
+    topk_jaccard,
+)
+from pseval.metrics.uncertainty import WORD_CLUSTERED, ClusterBootstrap, bootstrap_intervals
+from pseval.sae.lazy import InMemoryBlocks, LatentBlocks, feature_blocks, lazy_blocks
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
 
@@ -201,15 +208,20 @@ def _score(
         )
         for i, pair in enumerate(data.pairs)
     ]
+    words = [pair.word for pair in data.pairs]
+    boot = ClusterBootstrap(len(words), words, config.bootstrap_resamples, config.seed)
     ci = bootstrap_intervals(
         labels,
         same,
         n_resamples=config.bootstrap_resamples,
         confidence_level=config.confidence_level,
         seed=config.seed,
+        clusters=words,
     )
     jac = ranking_scores(labels, jaccard)
     cos = ranking_scores(labels, code_cos)
+    jac_ci = roc_auc_interval(labels, jaccard, boot, config.confidence_level)
+    cos_ci = roc_auc_interval(labels, code_cos, boot, config.confidence_level)
     categories: dict[str, dict[str, Any]] = {
         "ps_eval": metrics.model_dump(),
         "ps_eval_ci": {
@@ -217,13 +229,22 @@ def _score(
             for name, interval in ci.items()
             for side in ("low", "high")
         }
-        | {"confidence_level": config.confidence_level, "n_resamples": config.bootstrap_resamples},
+        | {
+            "confidence_level": config.confidence_level,
+            "n_resamples": config.bootstrap_resamples,
+            "interval_method": WORD_CLUSTERED,
+        },
         "threshold_free": {
             "topk_overlap_k": config.topk_overlap_k,
             "jaccard_roc_auc": jac.roc_auc,
+            "jaccard_roc_auc_low": jac_ci.low,
+            "jaccard_roc_auc_high": jac_ci.high,
             "jaccard_average_precision": jac.average_precision,
             "code_cosine_roc_auc": cos.roc_auc,
+            "code_cosine_roc_auc_low": cos_ci.low,
+            "code_cosine_roc_auc_high": cos_ci.high,
             "code_cosine_average_precision": cos.average_precision,
+            "interval_method": WORD_CLUSTERED,
         },
         "codes": {
             "mean_l0_on_prompts": mean_l0,
@@ -252,6 +273,7 @@ def _score(
                 n_resamples=config.bootstrap_resamples,
                 confidence_level=config.confidence_level,
                 seed=config.seed,
+                clusters=[words[i] for i in rows],
             )
             unstructured["by_token_count_ci"][group] = {
                 f"{name}_{side}": getattr(interval, side)
@@ -285,6 +307,18 @@ def dense_baseline(held_out: PromptActivations, data: PromptActivations, hook: s
         "cosine_mean": float(scores.mean()) if scores.size else None,
         "cosine_std": float(scores.std()) if scores.size else None,
     }
+
+
+def dense_roc_auc_interval(data: PromptActivations, hook: str, config: PSEvalConfig) -> dict[str, Any]:
+    """Word-clustered bootstrap interval of the dense cosine's ROC-AUC (keys ``roc_auc_low``/``_high``)."""
+    from pseval.evals.threshold_cv import pair_cosines
+
+    words = [pair.word for pair in data.pairs]
+    boot = ClusterBootstrap(len(words), words, config.bootstrap_resamples, config.seed)
+    interval = roc_auc_interval(
+        data.labels, pair_cosines(data.acts[hook], data.pair_index), boot, config.confidence_level
+    )
+    return {"roc_auc_low": interval.low, "roc_auc_high": interval.high, "interval_method": WORD_CLUSTERED}
 
 
 def logit_lens(
@@ -340,7 +374,59 @@ def interpret(
     unstructured["by_frequency"] = frequency_breakdown(details, stats.firing_frequency)
 
 
-RANDOM_SAE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", *sorted(NO_ACTIVE_FIELDS))
+RANDOM_SAE_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "youden_j",
+    "balanced_accuracy",
+    *sorted(NO_ACTIVE_FIELDS),
+)
+"""The control metrics reported for random and trained controls (their intervals are not counted here)."""
+
+
+def _score_random_control(
+    blocks: LatentBlocks,
+    data: PromptActivations,
+    hook: str,
+    config: PSEvalConfig,
+    run_on: torch.device,
+    details: Sequence[PairDetail],
+    categories: dict[str, dict[str, Any]],
+) -> list[PairDetail]:
+    """Score the random control on centred inputs; add its metrics and the paired comparison to ``categories``.
+
+    Returns the control's per-pair rows.
+    """
+    stats, centring = random_control_stats(
+        blocks, data.acts[hook], data.pair_index, config.topk_overlap_k, config.seed, run_on
+    )
+    scored, random_details, _ = score_stats(stats, data, config.model_copy(update={"bootstrap_resamples": 0}))
+    words = [pair.word for pair in data.pairs]
+    same = [d.predicted_same for d in random_details]
+    ci = bootstrap_intervals(
+        data.labels, same, config.bootstrap_resamples, config.confidence_level, config.seed, clusters=words
+    )
+    categories["baseline_random_sae"] = {
+        **{k: v for k, v in scored["ps_eval"].items() if k in RANDOM_SAE_METRICS},
+        **{f"{name}_{side}": getattr(ci[name], side)
+           for name in ("youden_j", "balanced_accuracy") for side in ("low", "high")},
+        "centring": centring,
+        "interval_method": WORD_CLUSTERED,
+    }  # fmt: skip
+    categories["vs_random_sae"] = compare_with_control(
+        data.labels,
+        [d.predicted_same for d in details],
+        same,
+        words,
+        config.bootstrap_resamples,
+        config.confidence_level,
+        config.seed,
+        centring,
+    ).model_dump()
+    return random_details
 
 
 def score_controls(
@@ -411,6 +497,9 @@ def score_sae(
         cache = baselines_by_hook if baselines_by_hook is not None else {}
         if hook not in cache:
             cache[hook] = {"baseline_dense": dense_baseline(held_out, data, hook)}
+        dense = cache[hook].get("baseline_dense")
+        if dense is not None and "roc_auc_low" not in dense:
+            dense.update(dense_roc_auc_interval(data, hook, config))
         categories.update(cache[hook])
         if neuron_acts_PN is not None:
             from pseval.evals.neuron_baseline import neuron_baseline_metrics
@@ -418,18 +507,8 @@ def score_sae(
             categories["baseline_neurons"] = neuron_baseline_metrics(
                 neuron_acts_PN, data.pair_index, data.labels
             )
-        random_stats = code_stats(
-            feature_blocks(RandomBlocks(cfg, seed=config.seed), acts_PD, device=run_on),
-            n_prompts,
-            data.pair_index,
-            k,
-        )
-        random_categories, random_details, _ = score_stats(
-            random_stats, data, config.model_copy(update={"bootstrap_resamples": 0})
-        )
-        categories["baseline_random_sae"] = {
-            k: v for k, v in random_categories["ps_eval"].items() if k in RANDOM_SAE_METRICS
-        }
+        random_details = _score_random_control(blocks, data, hook, config, run_on, details, categories)
+        unstructured["random_sae_details"] = control_details(random_details)
     if has_wordform_cells(data.pairs):
         wordform = wordform_category(data, hook, config, details, random_details)
         unstructured["wordform"] = wordform  # nested; the metric categories must stay flat (SAEBench)

@@ -10,6 +10,12 @@ forced "different" rather than the SAE (a dead SAE scores specificity 1 and reca
 :func:`mostly_no_active` marks such a result and the tables flag it beside the score.
 
 Every ratio with an empty denominator is ``None`` (JSON ``null``), never a division by zero.
+
+Specificity, recall, precision and F1 are the paper's. Specificity alone rewards a code that rarely gives two
+contexts the same top latent, whatever their meaning: it rises as recall falls. Youden's J (recall +
+specificity − 1) and balanced accuracy (their mean) weigh both classes, so a specificity bought with recall
+does not read as a better SAE: J = 0 is a classifier that ignores the meaning (a constant answer, or a coin
+of any bias), whatever its specificity.
 """
 
 from __future__ import annotations
@@ -70,6 +76,16 @@ class PSEvalMetrics(BaseModel):
         description="TN / (TN + FP): different-meaning pairs given different latents (the headline metric)."
     )
     f1: float | None = Field(description="2TP / (2TP + FP + FN).")
+    youden_j: float | None = Field(
+        default=None,
+        description="Youden's J = recall + specificity − 1: 0 for any predictor blind to the meaning (however "
+        "specific), 1 for a perfect one, < 0 worse than chance. Null when a class has no pair.",
+    )
+    balanced_accuracy: float | None = Field(
+        default=None,
+        description="(recall + specificity) / 2 = (J + 1) / 2: accuracy with both classes weighted equally "
+        "(0.5 = chance). Null when a class has no pair.",
+    )
     tp: int = Field(description="Same meaning, same top latent.")
     fp: int = Field(description="Different meaning, same top latent.")
     tn: int = Field(description="Different meaning, different top latents.")
@@ -104,15 +120,29 @@ def confusion_counts(labels: ArrayLike, same: ArrayLike) -> tuple[int, int, int,
     return tp, fp, tn, fn
 
 
+def youden_j(recall: float | None, specificity: float | None) -> float | None:
+    """Recall + specificity − 1 (``None`` when either is undefined)."""
+    return None if recall is None or specificity is None else recall + specificity - 1.0
+
+
+def balanced_accuracy(recall: float | None, specificity: float | None) -> float | None:
+    """(Recall + specificity) / 2 (``None`` when either is undefined)."""
+    return None if recall is None or specificity is None else (recall + specificity) / 2.0
+
+
 def metrics_from_counts(tp: int, fp: int, tn: int, fn: int, n_pairs_no_active: int = 0) -> PSEvalMetrics:
     """All PS-Eval metrics from the four confusion counts."""
     n = tp + fp + tn + fn
+    recall = _ratio(tp, tp + fn)
+    specificity = _ratio(tn, tn + fp)
     return PSEvalMetrics(
         accuracy=_ratio(tp + tn, n),
         precision=_ratio(tp, tp + fp),
-        recall=_ratio(tp, tp + fn),
-        specificity=_ratio(tn, tn + fp),
+        recall=recall,
+        specificity=specificity,
         f1=_ratio(2 * tp, 2 * tp + fp + fn),
+        youden_j=youden_j(recall, specificity),
+        balanced_accuracy=balanced_accuracy(recall, specificity),
         tp=tp,
         fp=fp,
         tn=tn,
@@ -134,25 +164,38 @@ def ps_eval_metrics(labels: ArrayLike, latent_1: ArrayLike, latent_2: ArrayLike)
     return metrics_from_counts(*confusion_counts(labels, same), n_pairs_no_active=no_active)
 
 
-METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1")
+METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1", "youden_j", "balanced_accuracy")
+"""Every ratio of :class:`PSEvalMetrics`, in the order intervals are reported."""
 
 
-def metric_arrays(labels_RN: NDArray[np.bool_], same_RN: NDArray[np.bool_]) -> dict[str, NDArray[np.float64]]:
-    """Vectorised metrics over R resamples (rows) of N pairs; NaN where a denominator is zero.
-
-    Used by the bootstrap, which evaluates thousands of resamples at once.
-    """
-    y = labels_RN.astype(bool)
-    p = same_RN.astype(bool)
-    tp = np.sum(y & p, axis=-1).astype(np.float64)
-    fp = np.sum(~y & p, axis=-1).astype(np.float64)
-    tn = np.sum(~y & ~p, axis=-1).astype(np.float64)
-    fn = np.sum(y & ~p, axis=-1).astype(np.float64)
+def metrics_from_count_arrays(
+    tp: NDArray[np.float64], fp: NDArray[np.float64], tn: NDArray[np.float64], fn: NDArray[np.float64]
+) -> dict[str, NDArray[np.float64]]:
+    """Every ratio of :data:`METRIC_NAMES` from arrays of (possibly weighted) counts; NaN where undefined."""
     with np.errstate(divide="ignore", invalid="ignore"):
+        recall = tp / (tp + fn)
+        specificity = tn / (tn + fp)
         return {
             "accuracy": (tp + tn) / (tp + fp + tn + fn),
             "precision": tp / (tp + fp),
-            "recall": tp / (tp + fn),
-            "specificity": tn / (tn + fp),
+            "recall": recall,
+            "specificity": specificity,
             "f1": 2 * tp / (2 * tp + fp + fn),
+            "youden_j": recall + specificity - 1.0,
+            "balanced_accuracy": (recall + specificity) / 2.0,
         }
+
+
+def confusion_indicators(labels: ArrayLike, same: ArrayLike) -> NDArray[np.float64]:
+    """One row per pair, one column per count ``(tp, fp, tn, fn)``: 1 where the pair is of that kind."""
+    y = np.asarray(labels).astype(bool)
+    p = np.asarray(same).astype(bool)
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and predictions {p.shape} differ in shape")
+    return np.stack([y & p, ~y & p, ~y & ~p, y & ~p], axis=-1).astype(np.float64)
+
+
+def metric_arrays(labels_RN: NDArray[np.bool_], same_RN: NDArray[np.bool_]) -> dict[str, NDArray[np.float64]]:
+    """Vectorised metrics over R resamples (rows) of N pairs; NaN where a denominator is zero."""
+    counts = confusion_indicators(labels_RN, same_RN).sum(axis=-2)
+    return metrics_from_count_arrays(*np.moveaxis(counts, -1, 0))

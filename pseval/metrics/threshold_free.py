@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, Field
+from scipy import sparse
 from sklearn.metrics import average_precision_score, roc_auc_score
+
+from pseval.metrics.uncertainty import ClusterBootstrap, Interval
 
 
 def topk_jaccard(feats_a_NF: torch.Tensor, feats_b_NF: torch.Tensor, k: int) -> torch.Tensor:
@@ -78,6 +81,48 @@ def ranking_scores(labels: ArrayLike, scores: ArrayLike) -> RankingScores:
     return RankingScores(
         roc_auc=float(roc_auc_score(y, s)), average_precision=float(average_precision_score(y, s))
     )
+
+
+def resampled_roc_auc(boot: ClusterBootstrap, labels: ArrayLike, scores: ArrayLike) -> NDArray[np.float64]:
+    """ROC-AUC on every resample of ``boot`` (``R`` values; NaN where a resample lacks a class).
+
+    The Mann–Whitney form with each pair weighted by how often its word was drawn: the share of
+    (same, different) pair couples whose same-meaning pair scores higher, ties counting one half. Scores
+    are binned by distinct value once; a resample's weight per bin is one sparse matrix product.
+    """
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    distinct, bin_of_pair = np.unique(s, return_inverse=True)
+    n_bins = distinct.size
+    samples: list[NDArray[np.float64]] = []
+    if n_bins == 0:
+        return np.full(boot.n_resamples, np.nan)
+
+    def per_cluster_bins(mask: NDArray[np.bool_]) -> sparse.csr_matrix:
+        # Cluster × bin: how many pairs of the class in that cluster score that value.
+        shape = (boot.n_clusters, n_bins)
+        ones = np.ones(int(mask.sum()))
+        return sparse.csr_matrix(
+            (ones, (boot.cluster_of_pair[mask], bin_of_pair.reshape(-1)[mask])), shape=shape
+        )
+
+    pos_CK, neg_CK = per_cluster_bins(y), per_cluster_bins(~y)
+    for w_RC in boot.weights(width=n_bins):
+        pos_RK = np.asarray((pos_CK.T @ w_RC.T).T)
+        neg_RK = np.asarray((neg_CK.T @ w_RC.T).T)
+        neg_below_RK = np.cumsum(neg_RK, axis=1) - neg_RK / 2.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            samples.append((pos_RK * neg_below_RK).sum(1) / (pos_RK.sum(1) * neg_RK.sum(1)))
+    return np.concatenate(samples) if samples else np.zeros(0)
+
+
+def roc_auc_interval(
+    labels: ArrayLike, scores: ArrayLike, boot: ClusterBootstrap, confidence_level: float = 0.95
+) -> Interval:
+    """Percentile bootstrap interval of the ROC-AUC over the resamples of ``boot`` (null bounds if undefined)."""
+    if boot.n_resamples <= 0 or boot.n_pairs < 2:
+        return Interval(low=None, high=None)
+    return boot.interval(resampled_roc_auc(boot, labels, scores), confidence_level)
 
 
 def best_threshold(labels: ArrayLike, scores: ArrayLike) -> float:

@@ -323,6 +323,14 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
             essential=True,
         ),
         Column("Recall", "num", _num_cell("recall"), "TP / (TP + FN)", essential=True),
+        Column(
+            "Youden J",
+            "num",
+            _ci_cell("youden_j"),
+            "recall + specificity − 1 with its 95 % bootstrap interval: 0 for any rule blind to the meaning, "
+            "however specific; a specificity bought with recall does not raise it",
+            essential=True,
+        ),
         Column("Accuracy", "num", _num_cell("accuracy"), "(TP + TN) / pairs"),
         Column("F1", "num", _num_cell("f1"), "2TP / (2TP + FP + FN)"),
         Column(
@@ -332,6 +340,16 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
             "pairs where a context has no active latent (predicted 'different')",
         ),
     ]
+    if present("beats_random_on"):
+        columns.append(
+            Column(
+                "Beats random",
+                "text",
+                lambda r: (_esc(r.get("beats_random_on") or "–"), r.get("beats_random_on") or ""),
+                "where the SAE beats its random control: exact McNemar test (accuracy) and paired "
+                "word-clustered bootstrap (J), Holm-adjusted p < 0.05",
+            )
+        )
     if len({r.get("n_pairs") for r in rows if not r.get("_baseline")}) > 1:
         columns.append(Column("Pairs", "num", _plain_num("n_pairs", lambda v: f"{v:,.0f}")))
     if present("jaccard_roc_auc"):
@@ -363,7 +381,7 @@ def baseline_rows(rows: Sequence[Row]) -> list[Row]:
     """Rows for the dense baseline (one per hook) and the random SAE (one per hook and width), as baselines."""
     out: list[Row] = []
     seen: set[tuple[Any, ...]] = set()
-    metrics = ("accuracy", "precision", "recall", "specificity", "f1", "n_pairs_no_active")
+    metrics = ("accuracy", "precision", "recall", "specificity", "f1", "youden_j", "n_pairs_no_active")
     for row in rows:
         key = (row["model"], row["dataset"], row["split"], row["hook"])
         if key not in seen and any(row.get(f"dense_{m}") is not None for m in metrics):

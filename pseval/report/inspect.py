@@ -248,3 +248,5 @@ def print_comparison(out: dict[str, Any], console: Console, err_console: Console
     console.print(table)
     for row in out["by_class"]:
         console.print(row["verdict"], highlight=False, soft_wrap=True)
+    if "youden_j" in out:  # a paired bootstrap, not a McNemar test: its own line
+        console.print(out["youden_j"]["verdict"], highlight=False, soft_wrap=True)

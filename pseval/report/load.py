@@ -25,8 +25,30 @@ from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult, checksum_mismatch, e
 RESULT_GLOB = "*_eval_results.json"
 """File names the runner writes (SAEBench's layout: ``<out>/ps_eval/<name>_eval_results.json``)."""
 
-METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "specificity", "f1")
-"""PS-Eval ratios, each with a bootstrap interval in the ``ps_eval_ci`` category."""
+METRICS: tuple[str, ...] = (
+    "accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "youden_j",
+    "balanced_accuracy",
+)
+"""PS-Eval ratios, each with a bootstrap interval in the ``ps_eval_ci`` category (Youden's J and balanced
+accuracy are derived from recall and specificity for results written before they were stored)."""
+
+
+def _with_derived(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with Youden's J and balanced accuracy filled in from recall and specificity if absent."""
+    recall, specificity = finite_number(metrics.get("recall")), finite_number(metrics.get("specificity"))
+    if recall is None or specificity is None or "youden_j" in metrics:
+        return metrics
+    return {
+        **metrics,
+        "youden_j": recall + specificity - 1.0,
+        "balanced_accuracy": (recall + specificity) / 2,
+    }
+
 
 COUNTS: tuple[str, ...] = ("tp", "fp", "tn", "fn", "n_pairs", "n_same_meaning", "n_different_meaning")
 
@@ -187,7 +209,7 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
     ``dense_<metric>`` and ``random_<metric>``.
     """
     categories = result.eval_result_metrics
-    ps = categories.get("ps_eval", {})
+    ps = _with_derived(categories.get("ps_eval", {}))
     ci = categories.get("ps_eval_ci", {})
     sae = categories.get("sae", {})
     cfg = result.sae_cfg_dict
@@ -240,10 +262,14 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
         ("frozen_decoder", "baseline_frozen_decoder"),
         ("frozen_encoder", "baseline_frozen_encoder"),
     ):
-        values = categories.get(category) or {}
+        values = _with_derived(categories.get(category) or {})
         for metric in (*METRICS, "n_pairs_no_active", "roc_auc"):
             if metric in values:
                 row[f"{prefix}_{metric}"] = finite_number(values.get(metric))
+    versus = categories.get("vs_random_sae") or {}
+    row["beats_random_on"] = ", ".join(
+        label for key, label in (("beats_on_youden_j", "J"), ("beats_on_accuracy", "accuracy")) if versus.get(key)
+    ) if versus else None  # fmt: skip
     return row
 
 

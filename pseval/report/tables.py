@@ -23,16 +23,39 @@ from pseval.report.no_active import flag, no_active_cell, no_active_fields, no_a
 OutputFormat = Literal["table", "markdown", "csv", "json"]
 OUTPUT_FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
 
-CI_METRICS: tuple[str, ...] = ("specificity", "recall", "accuracy")
-"""PS-Eval ratios shown with their bootstrap interval (specificity is the headline metric)."""
+CI_METRICS: tuple[str, ...] = ("specificity", "recall", "accuracy", "youden_j", "balanced_accuracy")
+"""PS-Eval ratios carried with their bootstrap interval: the paper's headline (specificity), and Youden's J,
+which a specificity bought with recall cannot raise."""
+
+CAPTION = (
+    "[ ] = 95% bootstrap interval; J = recall + specificity − 1 (0 = blind to meaning); "
+    "> random = J above the random SAE's (paired, Holm p < 0.05)"
+)
+
+
+def youden_j_of(metrics: dict[str, Any]) -> float | None:
+    """Youden's J as stored, or from recall and specificity (results written before J was stored)."""
+    stored = finite_number(metrics.get("youden_j"))
+    if stored is not None:
+        return stored
+    recall, specificity = finite_number(metrics.get("recall")), finite_number(metrics.get("specificity"))
+    return None if recall is None or specificity is None else recall + specificity - 1.0
 
 
 def _ci(m: dict[str, Any], name: str) -> tuple[float | None, float | None, float | None]:
     ci = m.get("ps_eval_ci", {})
-    return (
-        finite_number(m.get("ps_eval", {}).get(name)),
-        finite_number(ci.get(f"{name}_low")),
-        finite_number(ci.get(f"{name}_high")),
+    ps = m.get("ps_eval", {})
+    value = youden_j_of(ps) if name == "youden_j" else finite_number(ps.get(name))
+    if name == "balanced_accuracy" and value is None and youden_j_of(ps) is not None:
+        value = (youden_j_of(ps) + 1.0) / 2.0  # type: ignore[operator]
+    return value, finite_number(ci.get(f"{name}_low")), finite_number(ci.get(f"{name}_high"))
+
+
+def beats_random(m: dict[str, Any]) -> str:
+    """On which of J and accuracy the SAE beats its random control significantly ("" if neither or untested)."""
+    vs = m.get("vs_random_sae") or {}
+    return ", ".join(
+        label for key, label in (("beats_on_youden_j", "J"), ("beats_on_accuracy", "acc.")) if vs.get(key)
     )
 
 
@@ -64,6 +87,8 @@ def result_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         row["f1"] = finite_number(ps.get("f1"))
         row["n_pairs_no_active"] = ps.get("n_pairs_no_active", 0)
         row.update(no_active_fields(ps))
+        row["random_youden_j"] = youden_j_of(m["baseline_random_sae"]) if "baseline_random_sae" in m else None
+        row["beats_random_on"] = beats_random(m)
         std = m.get("standard")
         if std is not None:
             row["fvu"] = finite_number(std.get("fvu"))
@@ -85,6 +110,7 @@ def baseline_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"hook": hook, "baseline": name}
         for metric in ("specificity", "recall", "accuracy", "f1"):
             row[metric] = finite_number(d.get(metric))
+        row["youden_j"] = youden_j_of(d)
         row["roc_auc"] = finite_number(d.get("roc_auc")) if auc else None
         rows.append(row)
 
@@ -143,26 +169,46 @@ def _num(value: Any, digits: int = 3) -> str:
     return "–" if number is None else f"{number:.{digits}f}"
 
 
+TABLE_HEAD = ("SAE", "hook", "arch", "width", "specificity", "recall", "J", "accuracy", "F1", "no-active")
+"""Columns of the full and Markdown tables: specificity and J (Youden's) with their intervals; those of
+recall and accuracy are in CSV and JSON."""
+
+
+def _full_cells(r: dict[str, Any], sae: str, hook: str) -> list[str]:
+    return [
+        sae,
+        hook,
+        str(r["architecture"] or ""),
+        str(r["d_sae"] or ""),
+        _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]) + flag(r),
+        _num(r["recall"]) + flag(r),
+        _with_ci(r["youden_j"], r["youden_j_low"], r["youden_j_high"]),
+        _num(r["accuracy"]) + flag(r),
+        _num(r["f1"]),
+        no_active_cell(r),
+    ]
+
+
+def _stacked_ci(value: float | None, low: float | None, high: float | None) -> Text:
+    """A value over its interval (and nothing more), so a column stays narrow."""
+    text = Text("–" if value is None else f"{value:.3f}")
+    if value is not None and low is not None and high is not None:
+        text.append(f"\n[{low:.2f}, {high:.2f}]")
+    return text
+
+
 def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     """Every column: name, hook, architecture, width, the metrics with intervals, standard metrics."""
     table = Table(title=title, title_justify="left")
     has_std = any("fvu" in r for r in rows)
-    columns = ["SAE", "hook", "arch", "width", "specificity", "recall", "accuracy", "F1", "no-active"]
+    columns = [*TABLE_HEAD, "> random"]
     if has_std:
         columns += ["FVU", "L0", "CE rec."]
     for column in columns:
-        left = column in ("SAE", "hook", "arch")
+        left = column in ("SAE", "hook", "arch", "> random")
         table.add_column(column, justify="left" if left else "right", no_wrap=not left, overflow="fold")
     for r in rows:
-        cells = [
-            r["sae"],
-            r["hook"],
-            str(r["architecture"] or ""),
-            str(r["d_sae"] or ""),
-            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) + flag(r) for n in CI_METRICS),
-            _num(r["f1"]),
-            no_active_cell(r),
-        ]
+        cells = [*_full_cells(r, r["sae"], r["hook"]), r["beats_random_on"] or "–"]
         if has_std:
             cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
         table.add_row(*cells)
@@ -171,22 +217,22 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
 
 def compact_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     """Narrow terminals: the name (hook, architecture and width below it), specificity with its interval."""
-    table = Table(
-        title=title, title_justify="left", caption="[ ] = 95% bootstrap interval", caption_justify="left"
-    )
+    table = Table(title=title, title_justify="left", caption=CAPTION, caption_justify="left")
     table.add_column("SAE", overflow="fold")
     table.add_column("specificity", justify="right", no_wrap=True)
-    for column in ("recall", "acc.", "F1"):
-        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("recall", justify="right", no_wrap=True)
+    table.add_column("J", justify="right", no_wrap=True)
     for r in rows:
         name = Text(r["sae"])
         name.append(f"\n{r['hook']} · {r['architecture'] or '?'} · {r['d_sae'] or '?'}", style="dim")
+        j = _stacked_ci(r["youden_j"], r["youden_j_low"], r["youden_j_high"])
+        if "J" in r["beats_random_on"].split(", "):
+            j.append("\n> random")
         table.add_row(
             name,
             _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]) + flag(r),
             _num(r["recall"]),
-            _num(r["accuracy"]),
-            _num(r["f1"]),
+            j,
         )
     return table
 
@@ -199,6 +245,10 @@ def stacked(rows: Sequence[dict[str, Any]], title: str) -> Group:
         parts.append(Text(r["sae"], style="bold", overflow="fold"))
         parts.append(Text(f"  specificity {ci['specificity']}{flag(r)}", overflow="fold"))
         parts.append(Text(f"  recall {ci['recall']} · accuracy {ci['accuracy']}", overflow="fold"))
+        beats = f" · beats random on {r['beats_random_on']}" if r["beats_random_on"] else ""
+        parts.append(
+            Text(f"  J {ci['youden_j']} · random J {_num(r['random_youden_j'])}{beats}", overflow="fold")
+        )
         parts.append(
             Text(
                 f"  F1 {_num(r['f1'])} · no active latent: {no_active_cell(r)} · "
@@ -235,6 +285,10 @@ def results_renderable(results: Sequence[Any], console: Console, title: str = "P
     return stacked(rows, title)
 
 
+BASELINE_HEAD = ("specificity", "recall", "J", "accuracy", "F1")
+BASELINE_KEYS = ("specificity", "recall", "youden_j", "accuracy", "f1")
+
+
 def baselines_table(results: Sequence[Any], console: Console | None = None) -> RenderableType | None:
     """Baselines per hook (and per width for the random SAE), or ``None`` when there are none.
 
@@ -245,25 +299,21 @@ def baselines_table(results: Sequence[Any], console: Console | None = None) -> R
     if not rows:
         return None
     table = Table(title="Baselines", title_justify="left")
-    for column in ("hook", "baseline", "specificity", "recall", "accuracy", "F1", "ROC-AUC"):
+    for column in ("hook", "baseline", *BASELINE_HEAD, "ROC-AUC"):
         left = column in ("hook", "baseline")
         table.add_column(column, justify="left" if left else "right", overflow="fold", no_wrap=not left)
     for r in rows:
-        table.add_row(
-            r["hook"],
-            r["baseline"],
-            *(_num(r[k]) for k in ("specificity", "recall", "accuracy", "f1", "roc_auc")),
-        )
+        table.add_row(r["hook"], r["baseline"], *(_num(r[k]) for k in (*BASELINE_KEYS, "roc_auc")))
     if console is None or _measure(console, table)[1] <= console.width:
         return table
     compact = Table(title="Baselines", title_justify="left")
     compact.add_column("baseline", overflow="fold")
-    for column in ("specificity", "recall", "acc.", "F1"):
+    for column in ("specificity", "recall", "J", "acc.", "F1"):
         compact.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         name = Text(r["baseline"], overflow="fold")
         name.append(f"\n{r['hook']}", style="dim")
-        compact.add_row(name, *(_num(r[k]) for k in ("specificity", "recall", "accuracy", "f1")))
+        compact.add_row(name, *(_num(r[k]) for k in BASELINE_KEYS))
     if _measure(console, compact)[0] <= console.width:
         return compact
     lines: list[RenderableType] = [Text("Baselines", style="italic")]
@@ -272,7 +322,7 @@ def baselines_table(results: Sequence[Any], console: Console | None = None) -> R
         lines.append(
             Text(
                 f"  specificity {_num(r['specificity'])} · recall {_num(r['recall'])} · "
-                f"accuracy {_num(r['accuracy'])} · F1 {_num(r['f1'])}",
+                f"J {_num(r['youden_j'])} · accuracy {_num(r['accuracy'])} · F1 {_num(r['f1'])}",
                 overflow="fold",
             )
         )
@@ -378,20 +428,12 @@ def markdown_tables(results: Sequence[Any], title: str) -> str:
     """The result table (and baselines) as GitHub-flavoured Markdown."""
     rows = result_rows(results)
     has_std = any("fvu" in r for r in rows)
-    headers = ["SAE", "hook", "arch", "width", "specificity", "recall", "accuracy", "F1", "no-active"]
+    headers = [*TABLE_HEAD, "> random"]
     if has_std:
         headers += ["FVU", "L0", "CE rec."]
     body = []
     for r in rows:
-        cells = [
-            f"`{r['sae']}`",
-            f"`{r['hook']}`",
-            str(r["architecture"] or ""),
-            str(r["d_sae"] or ""),
-            *(_with_ci(r[n], r[f"{n}_low"], r[f"{n}_high"]) + flag(r) for n in CI_METRICS),
-            _num(r["f1"]),
-            no_active_cell(r),
-        ]
+        cells = [*_full_cells(r, f"`{r['sae']}`", f"`{r['hook']}`"), r["beats_random_on"] or "–"]
         if has_std:
             cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
         body.append(cells)
@@ -404,13 +446,9 @@ def markdown_tables(results: Sequence[Any], title: str) -> str:
         parts += ["", "**Baselines**", ""]
         parts.append(
             _markdown(
-                ["hook", "baseline", "specificity", "recall", "accuracy", "F1", "ROC-AUC"],
+                ["hook", "baseline", *BASELINE_HEAD, "ROC-AUC"],
                 [
-                    [
-                        f"`{b['hook']}`",
-                        b["baseline"],
-                        *(_num(b[k]) for k in ("specificity", "recall", "accuracy", "f1", "roc_auc")),
-                    ]
+                    [f"`{b['hook']}`", b["baseline"], *(_num(b[k]) for k in (*BASELINE_KEYS, "roc_auc"))]
                     for b in base
                 ],
             )

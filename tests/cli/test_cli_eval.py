@@ -30,7 +30,7 @@ def env(tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file
 
 
 def _eval(env: dict[str, Path], *extra: str) -> list[str]:
-    return ["eval", "--model", str(env["model"]), "--dataset", str(env["data"]), "--bootstrap", "100", *extra]
+    return ["eval", "--model", str(env["model"]), "--dataset", str(env["data"]), "--bootstrap", "200", *extra]
 
 
 def test_eval_prints_table_and_writes_json(env: dict[str, Path]) -> None:

@@ -28,7 +28,7 @@ def env(tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file
 
 def _eval(env: dict[str, Path], *extra: str) -> list[str]:
     return [
-        "eval", "--model", str(env["model"]), "--dataset", str(env["data"]), "--bootstrap", "50",
+        "eval", "--model", str(env["model"]), "--dataset", str(env["data"]), "--bootstrap", "200",
         "--interpret-tokens", "0", "--out", str(env["out"]), *extra,
     ]  # fmt: skip
 

@@ -62,7 +62,7 @@ def test_80_columns_show_full_names_and_specificity(long_env: dict[str, Path]) -
         "--dataset",
         str(long_env["data"]),
         "--bootstrap",
-        "50",
+        "200",
     ]
     proc = run_pseval(
         *args,
@@ -137,6 +137,21 @@ def test_negative_bootstrap_is_rejected(long_env: dict[str, Path]) -> None:
     )
     assert result.exit_code == 2
     assert "--bootstrap" in result.output
+    assert not long_env["out"].exists()
+
+
+@pytest.mark.parametrize("resamples", ["1", "199"])
+def test_too_few_bootstrap_resamples_are_refused_before_any_work(
+    long_env: dict[str, Path], resamples: str
+) -> None:
+    # One resample printed "0.367 [0.54, 0.54]": an interval of width 0 that does not contain the estimate.
+    args = ["eval", "--model", str(long_env["model"]), "--dataset", str(long_env["data"])]
+    args += ["--sae", str(long_env["a"]), "--out", str(long_env["out"]), "--bootstrap", resamples]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert f"--bootstrap {resamples} is too few" in lines[0] and "--bootstrap 200" in lines[0]
     assert not long_env["out"].exists()
 
 

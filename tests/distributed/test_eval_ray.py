@@ -18,7 +18,7 @@ from tests.evals.conftest import make_sae
 
 def _eval_args(model_dir: Path, dataset: Path, saes: list[Path], out: Path) -> list[str]:
     args = ["eval", "--model", str(model_dir), "--dataset", str(dataset), "--out", str(out)]
-    args += ["--bootstrap", "50", "--interpret-tokens", "0", "--format", "json"]
+    args += ["--bootstrap", "200", "--interpret-tokens", "0", "--format", "json"]
     for sae in saes:
         args += ["--sae", str(sae)]
     return args

@@ -137,7 +137,7 @@ def test_the_saebench_type_refuses_what_saebench_refuses(tmp_path: Path) -> None
 
 def _eval(model_dir: Path, dataset: str, out: Path, sae: Path, *extra: str) -> Path:
     args = ["eval", "--model", str(model_dir), "--dataset", dataset, "--sae", str(sae)]
-    args += ["--out", str(out), "--bootstrap", "20", "--interpret-tokens", "0", *extra]
+    args += ["--out", str(out), "--bootstrap", "200", "--interpret-tokens", "0", *extra]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     (path,) = (out / "ps_eval").glob("*_eval_results.json")

@@ -16,7 +16,14 @@ import pseval.metrics.blockwise as blockwise_module
 import pseval.sae.lazy as lazy_module
 from pseval.errors import SAEError
 from pseval.evals.config import PSEvalConfig
-from pseval.evals.scoring import PromptActivations, encode_all, score_codes, score_sae, score_stats
+from pseval.evals.scoring import (
+    RANDOM_SAE_METRICS,
+    PromptActivations,
+    encode_all,
+    score_codes,
+    score_sae,
+    score_stats,
+)
 from pseval.metrics.blockwise import code_stats
 from pseval.sae.config import config_from_dict
 from pseval.sae.lazy import InMemoryBlocks, RandomBlocks, SafetensorsBlocks, feature_blocks, select_topk
@@ -190,11 +197,16 @@ def test_random_control_equals_the_dense_random_sae() -> None:
     config = CONFIG.model_copy(update={"seed": 4})
     categories, _, _ = score_sae(loaded, sae, HOOK, data, config, held_out=data, baselines_by_hook={})
     random_sae = SAE.create_random(sae.cfg, seed=4)
+    with (
+        torch.no_grad()
+    ):  # the control's input is centred as the SAE's: by the SAE's b_dec, which it subtracts
+        random_sae.b_dec.copy_(sae.b_dec)
     dense, _, _ = score_codes(
         encode_all(random_sae, data.acts[HOOK]), data, config.model_copy(update={"bootstrap_resamples": 0})
     )
-    want = {k: v for k, v in dense["ps_eval"].items() if k in categories["baseline_random_sae"]}
-    assert categories["baseline_random_sae"] == want
+    control = categories["baseline_random_sae"]
+    assert sae.cfg.apply_b_dec_to_input and control["centring"] == "sae_b_dec"
+    assert {k: control[k] for k in RANDOM_SAE_METRICS} == {k: dense["ps_eval"][k] for k in RANDOM_SAE_METRICS}
 
 
 def _write_saelens(sae: SAE, folder: Path) -> None:

@@ -160,7 +160,7 @@ def test_pseval_eval_end_to_end_on_a_pseval_trained_sae(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["eval", "--model", "gemma3-270m", "--sae", str(sae_dir), "--output-folder", str(out),
-         "--max-pairs", "100", "--bootstrap", "100", "--no-baselines"],
+         "--max-pairs", "100", "--bootstrap", "200", "--no-baselines"],
         env={"COLUMNS": "120"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
