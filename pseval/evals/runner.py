@@ -46,6 +46,7 @@ from pseval.evals.results_store import (
 )
 from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult
 from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
+from pseval.evals.senses import ANCHORS_KEY
 from pseval.sae.config import SAEConfig
 from pseval.sae.model import SAE
 
@@ -355,6 +356,8 @@ def _activations(
         n_forward_passes=result.n_forward_passes,
         dataset_stats=dataset.stats.model_dump(mode="json"),
         word_n_tokens=list(dataset.word_n_tokens),
+        senses=dataset.senses,
+        item_index=list(prompt_set.item_index),
     )
 
 
@@ -696,6 +699,7 @@ def _score_one(
             add_bos=False if regime.prepend_bos is False else None,
         )
         categories["standard"] = standard[item.name].model_dump()
+    anchors = unstructured.pop(ANCHORS_KEY, [])
     result = PSEvalResult(
         eval_type_id=EVAL_TYPE_ID,
         eval_config=config,
@@ -703,6 +707,7 @@ def _score_one(
         datetime_epoch_millis=int(time.time() * 1000),
         eval_result_metrics=categories,
         eval_result_details=details,
+        sense_retrieval_details=anchors,
         eval_result_unstructured=unstructured,
         sae_lens_id=item.sae_id or item.name,
         sae_lens_release_id=item.release,

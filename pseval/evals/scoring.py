@@ -20,6 +20,15 @@ import torch
 from pseval.errors import PsevalError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.schema import PairDetail
+from pseval.evals.senses import (
+    ANCHORS_KEY,
+    SENSE_CATEGORY,
+    code_similarities,
+    dense_similarities,
+    sense_plan,
+    sense_retrieval,
+    split_stats,
+)
 from pseval.evals.wordform import has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import NO_LATENT, predict_same, ps_eval_metrics, top1_latents
@@ -45,6 +54,10 @@ class PromptActivations:
     dataset_stats: dict[str, Any] = field(default_factory=dict)
     word_n_tokens: list[int] = field(default_factory=list)
     """Per pair: tokens of ``" " + word`` (empty: all one token); drives the ``by_token_count`` breakdown."""
+    senses: Any = None
+    """The dataset's :class:`~pseval.data.senses.SenseSet` (within-lemma sense retrieval), or None."""
+    item_index: list[int] = field(default_factory=list)
+    """Per sense item: its prompt (row of ``acts``)."""
 
 
 @torch.no_grad()
@@ -381,12 +394,17 @@ def score_sae(
     cfg = blocks.cfg
     acts_PD = data.acts[hook]
     n_prompts, k = acts_PD.shape[0], config.topk_overlap_k
-    stats = code_stats(
-        feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on),
-        n_prompts,
-        data.pair_index,
-        k,
+    # Within-lemma sense retrieval rides on the same block-wise pass: its pairs follow the PS-Eval pairs.
+    plan = sense_plan(data)
+    all_pairs = data.pair_index + (plan.pairs if plan is not None else [])
+    n_pairs = len(data.pair_index)
+    stats, sense_dot = split_stats(
+        code_stats(
+            feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on), n_prompts, all_pairs, k
+        ),
+        n_pairs,
     )
+    sense_sims = code_similarities(stats, sense_dot, plan, "sae") if plan is not None else {}
     categories, details, unstructured = score_stats(stats, data, config, blocks)
     del stats
     categories["sae"] = {
@@ -407,18 +425,27 @@ def score_sae(
             categories["baseline_neurons"] = neuron_baseline_metrics(
                 neuron_acts_PN, data.pair_index, data.labels
             )
-        random_stats = code_stats(
-            feature_blocks(RandomBlocks(cfg, seed=config.seed), acts_PD, device=run_on),
-            n_prompts,
-            data.pair_index,
-            k,
+        random_stats, random_dot = split_stats(
+            code_stats(
+                feature_blocks(RandomBlocks(cfg, seed=config.seed), acts_PD, device=run_on),
+                n_prompts,
+                all_pairs,
+                k,
+            ),
+            n_pairs,
         )
+        if plan is not None:
+            sense_sims.update(code_similarities(random_stats, random_dot, plan, "random_sae"))
         random_categories, random_details, _ = score_stats(
             random_stats, data, config.model_copy(update={"bootstrap_resamples": 0})
         )
         categories["baseline_random_sae"] = {
             k: v for k, v in random_categories["ps_eval"].items() if k in RANDOM_SAE_METRICS
         }
+    if plan is not None:
+        sense_sims.update(dense_similarities(acts_PD, plan))
+        categories[SENSE_CATEGORY], anchors = sense_retrieval(plan, sense_sims, config)
+        unstructured[ANCHORS_KEY] = anchors
     if has_wordform_cells(data.pairs):
         categories["wordform"] = wordform_category(data, hook, config, details, random_details)
     used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
