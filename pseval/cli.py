@@ -107,8 +107,8 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model alias, Huggi
 FORMAT_HELP = "How to print the results: table (fits the terminal), markdown, csv or json."
 FormatOpt = Annotated[Literal["table", "markdown", "csv", "json"], typer.Option("--format", help=FORMAT_HELP)]
 DATASET_HELP = (
-    "'wic', 'wordnet', 'wordnet-2x2' (word form x meaning, docs/wordnet-dataset.md), 'wordnet-senses' "
-    "(within-lemma sense retrieval, docs/methodology.md) or a .jsonl file of pairs or of sense items."
+    "'wic', 'wordnet', 'wordnet-senses' (within-lemma sense retrieval), 'wordnet-2x2' (word form x "
+    "meaning, docs/wordnet-dataset.md) or a .jsonl file of pairs or of sense items."
 )
 MULTI_TOKEN_HELP = (
     "Words of several tokens: drop (the paper), last (read the last sub-token) or mean (mean of the "
