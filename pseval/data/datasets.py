@@ -279,6 +279,22 @@ def dataset_summary(ds: PSEvalDataset) -> dict[str, Any]:
         "by_token_count": dict(ds.stats.kept_by_token_count),
         "by_pos": dict(sorted(Counter(p.pos for p in ds.pairs).items())),
         "n_words": len({p.word for p in ds.pairs}),
+        "senses": _senses_summary(ds.senses),
+    }
+
+
+def _senses_summary(senses: SenseSet | None) -> dict[str, Any] | None:
+    """Sense-retrieval items, lemmas with an anchor and anchors (None when the dataset has no sense items)."""
+    if senses is None:
+        return None
+    groups = [g for g in senses.groups() if g.has_anchor()]
+    return {
+        "source": senses.source,
+        "n_items": len(senses.items),
+        "n_lemmas_with_anchor": len(groups),
+        "n_anchors": sum(len(g.anchors()) for g in groups),
+        "dropped": dict(senses.stats.dropped),
+        "n_conflicting_lemmas": senses.stats.n_conflicting_lemmas,
     }
 
 

@@ -124,10 +124,14 @@ class SenseGroup(BaseModel):
         """'lemma/POS', the lemma's name in results."""
         return f"{self.lemma}/{self.pos}"
 
+    def anchors(self) -> list[int]:
+        """Local indices of the items with a same-sense and a different-sense item in the group."""
+        rel = self.relation_GG
+        return np.flatnonzero((rel == SAME).any(1) & (rel == DIFFERENT).any(1)).tolist()
+
     def has_anchor(self) -> bool:
         """Some item has a same-sense and a different-sense item in the group."""
-        rel = self.relation_GG
-        return bool(((rel == SAME).any(1) & (rel == DIFFERENT).any(1)).any())
+        return bool(self.anchors())
 
 
 def wordnet_senses_path() -> Path:

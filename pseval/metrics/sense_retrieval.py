@@ -167,7 +167,7 @@ def score_anchors(
     for g, group in enumerate(groups):
         outcomes = {name: anchor_outcomes(mats[g], group.relation_GG) for name, mats in similarities.items()}
         ids = [items[i].id for i in group.items]
-        for k, a in enumerate(anchor_locals(group.relation_GG)):
+        for k, a in enumerate(group.anchors()):
             rel = group.relation_GG[a]
             anchor = items[group.items[a]]
             n_pos, n_neg = int((rel == SAME).sum()), int((rel == DIFFERENT).sum())
@@ -193,11 +193,6 @@ def score_anchors(
                 )
             )
     return rows
-
-
-def anchor_locals(relation_GG: np.ndarray) -> list[int]:
-    """Local indices of the group's anchors, in item order."""
-    return np.flatnonzero((relation_GG == SAME).any(1) & (relation_GG == DIFFERENT).any(1)).tolist()
 
 
 def summarize(

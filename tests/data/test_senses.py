@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pseval.data.datasets import load_dataset
+from pseval.data.datasets import dataset_summary, load_dataset
 from pseval.data.inflection import span_matches_word
 from pseval.data.schema import WordPair
 from pseval.data.senses import DIFFERENT, SAME, UNKNOWN, SenseItem, senses_from_pairs, wordnet_senses_path
@@ -109,6 +109,10 @@ def test_load_wordnet_senses_keeps_single_token_items_and_pairs_them(gpt2_tokeni
     assert ds.stats.kept[0] == ds.stats.kept[1] > 0
     groups = ds.senses.groups()
     assert sum(g.has_anchor() for g in groups) > 50
+    summary = dataset_summary(ds)["senses"]
+    assert summary["n_items"] == len(ds.senses.items)
+    assert summary["n_lemmas_with_anchor"] == sum(g.has_anchor() for g in groups)
+    assert summary["n_anchors"] == sum(len(g.anchors()) for g in groups) > summary["n_lemmas_with_anchor"]
     assert all(np.all((g.relation_GG != UNKNOWN) | np.eye(len(g.items), dtype=bool)) for g in groups)
 
 

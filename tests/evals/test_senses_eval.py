@@ -213,3 +213,21 @@ def test_unknown_split_of_a_senses_file_is_one_line(
     result = CliRunner().invoke(app, [*args, "--split", "train", "--output-folder", str(tmp_path / "r")])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "--split" in result.output
+
+
+def test_pair_dataset_gets_sense_retrieval_from_its_labels(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    sae = make_sae(tmp_path / "sae", "standard", HOOK, seed=4)
+    out = tmp_path / "results"
+    args = ["eval", "--model", str(tiny_model_dir), "--dataset", str(tiny_dataset_file), "--sae", str(sae)]
+    result = CliRunner().invoke(
+        app, [*args, "--no-balance", "--output-folder", str(out), "--bootstrap", "50"]
+    )
+    assert result.exit_code == 0, result.output
+    stored = PSEvalResult.model_validate_json((out / "ps_eval" / "sae_eval_results.json").read_text())
+    # bank: A~B and A!~C make A and B anchors; play likewise; other words have one label only.
+    row = stored.eval_result_metrics["sense_retrieval"]
+    assert (row["n_lemmas"], row["n_anchors"]) == (2, 4)
+    assert {a.lemma for a in stored.sense_retrieval_details} == {"bank", "play"}
+    assert all(a.chance == 0.5 for a in stored.sense_retrieval_details)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pseval.data.senses import DIFFERENT, SAME, UNKNOWN, SenseGroup, SenseItem, SenseSet, SenseStats
+from pseval.data.senses import DIFFERENT, SAME, UNKNOWN, SenseItem, SenseSet, SenseStats
 from pseval.metrics.cluster_bootstrap import cluster_bootstrap, cluster_means
 from pseval.metrics.sense_retrieval import (
     anchor_outcomes,
@@ -134,6 +134,6 @@ def test_cluster_bootstrap_resamples_clusters_and_is_paired() -> None:
     assert again == one
     # A constant paired difference has a zero-width interval, whatever the spread of each row.
     spread = np.arange(5.0)
-    a, b, d = cluster_bootstrap(np.stack([spread + 1, spread, np.ones(5)]), np.arange(5), n_resamples=300)
+    a, _, d = cluster_bootstrap(np.stack([spread + 1, spread, np.ones(5)]), np.arange(5), n_resamples=300)
     assert d.low == d.high == 1.0 and a.low is not None and a.low < a.high  # type: ignore[operator]
     assert cluster_bootstrap(np.zeros(0), np.zeros(0))[0].value is None
