@@ -147,6 +147,7 @@ def read_sense_items(path: Path, split: str) -> list[SenseItem]:
             "reinstall pseval (the file ships with it), or use --dataset wordnet",
         )
     items: list[SenseItem] = []
+    seen: set[str] = set()
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -158,6 +159,11 @@ def read_sense_items(path: Path, split: str) -> list[SenseItem]:
                     f"{path}:{lineno} is not a valid SenseItem record ({str(exc).splitlines()[0]})",
                     "write one JSON object per line with id, lemma, pos, sense, context, span, split",
                 ) from None
+            if item.id in seen:
+                raise DataError(
+                    f"{path}:{lineno}: duplicate item id {item.id!r}", "give every item a unique id"
+                )
+            seen.add(item.id)
             if split in ("all", item.split):
                 items.append(item)
     return items

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from pseval.data.datasets import dataset_summary, load_dataset
 from pseval.data.inflection import span_matches_word
@@ -136,3 +137,17 @@ def test_sense_items_file_is_a_dataset(tmp_path: Path, gpt2_tokenizer: Any) -> N
     assert ds.name == "mine" and len(ds.pairs) == 3
     assert ds.senses is not None and [i.id for i in ds.senses.items] == ["i0", "i1", "i2"]
     assert sorted(p.label for p in ds.pairs) == [0, 0, 1]
+
+
+def test_bad_sense_items_file_is_a_data_error(tmp_path: Path) -> None:
+    from pseval.data.senses import read_sense_items
+    from pseval.errors import DataError
+
+    row = {"id": "a", "lemma": "bank", "pos": "N", "sense": "x", "context": "the bank", "span": [4, 8]}
+    path = tmp_path / "dup.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="duplicate item id"):
+        read_sense_items(path, "all")
+    path.write_text(json.dumps({**row, "span": "oops"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="not a valid SenseItem"):
+        read_sense_items(path, "all")
