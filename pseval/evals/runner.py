@@ -308,7 +308,8 @@ def _load_splits(loaded: Any, config: PSEvalConfig, status: Callable[[str], None
     if held_split is None:
         return _Splits(evaluated, None, None, "--split all leaves no held-out split")
     try:
-        return _Splits(evaluated, load(held_split), held_split)
+        # The held-out split only sets the dense threshold: no sense items, so no prompts built for them.
+        return _Splits(evaluated, load(held_split).model_copy(update={"senses": None}), held_split)
     except DataError as exc:
         return _Splits(evaluated, None, None, f"no usable {held_split} split: {exc.problem}")
 
