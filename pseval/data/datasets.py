@@ -38,13 +38,23 @@ from pydantic import ValidationError
 
 from pseval.data.inflection import span_matches_word
 from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
+from pseval.data.senses import (
+    SENSE_DATASET,
+    SenseItem,
+    SenseSet,
+    SenseStats,
+    pairs_of_items,
+    read_sense_items,
+    senses_from_pairs,
+    wordnet_senses_path,
+)
 from pseval.data.wic import WIC_SPLITS, read_wic_split, wic_root
 from pseval.errors import ConfigError, DataError, validation_details
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-DATASET_NAMES: tuple[str, ...] = ("wic", "wordnet", "wordnet-2x2")
+DATASET_NAMES: tuple[str, ...] = ("wic", "wordnet", "wordnet-2x2", SENSE_DATASET)
 """Datasets shipped with pseval; a path to a ``.jsonl`` file of ``WordPair`` records also works."""
 
 SPLITS: tuple[str, ...] = (*WIC_SPLITS, "all")
@@ -200,6 +210,34 @@ def load_dataset(
         pairs=kept,
         stats=stats,
         word_n_tokens=n_tokens,
+        senses=_sense_set(name, short_name, split, kept, count_tokens, multi_token),
+    )
+
+
+def _sense_set(
+    name: str, short_name: str, split: str, kept: list[WordPair], count_tokens: Any, multi_token: str
+) -> SenseSet:
+    """The sense-retrieval items: every WordNet sense item that passes the pair checks, or from the pairs."""
+    source = sense_items_source(name)
+    if source is None:
+        return senses_from_pairs(kept, short_name)
+    items = read_sense_items(source, split)
+    dropped: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
+    usable: list[SenseItem] = []
+    for item in items:
+        if not _span_ok(item.context, item.span):
+            dropped[DROP_TARGET_NOT_FOUND] += 1
+        elif not _span_is_word(item.context, item.span, item.lemma):
+            dropped[DROP_SPAN_NOT_WORD] += 1
+        elif count_tokens(item.lemma) > 1 and multi_token == "drop":
+            dropped[DROP_MULTI_TOKEN] += 1
+        else:
+            usable.append(item)
+    return SenseSet(
+        source=SENSE_DATASET,
+        items=usable,
+        different=None,
+        stats=SenseStats(n_raw=len(items), dropped=dict(sorted(dropped.items()))),
     )
 
 
@@ -246,6 +284,22 @@ def dataset_summary(ds: PSEvalDataset) -> dict[str, Any]:
         "by_token_count": dict(ds.stats.kept_by_token_count),
         "by_pos": dict(sorted(Counter(p.pos for p in ds.pairs).items())),
         "n_words": len({p.word for p in ds.pairs}),
+        "senses": _senses_summary(ds.senses),
+    }
+
+
+def _senses_summary(senses: SenseSet | None) -> dict[str, Any] | None:
+    """Sense-retrieval items, lemmas with an anchor and anchors (None when the dataset has no sense items)."""
+    if senses is None:
+        return None
+    groups = [g for g in senses.groups() if g.has_anchor()]
+    return {
+        "source": senses.source,
+        "n_items": len(senses.items),
+        "n_lemmas_with_anchor": len(groups),
+        "n_anchors": sum(len(g.anchors()) for g in groups),
+        "dropped": dict(senses.stats.dropped),
+        "n_conflicting_lemmas": senses.stats.n_conflicting_lemmas,
     }
 
 
@@ -277,8 +331,10 @@ def dataset_sha256(name: str) -> str:
 
 def _pairs_file(name: str) -> Path:
     """The ``.jsonl`` file of a shipped WordNet set or of a path; DataError when there is none."""
-    if name in ("wordnet", "wordnet-2x2"):
-        path = wordnet_pairs_path() if name == "wordnet" else wordnet_2x2_pairs_path()
+    if name in ("wordnet", "wordnet-2x2", SENSE_DATASET):
+        path = {"wordnet": wordnet_pairs_path, "wordnet-2x2": wordnet_2x2_pairs_path}.get(
+            name, wordnet_senses_path
+        )()
         if not path.is_file():
             raise DataError(
                 f"the WordNet pairs file {path} is not part of this installation",
@@ -311,7 +367,34 @@ def _read_pairs(name: str, split: str) -> tuple[str, list[WordPair], int]:
         return "wic", pairs, n_invalid
     path = _pairs_file(name)
     short_name = name if name in DATASET_NAMES else path.stem
+    if sense_items_source(name) is not None:
+        # PS-Eval on the same items: every pair of two items of one lemma (labels balanced as usual).
+        items = read_sense_items(path, split)
+        if not items:
+            raise DataError(
+                f"{path} has no sense item in split {split!r}",
+                "pass --split all, or another --split that the file's items use",
+            )
+        return short_name, pairs_of_items(items), 0
     return short_name, _select_split(_read_jsonl(path), split, path), 0
+
+
+def sense_items_source(name: str) -> Path | None:
+    """The sense-items file behind ``name``: the shipped one, a ``.jsonl`` of sense items, or None (pairs)."""
+    if name == SENSE_DATASET:
+        return wordnet_senses_path()
+    if not name.endswith(".jsonl"):
+        return None
+    path = Path(name).expanduser()
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as f:
+        first = next((line for line in f if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    return path if isinstance(record, dict) and {"lemma", "sense", "context"} <= record.keys() else None
 
 
 def _read_jsonl(path: Path) -> list[WordPair]:

@@ -60,6 +60,10 @@ class PromptSet(BaseModel):
         description="For each pair of the dataset, in order: indices into prompts of context_1 and context_2."
     )
     pair_ids: list[str] = Field(default_factory=list, description="Pair ids, aligned with pair_index.")
+    item_index: list[int] = Field(
+        default_factory=list,
+        description="For each sense-retrieval item of the dataset (dataset.senses.items), in order: its prompt.",
+    )
     template: str = Field(description="The prompt template with {context} and {word}.")
     position: Position = Field(description="'template' (the {word} slot) or 'context' (the word in context).")
     prepend_bos: bool | None = Field(
@@ -182,6 +186,22 @@ def build_prompts(
                 word_span if position == "template" else (context_start + start, context_start + end)
             )
             owners.append(pair.id)
+    # Sense-retrieval items after the pairs; most are contexts of pairs already, so dedup makes them free.
+    sense_items = dataset.senses.items if dataset.senses is not None else []
+    for item in sense_items:
+        if not 0 <= item.span[0] < item.span[1] <= len(item.context):
+            raise DataError(
+                f"item {item.id}: target span {item.span[0]}-{item.span[1]} is not inside its context",
+                "fix the span of that item (character offsets [start, end) of the word in the context)",
+            )
+        text, word_span, context_start = render_template(template, item.context, item.lemma)
+        texts.append(text)
+        spans.append(
+            word_span
+            if position == "template"
+            else (context_start + item.span[0], context_start + item.span[1])
+        )
+        owners.append(item.id)
 
     ids_list, offsets_list = _encode(tokenizer, texts, prepend_bos, bos_id)
 
@@ -216,10 +236,12 @@ def build_prompts(
         flat_index.append(seen[key])
 
     pair_index = [(flat_index[2 * i], flat_index[2 * i + 1]) for i in range(len(dataset.pairs))]
+    item_index = flat_index[2 * len(dataset.pairs) :]
     return PromptSet(
         prompts=prompts,
         pair_index=pair_index,
         pair_ids=[p.id for p in dataset.pairs],
+        item_index=item_index,
         template=template,
         position=position,
         prepend_bos=prepend_bos,

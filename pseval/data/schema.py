@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pseval.data.senses import SenseSet
+
 SAME_MEANING = 1
 DIFFERENT_MEANING = 0
 
@@ -92,6 +94,11 @@ class PSEvalDataset(BaseModel):
     word_n_tokens: list[int] = Field(
         default_factory=list,
         description="For each pair, in order: how many tokens ' ' + word is (1 = single-token word).",
+    )
+    senses: SenseSet | None = Field(
+        default=None,
+        description="Items for within-lemma sense retrieval: the WordNet sense items (wordnet-senses), or "
+        "derived from the pairs' labels; None when not built.",
     )
 
     @property

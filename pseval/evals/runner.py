@@ -49,6 +49,7 @@ from pseval.evals.results_store import (
 )
 from pseval.evals.schema import EVAL_TYPE_ID, SAE_BENCH_COMMIT_UNKNOWN, PSEvalResult
 from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
+from pseval.evals.senses import ANCHORS_KEY
 from pseval.sae.config import SAEConfig
 from pseval.sae.model import SAE
 
@@ -314,7 +315,8 @@ def _load_splits(loaded: Any, config: PSEvalConfig, status: Callable[[str], None
     if held_split is None:
         return _Splits(evaluated, None, None, "--split all leaves no held-out split")
     try:
-        return _Splits(evaluated, load(held_split), held_split)
+        # The held-out split only sets the dense threshold: no sense items, so no prompts built for them.
+        return _Splits(evaluated, load(held_split).model_copy(update={"senses": None}), held_split)
     except DataError as exc:
         return _Splits(evaluated, None, None, f"no usable {held_split} split: {exc.problem}")
 
@@ -362,6 +364,8 @@ def _activations(
         n_forward_passes=result.n_forward_passes,
         dataset_stats=dataset.stats.model_dump(mode="json"),
         word_n_tokens=list(dataset.word_n_tokens),
+        senses=dataset.senses,
+        item_index=list(prompt_set.item_index),
     )
 
 
@@ -724,6 +728,7 @@ def _score_one(
             add_bos=False if regime.prepend_bos is False else None,
         )
         categories["standard"] = standard[item.name].model_dump()
+    anchors = unstructured.pop(ANCHORS_KEY, [])
     result = PSEvalResult(
         eval_type_id=EVAL_TYPE_ID,
         eval_config=config,
@@ -731,6 +736,7 @@ def _score_one(
         datetime_epoch_millis=int(time.time() * 1000),
         eval_result_metrics=categories,
         eval_result_details=details,
+        sense_retrieval_details=anchors,
         eval_result_unstructured=unstructured,
         sae_bench_commit_hash=SAE_BENCH_COMMIT_UNKNOWN,
         sae_lens_id=item.sae_id,

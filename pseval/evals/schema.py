@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pseval.evals.config import PSEvalConfig
+from pseval.metrics.sense_retrieval import AnchorDetail
 
 EVAL_TYPE_ID = "ps_eval"
 
@@ -86,6 +87,12 @@ class PSEvalResult(BaseModel):
         description="Flat metric categories: ps_eval, ps_eval_ci, threshold_free, sae, baselines, standard."
     )
     eval_result_details: list[PairDetail] = Field(description="One row per pair.")
+    sense_retrieval_details: list[AnchorDetail] = Field(
+        default_factory=list,
+        description="Within-lemma sense retrieval: one row per anchor (its positives, negatives, chance, and "
+        "AUROC and nearest neighbour under every similarity); the 'sense_retrieval' category is the macro "
+        "mean of these rows. Kept apart from the per-pair rows of eval_result_details.",
+    )
     eval_result_unstructured: dict[str, Any] | None = Field(
         default=None, description="Breakdowns (by part of speech, by word) and interpretation (logit lens)."
     )

@@ -21,6 +21,16 @@ from pseval.errors import PsevalError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.random_control import compare_with_control, control_details, random_control_stats
 from pseval.evals.schema import PairDetail
+from pseval.evals.senses import (
+    ANCHORS_KEY,
+    SENSE_CATEGORY,
+    SensePlan,
+    code_similarities,
+    dense_similarities,
+    sense_plan,
+    sense_retrieval,
+    split_stats,
+)
 from pseval.evals.wordform import flat_wordform_metrics, has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import NO_ACTIVE_FIELDS, NO_LATENT, predict_same, ps_eval_metrics, top1_latents
@@ -52,6 +62,10 @@ class PromptActivations:
     dataset_stats: dict[str, Any] = field(default_factory=dict)
     word_n_tokens: list[int] = field(default_factory=list)
     """Per pair: tokens of ``" " + word`` (empty: all one token); drives the ``by_token_count`` breakdown."""
+    senses: Any = None
+    """The dataset's :class:`~pseval.data.senses.SenseSet` (within-lemma sense retrieval), or None."""
+    item_index: list[int] = field(default_factory=list)
+    """Per sense item: its prompt (row of ``acts``)."""
 
 
 @torch.no_grad()
@@ -395,14 +409,19 @@ def _score_random_control(
     run_on: torch.device,
     details: Sequence[PairDetail],
     categories: dict[str, dict[str, Any]],
-) -> list[PairDetail]:
+    plan: SensePlan | None = None,
+) -> tuple[list[PairDetail], dict[str, list[np.ndarray]]]:
     """Score the random control on centred inputs; add its metrics and the paired comparison to ``categories``.
 
-    Returns the control's per-pair rows.
+    Returns the control's per-pair rows and, when ``plan`` holds within-lemma sense pairs, its similarity
+    matrices for them (scored in the same block-wise pass).
     """
-    stats, centring = random_control_stats(
-        blocks, data.acts[hook], data.pair_index, config.topk_overlap_k, config.seed, run_on
+    all_pairs = data.pair_index + (plan.pairs if plan is not None else [])
+    all_stats, centring = random_control_stats(
+        blocks, data.acts[hook], all_pairs, config.topk_overlap_k, config.seed, run_on
     )
+    stats, sense_dot = split_stats(all_stats, len(data.pair_index))
+    sense_sims = code_similarities(stats, sense_dot, plan, "random_sae") if plan is not None else {}
     scored, random_details, _ = score_stats(stats, data, config.model_copy(update={"bootstrap_resamples": 0}))
     words = [pair.word for pair in data.pairs]
     same = [d.predicted_same for d in random_details]
@@ -426,7 +445,7 @@ def _score_random_control(
         config.seed,
         centring,
     ).model_dump()
-    return random_details
+    return random_details, sense_sims
 
 
 def score_controls(
@@ -478,12 +497,17 @@ def score_sae(
     cfg = blocks.cfg
     acts_PD = data.acts[hook]
     n_prompts, k = acts_PD.shape[0], config.topk_overlap_k
-    stats = code_stats(
-        feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on),
-        n_prompts,
-        data.pair_index,
-        k,
+    # Within-lemma sense retrieval rides on the same block-wise pass: its pairs follow the PS-Eval pairs.
+    plan = sense_plan(data)
+    all_pairs = data.pair_index + (plan.pairs if plan is not None else [])
+    n_pairs = len(data.pair_index)
+    stats, sense_dot = split_stats(
+        code_stats(
+            feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on), n_prompts, all_pairs, k
+        ),
+        n_pairs,
     )
+    sense_sims = code_similarities(stats, sense_dot, plan, "sae") if plan is not None else {}
     categories, details, unstructured = score_stats(stats, data, config, blocks)
     del stats
     categories["sae"] = {
@@ -507,8 +531,15 @@ def score_sae(
             categories["baseline_neurons"] = neuron_baseline_metrics(
                 neuron_acts_PN, data.pair_index, data.labels
             )
-        random_details = _score_random_control(blocks, data, hook, config, run_on, details, categories)
+        random_details, random_sense_sims = _score_random_control(
+            blocks, data, hook, config, run_on, details, categories, plan
+        )
         unstructured["random_sae_details"] = control_details(random_details)
+        sense_sims.update(random_sense_sims)
+    if plan is not None:
+        sense_sims.update(dense_similarities(acts_PD, plan))
+        categories[SENSE_CATEGORY], anchors = sense_retrieval(plan, sense_sims, config)
+        unstructured[ANCHORS_KEY] = anchors
     if has_wordform_cells(data.pairs):
         wordform = wordform_category(data, hook, config, details, random_details)
         unstructured["wordform"] = wordform  # nested; the metric categories must stay flat (SAEBench)
