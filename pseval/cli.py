@@ -501,6 +501,47 @@ def plot(
 
 @app.command()
 @handle_errors
+def reliability(
+    results_dir: Annotated[
+        Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")
+    ],
+    output_format: Annotated[
+        Literal["table", "json", "csv"], typer.Option("--format", help="table (terminal), json or csv.")
+    ] = "table",
+    level: Annotated[
+        float, typer.Option(help="Confidence level of the two-sided test behind the MDD.")
+    ] = 0.95,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="Report only this metric (repeatable). Default: every metric.")
+    ] = None,
+) -> None:
+    """Training noise: reseed spread, minimum detectable difference and order stability per metric.
+
+    Groups the results of SAEs that differ only by training seed (`pseval sweep --seeds N`).
+
+    \b
+    Example:
+      pseval reliability runs/paper-activation-tiny/results
+    """
+    from pseval.report.load import load_results
+    from pseval.report.reliability import (
+        reliability_csv,
+        reliability_json,
+        reliability_report,
+        reliability_table,
+    )
+
+    found = reliability_report(load_results(results_dir), level, metric)
+    if output_format == "json":
+        sys.stdout.write(reliability_json(found) + "\n")
+    elif output_format == "csv":
+        sys.stdout.write(reliability_csv(found))
+    else:
+        console.print(reliability_table(found))
+
+
+@app.command()
+@handle_errors
 def report(
     results_dir: Annotated[
         Path, typer.Argument(help="A folder of PS-Eval result JSON files (searched recursively).")
@@ -661,6 +702,13 @@ def sweep(
         typer.Option("--out", "--output-folder", "-o", help="Output folder. Default: runs/<sweep name>."),
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto (GPU when present), cpu or cuda.")] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="Train every SAE with N seeds (seed, seed+1, ...; replicates after the first are named "
+            "...-seed<S>); then `pseval reliability OUT/results`. Default: the config's seeds (1)."
+        ),
+    ] = None,
     force_rerun: Annotated[
         bool, typer.Option("--force-rerun", help="Retrain and re-evaluate everything.")
     ] = False,
@@ -697,6 +745,10 @@ def sweep(
         updates["out"] = out
     if device is not None:
         updates["device"] = device
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds {seeds} is not a number of replicates", "pass --seeds 1 or more")
+        updates["seeds"] = seeds
     if updates:
         config = config.model_copy(update=updates)
     check_writable(config.output_dir(), "--out")
@@ -729,7 +781,7 @@ def _train(**params: Any) -> None:
     from pseval._io import check_writable
     from pseval.cli_options import passed_values
     from pseval.training.config import TrainConfig
-    from pseval.training.trainer import train_sae
+    from pseval.training.replicates import replicate_seeds, train_replicates
 
     config_path = params.pop("config", None)
     values = passed_values(params)
@@ -745,16 +797,21 @@ def _train(**params: Any) -> None:
         f"{config.training_tokens:,} tokens of the {config.corpus} corpus → {config.output_dir()}"
         + ("" if values or config_path else " (all defaults; see pseval train --help for the options)")
     )
-    result = train_sae(config, progress=True)
-    verb = "reused" if result.reused else "trained"
-    console.print(f"{verb} {config.architecture} SAE at {config.hook_name} → {result.out}")
-    if result.eval is not None:
-        e = result.eval
-        console.print(
-            f"held-out {e.n_tokens:,} tokens (raw activation units): MSE {e.mse:.4g} · explained variance "
-            f"{e.explained_variance:.3f} · L0 {e.l0:.1f} · dead {e.dead_fraction:.1%} · dense {e.dense_fraction:.1%}",
-            highlight=False,
+    if config.seeds > 1:
+        _note(
+            f"{config.seeds} replicates, seeds {', '.join(map(str, replicate_seeds(config.seed, config.seeds)))}"
         )
+    for result in train_replicates(config, progress=True):
+        verb = "reused" if result.reused else "trained"
+        seed = f" (seed {result.config.seed})" if config.seeds > 1 else ""
+        console.print(f"{verb} {config.architecture} SAE at {config.hook_name}{seed} → {result.out}")
+        if result.eval is not None:
+            e = result.eval
+            console.print(
+                f"held-out {e.n_tokens:,} tokens (raw activation units): MSE {e.mse:.4g} · explained variance "
+                f"{e.explained_variance:.3f} · L0 {e.l0:.1f} · dead {e.dead_fraction:.1%} · dense {e.dense_fraction:.1%}",
+                highlight=False,
+            )
 
 
 def _register_train_command() -> None:

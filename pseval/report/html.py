@@ -33,6 +33,7 @@ from pseval.report.load import (
     summary_table,
 )
 from pseval.report.plots import FigureSpec, build_figures, figure_bytes, summary_csv
+from pseval.report.reliability import reliability_section
 from pseval.report.wordform_html import wordform_section
 from pseval.report.wordform_plot import FIGURE_NAME as WORDFORM_FIGURE
 
@@ -583,7 +584,7 @@ def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) ->
         "__TOGGLES__": "\n".join(toggles),
         "__CSV__": csv_b64,
         "__FIGURES__": figures_html,
-        "__WORDFORM__": wordform_section(results, wordform_cards),
+        "__WORDFORM__": wordform_section(results, wordform_cards) + reliability_section(results),
         "__DATA__": data_json,
         "__FOOTER__": _esc(
             f"Written by pseval {_join(info['pseval_versions'])} from {len(results)} PS-Eval result file(s)."

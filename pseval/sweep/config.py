@@ -72,6 +72,12 @@ class SweepConfig(BaseModel):
     batch_size: int = Field(default=4096, gt=0, description="Tokens per optimiser step.")
     lr: float = Field(default=3e-4, gt=0, description="Adam learning rate.")
     seed: int = Field(default=42, description="Training seed (shared by every SAE).")
+    seeds: int = Field(
+        default=1,
+        ge=1,
+        description="Replicates of every SAE, trained with seeds seed, seed+1, ..., seed+N-1; the first keeps "
+        "the SAE's name, the others append -seed<S> (`pseval reliability` measures their spread).",
+    )
     train_overrides: dict[str, Any] = Field(
         default_factory=dict, description="Extra TrainConfig fields applied to every SAE (checked up front)."
     )
@@ -101,13 +107,26 @@ class SweepConfig(BaseModel):
         """Every hook of the sweep, once each, in order of first appearance."""
         return list(dict.fromkeys(run.hook_name for run in self.runs()))
 
+    def training_seed(self) -> int:
+        """The seed of every SAE's first replicate (``train_overrides`` may set it instead of ``seed``)."""
+        return int(self.train_overrides.get("seed", self.seed))
+
     def runs(self) -> list[SweepRun]:
-        """One run per SAE of the grid(s); axes that do not apply to an architecture are not multiplied."""
+        """One run per SAE of the grid(s) and seed; axes that do not apply to an architecture are not multiplied.
+
+        An SAE's replicates follow it (grid order, then seed); the first replicate is the run of a one-seed
+        sweep, unchanged.
+        """
         seen: dict[str, SweepRun] = {}
         for g in self.grids():
             for run in _grid_runs(g):
                 seen.setdefault(run.name, run)
-        return list(seen.values())
+        base = self.training_seed()
+        return [
+            run if i == 0 else run.model_copy(update={"seed": seed})
+            for run in seen.values()
+            for i, seed in enumerate(range(base, base + self.seeds))
+        ]
 
 
 def _grid_runs(g: GridConfig) -> list[SweepRun]:
@@ -142,18 +161,23 @@ class SweepRun(BaseModel):
     architecture: str
     expansion_factor: int
     hyperparameters: dict[str, Any]
+    seed: int | None = None
+    """The training seed of a replicate after the first (``None``: the sweep's seed, and no name suffix)."""
 
     @property
     def name(self) -> str:
-        """A readable, unique, file-safe name: ``L12-resid_post-topk-x8-k32``."""
+        """A readable, unique, file-safe name: ``L12-resid_post-topk-x8-k32`` (``...-k32-seed43`` for a
+        replicate after the first)."""
         match = re.match(r"blocks\.(\d+)\.hook_(\w+)", self.hook_name)
         layer, kind = (match.group(1), match.group(2)) if match else ("?", self.hook_name)
         extra = "-".join(
             f"{_short(key)}{value:g}" if isinstance(value, float) else f"{_short(key)}{value}"
             for key, value in sorted(self.hyperparameters.items())
         )
-        return f"L{layer}-{kind}-{self.architecture}-x{self.expansion_factor}" + (
-            f"-{extra}" if extra else ""
+        return (
+            f"L{layer}-{kind}-{self.architecture}-x{self.expansion_factor}"
+            + (f"-{extra}" if extra else "")
+            + (f"-seed{self.seed}" if self.seed is not None else "")
         )
 
 
@@ -255,6 +279,11 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
     from pseval.evals.config import PSEvalConfig
     from pseval.training.config import TrainConfig
 
+    if "seeds" in config.train_overrides:
+        raise ConfigError(
+            "train_overrides sets seeds, which is how many SAEs a sweep trains, not a setting of one",
+            f"write `seeds: {config.train_overrides['seeds']}` at the top level of the sweep config",
+        )
     try:
         PSEvalConfig(**config.eval_overrides)
     except ValidationError as exc:
@@ -289,6 +318,8 @@ def _train_kwargs(config: SweepConfig, run: SweepRun, out: Path | None) -> dict[
         **run.hyperparameters,
         **config.train_overrides,
     }
+    if run.seed is not None:
+        kwargs["seed"] = run.seed
     if out is not None:
         kwargs["out"] = out
     return kwargs

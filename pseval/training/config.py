@@ -228,6 +228,12 @@ class TrainConfig(BaseModel):
 
     # --- run ----------------------------------------------------------------------------------------
     seed: int = Field(default=42, description="Seed for initialisation and data order; same seed, same SAE.")
+    seeds: int = Field(
+        default=1,
+        ge=1,
+        description="Train N replicates with seeds seed, seed+1, ..., seed+N-1 to measure training noise "
+        "(`pseval reliability`); the first goes to the usual folder, the others to it with -seed<S> appended.",
+    )
     device: str = Field(
         default="auto",
         description="Torch device: 'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'.",
@@ -382,6 +388,7 @@ class TrainConfig(BaseModel):
                 "cache_dir",
                 "cache_activations",
                 "model_batch_size",
+                "seeds",  # how many replicates to train, not what any one of them is
             },
         )
         if self.architecture != "matryoshka_batchtopk":

@@ -31,6 +31,7 @@ from torch import Tensor
 from pseval._io import atomic_dir, check_writable, stable_hash, write_json_atomic
 from pseval._version import __version__
 from pseval.errors import ConfigError, DataError, SAEError
+from pseval.metrics.reliability import replicate_identity
 from pseval.sae.config import SAE_CONFIGS
 from pseval.sae.model import SAE
 from pseval.training.architectures import TrainingSAE, build_training_sae
@@ -460,6 +461,8 @@ def export_sae(
         "decoder_norms_folded": True,
         "train_config": config.fingerprint_dict(),
         "train_config_hash": config_hash(config),
+        # Shared by the replicates of one config that differ only by seed (grouped by `pseval reliability`).
+        "train_config_hash_without_seed": replicate_identity(config.fingerprint_dict()),
         **module.inference_metadata(),
     }
     if final is not None:
