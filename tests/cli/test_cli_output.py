@@ -20,7 +20,19 @@ runner = CliRunner()
 
 LONG_A = "topk-blocks1-resid_post-x2-k8-seed3-lr3e-4"
 LONG_B = "standard-blocks1-resid_post-x2-l1-5-seed4-lr1e-3"
-COMMANDS = ["dataset", "eval", "compare", "demo", "plot", "report", "inspect", "metrics", "sweep", "train"]
+COMMANDS = [
+    "dataset",
+    "eval",
+    "compare",
+    "demo",
+    "plot",
+    "report",
+    "inspect",
+    "metrics",
+    "sweep",
+    "train",
+    "reliability",
+]
 
 
 def console_script() -> list[str]:
