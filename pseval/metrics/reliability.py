@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pseval._io import stable_hash
 
-Groups = Mapping[Hashable, Sequence[float]]
+Groups = Mapping[Any, Sequence[float]]
 """One scope's values of a metric: each config's values over its seeds."""
 
 
