@@ -134,14 +134,24 @@ def _metric_order(names: Sequence[str]) -> list[str]:
     return headline + [m for m in names if m not in headline]
 
 
+def _varies_with_seed(values: dict[tuple[int, int], dict[str, float]], name: str) -> bool:
+    """Whether a metric differs between the seeds of some config beyond float rounding (a model-only number
+    such as the zero-ablation CE loss differs between one hook's results by 1e-15)."""
+    by_config: dict[int, list[float]] = {}
+    for (config, _seed), metrics in values.items():
+        if name in metrics:
+            by_config.setdefault(config, []).append(metrics[name])
+    return any(max(xs) - min(xs) > 1e-9 * max(1.0, max(abs(x) for x in xs)) for xs in by_config.values())
+
+
 def reliability_report(
     results: Sequence[PSEvalResult], level: float = 0.95, metrics: Sequence[str] | None = None
 ) -> ReliabilityReport:
     """The reliability of every metric over the replicates in ``results``.
 
     Raises :class:`DataError` when no config has two seeds, :class:`ConfigError` for an unknown metric or a
-    level outside (0, 1). Without ``metrics``, metrics that take one value in every result (a fixed L0, the
-    token counts) are left out.
+    level outside (0, 1). Without ``metrics``, the PS-Eval ratios and every metric that differs between the
+    seeds of some config are reported (not the token counts, nor a TopK SAE's fixed L0 when all configs fix it).
     """
     if not 0 < level < 1:
         raise ConfigError(f"--level {level} is not a confidence level", "pass e.g. --level 0.95")
@@ -162,9 +172,7 @@ def reliability_report(
         chosen = list(dict.fromkeys(metrics))
     else:
         chosen = [
-            name
-            for name in _metric_order(available)
-            if len({v[name] for v in values.values() if name in v}) > 1 or name in HEADLINE
+            name for name in _metric_order(available) if name in HEADLINE or _varies_with_seed(values, name)
         ]
     scopes = sorted({c.scope for c in replicated})
     rows = []
@@ -227,24 +235,26 @@ def reliability_table(report: ReliabilityReport) -> Table:
         padding=(0, 1),
         caption=f"σ seed: reseed standard deviation pooled over configs (df = Σ(n−1)). MDD: smallest "
         f"difference between two single-seed SAEs that a two-sided {level} test tells from reseed noise, "
-        f"t·√2·σ; MDD mean: the same for SAEs compared by their mean over n seeds, t·σ·√(2/n). Order holds: "
+        f"t·√2·σ; MDD n=…: the same for SAEs compared by their mean over n seeds, t·σ·√(2/n). Order holds: "
         "share of seed pairings of two configs that order them as their seed means do.",
         caption_justify="left",
     )
-    table.add_column("metric", overflow="fold", max_width=24)
+    sizes = {row["seeds_per_config"] for row in report.rows}
+    common = sizes.pop() if len(sizes) == 1 else None  # the n of the MDD of seed means, in the header
+    table.add_column("metric", overflow="fold", max_width=26)
     table.add_column("σ seed", justify="right", no_wrap=True)
     table.add_column("df", justify="right", no_wrap=True)
     table.add_column("MDD", justify="right", no_wrap=True)
-    table.add_column("MDD mean", justify="right", no_wrap=True)
+    table.add_column(f"MDD n={common}" if common else "MDD mean", justify="right", no_wrap=True)
     table.add_column("order holds", justify="right", no_wrap=True)
     for row in report.rows:
-        n = row["seeds_per_config"]
+        n = "" if common else f" (n={row['seeds_per_config']})"
         table.add_row(
             row["metric"],
             _num(row["reseed_sd"]),
             str(row["df"]),
             _num(row["mdd"]),
-            "–" if row["mdd_seed_means"] is None else f"{_num(row['mdd_seed_means'])} (n={n})",
+            "–" if row["mdd_seed_means"] is None else f"{_num(row['mdd_seed_means'])}{n}",
             _share(row),
         )
     return table

@@ -59,7 +59,13 @@ def fake_result(
                 "tp": 10,
                 "n_pairs": 100,
             },
-            "standard": {"fvu": fvu, "l0": 32.0, "n_tokens": 4096},
+            "standard": {
+                "fvu": fvu,
+                "l0": 32.0,
+                "n_tokens": 4096,
+                # a model-only number: differs by hook, and between seeds only by float rounding
+                "ce_loss_zero_ablation": len(architecture) + seed * 1e-15,
+            },
         },
         eval_result_details=[],
         sae_cfg_dict={"architecture": architecture, "d_in": 8, "d_sae": 64, "metadata": metadata},
