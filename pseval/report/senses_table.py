@@ -33,13 +33,14 @@ METRICS: tuple[tuple[str, str], ...] = (("auroc", "AUROC"), ("nn_accuracy", "1-N
 
 
 def _with_ci(row: dict[str, Any], name: str, signed: bool = False) -> str:
+    """The value over its interval (two lines), so the table fits an 80-column terminal."""
     value, low, high = (finite_number(row.get(f"{name}{s}")) for s in ("", "_low", "_high"))
     if value is None:
         return "–"
     sign = "+" if signed else ""
     if low is None or high is None:
         return f"{value:{sign}.3f}"
-    return f"{value:{sign}.3f} [{low:{sign}.2f}, {high:{sign}.2f}]"
+    return f"{value:{sign}.3f}\n[{low:{sign}.2f}, {high:{sign}.2f}]"
 
 
 def verdict(row: dict[str, Any], name: str, control: str) -> str:
@@ -67,7 +68,7 @@ def senses_table(result: Any) -> Table | None:
     level = finite_number(row.get("confidence_level")) or 0.95
     chance = finite_number(row.get("mean_chance"))
     table = Table(
-        title=f"Within-lemma sense retrieval · {result.sae_name} @ {result.hook_name} · "
+        title=f"Within-lemma sense retrieval · {result.sae_name} @ {result.hook_name}\n"
         f"{row.get('n_lemmas')} lemmas, {row.get('n_anchors')} anchors · 1-NN chance "
         f"{'–' if chance is None else f'{chance:.3f}'}",
         title_justify="left",
@@ -77,21 +78,20 @@ def senses_table(result: Any) -> Table | None:
         "their anchors; differences are paired (same anchors, same resamples)",
         caption_justify="left",
     )
-    table.add_column("similarity", no_wrap=True)
+    table.add_column("similarity", overflow="fold")
     table.add_column("anchor AUROC", justify="right", no_wrap=True)
     table.add_column("1-NN accuracy", justify="right", no_wrap=True)
-    table.add_column("", no_wrap=False)
     for name, label in SIMILARITY_LABELS:
         if f"{name}_auroc" in row:
-            table.add_row(label, _with_ci(row, f"{name}_auroc"), _with_ci(row, f"{name}_nn_accuracy"), "")
+            table.add_row(label, _with_ci(row, f"{name}_auroc"), _with_ci(row, f"{name}_nn_accuracy"))
     table.add_section()
     for name, label, control in DIFFERENCE_LABELS:
         if f"{name}_auroc" in row:
+            # the verdict goes under the label: a fourth column would not fit 80 columns
             table.add_row(
-                label,
+                f"{label}\n→ {verdict(row, name, control)}",
                 _with_ci(row, f"{name}_auroc", signed=True),
                 _with_ci(row, f"{name}_nn_accuracy", signed=True),
-                verdict(row, name, control),
             )
     return table
 
