@@ -37,14 +37,11 @@ def _cell(row: dict[str, Any], name: str, signed: bool = False) -> str:
     return f'<td class="num"><strong>{value:{sign}.3f}</strong>{interval}</td>'
 
 
-def _verdict_cell(row: dict[str, Any], name: str, control: str) -> str:
+def _verdict(row: dict[str, Any], name: str, control: str) -> str:
+    """The verdict, under the difference's label (a column of its own would not fit a phone)."""
     text = verdict(row, name, control)
-    css = (
-        "verdict-beats"
-        if text.startswith("beats")
-        else ("verdict-below" if "below" in text else "verdict-none")
-    )
-    return f'<td class="sr-verdict {css}">{_esc(text)}</td>'
+    css = "sr-beats" if text.startswith("beats") else ("sr-below" if "below" in text else "sr-none")
+    return f'<span class="sr-verdict {css}">{_esc(text)}</span>'
 
 
 def senses_card(result: PSEvalResult, name: str) -> str:
@@ -60,8 +57,8 @@ def senses_card(result: PSEvalResult, name: str) -> str:
         if f"{key}_auroc" in row
     )
     difference_rows = "".join(
-        f'<tr><th scope="row">{_esc(label)}</th>{_cell(row, f"{key}_auroc", signed=True)}'
-        f"{_cell(row, f'{key}_nn_accuracy', signed=True)}{_verdict_cell(row, key, control)}</tr>"
+        f'<tr><th scope="row">{_esc(label)}{_verdict(row, key, control)}</th>'
+        f"{_cell(row, f'{key}_auroc', signed=True)}{_cell(row, f'{key}_nn_accuracy', signed=True)}</tr>"
         for key, label, control in DIFFERENCE_LABELS
         if f"{key}_auroc" in row
     )
@@ -75,8 +72,8 @@ def senses_card(result: PSEvalResult, name: str) -> str:
     )
     if difference_rows:
         tables += (
-            f'<table class="data compact sr-differences"><thead><tr><th scope="col">paired difference</th>{head}'
-            f'<th scope="col">verdict</th></tr></thead><tbody>{difference_rows}</tbody></table>'
+            '<table class="data compact sr-differences"><thead><tr><th scope="col">paired difference · verdict'
+            f"</th>{head}</tr></thead><tbody>{difference_rows}</tbody></table>"
         )
     return f'<div class="card sr-card"><h3>{_esc(name)}</h3><p class="sub">{facts}</p>{tables}</div>'
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pseval.cli import app
@@ -14,6 +15,7 @@ from pseval.report.load import load_results
 from pseval.report.senses_table import verdict
 from tests.evals.conftest import make_sae, tiny_model_dir
 from tests.evals.test_senses_eval import senses_file
+from tests.report.cdp import Browser, chromium_path
 from tests.report.fabricate import FakeSAE, fake_result
 
 __all__ = ["senses_file", "tiny_model_dir"]  # fixtures used by the tests below
@@ -65,7 +67,8 @@ def _with_senses(row: dict[str, float]) -> PSEvalResult:
     return result.model_copy(update={"eval_result_metrics": metrics})
 
 
-def test_beats_the_random_control_only_where_the_paired_interval_excludes_0() -> None:
+def _senses_row() -> dict[str, float]:
+    """A sense_retrieval category: one difference above 0, one crossing it, one below it."""
     row = {"n_lemmas": 3, "n_anchors": 9, "mean_chance": 0.4, "confidence_level": 0.95}
     for name, value in (("sae_cosine", 0.7), ("sae_jaccard", 0.6), ("random_sae_cosine", 0.55)):
         row |= {f"{name}_auroc": value, f"{name}_auroc_low": value - 0.1, f"{name}_auroc_high": value + 0.1}
@@ -87,9 +90,14 @@ def test_beats_the_random_control_only_where_the_paired_interval_excludes_0() ->
         "sae_jaccard_minus_random_sae_jaccard_nn_accuracy_low": -0.3,
         "sae_jaccard_minus_random_sae_jaccard_nn_accuracy_high": -0.05,
     }
+    return row
+
+
+def test_beats_the_random_control_only_where_the_paired_interval_excludes_0() -> None:
+    row = _senses_row()
     page = render_report([_with_senses(row)], with_figures=False)
     section = page.split('<section id="senses">', 1)[1].split("</section>", 1)[0]
-    verdicts = re.findall(r'<td class="sr-verdict[^"]*">(.*?)</td>', section)
+    verdicts = re.findall(r'<span class="sr-verdict[^"]*">(.*?)</span>', section)
     assert verdicts == ["beats the random control (AUROC)", "below the random control (1-NN)"]
     assert "3 lemmas, 9 anchors · 1-NN chance 0.400" in section
     assert '<strong>+0.150</strong> <span class="ci">[+0.02, +0.30]</span>' in section
@@ -121,3 +129,32 @@ def test_a_real_senses_run_gets_the_section_with_its_numbers(
     name = "sae_cosine_minus_random_sae_cosine"
     assert f"<strong>{row[f'{name}_auroc']:+.3f}</strong>" in section
     assert verdict(row, name, "the random control") in section
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(chromium_path() is None, reason="needs chromium (apt-get install chromium)")
+@pytest.mark.parametrize("width", [1280, 390])
+def test_section_and_flag_fit_desktop_and_phone_widths(tmp_path: Path, width: int) -> None:
+    senses = _with_senses(_senses_row())
+    senses.sae_name = "gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82"  # long ids must wrap
+    dead = _silent(fake_result(FakeSAE("standard", 8, 3, "resid_post"), 40, seed=2), 31)
+    report = tmp_path / "report.html"
+    report.write_text(render_report([senses, dead], with_figures=False), encoding="utf-8")
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(report.resolve().as_uri())
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 640},
+        )
+        assert browser.wait_for("document.body.getAttribute('data-ready')") == "1"
+        browser.wait_for(f"window.innerWidth === {width}")
+        assert browser.evaluate("document.documentElement.scrollWidth") <= width
+        card = "document.querySelector('#senses .sr-card')"
+        assert browser.evaluate(f"{card}.getBoundingClientRect().right") <= width
+        assert browser.evaluate(f"{card}.scrollWidth <= {card}.clientWidth + 1")  # no table scrolls inside
+        assert browser.evaluate("document.querySelectorAll('#summary .flag').length") == 4
+        assert browser.evaluate("getComputedStyle(document.querySelector('.flag-notes')).display") != "none"
+        assert browser.errors() == []
+    finally:
+        browser.close()
