@@ -49,7 +49,7 @@ from pseval.evals.results_store import (
 )
 from pseval.evals.schema import EVAL_TYPE_ID, SAE_BENCH_COMMIT_UNKNOWN, PSEvalResult
 from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
-from pseval.evals.senses import ANCHORS_KEY
+from pseval.evals.senses import ANCHORS_KEY, no_anchor_note
 from pseval.sae.config import SAEConfig
 from pseval.sae.model import SAE
 
@@ -309,6 +309,9 @@ def _load_splits(loaded: Any, config: PSEvalConfig, status: Callable[[str], None
         )
 
     evaluated = load(config.split)
+    note = no_anchor_note(evaluated, config.split, lambda: load("all").senses)
+    if note is not None:
+        status(note)
     if not config.baselines:
         return _Splits(evaluated, None, None)
     held_split = _held_out_split(config.split)

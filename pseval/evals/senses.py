@@ -11,13 +11,15 @@ the per-anchor rows and the ``sense_retrieval`` category (:mod:`pseval.metrics.s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from pseval.data.senses import SenseGroup, SenseItem
+from pseval.data.senses import SenseGroup, SenseItem, SenseSet
+from pseval.errors import DataError
 from pseval.evals.config import PSEvalConfig
 from pseval.metrics.blockwise import CodeStats
 from pseval.metrics.sense_retrieval import (
@@ -67,6 +69,36 @@ def sense_plan(data: Any) -> SensePlan | None:
         pairs=within_group_pairs(groups, prompt_of_item),
         all_item_prompts=sorted(set(prompt_of_item)),
     )
+
+
+def count_anchors(senses: SenseSet | None) -> int:
+    """Items with a known same-sense and a known different-sense partner of their lemma."""
+    return 0 if senses is None else sum(len(g.anchors()) for g in senses.groups())
+
+
+def no_anchor_note(
+    dataset: Any, split: str, senses_of_all_splits: Callable[[], SenseSet | None]
+) -> str | None:
+    """Why a pair dataset gets no sense-retrieval table (None when it gets one, or has no sense items).
+
+    Senses derived from pair labels need a sentence labelled against two partners, one same-sense and one
+    different-sense; WiC reuses no sentence within a split, so its splits alone have no such anchor. The note
+    counts those of ``--split all`` (``senses_of_all_splits`` loads it with the same options), where they exist.
+    """
+    senses = dataset.senses
+    if senses is None or senses.source != "pairs" or not senses.items or count_anchors(senses):
+        return None
+    why = (
+        f"no within-lemma sense retrieval: no sentence of the {dataset.name} {split} split has both a "
+        "same-sense and a different-sense labelled partner (no anchor)"
+    )
+    if split == "all":
+        return why
+    try:
+        n_all = count_anchors(senses_of_all_splits())
+    except DataError:
+        return why
+    return f"{why}; --split all has {n_all:,} anchor{'' if n_all == 1 else 's'}" if n_all else why
 
 
 def split_stats(stats: CodeStats, n_pairs: int) -> tuple[CodeStats, torch.Tensor]:

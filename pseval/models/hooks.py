@@ -8,6 +8,10 @@ MLP, the module whose input is the residual stream between the two sublayers, an
 Supported hook names (``L`` is a layer index, ``0 <= L < n_layers``):
 
 - ``blocks.L.hook_resid_pre``: the input of layer ``L`` (the residual stream before it).
+- ``hook_embed``: the token embedding as the first block reads it, an alias of ``blocks.0.hook_resid_pre``
+  for families without learned absolute position embeddings (Llama, Mistral, Qwen, Gemma, GPT-NeoX), where
+  that input is the embedding alone (Gemma's ``sqrt(d_model)`` scale included, as in TransformerLens).
+  Refused on GPT-2 and BERT, whose first block reads the token plus the position embedding.
 - ``blocks.L.hook_attn_out``: what the attention sublayer adds to the residual stream (after the
   post-attention norm on Gemma 2/3).
 - ``blocks.L.hook_resid_mid``: the residual stream between attention and MLP (not defined for
@@ -85,8 +89,11 @@ _OTHER_HOOK_RE = re.compile(
 )
 _VALID_FORMS = (
     "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out | "
-    "hook_mlp_in, or blocks.<L>.attn.hook_z | ln2.hook_normalized | mlp.hook_post"
+    "hook_mlp_in, or blocks.<L>.attn.hook_z | ln2.hook_normalized | mlp.hook_post, or hook_embed"
 )
+EMBED_HOOK = "hook_embed"
+"""TransformerLens's token-embedding point: ``blocks.0.hook_resid_pre`` where no position embedding is added."""
+_POSITION_EMBEDDING_NAMES = frozenset({"wpe", "embed_positions", "position_embeddings"})
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,9 @@ class FamilyAdapter:
     mlp_norm: str | None = None
     """The pre-MLP norm (in a layer), whose normalised input is ``ln2.hook_normalized``; ``None`` when
     the family has none (post-LN)."""
+    learned_position_embeddings: bool = False
+    """Whether the first block reads token plus learned absolute position embeddings (GPT-2, BERT), so
+    ``blocks.0.hook_resid_pre`` is not the token embedding (``hook_embed``)."""
 
     def is_parallel(self, config: Any) -> bool:
         """Whether attention and MLP run in parallel on the same residual input for this config."""
@@ -188,6 +198,7 @@ _GPT2 = FamilyAdapter(
     attn_z_input="attn.c_proj",
     mlp_input="mlp",
     mlp_norm="ln_2",
+    learned_position_embeddings=True,
 )
 _GPT_NEOX = FamilyAdapter(
     families=("gpt_neox",),
@@ -218,6 +229,7 @@ _BERT = FamilyAdapter(
     attn_z_input="attention.output.dense",
     mlp_input="intermediate",
     mlp_norm=None,
+    learned_position_embeddings=True,
 )
 
 ADAPTERS: dict[str, FamilyAdapter] = {
@@ -336,6 +348,8 @@ def _match_hook_name(name: str) -> HookPoint | None:
     if not isinstance(name, str):
         return None
     text = name.strip()
+    if text == EMBED_HOOK:
+        return HookPoint(layer=0, kind="resid_pre")
     match = _HOOK_RE.match(text)
     if match is not None and match.group(2) in HOOK_KINDS:
         return HookPoint(layer=int(match.group(1)), kind=match.group(2))
@@ -369,6 +383,12 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
         )
     module = as_module(model)
     adapter = get_adapter(module)
+    if name.strip() == EMBED_HOOK and _adds_position_embeddings(module, adapter):
+        raise ModelError(
+            f"hook '{EMBED_HOOK}' is not available for {model_family(module)}: its first block reads the token "
+            "embedding plus a learned position embedding, and pseval has no point for the token embedding alone",
+            "evaluate an SAE trained on blocks.0.hook_resid_pre (token + position embedding) instead",
+        )
     if point.kind == MLP_POST and not adapter.mlp_hidden_input:
         raise ModelError(
             f"hook '{name}' is not available for {model_family(module)}: pseval does not know where its "
@@ -403,6 +423,20 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
             f"use blocks.{point.layer}.hook_resid_pre, hook_attn_out, hook_mlp_out or hook_resid_post",
         )
     return point
+
+
+def _adds_position_embeddings(module: nn.Module, adapter: FamilyAdapter) -> bool:
+    """Whether the input of the first block includes a learned absolute position embedding.
+
+    The adapter says so for the known families; for a registered one, an ``nn.Embedding`` named like
+    GPT-2's, OPT's or BERT's position table also counts, so ``hook_embed`` is never silently wrong.
+    """
+    if adapter.learned_position_embeddings:
+        return True
+    return any(
+        isinstance(child, nn.Embedding) and path.rsplit(".", 1)[-1] in _POSITION_EMBEDDING_NAMES
+        for path, child in module.named_modules()
+    )
 
 
 def hook_width(model: Any, name: str) -> int:

@@ -13,8 +13,7 @@ import base64
 import html
 import json
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,13 @@ from pseval.report.load import (
     describe,
     display_names,
     group_results,
-    hook_kind_rank,
     load_results,
     summary_table,
 )
 from pseval.report.plots import FigureSpec, build_figures, figure_bytes, summary_csv
 from pseval.report.reliability import reliability_section
+from pseval.report.senses_html import senses_section
+from pseval.report.summary_html import baseline_rows, flag_notes_html, render_summary_table
 from pseval.report.wordform_html import wordform_section
 from pseval.report.wordform_plot import FIGURE_NAME as WORDFORM_FIGURE
 
@@ -194,281 +194,6 @@ def fit_budget(data: dict[str, Any], budget: int = MAX_DATA_BYTES) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The summary table
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Column:
-    """One column of the summary table: its header, sort type and how a row fills it."""
-
-    label: str
-    kind: str  # "num" or "text"
-    cell: Callable[[Row], tuple[str, Any]]  # (inner HTML, sort value)
-    title: str = ""
-    essential: bool = False  # still shown on a phone-width screen (the others are hidden there)
-
-
-def _num_cell(key: str, digits: int = 3) -> Callable[[Row], tuple[str, Any]]:
-    def cell(row: Row) -> tuple[str, Any]:
-        value = row.get(key)
-        if value is None:
-            return '<span class="na">–</span>', None
-        low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
-        text = f"{value:.{digits}f}"
-        if low is not None and high is not None:
-            return f'<span title="95 % interval [{low:.3f}, {high:.3f}]">{text}</span>', value
-        return text, value
-
-    return cell
-
-
-def _ci_cell(key: str) -> Callable[[Row], tuple[str, Any]]:
-    def cell(row: Row) -> tuple[str, Any]:
-        value = row.get(key)
-        if value is None:
-            return '<span class="na">–</span>', None
-        low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
-        interval = (
-            f' <span class="ci">[{low:.2f}, {high:.2f}]</span>'
-            if low is not None and high is not None
-            else ""
-        )
-        return f"<strong>{value:.3f}</strong>{interval}", value
-
-    return cell
-
-
-def _sci(value: float) -> str:
-    """Three significant digits (trailing zeros kept so columns align), whole numbers as such."""
-    if float(value).is_integer() or abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:  # "#.3g" would print "280." here
-        return f"{value:.1f}"
-    return f"{value:#.3g}"
-
-
-def _name_cell(row: Row) -> tuple[str, Any]:
-    if row.get("_baseline"):
-        return f'<span class="badge">baseline</span> {_esc(row["name"])}', row["name"]
-    index = row["_index"]
-    # On narrow screens the hook, architecture and width columns are hidden; this line carries them.
-    ratio = row.get("expansion_ratio")
-    facts = [row["hook"], row.get("arch_label") or "", f"×{ratio:g}" if ratio else ""]
-    sub = " · ".join(_esc(f) for f in facts if f)
-    return (
-        f'<a class="sae-link" href="#drilldown" data-sae="{index}">{_breakable(row["name"])}</a>'
-        f'<span class="sub">{sub}</span>',
-        row["name"],
-    )
-
-
-def _breakable(text: str) -> str:
-    """Escaped text that may wrap after ``_``, ``/``, ``.`` and ``-`` (long SAE ids wrap at their parts)."""
-    return re.sub(r"([_/.\-])", r"\1<wbr>", _esc(text))
-
-
-def _hook_cell(row: Row) -> tuple[str, Any]:
-    layer = row.get("layer")
-    rank = hook_kind_rank(row.get("hook_kind"))
-    key = f"{row.get('model', '')}|{-1 if layer is None else layer:05d}|{rank[0]}{rank[1]}|{row['hook']}"
-    return f"<code>{_esc(row['hook'])}</code>", key
-
-
-def _width_cell(row: Row) -> tuple[str, Any]:
-    ratio, d_sae = row.get("expansion_ratio"), row.get("d_sae")
-    if ratio is None and d_sae is None:
-        return '<span class="na">–</span>', None
-    if ratio is None:
-        return f"{d_sae:,}", d_sae
-    title = f' title="{d_sae:,} latents"' if d_sae is not None else ""
-    return f"<span{title}>×{ratio:g}</span>", ratio
-
-
-def _no_active_cell(row: Row) -> tuple[str, Any]:
-    value, n = row.get("n_pairs_no_active"), row.get("n_pairs")
-    if value is None:
-        return '<span class="na">–</span>', None
-    title = f' title="{value / n:.1%} of {n:,} pairs"' if n else ""
-    return f"<span{title}>{value}</span>", value
-
-
-def _plain_num(key: str, fmt: Callable[[float], str] = _sci) -> Callable[[Row], tuple[str, Any]]:
-    def cell(row: Row) -> tuple[str, Any]:
-        value = row.get(key)
-        return ('<span class="na">–</span>', None) if value is None else (fmt(value), value)
-
-    return cell
-
-
-def summary_columns(rows: Sequence[Row]) -> list[Column]:
-    """The summary table's columns; optional ones only when some SAE has the value."""
-
-    def present(key: str) -> bool:
-        return any(r.get(key) is not None for r in rows)
-
-    columns = [
-        Column("SAE", "text", _name_cell, essential=True),
-        Column("Architecture", "text", lambda r: (_esc(r.get("arch_label", "")), r.get("arch_label", ""))),
-        Column("Hook", "text", _hook_cell),
-        Column("Width", "num", _width_cell, "expansion ratio d_sae / d_in (hover for the number of latents)"),
-    ]
-    if present("k"):
-        columns.append(Column("k", "num", _plain_num("k", lambda v: f"{v:g}"), "TopK / BatchTopK k"))
-    columns += [
-        Column(
-            "Specificity",
-            "num",
-            _ci_cell("specificity"),
-            "TN / (TN + FP) with its 95 % bootstrap interval",
-            essential=True,
-        ),
-        Column("Recall", "num", _num_cell("recall"), "TP / (TP + FN)", essential=True),
-        Column(
-            "Youden J",
-            "num",
-            _ci_cell("youden_j"),
-            "recall + specificity − 1 with its 95 % bootstrap interval: 0 for any rule blind to the meaning, "
-            "however specific; a specificity bought with recall does not raise it",
-            essential=True,
-        ),
-        Column("Accuracy", "num", _num_cell("accuracy"), "(TP + TN) / pairs"),
-        Column("F1", "num", _num_cell("f1"), "2TP / (2TP + FP + FN)"),
-        Column(
-            "No-active pairs",
-            "num",
-            _no_active_cell,
-            "pairs where a context has no active latent (predicted 'different')",
-        ),
-    ]
-    if present("beats_random_on"):
-        columns.append(
-            Column(
-                "Beats random",
-                "text",
-                lambda r: (_esc(r.get("beats_random_on") or "–"), r.get("beats_random_on") or ""),
-                "where the SAE beats its random control: exact McNemar test (accuracy) and paired "
-                "word-clustered bootstrap (J), Holm-adjusted p < 0.05",
-            )
-        )
-    if len({r.get("n_pairs") for r in rows if not r.get("_baseline")}) > 1:
-        columns.append(Column("Pairs", "num", _plain_num("n_pairs", lambda v: f"{v:,.0f}")))
-    if present("jaccard_roc_auc"):
-        columns.append(
-            Column(
-                "Jaccard AUC",
-                "num",
-                _num_cell("jaccard_roc_auc"),
-                "ROC AUC of the top-k latent Jaccard overlap",
-            )
-        )
-    optional = (
-        ("l0", "L0", "active latents per token (held-out corpus)"),
-        ("fvu", "FVU", "fraction of variance unexplained"),
-        ("mse", "MSE", "mean squared reconstruction error"),
-        (
-            "ce_loss_recovered",
-            "CE recovered",
-            "share of the cross-entropy loss recovered with the SAE spliced in",
-        ),
-    )
-    for key, label, title in optional:
-        if present(key) and not (key == "mse" and present("fvu")):
-            columns.append(Column(label, "num", _plain_num(key), title))
-    return columns
-
-
-def baseline_rows(rows: Sequence[Row]) -> list[Row]:
-    """Rows for the dense baseline (one per hook) and the random SAE (one per hook and width), as baselines."""
-    out: list[Row] = []
-    seen: set[tuple[Any, ...]] = set()
-    metrics = ("accuracy", "precision", "recall", "specificity", "f1", "youden_j", "n_pairs_no_active")
-    for row in rows:
-        key = (row["model"], row["dataset"], row["split"], row["hook"])
-        if key not in seen and any(row.get(f"dense_{m}") is not None for m in metrics):
-            seen.add(key)
-            out.append(
-                {
-                    "name": "dense activations (cosine)",
-                    "_baseline": "dense",
-                    "arch_label": "–",
-                    "hook": row["hook"],
-                    "layer": row.get("layer"),
-                    "hook_kind": row.get("hook_kind"),
-                    "model": row["model"],
-                    "n_pairs": row.get("n_pairs"),
-                    **{m: row.get(f"dense_{m}") for m in metrics},
-                }
-            )
-        random_key = (*key, row.get("d_sae"))
-        if random_key not in seen and any(row.get(f"random_{m}") is not None for m in metrics):
-            seen.add(random_key)
-            width = f"{row['d_sae']:,} latents" if row.get("d_sae") else "same width"
-            out.append(
-                {
-                    "name": f"random SAE ({width})",
-                    "_baseline": "random",
-                    "arch_label": "–",
-                    "hook": row["hook"],
-                    "layer": row.get("layer"),
-                    "hook_kind": row.get("hook_kind"),
-                    "model": row["model"],
-                    "expansion_ratio": row.get("expansion_ratio"),
-                    "d_sae": row.get("d_sae"),
-                    "k": row.get("k"),
-                    "n_pairs": row.get("n_pairs"),
-                    **{m: row.get(f"random_{m}") for m in metrics},
-                }
-            )
-    return out
-
-
-def render_summary_table(
-    rows: Sequence[Row], indices: Sequence[int] | None = None, table_id: str = "summary"
-) -> str:
-    """The sortable summary table (SAE rows, then baseline rows) as HTML.
-
-    ``indices`` are the rows' positions among all the report's SAEs (what the drill-down links select);
-    by default ``0, 1, ...``.
-    """
-    positions = range(len(rows)) if indices is None else indices
-    sae_rows = [
-        {**row, "_index": i, "arch_label": architecture_label(row.get("architecture"))}
-        for i, row in zip(positions, rows, strict=True)
-    ]
-    all_rows = sae_rows + baseline_rows(sae_rows)
-    columns = summary_columns(sae_rows)
-    head = "".join(
-        f'<th scope="col" data-type="{c.kind}"'
-        + ("" if c.essential else ' class="opt"')
-        + (f' title="{_esc(c.title)}"' if c.title else "")
-        + f">{_esc(c.label)}</th>"
-        for c in columns
-    )
-    body_parts: list[str] = []
-    for i, row in enumerate(all_rows):
-        cells = []
-        for column in columns:
-            inner, sort_value = column.cell(row)
-            value = (
-                ""
-                if sort_value is None
-                else (repr(float(sort_value)) if column.kind == "num" else str(sort_value))
-            )
-            classes = ["num" if column.kind == "num" else ("name" if column.label == "SAE" else "")]
-            classes += [] if column.essential else ["opt"]
-            css = f' class="{" ".join(c for c in classes if c)}"' if any(classes) else ""
-            cells.append(f'<td{css} data-v="{_esc(value)}">{inner}</td>')
-        kind = row.get("_baseline")
-        attrs = f' class="baseline baseline-{kind}"' if kind else ""
-        body_parts.append(f'<tr data-i="{i}"{attrs}>{"".join(cells)}</tr>')
-    return (
-        f'<table id="{_esc(table_id)}" class="data sortable summary-table">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body_parts)}</tbody></table>"
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------------------
 
@@ -511,9 +236,13 @@ def _group_heading(group: ResultGroup) -> str:
 
 
 def _tables_html(results: Sequence[PSEvalResult], rows: Sequence[Row], groups: Sequence[ResultGroup]) -> str:
-    """One summary table, or with several groups one titled table per group (rows keep their SAE index)."""
+    """One summary table, or with several groups one titled table per group (rows keep their SAE index).
+
+    Under each table, one line per SAE or baseline flagged for having no active latent in most pairs.
+    """
     if len(groups) == 1:
-        return f'<div class="table-wrap">{render_summary_table(rows)}</div>'
+        notes = flag_notes_html([*rows, *baseline_rows(rows)])
+        return f'<div class="table-wrap">{render_summary_table(rows)}</div>{notes}'
     position = {id(result): i for i, result in enumerate(results)}
     parts = [
         '<p class="help group-note">These results were scored on different pairs (dataset, split or pair '
@@ -521,8 +250,10 @@ def _tables_html(results: Sequence[PSEvalResult], rows: Sequence[Row], groups: S
     ]
     for group in groups:
         indices = [position[id(result)] for result in group.results]
-        table = render_summary_table([rows[i] for i in indices], indices, f"summary-{group.slug}")
-        parts.append(f'{_group_heading(group)}<div class="table-wrap">{table}</div>')
+        group_rows = [rows[i] for i in indices]
+        table = render_summary_table(group_rows, indices, f"summary-{group.slug}")
+        notes = flag_notes_html([*group_rows, *baseline_rows(group_rows)])
+        parts.append(f'{_group_heading(group)}<div class="table-wrap">{table}</div>{notes}')
     return "".join(parts)
 
 
@@ -585,6 +316,7 @@ def render_report(results: Sequence[PSEvalResult], with_figures: bool = True) ->
         "__CSV__": csv_b64,
         "__FIGURES__": figures_html,
         "__WORDFORM__": wordform_section(results, wordform_cards) + reliability_section(results),
+        "__SENSES__": senses_section(results, names),
         "__DATA__": data_json,
         "__FOOTER__": _esc(
             f"Written by pseval {_join(info['pseval_versions'])} from {len(results)} PS-Eval result file(s)."

@@ -75,6 +75,8 @@ def parse_hook(hook_name: str) -> tuple[int | None, str | None]:
     and lenient: an unrecognised name gives ``(None, None)`` instead of an error, since the report should
     still show such an SAE.
     """
+    if hook_name.strip() == "hook_embed":  # the input of block 0 (see pseval.models.hooks.EMBED_HOOK)
+        return 0, "resid_pre"
     match = _HOOK_RE.match(hook_name.strip())
     if match is None:
         return None, None

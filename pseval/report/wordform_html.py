@@ -69,6 +69,50 @@ def _effect(row: dict[str, Any] | None, measure: str) -> str:
     return f'<td class="num"><strong>{value:+.3f}</strong>{interval}</td>'
 
 
+def _separation_cell(value_row: dict[str, Any] | None, signed: bool) -> str:
+    value = finite_number((value_row or {}).get("value"))
+    if value is None:
+        return '<td class="num"><span class="na">–</span></td>'
+    low, high = (finite_number((value_row or {}).get(end)) for end in ("low", "high"))
+    sign = "+" if signed else ""
+    interval = (
+        f'<span class="ci">[{low:{sign}.2f}, {high:{sign}.2f}]</span>'
+        if low is not None and high is not None
+        else ""
+    )
+    return f'<td class="num"><strong>{value:{sign}.3f}</strong>{interval}</td>'
+
+
+def separation_table(separation: dict[str, Any]) -> str:
+    """The effects on base-rate-free scales: ROC-AUC of each measure and the log odds ratio of the same top
+    latent (``""`` for results stored before they were recorded)."""
+    effects = [separation.get(effect) or {} for effect, _, _ in EFFECTS]
+    if not any(effects):
+        return ""
+    head = "".join(
+        f'<th scope="col" data-type="num" title="{_esc(title)}">{label}</th>' for _, label, title in EFFECTS
+    )
+    rows = "".join(
+        f'<tr><th scope="row" title="P(a pair of the higher cell scores above one of the lower cell): 0.5 is '
+        f'no separation">AUC {label}</th>'
+        + "".join(_separation_cell((e.get("auc") or {}).get(measure), signed=False) for e in effects)
+        + "</tr>"
+        for measure, label, _ in MEASURES
+        if any((e.get("auc") or {}).get(measure) for e in effects)
+    )
+    if any(e.get("log_odds_ratio_same_top_latent") for e in effects):
+        rows += (
+            '<tr><th scope="row" title="log odds ratio of sharing the top latent, higher cell against lower: '
+            '0 is no separation">log OR same top</th>'
+            + "".join(_separation_cell(e.get("log_odds_ratio_same_top_latent"), signed=True) for e in effects)
+            + "</tr>"
+        )
+    return (
+        '<table class="data compact wf-separation"><thead><tr><th scope="col">separation</th>'
+        f"{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def series_card(series: WordformSeries) -> str:
     """The 2 × 2 table, the synonym-substitution cell and the effects of one representation."""
     cells = series.scores.get("cells", {})
@@ -116,7 +160,7 @@ def series_card(series: WordformSeries) -> str:
     kind = "" if series.kind == "sae" else " wf-baseline"
     return (
         f'<div class="card wf-card{kind}"><h3>{_esc(series.label)}</h3><p class="sub">{where}</p>'
-        f"{grid}{substitution}{effect_table}</div>"
+        f"{grid}{substitution}{effect_table}{separation_table(series.scores.get('separation') or {})}</div>"
     )
 
 
@@ -137,9 +181,12 @@ def wordform_section(results: Sequence[PSEvalResult], figure_card: str = "") -> 
         "The <strong>word effect</strong> is same word − different word at the same sense; the "
         "<strong>meaning effect</strong> is same sense − different sense for the same word. Brackets are "
         f"{_esc(level)} bootstrap intervals. A representation that tracks meanings rather than word forms "
-        "shows a meaning effect larger than its word effect.</p>"
+        "shows a meaning effect larger than its word effect. The <strong>separation</strong> rows give the same "
+        "effects on scales that do not depend on how often the measure is high overall: the ROC-AUC of each "
+        "measure (0.5: the two cells are not separated) and the log odds ratio of sharing the top latent (0: "
+        "not separated), with DeLong and Woolf normal intervals.</p>"
         f'<div class="wf-grid">{cards}</div>{figure_card}</section>'
     )
 
 
-__all__ = ["series_card", "wordform_section"]
+__all__ = ["separation_table", "series_card", "wordform_section"]

@@ -285,12 +285,13 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
             f"write `seeds: {config.train_overrides['seeds']}` at the top level of the sweep config",
         )
     try:
-        PSEvalConfig(**config.eval_overrides)
+        eval_config = PSEvalConfig(**config.eval_overrides)
     except ValidationError as exc:
         raise ConfigError(
             f"invalid eval_overrides: {validation_details(exc)}",
             "correct eval_overrides: its keys are PSEvalConfig field names (see `pseval eval --help`)",
         ) from None
+    _check_bootstrap_override(eval_config.bootstrap_resamples)
     for run in config.runs():
         try:
             TrainConfig(**_train_kwargs(config, run, out=None))
@@ -301,6 +302,20 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
                 "(see `pseval train --help`)",
             ) from None
     return config
+
+
+def _check_bootstrap_override(n_resamples: int) -> None:
+    """The guard of ``pseval eval --bootstrap``, worded for the YAML key (a sweep's evals use it as is)."""
+    from pseval.metrics.uncertainty import MIN_BOOTSTRAP_RESAMPLES, check_bootstrap_resamples
+
+    key = "eval_overrides.bootstrap_resamples"
+    try:
+        check_bootstrap_resamples(n_resamples, option=key)
+    except ConfigError:
+        raise ConfigError(
+            f"{key}: {n_resamples} is too few resamples for a 95 % interval",
+            f"set {key} to {MIN_BOOTSTRAP_RESAMPLES} or more (2000 is the default), or to 0 for no intervals",
+        ) from None
 
 
 def _train_kwargs(config: SweepConfig, run: SweepRun, out: Path | None) -> dict[str, Any]:

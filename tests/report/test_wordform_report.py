@@ -257,3 +257,28 @@ def test_pseval_plot_and_report_write_the_figure(wordform_folder: Path, tmp_path
     )
     assert result.exit_code == 0, result.output
     assert '<section id="wordform">' in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_cards_show_the_base_rate_free_separations(wordform_folder: Path) -> None:
+    page = write_report(wordform_folder).read_text(encoding="utf-8")
+    tables = re.findall(r'<table class="data compact wf-separation">(.*?)</table>', page, re.S)
+    assert len(tables) == 4  # every card: two SAEs, the random SAE, the dense vectors
+    separation = load_results(wordform_folder)[0].eval_result_metrics["wordform"]["sae"]["separation"]
+    auc = separation["meaning_effect"]["auc"]["code_cosine"]
+    odds = separation["word_effect"]["log_odds_ratio_same_top_latent"]
+    assert (
+        f'<strong>{auc["value"]:.3f}</strong><span class="ci">[{auc["low"]:.2f}, {auc["high"]:.2f}]'
+        in tables[0]
+    )
+    assert f'<strong>{odds["value"]:+.3f}</strong><span class="ci">[{odds["low"]:+.2f},' in tables[0]
+    dense = [t for t in tables if "AUC cosine" in t and "log OR same top" not in t]
+    assert len(dense) == 1 and "AUC same top" not in dense[0]  # raw vectors have no top latent
+
+
+def test_results_stored_before_the_separations_render_without_them(tmp_path: Path) -> None:
+    result = wordform_result(FakeSAE("topk", 8, 12, "resid_post"), seed=0)
+    for scores in result.eval_result_metrics["wordform"].values():
+        if isinstance(scores, dict):
+            scores.pop("separation", None)
+    page = render_report([result], with_figures=False)
+    assert 'class="card wf-card' in page and "wf-separation" not in page

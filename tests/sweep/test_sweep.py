@@ -30,7 +30,7 @@ def _config(tmp_path: Path, model_dir: Path, dataset: Path, **over: Any) -> dict
         "training_tokens": 1024,
         "batch_size": 256,
         "standard_metrics_tokens": 0,
-        "eval_overrides": {"dataset": str(dataset), "bootstrap_resamples": 50},
+        "eval_overrides": {"dataset": str(dataset), "bootstrap_resamples": 0},
         "device": "cpu",
         "out": str(tmp_path / "sweep"),
     }
@@ -46,6 +46,11 @@ def _config(tmp_path: Path, model_dir: Path, dataset: Path, **over: Any) -> dict
         ({"grid": {"layers": []}}, "layers"),
         ({"grid": {"layers": [1], "architectures": ["sparse"]}}, "architectures"),
         ({"eval_overrides": {"splits": "test"}}, "splits"),
+        (
+            {"eval_overrides": {"bootstrap_resamples": 50}},
+            r"eval_overrides\.bootstrap_resamples: 50 is too few",
+        ),
+        ({"eval_overrides": {"bootstrap_resamples": 199}}, r"eval_overrides\.bootstrap_resamples: 199"),
         ({"train_overrides": {"lr": -1}}, "lr"),
     ],
 )
@@ -94,6 +99,20 @@ def test_yaml_file_and_cli_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "bogus" in result.output
     result = CliRunner().invoke(app, ["sweep", "--preset", "paper-nothing"])
     assert result.exit_code == 2 and "paper-layers" in result.output
+
+
+def test_sweep_yaml_refuses_the_bootstrap_counts_the_cli_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    config = _config(tmp_path, tmp_path, tmp_path / "d.jsonl")
+    config["eval_overrides"]["bootstrap_resamples"] = 50
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--no-plots"])
+    assert result.exit_code == 2, result.output
+    assert "eval_overrides.bootstrap_resamples" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sweep").exists()
+    for accepted in (0, 200):
+        config["eval_overrides"]["bootstrap_resamples"] = accepted
+        assert validate_sweep_config(config).eval_overrides["bootstrap_resamples"] == accepted
 
 
 def test_presets_are_valid_and_scaled() -> None:

@@ -40,7 +40,7 @@ def test_full_sweep_runs_on_device(
             "standard_metrics_ce_tokens": 64,
             "eval_overrides": {
                 "dataset": str(tiny_dataset_file),
-                "bootstrap_resamples": 50,
+                "bootstrap_resamples": 200,
                 "baselines": True,
                 "interpret_tokens": 256,
             },
