@@ -127,6 +127,7 @@ class GatedSAEConfig(SAEConfig):
     architecture: Literal["gated"] = Field(default="gated", description="Architecture tag.")
 
 
+#: Config class of every architecture, by tag; :func:`pseval.sae.architectures.register_architecture` adds more.
 SAE_CONFIGS: dict[str, type[SAEConfig]] = {
     "standard": StandardSAEConfig,
     "topk": TopKSAEConfig,
@@ -135,6 +136,7 @@ SAE_CONFIGS: dict[str, type[SAEConfig]] = {
     "gated": GatedSAEConfig,
 }
 
+#: The built-in architectures (every registered one is a key of SAE_CONFIGS).
 ARCHITECTURES: tuple[str, ...] = tuple(SAE_CONFIGS)
 
 
@@ -157,7 +159,7 @@ def config_from_dict(d: dict[str, Any]) -> SAEConfig:
     if cls is None:
         raise ConfigError(
             f"unknown SAE architecture {architecture!r}",
-            f"use one of {', '.join(ARCHITECTURES)}",
+            f"use one of {', '.join(SAE_CONFIGS)}",
         )
     try:
         return cls.model_validate(data)

@@ -17,7 +17,7 @@ import torch
 from pseval._io import atomic_dir, write_json_atomic
 from pseval._version import __version__ as _pseval_version
 from pseval.errors import SAEError
-from pseval.sae.config import ARCHITECTURES, TopKSAEConfig
+from pseval.sae.config import SAE_CONFIGS, TopKSAEConfig
 from pseval.sae.formats._common import (
     DTYPE_NAMES,
     check_normalize,
@@ -67,10 +67,10 @@ def _saelens6_fields(
             )
         )
         architecture, apply_b_dec = inner, False
-    if architecture not in ARCHITECTURES:
+    if architecture not in SAE_CONFIGS:
         raise SAEError(
             f"{where}: SAELens architecture {architecture!r} is not supported",
-            f"use an SAE of architecture {', '.join(ARCHITECTURES)}",
+            f"use an SAE of architecture {', '.join(SAE_CONFIGS)}",
         )
     if cfg.get("reshape_activations", "none") not in (None, "none"):
         metadata["reshape_activations"] = cfg["reshape_activations"]
@@ -124,10 +124,10 @@ def _saelens_flat_fields(cfg: dict[str, Any], where: str) -> tuple[dict[str, Any
             f"{where}: activation function {activation!r} is not supported",
             "use a ReLU, TopK, JumpReLU or gated SAE",
         )
-    if architecture not in ARCHITECTURES:
+    if architecture not in SAE_CONFIGS:
         raise SAEError(
             f"{where}: SAELens architecture {architecture!r} is not supported",
-            f"use one of {', '.join(ARCHITECTURES)}",
+            f"use one of {', '.join(SAE_CONFIGS)}",
         )
     metadata = {key: cfg[key] for key in _FLAT_METADATA_KEYS if key in cfg}
     hook = cfg.get("hook_name", cfg.get("hook_point"))
