@@ -140,6 +140,11 @@ SAE_CONFIGS: dict[str, type[SAEConfig]] = {
 ARCHITECTURES: tuple[str, ...] = tuple(SAE_CONFIGS)
 
 
+def own_fields(config_class: type[SAEConfig]) -> tuple[str, ...]:
+    """The fields an architecture's config class adds to :class:`SAEConfig`'s (e.g. ``k``)."""
+    return tuple(name for name in config_class.model_fields if name not in SAEConfig.model_fields)
+
+
 def _check_k(k: float, d_sae: int, architecture: str) -> None:
     if not 1 <= k <= d_sae:
         raise ConfigError(

@@ -17,7 +17,7 @@ import torch
 from pseval._io import atomic_dir, write_json_atomic
 from pseval._version import __version__ as _pseval_version
 from pseval.errors import SAEError
-from pseval.sae.config import SAE_CONFIGS, TopKSAEConfig
+from pseval.sae.config import ARCHITECTURES, SAE_CONFIGS, TopKSAEConfig, own_fields
 from pseval.sae.formats._common import (
     DTYPE_NAMES,
     check_normalize,
@@ -90,6 +90,8 @@ def _saelens6_fields(
         fields["k"] = k
     if architecture == "topk":
         fields["rescale_acts_by_decoder_norm"] = bool(cfg.get("rescale_acts_by_decoder_norm", False))
+    if architecture not in ARCHITECTURES:  # registered beyond the built-ins: its own fields, as written
+        fields.update({n: cfg[n] for n in own_fields(SAE_CONFIGS[architecture]) if n in cfg})
     return fields, metadata
 
 
@@ -284,6 +286,8 @@ def saelens_cfg_dict(sae: SAE) -> dict[str, Any]:
     if isinstance(cfg, TopKSAEConfig):
         out["k"] = cfg.k
         out["rescale_acts_by_decoder_norm"] = cfg.rescale_acts_by_decoder_norm
+    if cfg.architecture not in ARCHITECTURES:  # registered beyond the built-ins: its own fields
+        out.update({name: getattr(cfg, name) for name in own_fields(type(cfg))})
     if cfg.architecture == "batchtopk":
         details = dict(metadata.get("training_architecture_details") or {})
         details["k"] = getattr(cfg, "k", None)
