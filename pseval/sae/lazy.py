@@ -10,10 +10,12 @@ Three sources of per-latent parameters share one encoder:
   :meth:`SAE.create_random <pseval.sae.model.SAE.create_random>`.
 
 :func:`feature_blocks` runs the architecture's registered kernel (:mod:`pseval.sae.architectures`), the
-one :meth:`SAE.encode` runs at full width, on each block (after the same input preprocessing, and decoder-norm
-folding when asked), so block ``j`` of its output equals columns ``[start, end)`` of ``SAE.encode``. JumpReLU, BatchTopK (inference), standard and
-gated SAEs are per latent; a TopK SAE first keeps a streaming top-k of the pre-activations across blocks
-(ties broken toward the lower latent index) and then yields its sparse codes block by block.
+one :meth:`SAE.encode` runs at full width, on each block (after the same input preprocessing, and
+decoder-norm folding when asked), so block ``j`` of its output equals columns ``[start, end)`` of
+``SAE.encode``. JumpReLU, BatchTopK (inference), standard and gated SAEs are per latent; an architecture
+whose rule selects per input across the dictionary (TopK, ``row_top_k``) first keeps a streaming top-k of
+the kernel's values across blocks (ties broken toward the lower latent index) and then yields its sparse
+codes block by block.
 """
 
 from __future__ import annotations
