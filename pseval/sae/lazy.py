@@ -387,15 +387,15 @@ def _needs(cfg: SAEConfig, fold: bool) -> tuple[SAEConfig, list[str]]:
     return kernel_cfg, names
 
 
-def _folded(block: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """SAE.fold_decoder_norms on one block: W_enc columns and per-latent biases/thresholds times the norms."""
+def _folded(cfg: SAEConfig, block: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SAE.fold_decoder_norms on one block: W_enc columns and the per-latent tensors that scale with the
+    activations times the decoder norms, the other per-latent tensors as they are (W_dec is left out)."""
     norms_B = block["W_dec"].norm(dim=-1).clamp(min=1e-8)
+    scaled = architecture_of(cfg).scaled_with_activations(cfg)
     folded = {"W_enc": block["W_enc"] * norms_B[None, :]}
-    for name in ("b_enc", "threshold", "b_gate", "b_mag"):
+    for name in cfg.extra_parameters:
         if name in block:
-            folded[name] = block[name] * norms_B
-    if "r_mag" in block:
-        folded["r_mag"] = block["r_mag"]
+            folded[name] = block[name] * norms_B if name in scaled else block[name]
     return folded
 
 
@@ -470,7 +470,7 @@ def feature_blocks(
     def encoded(start: int, end: int) -> torch.Tensor:
         block = {k: v.to(device) for k, v in blocks.block(start, end, names).items()}
         if fold_decoder_norms:
-            block = _folded(block)
+            block = _folded(kernel_cfg, block)
         # Encoded in place into the block's buffer, one row chunk at a time (no temporary of its size).
         out_NB = torch.empty(n, end - start, dtype=cfg.torch_dtype(), device=device)
         for i, x in zip(range(0, n, ROW_CHUNK), chunks, strict=True):

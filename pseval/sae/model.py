@@ -364,9 +364,8 @@ class SAE(nn.Module):
         with torch.no_grad():
             new.W_dec.div_(norms_F[:, None])
             new.W_enc.mul_(norms_F[None, :])
-            for name in ("b_enc", "threshold", "b_gate", "b_mag"):
-                if name in cfg.extra_parameters:
-                    getattr(new, name).mul_(norms_F)
+            for name in architecture_of(cfg).scaled_with_activations(cfg):
+                getattr(new, name).mul_(norms_F)
         if isinstance(new.cfg, TopKSAEConfig):
             new.cfg.rescale_acts_by_decoder_norm = False
         new.cfg.metadata = {**new.cfg.metadata, "decoder_norms_folded": True}

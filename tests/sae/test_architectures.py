@@ -155,6 +155,12 @@ def test_registered_toy_architecture_round_trips_and_scores_blockwise(tmp_path: 
     assert [start for start, _ in blocks] == [0, 64, 128, 192]  # the last 44 latents join the block before
     assert torch.equal(torch.cat([feats for _, feats in blocks], 1), expected_NF)
 
+    folded = list(feature_blocks(SafetensorsBlocks(source), x_ND, fold_decoder_norms=True, block_size=64))
+    with torch.no_grad():
+        folded_NF = sae.fold_decoder_norms().encode(x_ND)
+    assert not torch.equal(folded_NF, expected_NF)
+    assert torch.equal(torch.cat([feats for _, feats in folded], 1), folded_NF)
+
     pairs = [(i, i + 1) for i in range(0, len(x_ND) - 1, 2)]
     stats = code_stats(iter(blocks), len(x_ND), pairs, k=3)
     best_P = expected_NF.argmax(dim=1)

@@ -138,6 +138,12 @@ class SAEArchitecture:
         return codes_NB
 
     @classmethod
+    def scaled_with_activations(cls, cfg: SAEConfig) -> tuple[str, ...]:
+        """Per-latent tensors that scale with a latent's activation: folding decoder norms multiplies them
+        (with the latent's ``W_enc`` column) by the norm. Every per-latent parameter unless overridden."""
+        return cfg.extra_parameters
+
+    @classmethod
     def row_top_k(cls, cfg: SAEConfig) -> int | None:
         """Latents kept per input by a dictionary-wide selection; None when the activation is per latent."""
         return None

@@ -24,6 +24,10 @@ class GatedSAE(SAEArchitecture):
         return affine(sae_in_ND, block["W_enc"] * block["r_mag"].exp(), block["b_mag"], out_NB)
 
     @classmethod
+    def scaled_with_activations(cls, cfg: SAEConfig) -> tuple[str, ...]:
+        return ("b_gate", "b_mag")  # r_mag is a log-ratio between the paths: unchanged by the fold
+
+    @classmethod
     def activate(
         cls, cfg: SAEConfig, pre_NB: torch.Tensor, sae_in_ND: torch.Tensor, block: Block, in_place: bool
     ) -> torch.Tensor:
