@@ -34,9 +34,9 @@ from pseval.metrics.uncertainty import (
     mcnemar_exact,
     resampled_metrics,
 )
+from pseval.sae.architectures import sae_input  # the SAE's own cast, normalisation and b_dec subtraction
 from pseval.sae.config import SAEConfig
 from pseval.sae.lazy import LatentBlocks, RandomBlocks, feature_blocks
-from pseval.sae.lazy import _sae_in as sae_input  # the SAE's own cast, normalisation and b_dec subtraction
 
 ALPHA = 0.05
 """Significance level of the "beats the random control" verdicts (after Holm's adjustment)."""
@@ -55,7 +55,7 @@ def control_centre(blocks: LatentBlocks, acts_PD: torch.Tensor) -> tuple[torch.T
     if cfg.apply_b_dec_to_input:
         return blocks.b_dec().detach().float().cpu(), "sae_b_dec"
     plain = cfg.model_copy(update={"apply_b_dec_to_input": False})
-    seen_PD = sae_input(plain, torch.zeros(cfg.d_in, dtype=cfg.torch_dtype()), acts_PD.cpu())
+    seen_PD, _ = sae_input(plain, torch.zeros(cfg.d_in, dtype=cfg.torch_dtype()), acts_PD.cpu())
     return seen_PD.float().mean(0), "dataset_mean"
 
 

@@ -1,6 +1,8 @@
-"""SAEs: configs per architecture, the SAE module, readers/writers for the common file and release formats,
-and cheap opening (``open_sae``: config and tensor headers first, weights later)."""
+"""SAEs: one registered class per architecture (its config and encode kernel), the SAE module, readers/writers
+for the common file and release formats, and cheap opening (``open_sae``: config and tensor headers first,
+weights later)."""
 
+from pseval.sae.architectures import SAEArchitecture, architecture_of, register_architecture
 from pseval.sae.config import (
     ARCHITECTURES,
     SAE_CONFIGS,
@@ -33,16 +35,19 @@ __all__ = [
     "BatchTopKSAEConfig",
     "GatedSAEConfig",
     "JumpReLUSAEConfig",
+    "SAEArchitecture",
     "SAEConfig",
     "SAESource",
     "StandardSAEConfig",
     "TensorRef",
     "TopKSAEConfig",
+    "architecture_of",
     "config_from_dict",
     "detect_format",
     "is_transcoder",
     "load_sae",
     "open_sae",
+    "register_architecture",
     "save_sae",
     "write_dictionary_learning",
     "write_gemma_scope",

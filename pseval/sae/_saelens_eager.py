@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from pseval.errors import SAEError
-from pseval.sae.config import ARCHITECTURES, config_from_dict
+from pseval.sae.config import SAE_CONFIGS, config_from_dict
 from pseval.sae.formats._common import transcoder_metadata
 from pseval.sae.formats.saelens import _BATCHTOPK_TRAINING, _TRANSCODERS
 from pseval.sae.model import SAE
@@ -118,10 +118,10 @@ def from_saelens(sl_sae: Any) -> SAE:
         )
         architecture = inner
         cfg_dict["apply_b_dec_to_input"] = False
-    if architecture not in ARCHITECTURES:
+    if architecture not in SAE_CONFIGS:
         raise SAEError(
             f"SAELens architecture {architecture!r} is not supported",
-            f"use an SAE of architecture {', '.join(ARCHITECTURES)}",
+            f"use an SAE of architecture {', '.join(SAE_CONFIGS)}",
         )
     normalize = cfg_dict.get("normalize_activations", "none")
     if normalize not in ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"):

@@ -127,6 +127,7 @@ class GatedSAEConfig(SAEConfig):
     architecture: Literal["gated"] = Field(default="gated", description="Architecture tag.")
 
 
+#: Config class of every architecture, by tag; :func:`pseval.sae.architectures.register_architecture` adds more.
 SAE_CONFIGS: dict[str, type[SAEConfig]] = {
     "standard": StandardSAEConfig,
     "topk": TopKSAEConfig,
@@ -135,7 +136,13 @@ SAE_CONFIGS: dict[str, type[SAEConfig]] = {
     "gated": GatedSAEConfig,
 }
 
+#: The built-in architectures (every registered one is a key of SAE_CONFIGS).
 ARCHITECTURES: tuple[str, ...] = tuple(SAE_CONFIGS)
+
+
+def own_fields(config_class: type[SAEConfig]) -> tuple[str, ...]:
+    """The fields an architecture's config class adds to :class:`SAEConfig`'s (e.g. ``k``)."""
+    return tuple(name for name in config_class.model_fields if name not in SAEConfig.model_fields)
 
 
 def _check_k(k: float, d_sae: int, architecture: str) -> None:
@@ -157,7 +164,7 @@ def config_from_dict(d: dict[str, Any]) -> SAEConfig:
     if cls is None:
         raise ConfigError(
             f"unknown SAE architecture {architecture!r}",
-            f"use one of {', '.join(ARCHITECTURES)}",
+            f"use one of {', '.join(SAE_CONFIGS)}",
         )
     try:
         return cls.model_validate(data)

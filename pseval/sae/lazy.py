@@ -9,11 +9,13 @@ Three sources of per-latent parameters share one encoder:
 * :class:`RandomBlocks` draws the random-SAE control block by block from its seed, equal to
   :meth:`SAE.create_random <pseval.sae.model.SAE.create_random>`.
 
-:func:`feature_blocks` mirrors :meth:`SAE.encode` operation by operation (input cast, normalisation,
-``b_dec`` subtraction, the architecture's activation, decoder-norm rescaling and folding), so block ``j`` of
-its output equals columns ``[start, end)`` of ``SAE.encode``. JumpReLU, BatchTopK (inference), standard and
-gated SAEs are per latent; a TopK SAE first keeps a streaming top-k of the pre-activations across blocks
-(ties broken toward the lower latent index) and then yields its sparse codes block by block.
+:func:`feature_blocks` runs the architecture's registered kernel (:mod:`pseval.sae.architectures`), the
+one :meth:`SAE.encode` runs at full width, on each block (after the same input preprocessing, and
+decoder-norm folding when asked), so block ``j`` of its output equals columns ``[start, end)`` of
+``SAE.encode``. JumpReLU, BatchTopK (inference), standard and gated SAEs are per latent; an architecture
+whose rule selects per input across the dictionary (TopK, ``row_top_k``) first keeps a streaming top-k of
+the kernel's values across blocks (ties broken toward the lower latent index) and then yields its sparse
+codes block by block.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from pseval.errors import SAEError
+from pseval.sae.architectures import architecture_of, sae_input
 from pseval.sae.config import SAEConfig, TopKSAEConfig
 from pseval.sae.model import RANDOM_SEED_BLOCK, SAE, random_encoder_block, random_extras, unit_rows
 
@@ -47,8 +50,6 @@ MIN_BLOCK_LATENTS = 1024
 
 ROW_CHUNK = 1024
 """Rows encoded at once inside a block (the same row chunks as a whole-SAE encode)."""
-
-PER_LATENT = ("b_enc", "threshold", "b_gate", "b_mag", "r_mag")
 
 
 def block_latents(n_rows: int, d_sae: int, budget: int = BLOCK_ELEMENTS) -> int:
@@ -231,7 +232,7 @@ class SafetensorsBlocks:
                 self._headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
         self._slabs: dict[str, tuple[int, int, torch.Tensor]] = {}
         self._vectors: dict[str, torch.Tensor] = {}
-        for name in ("b_dec", *PER_LATENT):
+        for name in ("b_dec", *self.cfg.extra_parameters):
             if name in self._refs:
                 self._vectors[name] = self._read_vector(name)
 
@@ -368,84 +369,34 @@ class SafetensorsBlocks:
 # ------------------------------------------------------------------------------------------------------
 
 
-def _sae_in(cfg: SAEConfig, b_dec_D: torch.Tensor, x_ND: torch.Tensor) -> torch.Tensor:
-    """``SAE._sae_in``: cast, normalise, subtract ``b_dec`` (same operations, same order)."""
-    if x_ND.shape[-1] != cfg.d_in:
-        hook = f" ({cfg.hook_name})" if cfg.hook_name else ""
-        raise SAEError(
-            f"activations have width {x_ND.shape[-1]} but the SAE expects d_in={cfg.d_in}",
-            f"feed the SAE activations from the hook it was trained on{hook}",
-        )
-    x_ND = x_ND.to(cfg.torch_dtype())
-    mode = cfg.normalize_activations
-    if mode == "constant_norm_rescale":
-        x_ND = x_ND * ((cfg.d_in**0.5) / x_ND.norm(dim=-1, keepdim=True))
-    elif mode == "layer_norm":
-        centred = x_ND - x_ND.mean(dim=-1, keepdim=True)
-        x_ND = centred / (centred.std(dim=-1, keepdim=True) + 1e-5)
-    if cfg.apply_b_dec_to_input:
-        x_ND = x_ND - b_dec_D
-    return x_ND
-
-
-def _needs(cfg: SAEConfig, fold: bool) -> tuple[list[str], bool]:
-    """Tensors an encode block needs, and whether decoder norms rescale the pre-activations."""
+def _needs(cfg: SAEConfig, fold: bool) -> tuple[SAEConfig, list[str]]:
+    """The config the kernel runs with (that of the folded SAE when folding) and the tensors a block needs."""
     rescale = isinstance(cfg, TopKSAEConfig) and cfg.rescale_acts_by_decoder_norm
     if fold and isinstance(cfg, TopKSAEConfig) and not rescale:
         raise SAEError(
             "folding decoder norms into a TopK SAE changes which latents it selects",
             "pass strict=False to fold anyway",
         )
-    names = ["W_enc", *cfg.extra_parameters]
-    if fold or rescale:
+    kernel_cfg = cfg
+    if fold and rescale:
+        # SAE.fold_decoder_norms: the folded SAE no longer rescales by the (now unit) decoder norms.
+        kernel_cfg = cfg.model_copy(update={"rescale_acts_by_decoder_norm": False})
+    names = list(architecture_of(kernel_cfg).block_tensors(kernel_cfg))
+    if fold and "W_dec" not in names:
         names.append("W_dec")
-    return names, rescale and not fold
+    return kernel_cfg, names
 
 
-def _block_encode(
-    cfg: SAEConfig,
-    params: dict[str, torch.Tensor],
-    sae_in_ND: torch.Tensor,
-    fold: bool,
-    rescale: bool,
-    out_NB: torch.Tensor,
-) -> torch.Tensor:
-    """Pre-activations (topk) or codes (other architectures) of one block, as ``SAE._encode`` computes them.
-
-    The same operations in the same order, applied in place to the matmul's output ``out_NB``, so no
-    temporary of the block's size is allocated.
-    """
-    if fold:
-        # SAE.fold_decoder_norms: W_enc columns and the per-latent biases/thresholds times the decoder norms.
-        norms_B = params["W_dec"].norm(dim=-1).clamp(min=1e-8)
-        folded = {"W_enc": params["W_enc"] * norms_B[None, :]}
-        for name in ("b_enc", "threshold", "b_gate", "b_mag"):
-            if name in params:
-                folded[name] = params[name] * norms_B
-        if "r_mag" in params:
-            folded["r_mag"] = params["r_mag"]
-        params = folded
-    arch = cfg.architecture
-    W_enc_DB = params["W_enc"]
-    if arch == "gated":
-        pre_NB = sae_in_ND @ (W_enc_DB * params["r_mag"].exp()) + params["b_mag"]
-        gate_NB = ((sae_in_ND @ W_enc_DB + params["b_gate"]) > 0).to(pre_NB.dtype)
-        codes_NB = gate_NB * pre_NB.relu()
-        return out_NB.copy_(codes_NB)
-    pre_NB = torch.matmul(sae_in_ND, W_enc_DB, out=out_NB)
-    pre_NB += params["b_enc"]
-    if rescale:
-        pre_NB *= params["W_dec"].norm(dim=-1)
-    if arch == "standard":
-        return pre_NB.relu_()
-    if arch in ("jumprelu", "batchtopk"):
-        # relu(pre) * (pre > threshold): after the ReLU, pre > threshold is the same test on every entry
-        # that is not already 0, and leaves no negative zeros.
-        pre_NB.relu_()
-        return pre_NB.mul_(pre_NB > params["threshold"])
-    if arch == "topk":
-        return pre_NB
-    raise SAEError(f"unsupported SAE architecture {arch!r}")  # pragma: no cover
+def _folded(cfg: SAEConfig, block: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SAE.fold_decoder_norms on one block: W_enc columns and the per-latent tensors that scale with the
+    activations times the decoder norms, the other per-latent tensors as they are (W_dec is left out)."""
+    norms_B = block["W_dec"].norm(dim=-1).clamp(min=1e-8)
+    scaled = architecture_of(cfg).scaled_with_activations(cfg)
+    folded = {"W_enc": block["W_enc"] * norms_B[None, :]}
+    for name in cfg.extra_parameters:
+        if name in block:
+            folded[name] = block[name] * norms_B if name in scaled else block[name]
+    return folded
 
 
 def select_topk(values_NC: torch.Tensor, ids_NC: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -509,23 +460,30 @@ def feature_blocks(
     cfg = blocks.cfg
     d_sae, n = cfg.d_sae, acts_ND.shape[0]
     width = block_size or block_latents(n, d_sae)
-    names, rescale = _needs(cfg, fold_decoder_norms)
+    kernel_cfg, names = _needs(cfg, fold_decoder_norms)
+    arch = architecture_of(kernel_cfg)
     b_dec_D = blocks.b_dec().to(device)
-    chunks = [_sae_in(cfg, b_dec_D, acts_ND[i : i + ROW_CHUNK].to(device)) for i in range(0, n, ROW_CHUNK)]
+    chunks = [
+        sae_input(cfg, b_dec_D, acts_ND[i : i + ROW_CHUNK].to(device))[0] for i in range(0, n, ROW_CHUNK)
+    ]
 
     def encoded(start: int, end: int) -> torch.Tensor:
-        params = {k: v.to(device) for k, v in blocks.block(start, end, names).items()}
+        block = {k: v.to(device) for k, v in blocks.block(start, end, names).items()}
+        if fold_decoder_norms:
+            block = _folded(kernel_cfg, block)
+        # Encoded in place into the block's buffer, one row chunk at a time (no temporary of its size).
         out_NB = torch.empty(n, end - start, dtype=cfg.torch_dtype(), device=device)
         for i, x in zip(range(0, n, ROW_CHUNK), chunks, strict=True):
-            _block_encode(cfg, params, x, fold_decoder_norms, rescale, out_NB[i : i + ROW_CHUNK])
+            arch.encode_block(kernel_cfg, x, block, out_NB[i : i + ROW_CHUNK])
         return out_NB
 
-    if not isinstance(cfg, TopKSAEConfig):
+    k = arch.row_top_k(kernel_cfg)
+    if k is None:
         for start, end in block_bounds(d_sae, width):
             yield start, encoded(start, end).float().cpu()
         return
-    # TopK: a streaming top-k of the pre-activations across blocks, then the sparse codes block by block.
-    k = cfg.k
+    # A per-input selection (TopK): a streaming top-k of the kernel's values across blocks, then the sparse
+    # codes (the kept values, ReLU'd) block by block.
     best_vals = torch.zeros(n, 0, dtype=cfg.torch_dtype(), device=device)
     best_ids = torch.zeros(n, 0, dtype=torch.long, device=device)
     for start, end in block_bounds(d_sae, width):

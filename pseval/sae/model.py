@@ -15,6 +15,9 @@ order of operations, same dtype handling), so latents computed here equal those 
 * decode: ``feats @ W_dec + b_dec`` (topk with rescaling first divides feats by the decoder norms), then
   the input normalisation is undone.
 
+Each architecture's encode is its registered kernel (:mod:`pseval.sae.architectures`) applied to one block
+as wide as the SAE, the same kernel the block-wise scoring path and training run.
+
 Parameters stay ``nn.Parameter`` and encode/decode are differentiable (apart from the top-k selection
 and the threshold/gate comparisons), so the trainer can subclass or wrap this class.
 """
@@ -25,13 +28,22 @@ import copy
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from pseval.errors import SAEError
+from pseval.sae.architectures import (
+    NormState,
+    architecture_of,
+    batch_topk_activation,
+    check_width,
+    jumprelu_activation,
+    normalize_input,
+    sae_input,
+    topk_activation,
+)
 from pseval.sae.config import SAEConfig, TopKSAEConfig
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {
@@ -40,32 +52,6 @@ _DTYPE_NAMES: dict[torch.dtype, str] = {
     torch.bfloat16: "bfloat16",
     torch.float64: "float64",
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# activation functions (module level so the trainer can reuse them on its own pre-activations)
-# --------------------------------------------------------------------------------------------------
-
-
-def topk_activation(pre_NF: torch.Tensor, k: int) -> torch.Tensor:
-    """SAELens ``TopK``: keep the k largest pre-activations of each row, ReLU them, zero the rest."""
-    values, indices = torch.topk(pre_NF, k=k, dim=-1, sorted=False)
-    out = torch.zeros_like(pre_NF)
-    return out.scatter(-1, indices, values.relu())
-
-
-def batch_topk_activation(pre_NF: torch.Tensor, k: float) -> torch.Tensor:
-    """SAELens ``BatchTopK`` (training only): ReLU, then keep the ``int(k * n_rows)`` largest in the batch."""
-    acts = pre_NF.relu()
-    flat = acts.flatten()
-    n_rows = acts.shape[:-1].numel()
-    top = torch.topk(flat, int(k * n_rows), dim=-1)
-    return torch.zeros_like(flat).scatter(-1, top.indices, top.values).reshape(acts.shape)
-
-
-def jumprelu_activation(pre_NF: torch.Tensor, threshold_F: torch.Tensor) -> torch.Tensor:
-    """SAELens ``JumpReLUSAE.encode``: ``relu(pre) * (pre > threshold)``."""
-    return pre_NF.relu() * (pre_NF > threshold_F).to(pre_NF.dtype)
 
 
 RANDOM_SEED_BLOCK = 4096
@@ -108,16 +94,6 @@ def random_extras(cfg: SAEConfig, seed: int) -> dict[str, torch.Tensor]:
     return params
 
 
-@dataclass
-class _NormState:
-    """Per-input statistics of the input normalisation, needed to undo it in decode."""
-
-    shape: tuple[int, ...]
-    coeff: torch.Tensor | None = None  # constant_norm_rescale: sqrt(d_in) / ||x||
-    mu: torch.Tensor | None = None  # layer_norm
-    std: torch.Tensor | None = None  # layer_norm
-
-
 class SAE(nn.Module):
     """A sparse autoencoder of any supported architecture (``cfg.architecture``).
 
@@ -144,7 +120,7 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, **kw))
         for name in cfg.extra_parameters:
             setattr(self, name, nn.Parameter(torch.zeros(cfg.d_sae, **kw)))
-        self._last_norm_state: _NormState | None = None
+        self._last_norm_state: NormState | None = None
 
     # ---------------------------------------------------------------- construction
 
@@ -269,28 +245,9 @@ class SAE(nn.Module):
     # ---------------------------------------------------------------- encode / decode
 
     def _check_width(self, x: torch.Tensor) -> None:
-        if x.shape[-1] != self.cfg.d_in:
-            hook = f" ({self.cfg.hook_name})" if self.cfg.hook_name else ""
-            raise SAEError(
-                f"activations have width {x.shape[-1]} but the SAE expects d_in={self.cfg.d_in}",
-                f"feed the SAE activations from the hook it was trained on{hook}",
-            )
+        check_width(self.cfg, x)
 
-    def _normalize_in(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, _NormState | None]:
-        mode = self.cfg.normalize_activations
-        if mode == "constant_norm_rescale":
-            coeff = (self.cfg.d_in**0.5) / x_ND.norm(dim=-1, keepdim=True)
-            return x_ND * coeff, _NormState(tuple(x_ND.shape[:-1]), coeff=coeff)
-        if mode == "layer_norm":
-            mu = x_ND.mean(dim=-1, keepdim=True)
-            centred = x_ND - mu
-            std = centred.std(dim=-1, keepdim=True)
-            return centred / (std + 1e-5), _NormState(tuple(x_ND.shape[:-1]), mu=mu, std=std)
-        # "none", and "expected_average_only_in", whose constant scale SAELens applies outside the SAE
-        # (it is folded into the weights when known).
-        return x_ND, None
-
-    def _normalize_out(self, out_ND: torch.Tensor, state: _NormState | None) -> torch.Tensor:
+    def _normalize_out(self, out_ND: torch.Tensor, state: NormState | None) -> torch.Tensor:
         mode = self.cfg.normalize_activations
         if mode not in ("constant_norm_rescale", "layer_norm"):
             return out_ND
@@ -305,40 +262,18 @@ class SAE(nn.Module):
         assert state.std is not None and state.mu is not None
         return out_ND * state.std + state.mu
 
-    def _sae_in(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, _NormState | None]:
-        self._check_width(x_ND)
-        x_ND = x_ND.to(self.W_enc.dtype)
-        x_ND, state = self._normalize_in(x_ND)
-        if self.cfg.apply_b_dec_to_input:
-            x_ND = x_ND - self.b_dec
-        return x_ND, state
+    def _sae_in(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, NormState | None]:
+        return sae_input(self.cfg, self.b_dec, x_ND)
 
-    def _pre_act(self, sae_in_ND: torch.Tensor) -> torch.Tensor:
-        arch = self.cfg.architecture
-        if arch == "gated":
-            return sae_in_ND @ (self.W_enc * self.r_mag.exp()) + self.b_mag
-        pre_NF = sae_in_ND @ self.W_enc + self.b_enc
-        if isinstance(self.cfg, TopKSAEConfig) and self.cfg.rescale_acts_by_decoder_norm:
-            pre_NF = pre_NF * self.W_dec.norm(dim=-1)
-        return pre_NF
+    def _full_block(self) -> dict[str, torch.Tensor]:
+        """Every latent as one block: the kernel's tensors, as parameters (encode stays differentiable)."""
+        return {name: getattr(self, name) for name in architecture_of(self.cfg).block_tensors(self.cfg)}
 
-    def _encode(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, _NormState | None]:
+    def _encode(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, NormState | None]:
         sae_in_ND, state = self._sae_in(x_ND)
-        pre_NF = self._pre_act(sae_in_ND)
-        arch = self.cfg.architecture
-        if arch == "standard":
-            feats_NF = pre_NF.relu()
-        elif arch == "topk":
-            assert isinstance(self.cfg, TopKSAEConfig)
-            feats_NF = topk_activation(pre_NF, self.cfg.k)
-        elif arch in ("jumprelu", "batchtopk"):
-            feats_NF = jumprelu_activation(pre_NF, self.threshold)
-        elif arch == "gated":
-            gate_NF = ((sae_in_ND @ self.W_enc + self.b_gate) > 0).to(pre_NF.dtype)
-            feats_NF = gate_NF * pre_NF.relu()
-        else:  # pragma: no cover - the config registry rules this out
-            raise SAEError(f"unsupported SAE architecture {arch!r}")
-        return feats_NF, state
+        arch = architecture_of(self.cfg)
+        codes_NF = arch.encode_block(self.cfg, sae_in_ND, self._full_block())
+        return arch.select_rows(self.cfg, codes_NF), state
 
     def encode_pre_act(self, x_ND: torch.Tensor) -> torch.Tensor:
         """The values the activation function is applied to.
@@ -348,7 +283,7 @@ class SAE(nn.Module):
         ``hook_sae_acts_pre``).
         """
         sae_in_ND, _ = self._sae_in(x_ND)
-        return self._pre_act(sae_in_ND)
+        return architecture_of(self.cfg).pre_activations(self.cfg, sae_in_ND, self._full_block())
 
     def encode(self, x_ND: torch.Tensor) -> torch.Tensor:
         """Latent activations ``feats [..., d_sae]`` of activations ``x [..., d_in]``.
@@ -358,7 +293,7 @@ class SAE(nn.Module):
         """
         feats_NF, state = self._encode(x_ND)
         self._last_norm_state = (
-            _NormState(
+            NormState(
                 state.shape,
                 *(t.detach() if t is not None else None for t in (state.coeff, state.mu, state.std)),
             )
@@ -373,7 +308,8 @@ class SAE(nn.Module):
         if k is None:
             raise SAEError(f"encode_batchtopk needs an SAE with k, not a {self.cfg.architecture} SAE")
         sae_in_ND, _ = self._sae_in(x_ND)
-        return batch_topk_activation(self._pre_act(sae_in_ND), float(k))
+        pre_NF = architecture_of(self.cfg).pre_activations(self.cfg, sae_in_ND, self._full_block())
+        return batch_topk_activation(pre_NF, float(k))
 
     def decode(self, feats_NF: torch.Tensor, x_ND: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruction ``[..., d_in]`` of latents ``feats [..., d_sae]``.
@@ -381,18 +317,18 @@ class SAE(nn.Module):
         ``x_ND`` (the encoded input) is only needed for ``constant_norm_rescale`` and ``layer_norm``; without
         it, the statistics of the last ``encode`` call of the same batch shape are used.
         """
-        state: _NormState | None = None
+        state: NormState | None = None
         if self.cfg.normalize_activations in ("constant_norm_rescale", "layer_norm"):
             if x_ND is not None:
                 self._check_width(x_ND)
-                _, state = self._normalize_in(x_ND.to(self.W_enc.dtype))
+                _, state = normalize_input(self.cfg, x_ND.to(self.W_enc.dtype))
             elif self._last_norm_state is not None and self._last_norm_state.shape == tuple(
                 feats_NF.shape[:-1]
             ):
                 state = self._last_norm_state
         return self._decode(feats_NF, state)
 
-    def _decode(self, feats_NF: torch.Tensor, state: _NormState | None) -> torch.Tensor:
+    def _decode(self, feats_NF: torch.Tensor, state: NormState | None) -> torch.Tensor:
         if isinstance(self.cfg, TopKSAEConfig) and self.cfg.rescale_acts_by_decoder_norm:
             feats_NF = feats_NF * (1 / self.W_dec.norm(dim=-1))
         out_ND = feats_NF.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
@@ -428,9 +364,8 @@ class SAE(nn.Module):
         with torch.no_grad():
             new.W_dec.div_(norms_F[:, None])
             new.W_enc.mul_(norms_F[None, :])
-            for name in ("b_enc", "threshold", "b_gate", "b_mag"):
-                if name in cfg.extra_parameters:
-                    getattr(new, name).mul_(norms_F)
+            for name in architecture_of(cfg).scaled_with_activations(cfg):
+                getattr(new, name).mul_(norms_F)
         if isinstance(new.cfg, TopKSAEConfig):
             new.cfg.rescale_acts_by_decoder_norm = False
         new.cfg.metadata = {**new.cfg.metadata, "decoder_norms_folded": True}
@@ -485,3 +420,16 @@ class SAE(nn.Module):
     def extra_repr(self) -> str:
         hook = f", hook_name={self.cfg.hook_name!r}" if self.cfg.hook_name else ""
         return f"architecture={self.cfg.architecture!r}, d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}{hook}"
+
+
+__all__ = [
+    "RANDOM_SEED_BLOCK",
+    "SAE",
+    "NormState",
+    "batch_topk_activation",
+    "jumprelu_activation",
+    "random_encoder_block",
+    "random_extras",
+    "topk_activation",
+    "unit_rows",
+]

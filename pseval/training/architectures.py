@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pseval.sae.architectures import architecture_of, gated_activation
+from pseval.sae.config import SAE_CONFIGS, SAEConfig
 from pseval.training.config import TrainConfig
 
 
@@ -79,8 +81,23 @@ class TrainingSAE(nn.Module):
         return _project(x_ND, self.b_dec, self.W_enc, self.b_enc)
 
     def encode(self, x_ND: Tensor) -> Tensor:
-        """Inference-time latents (dense), as the exported SAE computes them."""
-        raise NotImplementedError
+        """Inference-time latents (dense): the exported architecture's activation rule, from its kernel in
+        :mod:`pseval.sae.architectures`, applied to the training pre-activations (:meth:`pre_acts`)."""
+        cfg = self.inference_config()
+        kernel = architecture_of(cfg)
+        pre_NF = self.pre_acts(x_ND)
+        sae_in_ND = x_ND - self.b_dec
+        codes_NF = kernel.activate(cfg, pre_NF, sae_in_ND, self.activation_parameters(), in_place=False)
+        return kernel.select_rows(cfg, codes_NF)
+
+    def activation_parameters(self) -> dict[str, Tensor]:
+        """The per-latent tensors the activation rule reads besides the pre-activations (e.g. thresholds)."""
+        return {}
+
+    def inference_config(self) -> SAEConfig:
+        """The architecture fields of the exported SAE's config (float32, raw inputs, ``b_dec`` subtracted)."""
+        cfg_cls = SAE_CONFIGS[self.inference_architecture()]
+        return cfg_cls(d_in=self.d_in, d_sae=self.d_sae, **self.inference_config_fields())
 
     def decode(self, feats_NF: Tensor) -> Tensor:
         """Reconstruction from dense latents."""
@@ -223,9 +240,6 @@ class StandardTrainingSAE(TrainingSAE):
 
     architecture = "standard"
 
-    def encode(self, x_ND: Tensor) -> Tensor:
-        return F.relu(self.pre_acts(x_ND))
-
     def sparsity_coefficient(self) -> float:
         return self.config.l1_coefficient
 
@@ -294,11 +308,6 @@ class TopKTrainingSAE(TrainingSAE):
         super().__init__(d_in, d_sae, config, generator)
         self.k = config.k
         self.k_aux = min(config.aux_k or max(d_in // 2, 1), d_sae)
-
-    def encode(self, x_ND: Tensor) -> Tensor:
-        pre_NF = self.pre_acts(x_ND)
-        vals_NK, idx_NK = pre_NF.topk(self.k, dim=-1, sorted=False)
-        return torch.zeros_like(pre_NF).scatter_(-1, idx_NK, F.relu(vals_NK))
 
     def inference_config_fields(self) -> dict[str, Any]:
         return {"k": self.k}
@@ -373,9 +382,8 @@ class BatchTopKTrainingSAE(TopKTrainingSAE):
         """The current global inference threshold (0 before the first step)."""
         return (self.threshold_ema / self.threshold_weight.clamp_min(1e-12)).float()
 
-    def encode(self, x_ND: Tensor) -> Tensor:
-        pre_NF = self.pre_acts(x_ND)
-        return F.relu(pre_NF) * (pre_NF > self.threshold.to(pre_NF.device))
+    def activation_parameters(self) -> dict[str, Tensor]:
+        return {"threshold": self.threshold.to(self.W_enc.device)}
 
     def inference_config_fields(self) -> dict[str, Any]:
         return {"k": float(self.k)}
@@ -556,9 +564,8 @@ class JumpReLUTrainingSAE(TrainingSAE):
         """Per-latent thresholds (always positive)."""
         return self.log_threshold.exp()
 
-    def encode(self, x_ND: Tensor) -> Tensor:
-        pre_NF = self.pre_acts(x_ND)
-        return F.relu(pre_NF) * (pre_NF > self.threshold)
+    def activation_parameters(self) -> dict[str, Tensor]:
+        return {"threshold": self.threshold}
 
     def sparsity_coefficient(self) -> float:
         return self.config.l0_coefficient
@@ -604,15 +611,15 @@ class GatedTrainingSAE(TrainingSAE):
         return proj_NF + self.b_gate, proj_NF * self.r_mag.exp() + self.b_mag
 
     def encode(self, x_ND: Tensor) -> Tensor:
-        pi_gate_NF, pi_mag_NF = self._paths(x_ND)
-        return (pi_gate_NF > 0).to(pi_mag_NF.dtype) * F.relu(pi_mag_NF)
+        # Both paths in training's order of operations, then the gated kernel's activation rule.
+        return gated_activation(*self._paths(x_ND))
 
     def sparsity_coefficient(self) -> float:
         return self.config.l1_coefficient
 
     def training_step(self, x_ND: Tensor, coefficient: float, dead_F: Tensor | None) -> StepOutput:
         pi_gate_NF, pi_mag_NF = self._paths(x_ND)
-        feats_NF = (pi_gate_NF > 0).to(pi_mag_NF.dtype) * F.relu(pi_mag_NF)
+        feats_NF = gated_activation(pi_gate_NF, pi_mag_NF)
         recon_ND = feats_NF @ self.W_dec + self.b_dec
         mse = _mse(recon_ND, x_ND)
         gate_NF = F.relu(pi_gate_NF)

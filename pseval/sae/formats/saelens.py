@@ -17,7 +17,7 @@ import torch
 from pseval._io import atomic_dir, write_json_atomic
 from pseval._version import __version__ as _pseval_version
 from pseval.errors import SAEError
-from pseval.sae.config import ARCHITECTURES, TopKSAEConfig
+from pseval.sae.config import ARCHITECTURES, SAE_CONFIGS, TopKSAEConfig, own_fields
 from pseval.sae.formats._common import (
     DTYPE_NAMES,
     check_normalize,
@@ -67,10 +67,10 @@ def _saelens6_fields(
             )
         )
         architecture, apply_b_dec = inner, False
-    if architecture not in ARCHITECTURES:
+    if architecture not in SAE_CONFIGS:
         raise SAEError(
             f"{where}: SAELens architecture {architecture!r} is not supported",
-            f"use an SAE of architecture {', '.join(ARCHITECTURES)}",
+            f"use an SAE of architecture {', '.join(SAE_CONFIGS)}",
         )
     if cfg.get("reshape_activations", "none") not in (None, "none"):
         metadata["reshape_activations"] = cfg["reshape_activations"]
@@ -90,6 +90,8 @@ def _saelens6_fields(
         fields["k"] = k
     if architecture == "topk":
         fields["rescale_acts_by_decoder_norm"] = bool(cfg.get("rescale_acts_by_decoder_norm", False))
+    if architecture not in ARCHITECTURES:  # registered beyond the built-ins: its own fields, as written
+        fields.update({n: cfg[n] for n in own_fields(SAE_CONFIGS[architecture]) if n in cfg})
     return fields, metadata
 
 
@@ -124,10 +126,10 @@ def _saelens_flat_fields(cfg: dict[str, Any], where: str) -> tuple[dict[str, Any
             f"{where}: activation function {activation!r} is not supported",
             "use a ReLU, TopK, JumpReLU or gated SAE",
         )
-    if architecture not in ARCHITECTURES:
+    if architecture not in SAE_CONFIGS:
         raise SAEError(
             f"{where}: SAELens architecture {architecture!r} is not supported",
-            f"use one of {', '.join(ARCHITECTURES)}",
+            f"use one of {', '.join(SAE_CONFIGS)}",
         )
     metadata = {key: cfg[key] for key in _FLAT_METADATA_KEYS if key in cfg}
     hook = cfg.get("hook_name", cfg.get("hook_point"))
@@ -284,6 +286,8 @@ def saelens_cfg_dict(sae: SAE) -> dict[str, Any]:
     if isinstance(cfg, TopKSAEConfig):
         out["k"] = cfg.k
         out["rescale_acts_by_decoder_norm"] = cfg.rescale_acts_by_decoder_norm
+    if cfg.architecture not in ARCHITECTURES:  # registered beyond the built-ins: its own fields
+        out.update({name: getattr(cfg, name) for name in own_fields(type(cfg))})
     if cfg.architecture == "batchtopk":
         details = dict(metadata.get("training_architecture_details") or {})
         details["k"] = getattr(cfg, "k", None)
