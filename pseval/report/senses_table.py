@@ -43,6 +43,10 @@ def _with_ci(row: dict[str, Any], name: str, signed: bool = False) -> str:
     return f"{value:{sign}.3f}\n[{low:{sign}.2f}, {high:{sign}.2f}]"
 
 
+def _count(n: Any, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def verdict(row: dict[str, Any], name: str, control: str) -> str:
     """'beats {control}' per metric whose interval of the difference lies above 0, 'below' when under it."""
     above, below = [], []
@@ -69,7 +73,7 @@ def senses_table(result: Any) -> Table | None:
     chance = finite_number(row.get("mean_chance"))
     table = Table(
         title=f"Within-lemma sense retrieval · {result.sae_name} @ {result.hook_name}\n"
-        f"{row.get('n_lemmas')} lemmas, {row.get('n_anchors')} anchors · 1-NN chance "
+        f"{_count(row.get('n_lemmas'), 'lemma')}, {_count(row.get('n_anchors'), 'anchor')} · 1-NN chance "
         f"{'–' if chance is None else f'{chance:.3f}'}",
         title_justify="left",
         box=box.SIMPLE_HEAD,

@@ -169,9 +169,21 @@ def _num(value: Any, digits: int = 3) -> str:
     return "–" if number is None else f"{number:.{digits}f}"
 
 
-TABLE_HEAD = ("SAE", "hook", "arch", "width", "specificity", "recall", "J", "accuracy", "F1", "no-active")
-"""Columns of the full and Markdown tables: specificity and J (Youden's) with their intervals; those of
-recall and accuracy are in CSV and JSON."""
+TABLE_HEAD = (
+    "SAE",
+    "hook",
+    "arch",
+    "width",
+    "specificity",
+    "recall",
+    "J",
+    "bal. acc.",
+    "accuracy",
+    "F1",
+    "no-active",
+)
+"""Columns of the full and Markdown tables: specificity, J (Youden's) and balanced accuracy with their
+intervals; those of recall and accuracy are in CSV and JSON."""
 
 
 def _full_cells(r: dict[str, Any], sae: str, hook: str) -> list[str]:
@@ -183,6 +195,7 @@ def _full_cells(r: dict[str, Any], sae: str, hook: str) -> list[str]:
         _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]) + flag(r),
         _num(r["recall"]) + flag(r),
         _with_ci(r["youden_j"], r["youden_j_low"], r["youden_j_high"]),
+        _with_ci(r["balanced_accuracy"], r["balanced_accuracy_low"], r["balanced_accuracy_high"]),
         _num(r["accuracy"]) + flag(r),
         _num(r["f1"]),
         no_active_cell(r),
@@ -215,25 +228,30 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def compact_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
-    """Narrow terminals: the name (hook, architecture and width below it), specificity with its interval."""
-    table = Table(title=title, title_justify="left", caption=CAPTION, caption_justify="left")
+def compact_table(rows: Sequence[dict[str, Any]], title: str, balanced: bool = True) -> Table:
+    """Narrow terminals: the name (hook, architecture and width below it), then specificity, recall, Youden's J
+    and (``balanced``) balanced accuracy, each value over its interval."""
+    caption = CAPTION if balanced else CAPTION + "; balanced accuracy = (1 + J) / 2"
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("SAE", overflow="fold")
     table.add_column("specificity", justify="right", no_wrap=True)
     table.add_column("recall", justify="right", no_wrap=True)
     table.add_column("J", justify="right", no_wrap=True)
+    if balanced:
+        table.add_column("bal. acc.", justify="right", no_wrap=True)
     for r in rows:
         name = Text(r["sae"])
         name.append(f"\n{r['hook']} · {r['architecture'] or '?'} · {r['d_sae'] or '?'}", style="dim")
+        specificity = _stacked_ci(r["specificity"], r["specificity_low"], r["specificity_high"])
+        specificity.append(flag(r))
         j = _stacked_ci(r["youden_j"], r["youden_j_low"], r["youden_j_high"])
         if "J" in r["beats_random_on"].split(", "):
             j.append("\n> random")
-        table.add_row(
-            name,
-            _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]) + flag(r),
-            _num(r["recall"]),
-            j,
-        )
+        cells: list[RenderableType] = [name, specificity, _num(r["recall"]) + flag(r), j]
+        if balanced:
+            ba = ("balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high")
+            cells.append(_stacked_ci(*(r[key] for key in ba)))
+        table.add_row(*cells)
     return table
 
 
@@ -249,6 +267,7 @@ def stacked(rows: Sequence[dict[str, Any]], title: str) -> Group:
         parts.append(
             Text(f"  J {ci['youden_j']} · random J {_num(r['random_youden_j'])}{beats}", overflow="fold")
         )
+        parts.append(Text(f"  balanced accuracy {ci['balanced_accuracy']}", overflow="fold"))
         parts.append(
             Text(
                 f"  F1 {_num(r['f1'])} · no active latent: {no_active_cell(r)} · "
@@ -277,12 +296,23 @@ def results_renderable(results: Sequence[Any], console: Console, title: str = "P
     table = full_table(rows, title)
     if _measure(console, table)[1] <= console.width:
         return table
-    compact = compact_table(rows, title)
     # Rich shrinks a table down to its columns' minimum widths before it cuts anything; the name column's
     # minimum is its longest name (names have no spaces), so a compact table whose minimum fits keeps them.
-    if _measure(console, compact)[0] <= console.width:
-        return compact
+    # Balanced accuracy is (1 + J) / 2: it is the column dropped first.
+    for balanced in (True, False):
+        compact = compact_table(rows, title, balanced)
+        if _measure(console, compact)[0] <= console.width and _keeps_names(console, compact, rows):
+            return compact
     return stacked(rows, title)
+
+
+def _keeps_names(console: Console, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether ``table`` rendered at ``console``'s width shows every SAE name on one line, uncut."""
+    probe = Console(width=console.width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    with probe.capture() as captured:
+        probe.print(table)
+    lines = captured.get().splitlines()
+    return all(any(r["sae"] in line for line in lines) for r in rows)
 
 
 BASELINE_HEAD = ("specificity", "recall", "J", "accuracy", "F1")

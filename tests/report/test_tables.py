@@ -67,8 +67,11 @@ def test_layout_narrows_step_by_step() -> None:
     assert "hook" in wide and "FVU" in wide  # every column
     compact = _render(results, 80)
     assert "FVU" not in compact and "[ ] = 95% bootstrap interval" in compact
-    line = next(line for line in compact.splitlines() if "L6-resid_post-topk-x16" in line)
-    assert f"{results[1].metric('ps_eval', 'specificity'):.3f} [" in line
+    lines = compact.splitlines()
+    at = next(i for i, line in enumerate(lines) if "L6-resid_post-topk-x16" in line)
+    # the value beside the name, its interval right below it (so J and balanced accuracy fit beside them)
+    assert f"{results[1].metric('ps_eval', 'specificity'):.3f}" in lines[at] and "[" in lines[at + 1]
+    assert "bal. acc." in compact
     stacked = _render(results, 44)
     assert "  specificity " in stacked
 
