@@ -182,8 +182,8 @@ TABLE_HEAD = (
     "F1",
     "no-active",
 )
-"""Columns of the full and Markdown tables: specificity, J (Youden's) and balanced accuracy with their
-intervals; those of recall and accuracy are in CSV and JSON."""
+"""Columns of the full and Markdown tables: specificity and J (Youden's) with their intervals (balanced
+accuracy is (1 + J) / 2, its interval J's mapped the same way); the other intervals are in CSV and JSON."""
 
 
 def _full_cells(r: dict[str, Any], sae: str, hook: str) -> list[str]:
@@ -195,7 +195,7 @@ def _full_cells(r: dict[str, Any], sae: str, hook: str) -> list[str]:
         _with_ci(r["specificity"], r["specificity_low"], r["specificity_high"]) + flag(r),
         _num(r["recall"]) + flag(r),
         _with_ci(r["youden_j"], r["youden_j_low"], r["youden_j_high"]),
-        _with_ci(r["balanced_accuracy"], r["balanced_accuracy_low"], r["balanced_accuracy_high"]),
+        _num(r["balanced_accuracy"]),  # = (1 + J) / 2: its interval is J's, mapped
         _num(r["accuracy"]) + flag(r),
         _num(r["f1"]),
         no_active_cell(r),
