@@ -122,7 +122,7 @@ def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
 
 def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
     """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
-    from pseval.sae.source import open_sae
+    from pseval.sae.formats.loader import open_sae
 
     items: list[SAEItem] = []
     for spec in saes:
