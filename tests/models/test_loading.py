@@ -147,7 +147,9 @@ def test_real_smollm2() -> None:
     assert load_tokenizer("smollm2-135m")("The bank").input_ids == loaded.tokenizer("The bank").input_ids
 
 
-def test_resolve_device_picks_cuda_for_auto_only_when_a_gpu_is_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_device_picks_cuda_for_auto_only_when_a_gpu_is_visible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pseval.models.loading import resolve_device
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
