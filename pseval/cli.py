@@ -320,6 +320,7 @@ def eval_command(
     from pseval.data.datasets import check_multi_token
     from pseval.evals.config import PSEvalConfig
     from pseval.evals.runner import evaluate, result_path
+    from pseval.models.loading import resolve_device
 
     overrides: dict[str, Any] = {"multi_token": check_multi_token(multi_token)}
     if template is not None:
@@ -334,7 +335,7 @@ def eval_command(
         position=position,  # type: ignore[arg-type]
         prepend_bos=prepend_bos,
         batch_size=batch_size,
-        device=_resolve_device(device) if executor == "local" else device,  # ray: the cluster's devices
+        device=resolve_device(device) if executor == "local" else device,  # ray: the cluster's devices
         dtype=dtype,
         fold_decoder_norms=fold_decoder_norms,
         bootstrap_resamples=bootstrap,
@@ -403,14 +404,6 @@ def _expand_release(saes: list[str] | None, release: str | None, pattern: str | 
     if not specs:
         raise ConfigError("no SAE to evaluate", "pass --sae PATH (repeat for several) or --release RELEASE")
     return specs
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 @app.command()

@@ -19,9 +19,9 @@ import json
 
 import torch
 
+from pseval.activations.store import ActivationStore
 from pseval.models import load_model
 from pseval.sae import load_sae
-from pseval.training.store import ActivationStore
 
 
 def _sum_sq_about_mean(x_ND: torch.Tensor) -> float:

@@ -13,6 +13,14 @@ import pytest
 from tests.helpers import tiny_loaded, tiny_model, tiny_tokenizer
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite the stored results of tests/acceptance from this checkout instead of comparing with them.",
+    )
+
+
 @pytest.fixture
 def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point ``$PSEVAL_CACHE`` at a fresh temporary folder for the test."""

@@ -38,14 +38,13 @@ from pydantic import ValidationError
 
 from pseval.data.inflection import span_matches_word
 from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, DatasetStats, PSEvalDataset, WordPair
+from pseval.data.sense_pairs import pairs_of_items, senses_from_pairs
 from pseval.data.senses import (
     SENSE_DATASET,
     SenseItem,
     SenseSet,
     SenseStats,
-    pairs_of_items,
     read_sense_items,
-    senses_from_pairs,
     wordnet_senses_path,
 )
 from pseval.data.wic import WIC_SPLITS, read_wic_split, wic_root

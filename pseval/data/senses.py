@@ -22,18 +22,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pseval.errors import DataError
-
-if TYPE_CHECKING:
-    from pseval.data.schema import WordPair
 
 SENSE_DATASET = "wordnet-senses"
 """The shipped sense-retrieval dataset; its PS-Eval pairs are every pair of items of one lemma."""
@@ -167,100 +162,3 @@ def read_sense_items(path: Path, split: str) -> list[SenseItem]:
             if split in ("all", item.split):
                 items.append(item)
     return items
-
-
-def pairs_of_items(items: Sequence[SenseItem]) -> list[WordPair]:
-    """Every pair of two items of one lemma, labelled 1 when they share a sense (PS-Eval on the same items)."""
-    from pseval.data.schema import DIFFERENT_MEANING, SAME_MEANING, WordPair
-
-    members: dict[tuple[str, str], list[SenseItem]] = defaultdict(list)
-    for item in items:
-        members[item.group].append(item)
-    pairs: list[WordPair] = []
-    for group in members.values():
-        for i, a in enumerate(group):
-            for b in group[i + 1 :]:
-                pairs.append(
-                    WordPair(
-                        id=f"{a.id}~{b.id}",
-                        word=a.lemma,
-                        pos=a.pos,
-                        context_1=a.context,
-                        context_2=b.context,
-                        span_1=a.span,
-                        span_2=b.span,
-                        label=SAME_MEANING if a.sense == b.sense else DIFFERENT_MEANING,
-                        source=SENSE_DATASET,
-                        split=a.split,
-                    )
-                )
-    return pairs
-
-
-def senses_from_pairs(pairs: Sequence[WordPair], dataset: str) -> SenseSet:
-    """Sense items and classes derived from labelled pairs (see the module docstring)."""
-    from pseval.data.schema import SAME_MEANING
-
-    index: dict[tuple[str, str, str, tuple[int, int]], int] = {}
-    records: list[tuple[str, str, str, tuple[int, int], str]] = []
-    edges: list[tuple[int, int, int]] = []
-    for pair in pairs:
-        if pair.word_2 is not None and pair.word_2 != pair.word:
-            continue
-        ends = []
-        for context, span in ((pair.context_1, pair.span_1), (pair.context_2, pair.span_2)):
-            at = (int(span[0]), int(span[1]))
-            key = (pair.word, pair.pos, context, at)
-            if key not in index:
-                index[key] = len(records)
-                records.append((pair.word, pair.pos, context, at, pair.split))
-            ends.append(index[key])
-        if ends[0] != ends[1]:
-            edges.append((ends[0], ends[1], pair.label))
-
-    parent = list(range(len(records)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b, label in edges:
-        if label == SAME_MEANING:
-            parent[root(a)] = root(b)
-    conflicting = {records[a][:2] for a, b, label in edges if label != SAME_MEANING and root(a) == root(b)}
-    class_name: dict[int, str] = {}
-    classes_in_group: dict[tuple[str, str], int] = defaultdict(int)
-    items: list[SenseItem] = []
-    item_of_record: dict[int, str] = {}
-    per_group: dict[tuple[str, str], int] = defaultdict(int)
-    for i, (word, pos, context, span, split) in enumerate(records):
-        if (word, pos) in conflicting:
-            continue
-        r = root(i)
-        if r not in class_name:
-            class_name[r] = f"{dataset}:{word}:{pos}:{classes_in_group[(word, pos)]}"
-            classes_in_group[(word, pos)] += 1
-        n = per_group[(word, pos)]
-        per_group[(word, pos)] += 1
-        item_of_record[i] = f"{dataset}-{word}-{pos}-{n:03d}"
-        items.append(
-            SenseItem(
-                id=item_of_record[i], lemma=word, pos=pos, sense=class_name[r], context=context, span=span,
-                split=split,
-            )
-        )  # fmt: skip
-    different = sorted(
-        {
-            tuple(sorted((class_name[root(a)], class_name[root(b)])))
-            for a, b, label in edges
-            if label != SAME_MEANING and a in item_of_record
-        }
-    )
-    return SenseSet(
-        source="pairs",
-        items=items,
-        different=[(a, b) for a, b in different],
-        stats=SenseStats(n_raw=len(records), n_conflicting_lemmas=len(conflicting)),
-    )

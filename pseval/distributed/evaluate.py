@@ -1,6 +1,6 @@
 """``pseval eval --executor ray``: the SAEs grouped by hook, each group evaluated by one Ray task.
 
-The driver opens every SAE cheaply (:func:`pseval.sae.source.open_sae`: configs and headers, no weights)
+The driver opens every SAE cheaply (:func:`pseval.sae.formats.loader.open_sae`: configs and headers, no weights)
 to learn its hook, leaves out the SAEs whose result file is finished, splits the hooks of the rest into
 groups of neighbouring layers and runs :func:`pseval.evals.runner.evaluate` on each group in a task. Every
 task writes its result files atomically into the one output folder; the driver returns the results in the

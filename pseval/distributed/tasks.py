@@ -4,10 +4,6 @@ These functions run inside a worker process. They take the driver's working dire
 environment variables with them (so relative paths and ``$PSEVAL_CACHE`` mean on the worker what they mean
 on the driver, given a shared filesystem), report their progress to the driver's
 :class:`~pseval.distributed.progress.ProgressBoard`, and return where they ran.
-
-Fault injection for tests: when ``$PSEVAL_TEST_CRASH_ONCE`` names a file that does not exist yet, the first
-task to finish one SAE creates it and kills its own worker with ``os._exit``, as a lost machine would; Ray
-then retries the task, which finds the marker and carries on.
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 FORWARDED_ENV = (
@@ -26,10 +21,8 @@ FORWARDED_ENV = (
     "HF_HUB_OFFLINE",
     "HF_HOME",
     "TOKENIZERS_PARALLELISM",
-    "PSEVAL_TEST_CRASH_ONCE",
 )
 """Environment variables the driver hands to every task."""
-CRASH_ONCE_ENV = "PSEVAL_TEST_CRASH_ONCE"
 
 
 @dataclass(frozen=True)
@@ -111,20 +104,6 @@ def _reporter(board: Any, group: int) -> Callable[[str], None]:
     return report
 
 
-def crash_once_if_asked() -> None:
-    """The fault-injection hook (see the module docstring)."""
-    marker = os.environ.get(CRASH_ONCE_ENV)
-    if not marker or Path(marker).exists():
-        return
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:  # another task crashed first
-        return
-    os.write(fd, f"{socket.gethostname()} {os.getpid()} {time.time()}\n".encode())
-    os.close(fd)
-    os._exit(17)
-
-
 @contextlib.contextmanager
 def _node_lock(name: str) -> Iterator[None]:
     """An exclusive lock shared by the tasks of one node (the model's first export is not safe to race)."""
@@ -165,13 +144,6 @@ def sweep_group_task(
         attempt = _started(board, context.group, where)
         started = time.time()
         loaded = load_model_once_per_node(config.model, device)
-
-        def train(cfg: Any, **kwargs: Any) -> Any:
-            result = train_sae(cfg, **kwargs)
-            if not result.reused:
-                crash_once_if_asked()
-            return result
-
         counts = run_hook_group(
             config,
             loaded,
@@ -179,7 +151,7 @@ def sweep_group_task(
             hooks=list(hooks),
             force_rerun=force_rerun,
             status=_reporter(board, context.group),
-            train_fn=train,
+            train_fn=train_sae,
         )
         counts["where"] = where
         counts["attempts"] = attempt
@@ -207,17 +179,7 @@ def eval_group_task(
         attempt = _started(board, context.group, where)
         started = time.time()
         loaded = load_model_once_per_node(model, config.device, config.dtype)
-        report = _reporter(board, context.group)
-        scored = 0
-
-        def status(message: str) -> None:
-            nonlocal scored
-            if message.startswith("scoring "):
-                if scored >= 1:  # the previous SAE's result is written
-                    crash_once_if_asked()
-                scored += 1
-            report(message)
-
+        status = _reporter(board, context.group)
         run_log: dict[str, list[str]] = {}
         results = evaluate(
             loaded,

@@ -10,7 +10,7 @@ latents on the training corpus:
 - :func:`frequency_breakdown` splits the PS-Eval pairs by the firing frequency of their top latent.
 
 No second model pass is needed: the activations come from the training activation store's disk cache
-(:mod:`pseval.training.store`), under the same cache key the trainer uses, so the cache a trained SAE
+(:mod:`pseval.activations.store`), under the same cache key the trainer uses, so the cache a trained SAE
 left behind is read as is; only when it is absent is the model run, once, to fill it. That cache also
 records, for every row, the context and position it came from, which is what turns a row back into text.
 """
@@ -170,7 +170,7 @@ def corpus_latent_stats(
     one block of weights and codes whatever the width. Both give the same numbers: the same counts, and the
     top rows merged over the same row chunks in the same order.
     """
-    from pseval.training.store import ActivationStore, iter_cached_rows, load_cached_contexts
+    from pseval.activations.store import ActivationStore, iter_cached_rows, load_cached_contexts
 
     if n_tokens < 1:
         raise ConfigError(f"n_tokens={n_tokens} must be positive", "ask for at least one corpus token")

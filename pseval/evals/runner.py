@@ -122,7 +122,7 @@ def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
 
 def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
     """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
-    from pseval.sae.source import open_sae
+    from pseval.sae.formats.loader import open_sae
 
     items: list[SAEItem] = []
     for spec in saes:
@@ -405,12 +405,6 @@ def _sae_lens_version() -> str | None:
         return None
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _dense_baseline(
     data: PromptActivations, held_out: PromptActivations | None, hook: str, seed: int, why_cv: str | None
 ) -> dict[str, Any] | None:
@@ -584,9 +578,9 @@ def evaluate(
         return [finished[item.name] for item in items]
 
     # 2. The model: widths, BOS tokens and processing checked, datasets loaded, before any forward pass.
-    from pseval.models.loading import load_model
+    from pseval.models.loading import load_model, resolve_device
 
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     loaded = (
         load_model(config.model_name, device=device, dtype=config.dtype) if isinstance(model, str) else model
     )

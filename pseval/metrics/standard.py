@@ -2,7 +2,7 @@
 
 PS-Eval asks whether an SAE's latents separate word senses; these metrics say whether the SAE is a good
 SAE at all, so that a PS-Eval score can be read next to its sparsity and fidelity (as in SAEBench's
-``core`` eval). They are always measured on held-out corpus text (:mod:`pseval.training.corpus`), never
+``core`` eval). They are always measured on held-out corpus text (:mod:`pseval.data.corpus`), never
 on PS-Eval prompts, and never at BOS, separators or other special-token positions, whose activations
 carry no text (and, at BOS, dwarf everything else).
 
@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
 from pseval._progress import track
+from pseval.data.corpus import BUNDLED, ContextBatch, iter_context_batches
 from pseval.errors import ConfigError, DataError, ModelError
 from pseval.models.hooks import as_module, patch_hook, run_with_cache
-from pseval.training.corpus import BUNDLED, ContextBatch, iter_context_batches
 
 __all__ = [
     "ReconstructionAccumulator",

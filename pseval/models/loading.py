@@ -296,6 +296,13 @@ def _parse_dtype(dtype: str) -> torch.dtype:
         raise ModelError(f"unknown dtype '{dtype}'", "use one of float32, float16 or bfloat16") from None
 
 
+def resolve_device(device: str) -> str:
+    """The device to run on: ``"auto"`` is ``"cuda"`` when a GPU is visible, else ``"cpu"``; others as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def _check_device(device: str) -> None:
     try:
         dev = torch.device(device)

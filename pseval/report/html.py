@@ -21,6 +21,7 @@ from typing import Any
 from pseval._format import finite_number
 from pseval._io import write_text_atomic
 from pseval.evals.schema import PSEvalResult
+from pseval.report.figure_style import FigureSpec
 from pseval.report.load import (
     ResultGroup,
     architecture_label,
@@ -30,7 +31,7 @@ from pseval.report.load import (
     load_results,
     summary_table,
 )
-from pseval.report.plots import FigureSpec, build_figures, figure_bytes, summary_csv
+from pseval.report.plots import build_figures, figure_bytes, summary_csv
 from pseval.report.reliability import reliability_section
 from pseval.report.senses_html import senses_section
 from pseval.report.summary_html import baseline_rows, flag_notes_html, render_summary_table

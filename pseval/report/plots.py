@@ -22,15 +22,12 @@ import csv
 import io
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 from matplotlib import colors as mcolors
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
@@ -38,36 +35,17 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from pseval._format import format_number
 from pseval._io import atomic_path, write_text_atomic
 from pseval.evals.schema import PSEvalResult
+from pseval.report.figure_style import FigureSpec, Row, figure_subtitle, new_figure, set_title, style
 from pseval.report.load import (
     architecture_label,
     architecture_rank,
-    context_line,
     group_results,
     hook_kind_rank,
     load_results,
     summary_table,
     table_columns,
 )
-
-Row = dict[str, Any]
-
-RC: dict[str, Any] = {
-    "svg.hashsalt": "pseval-report",
-    "svg.fonttype": "path",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "grid.linewidth": 0.6,
-    "legend.frameon": False,
-    "legend.fontsize": 8,
-    "figure.dpi": 100,
-    "savefig.dpi": 150,
-}
-"""Fixed style; ``svg.hashsalt`` makes SVG ids reproducible."""
+from pseval.report.wordform_plot import wordform_figure
 
 ARCH_COLOURS: dict[str, str] = {
     "standard": "#4C72B0",
@@ -103,31 +81,6 @@ FIGURE_NAMES: tuple[str, ...] = (
 """Stems of the figures this module can write (files of these names that a rerun does not produce are removed)."""
 
 TABLE_FILES: tuple[str, ...] = ("architectures.md", "architectures.csv", "summary.csv")
-
-
-@dataclass
-class FigureSpec:
-    """One figure, with what the report says about it and the tables written beside it."""
-
-    name: str
-    title: str
-    caption: str
-    figure: Figure
-    tables: dict[str, str] = field(default_factory=dict)
-
-
-@contextmanager
-def style() -> Iterator[None]:
-    """The fixed matplotlib style every figure is built and saved in."""
-    with matplotlib.rc_context(RC):  # type: ignore[arg-type]
-        yield
-
-
-def new_figure(figsize: tuple[float, float]) -> Figure:
-    """A figure on its own Agg canvas: no pyplot, so the caller's backend (e.g. a notebook's) is untouched."""
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def arch_colour(architecture: str | None) -> str:
@@ -171,15 +124,6 @@ def _err(row: Row, metric: str) -> tuple[float, float]:
 
 def _ratio_text(value: float | None) -> str:
     return "–" if value is None else f"×{value:g}"
-
-
-def _title(fig: Figure, title: str, subtitle: str) -> None:
-    fig.suptitle(f"{title}\n{subtitle}", fontsize=10.5, linespacing=1.5)
-
-
-def _subtitle(results: Sequence[PSEvalResult], extra: str = "") -> str:
-    line = context_line(results)
-    return f"{line} · {extra}" if extra else line
 
 
 def _first(rows: Sequence[Row], key: str) -> float | None:
@@ -322,8 +266,10 @@ def expansion_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fi
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
     extra = f"{dropped} more lines not shown" if dropped else ""
     hook_text = "" if by_hook else f" at {hooks[0][1]}"
-    _title(
-        fig, f"Specificity, recall and F1 against the expansion ratio{hook_text}", _subtitle(results, extra)
+    set_title(
+        fig,
+        f"Specificity, recall and F1 against the expansion ratio{hook_text}",
+        figure_subtitle(results, extra),
     )
     return FigureSpec(
         name="expansion_ratio",
@@ -538,7 +484,7 @@ def architecture_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) ->
             + "."
         )
     caption += " The same numbers are in architectures.md and architectures.csv."
-    _title(fig, f"{title} at {setting}", _subtitle(results))
+    set_title(fig, f"{title} at {setting}", figure_subtitle(results))
     return FigureSpec(
         name="architectures",
         title=title,
@@ -627,7 +573,7 @@ def heatmap_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Figu
             spine.set_visible(False)
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="specificity", shrink=0.9)
-    _title(fig, "Specificity per layer and hook kind", _subtitle(results))
+    set_title(fig, "Specificity per layer and hook kind", figure_subtitle(results))
     shared = [
         f"{label}, layer {layer} {kind}: {row['name']} (of {', '.join(row['cell_names'])})"
         for label, cells in panels
@@ -781,7 +727,9 @@ def frontier_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     where = panels[0][0] if len(panels) == 1 else "one panel per hook point"
     if len(panels) < n_hooks:
         where += f", {len(panels)} of {n_hooks}"
-    _title(fig, f"Reconstruction against sparsity, coloured by specificity ({where})", _subtitle(results))
+    set_title(
+        fig, f"Reconstruction against sparsity, coloured by specificity ({where})", figure_subtitle(results)
+    )
     left_out = n_hooks - len(panels)
     return FigureSpec(
         name="mse_l0_frontier",
@@ -909,7 +857,7 @@ def recall_specificity_figure(results: Sequence[PSEvalResult], rows: Sequence[Ro
     n_hooks = len(
         {r["hook"] for r in rows if r.get("recall") is not None and r.get("specificity") is not None}
     )
-    _title(fig, f"Recall against specificity ({hook_text})", _subtitle(results))
+    set_title(fig, f"Recall against specificity ({hook_text})", figure_subtitle(results))
     return FigureSpec(
         name="recall_specificity",
         title="Recall against specificity",
@@ -938,9 +886,6 @@ BUILDERS = (expansion_figure, architecture_figure, heatmap_figure, frontier_figu
 
 def build_figures(results: Sequence[PSEvalResult], rows: Sequence[Row] | None = None) -> list[FigureSpec]:
     """Every figure the results have data for (call inside :func:`style` to save them as built)."""
-    # Imported here: the word form figure is built from this module's helpers.
-    from pseval.report.wordform_plot import wordform_figure
-
     rows = summary_table(results) if rows is None else rows
     with style():
         specs = [builder(results, rows) for builder in (*BUILDERS, wordform_figure)]

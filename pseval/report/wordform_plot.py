@@ -20,14 +20,8 @@ from matplotlib.lines import Line2D
 
 from pseval._format import finite_number
 from pseval.evals.schema import PSEvalResult, stored_wordform
+from pseval.report.figure_style import FigureSpec, Row, figure_subtitle, new_figure, set_title
 from pseval.report.load import architecture_label, display_names
-from pseval.report.plots import (
-    FigureSpec,
-    Row,
-    _subtitle,
-    _title,
-    new_figure,
-)
 
 FIGURE_NAME = "wordform_2x2"
 
@@ -345,7 +339,7 @@ def wordform_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=3)
     shown = wordform_results(results)
-    _title(fig, "Word form vs meaning (2 × 2)", _subtitle(shown))
+    set_title(fig, "Word form vs meaning (2 × 2)", figure_subtitle(shown))
     caption = (
         "One line per representation (each SAE, then the random SAE of its width and the dense activations "
         "of its hook, in grey): for each measure, the mean overlap of a pair's two contexts in the four cells "

@@ -24,8 +24,9 @@ from pseval.sae.formats import (
     write_sparsify,
 )
 from pseval.sae.formats._common import is_transcoder
+from pseval.sae.formats.loader import open_sae
 from pseval.sae.model import SAE
-from pseval.sae.source import SAESource, TensorRef, open_sae
+from pseval.sae.source import SAESource, TensorRef
 
 __all__ = [
     "ARCHITECTURES",

@@ -10,8 +10,7 @@ import torch
 
 from pseval.errors import SAEError
 from pseval.sae.config import SAE_CONFIGS, config_from_dict
-from pseval.sae.formats._common import transcoder_metadata
-from pseval.sae.formats.saelens import _BATCHTOPK_TRAINING, _TRANSCODERS
+from pseval.sae.formats._common import SAELENS_BATCHTOPK_TRAINING, SAELENS_TRANSCODERS, transcoder_metadata
 from pseval.sae.model import SAE
 
 _INSTALL_FIX = "pip install 'pseval[saelens]', or download the SAE folder and pass its path"
@@ -99,13 +98,13 @@ def from_saelens(sl_sae: Any) -> SAE:
     cfg_dict: dict[str, Any] = dict(sl_sae.cfg.to_dict())
     metadata = dict(cfg_dict.pop("metadata", {}) or {})
     architecture = cfg_dict.get("architecture")
-    if architecture == "jumprelu" and metadata.get("training_architecture") in _BATCHTOPK_TRAINING:
+    if architecture == "jumprelu" and metadata.get("training_architecture") in SAELENS_BATCHTOPK_TRAINING:
         details = metadata.get("training_architecture_details") or {}
         if details.get("k") is not None:
             architecture, cfg_dict["k"] = "batchtopk", details["k"]
-    transcoder = architecture in _TRANSCODERS
+    transcoder = architecture in SAELENS_TRANSCODERS
     if transcoder:
-        inner, skip = _TRANSCODERS[str(architecture)]
+        inner, skip = SAELENS_TRANSCODERS[str(architecture)]
         metadata["sae_lens_architecture"] = architecture
         metadata.update(
             transcoder_metadata(

@@ -210,9 +210,7 @@ def _strip(path: Path, relative: str) -> Path:
 
 def open_pretrained(spec: str) -> SAESource:
     """Open ``saelens:RELEASE/SAE_ID``: fetch (or find in the cache) its files and open them with pseval's reader."""
-    from pseval.sae.formats._registry import format_for_conversion
-    from pseval.sae.formats.llama_scope import open_llama_scope
-    from pseval.sae.formats.qwen_scope import open_qwen_scope
+    from pseval.sae.formats._registry import ReleaseContext, format_for_conversion
 
     release, sae_id = parse_saelens_spec(spec)
     label = f"{SPEC_PREFIX}{release}/{sae_id}"
@@ -235,12 +233,7 @@ def open_pretrained(spec: str) -> SAESource:
             got = _download(info.repo_id, f"{folder_in_repo}/{name}", label, required=False)
             local = local or (_strip(got, name) if got is not None else None)
         assert local is not None
-    if fmt.name == "llama_scope":
-        source = open_llama_scope(local, norm_scaling_factor=entry.get("norm_scaling_factor"))
-    elif fmt.name == "qwen_scope":
-        source = open_qwen_scope(local, repo_id=info.repo_id)
-    else:
-        source = fmt.open(local)
+    source = fmt.open_release(local, ReleaseContext(repo_id=info.repo_id, entry=entry))
     _apply_registry(source, info, entry, label)
     source.spec, source.release, source.sae_id = label, info.name, sae_id
     return source

@@ -1,6 +1,6 @@
 """Opening an SAE cheaply: its validated config and where its tensors lie, before any weight is read.
 
-:func:`open_sae` reads configs and safetensors headers only, so a run can validate every SAE it was given
+:func:`pseval.sae.formats.loader.open_sae` reads configs and safetensors headers only, so a run can validate every SAE it was given
 before the first model pass and then materialise them one at a time with :meth:`SAESource.load`.
 ``load_sae(spec)`` is ``open_sae(spec).load()``.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,14 +128,3 @@ def _file_head(path: Path) -> bytes:
                     return raw + fh.read(n)
         fh.seek(0)
         return fh.read(1 << 20)
-
-
-def open_sae(spec: str | Path, hook_name: str | None = None) -> SAESource:
-    """Open the SAE at ``spec`` (folder, weights file, or ``saelens:RELEASE/SAE_ID``) without reading weights.
-
-    ``hook_name`` picks one SAE from a folder holding several, or replaces the hook the files record.
-    A missing, corrupt or unsupported SAE raises :class:`SAEError` (one line and a fix).
-    """
-    from pseval.sae.formats.loader import open_source
-
-    return open_source(spec if isinstance(spec, str) else os.fspath(spec), hook_name=hook_name)

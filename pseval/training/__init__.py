@@ -1,4 +1,5 @@
-"""Training SAEs: corpus packing, the activation store, the training config and the training loop.
+"""Training SAEs: the training config and the training loop (over :mod:`pseval.data.corpus` text and
+:mod:`pseval.activations.store` activations).
 
 ``train_sae(TrainConfig(...))`` trains on a model's activations and writes a SAELens-format folder;
 ``train_sae_on_activations(config, batches, d_in)`` is the same loop over any iterator of activation

@@ -721,7 +721,7 @@ def make_store(config: TrainConfig, loaded: Any) -> Any:
     Callers that train several SAEs (the demo, sweeps) harvest every hook through it in one pass first,
     so each ``train_sae`` call then finds its activations cached.
     """
-    from pseval.training.store import ActivationStore
+    from pseval.activations.store import ActivationStore
 
     return ActivationStore(
         loaded,

@@ -11,17 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pseval.cli import app
-from pseval.data.datasets import dataset_sha256
 from pseval.evals.results_store import MAX_FILE_NAME_BYTES
 from tests.evals.test_runner_identity import write_sae
 
 runner = CliRunner()
-
-STORED_V0_1_0 = Path(__file__).parents[1] / "evals" / "stored" / "sae_eval_results_v0.1.0.json"
-"""A result written by pseval 0.1.0 before result files carried a checksum: ``pseval eval --sae DIR --model
-MODEL --dataset DATASET --no-baselines --bootstrap 0 --interpret-tokens 0`` on the tiny model and dataset of
-``tests/evals/conftest.py`` and ``write_sae(DIR, seed=1)``; its paths replaced by @MODEL_DIR@, @DATASET@ and
-@SAE_DIR@."""
 
 
 def _eval(model_dir: Path, dataset: Path, out: Path, *saes: str | Path, extra: tuple[str, ...] = ()) -> Any:
@@ -85,41 +78,6 @@ def test_a_result_edited_by_hand_is_refused_everywhere(
     recomputed = json.loads(path.read_text(encoding="utf-8"))
     assert recomputed["eval_result_metrics"] == original["eval_result_metrics"]
     assert runner.invoke(app, ["report", str(out), "--no-figures"]).exit_code == 0
-
-
-def test_a_result_written_before_checksums_is_still_finished(
-    tmp_path: Path,
-    tmp_cache: Path,
-    tiny_model_dir: Path,
-    tiny_dataset_file: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sae = write_sae(tmp_path / "sae", seed=1)
-    out = tmp_path / "results"
-    path = out / "ps_eval" / "sae_eval_results.json"
-    path.parent.mkdir(parents=True)
-    text = STORED_V0_1_0.read_text(encoding="utf-8")
-    for placeholder, value in (
-        ("@MODEL_DIR@", tiny_model_dir),
-        ("@DATASET@", tiny_dataset_file),
-        ("@SAE_DIR@", sae.resolve()),
-    ):
-        text = text.replace(placeholder, str(value))
-    # A custom .jsonl result from before datasets were hashed is refused (its content then is unknown), so the
-    # file stands for one written once the dataset hash was recorded but before result checksums were.
-    stored = json.loads(text)
-    stored["result_identity"]["dataset_sha256"] = dataset_sha256(str(tiny_dataset_file))
-    text = json.dumps(stored, indent=2)
-    path.write_text(text, encoding="utf-8")
-    assert "result_checksum" not in json.loads(text)
-
-    _refuse_model(monkeypatch)
-    kept = _eval(tiny_model_dir, tiny_dataset_file, out, sae)
-    assert kept.exit_code == 0, kept.output
-    assert f"kept {path}" in kept.output
-    assert path.read_text(encoding="utf-8") == text
-    report = runner.invoke(app, ["report", str(out), "--no-figures"])
-    assert report.exit_code == 0, report.output
 
 
 def test_one_sae_given_three_ways_is_one_result(

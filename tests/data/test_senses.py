@@ -13,7 +13,8 @@ import pytest
 from pseval.data.datasets import dataset_summary, load_dataset
 from pseval.data.inflection import span_matches_word
 from pseval.data.schema import WordPair
-from pseval.data.senses import DIFFERENT, SAME, UNKNOWN, SenseItem, senses_from_pairs, wordnet_senses_path
+from pseval.data.sense_pairs import senses_from_pairs
+from pseval.data.senses import DIFFERENT, SAME, UNKNOWN, SenseItem, wordnet_senses_path
 
 
 def _pair(pid: str, word: str, c1: str, c2: str, label: int, word_2: str | None = None) -> WordPair:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ pytest.importorskip("ray")
 
 from pseval.distributed.cluster import RayOptions
 from pseval.distributed.sweep import run_sweep_ray
+from pseval.distributed.tasks import sweep_group_task
 from pseval.sweep.config import SweepConfig, validate_sweep_config
 from pseval.sweep.runner import run_sweep
 
@@ -99,6 +101,40 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {str(a)[:80]} != {str(b)[:80]}"]
 
 
+def _crashing_once_after_training(marker: Path) -> Callable[..., dict[str, Any]]:
+    """The sweep task, except that the first task to train an SAE creates ``marker`` and kills its own worker
+    (``os._exit``, as a lost machine would); Ray retries the task, which finds the marker and carries on.
+
+    A closure, so Ray ships it to the workers by value: the fault lives in the test, not in pseval.
+    """
+
+    def task(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        import os
+
+        from pseval.distributed import tasks
+        from pseval.training import trainer
+
+        train_sae = trainer.train_sae
+
+        def train_then_crash_once(cfg: Any, **train_kwargs: Any) -> Any:
+            result = train_sae(cfg, **train_kwargs)
+            if not result.reused:
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:  # crashed once already
+                    return result
+                os._exit(17)
+            return result
+
+        trainer.train_sae = train_then_crash_once  # sweep_group_task imports it when it runs
+        try:
+            return tasks.sweep_group_task(*args, **kwargs)
+        finally:
+            trainer.train_sae = train_sae
+
+    return task
+
+
 def test_a_lost_worker_is_retried_without_redoing_finished_saes_and_a_rerun_completes_what_is_missing(
     ray_cluster: Any,
     tmp_path: Path,
@@ -108,11 +144,9 @@ def test_a_lost_worker_is_retried_without_redoing_finished_saes_and_a_rerun_comp
 ) -> None:
     import shutil
 
-    from pseval.distributed.tasks import CRASH_ONCE_ENV
-
     monkeypatch.setenv("PSEVAL_CACHE", str(tmp_path / "cache"))
     marker = tmp_path / "crashed-once"
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))
+    monkeypatch.setattr("pseval.distributed.sweep.sweep_group_task", _crashing_once_after_training(marker))
     config = _sweep(tmp_path / "ray", tiny_model_dir, tiny_dataset_file, [0, 2])
     options = RayOptions(n_groups=2, progress=False)
     summary = run_sweep_ray(config, options, status=lambda _m: None)
@@ -126,7 +160,7 @@ def test_a_lost_worker_is_retried_without_redoing_finished_saes_and_a_rerun_comp
     assert not list((tmp_path / "ray").rglob(".*.tmp")), "nothing half-written is left"
 
     # As after an interrupted driver: one SAE and its result are missing; only their hook is redone.
-    monkeypatch.delenv(CRASH_ONCE_ENV)
+    monkeypatch.setattr("pseval.distributed.sweep.sweep_group_task", sweep_group_task)
     shutil.rmtree(tmp_path / "ray" / "saes" / "L2-attn_out-topk-x2-k4")
     (tmp_path / "ray" / "results" / "ps_eval" / "L2-attn_out-topk-x2-k4_eval_results.json").unlink()
     again = run_sweep_ray(config, options, status=lambda _m: None)

@@ -10,6 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from pseval.activations.store import ActivationStore, load_cached_contexts
+from pseval.data.corpus import special_token_mask
 from pseval.errors import ConfigError
 from pseval.evals.interpret import (
     MARK_CLOSE,
@@ -22,8 +24,6 @@ from pseval.evals.schema import PairDetail
 from pseval.models.hooks import run_with_cache
 from pseval.sae.config import config_from_dict
 from pseval.sae.model import SAE
-from pseval.training.corpus import special_token_mask
-from pseval.training.store import ActivationStore, load_cached_contexts
 from tests.helpers import TINY_VOCAB_WORDS, tiny_loaded, write_word_corpus
 
 HOOK = "blocks.1.hook_resid_post"

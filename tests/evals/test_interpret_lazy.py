@@ -15,9 +15,10 @@ import pseval.evals.interpret as interpret_module
 from pseval.evals.interpret import corpus_latent_stats
 from pseval.sae.config import config_from_dict
 from pseval.sae.formats import save_sae
+from pseval.sae.formats.loader import open_sae
 from pseval.sae.lazy import InMemoryBlocks, SafetensorsBlocks, feature_blocks
 from pseval.sae.model import SAE
-from pseval.sae.source import SAESource, open_sae
+from pseval.sae.source import SAESource
 from tests.evals.test_interpret import HOOK, corpus_file, fabricate_cache, loaded, settings
 
 __all__ = ["corpus_file", "loaded"]

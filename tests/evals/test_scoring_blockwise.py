@@ -216,7 +216,7 @@ def _write_saelens(sae: SAE, folder: Path) -> None:
 
 
 def test_lazy_saelens_source_scores_like_the_loaded_sae(tmp_path: Path) -> None:
-    from pseval.sae.source import open_sae
+    from pseval.sae.formats.loader import open_sae
 
     loaded = tiny_loaded(d_model=D_IN)
     sae = make_sae("jumprelu")
@@ -261,7 +261,7 @@ def test_safetensors_blocks_read_both_orientations(
 
 
 def test_gemma_scope_2_folder_is_scored_lazily(tmp_path: Path) -> None:
-    from pseval.sae.source import open_sae
+    from pseval.sae.formats.loader import open_sae
 
     sae = make_sae("jumprelu")
     folder = tmp_path / "resid_post" / "layer_1_width_16k_l0_small"

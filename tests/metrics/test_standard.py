@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pseval.data.corpus import iter_context_batches
 from pseval.metrics.standard import (
     ReconstructionAccumulator,
     StandardMetrics,
@@ -19,7 +20,6 @@ from pseval.metrics.standard import (
     reconstruction_metrics,
     standard_metrics,
 )
-from pseval.training.corpus import iter_context_batches
 from tests.helpers import TINY_VOCAB_WORDS, tiny_loaded
 
 HOOK = "blocks.1.hook_resid_post"
@@ -216,9 +216,9 @@ def test_standard_metrics_many_equals_one_by_one(tmp_cache: Path) -> None:
             fields["k"] = 4
         items.append((f"sae{i}", SAE.create_random(config_from_dict(fields), seed=i), hook))
     many = standard_metrics_many(loaded, items, n_tokens=300, n_tokens_ce=200, context_size=32, batch_size=4)
+    from pseval.data.corpus import iter_context_batches
     from pseval.metrics.standard import downstream_metrics, reconstruction_metrics
     from pseval.models.hooks import run_with_cache
-    from pseval.training.corpus import iter_context_batches
 
     def contexts(n: int):  # type: ignore[no-untyped-def]
         return iter_context_batches(loaded.tokenizer, "bundled", "holdout", 32, 4, n, None)

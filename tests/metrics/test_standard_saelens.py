@@ -38,13 +38,13 @@ from typing import Any
 import pytest
 import torch
 
+from pseval.data.corpus import ContextBatch
 from pseval.metrics.standard import downstream_metrics, reconstruction_metrics
 from pseval.models.hooks import run_with_cache
 from pseval.models.loading import wrap_model
 from pseval.sae.config import config_from_dict
 from pseval.sae.formats import save_sae
 from pseval.sae.model import SAE
-from pseval.training.corpus import ContextBatch
 from tests.helpers import random_batch, tiny_model, tiny_tokenizer
 
 pytest.importorskip("sae_lens")

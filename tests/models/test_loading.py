@@ -145,3 +145,15 @@ def test_real_smollm2() -> None:
     torch.testing.assert_close(value, hidden[6], atol=1e-4, rtol=1e-4)
     assert load_model("smollm2-135m").fingerprint == loaded.fingerprint
     assert load_tokenizer("smollm2-135m")("The bank").input_ids == loaded.tokenizer("The bank").input_ids
+
+
+def test_resolve_device_picks_cuda_for_auto_only_when_a_gpu_is_visible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pseval.models.loading import resolve_device
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"

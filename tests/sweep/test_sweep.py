@@ -185,12 +185,12 @@ def test_hooks_whose_caches_do_not_fit_together_are_harvested_in_groups(
     per_hook = 1024 * 32 * 2  # tokens × d_model × float16
     real = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(
-        "pseval.training.store.shutil.disk_usage", lambda _p: real._replace(free=2 * per_hook + 100)
+        "pseval.activations.store.shutil.disk_usage", lambda _p: real._replace(free=2 * per_hook + 100)
     )
     messages: list[str] = []
     plans: list[list[list[str]]] = []
     deleted: list[list[str]] = []
-    from pseval.training.store import ActivationStore
+    from pseval.activations.store import ActivationStore
 
     plan, delete = ActivationStore.plan_harvest, ActivationStore.delete_cache
 

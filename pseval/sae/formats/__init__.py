@@ -22,7 +22,13 @@ from pseval.sae.formats import (  # noqa: F401  (importing a format module regis
     sparsify,
 )
 from pseval.sae.formats._common import assemble as _assemble
-from pseval.sae.formats._registry import FORMAT_REGISTRY, ReleaseFiles, SAEFormat, register_format
+from pseval.sae.formats._registry import (
+    FORMAT_REGISTRY,
+    ReleaseContext,
+    ReleaseFiles,
+    SAEFormat,
+    register_format,
+)
 from pseval.sae.formats.dictionary_learning import write_dictionary_learning
 from pseval.sae.formats.gemma_scope import write_gemma_scope
 from pseval.sae.formats.hooks import (
@@ -41,6 +47,7 @@ FORMATS: tuple[str, ...] = tuple(FORMAT_REGISTRY)
 __all__ = [
     "FORMATS",
     "FORMAT_REGISTRY",
+    "ReleaseContext",
     "ReleaseFiles",
     "SAEFormat",
     "_assemble",

@@ -25,6 +25,18 @@ from pseval.sae.model import SAE
 
 logger = logging.getLogger(__name__)
 
+SAELENS_TRANSCODERS: dict[str, tuple[str, bool]] = {
+    "transcoder": ("standard", False),
+    "skip_transcoder": ("standard", True),
+    "jumprelu_transcoder": ("jumprelu", False),
+    "jumprelu_skip_transcoder": ("jumprelu", True),
+}
+"""SAELens transcoder architectures -> (pseval architecture of the encoder side, has a skip connection);
+shared by the SAELens reader and the sae-lens fallback."""
+
+SAELENS_BATCHTOPK_TRAINING = ("batchtopk", "matryoshka_batchtopk")
+"""Training architectures SAELens saves for inference as JumpReLU with a global threshold."""
+
 DTYPE_NAMES: dict[torch.dtype, str] = {
     torch.float32: "float32",
     torch.float16: "float16",

@@ -6,10 +6,10 @@ A new release format is one module that calls :func:`register_format`; the loade
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pseval.sae.source import SAESource
@@ -23,6 +23,16 @@ class ReleaseFiles:
     optional: tuple[str, ...] = ()
     path_is_file: bool = False
     """True when the registry path names the weights file itself (Qwen-Scope ``layer{n}.sae.pt``)."""
+
+
+@dataclass(frozen=True)
+class ReleaseContext:
+    """What the sae-lens registry says about one SAE of a release, beside its files."""
+
+    repo_id: str
+    """The Hugging Face repo the files come from."""
+    entry: Mapping[str, Any] = field(default_factory=dict)
+    """The registry's entry of this SAE (``id``, ``path``, ``norm_scaling_factor``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,15 @@ class SAEFormat:
     """Which files of a release folder to fetch from the Hugging Face cache."""
     hook_of_child: Callable[[str], str | None] | None = None
     """Hook name of a sub-SAE from its folder or file name, when a parent holds several."""
+    open_in_release: Callable[[Path, ReleaseContext], SAESource] | None = None
+    """Like :attr:`open`, for formats whose files leave out what the release's registry entry or repo name
+    records (Llama Scope's norm scaling factor, Qwen-Scope's k); None: :attr:`open`."""
+
+    def open_release(self, path: Path, release: ReleaseContext) -> SAESource:
+        """Open the SAE fetched from a release, with what its registry entry says."""
+        if self.open_in_release is not None:
+            return self.open_in_release(path, release)
+        return self.open(path)
 
 
 FORMAT_REGISTRY: dict[str, SAEFormat] = {}

@@ -26,7 +26,7 @@ from pseval.sae.formats._common import (
     read_safetensors,
     resolve,
 )
-from pseval.sae.formats._registry import ReleaseFiles, SAEFormat, register_format
+from pseval.sae.formats._registry import ReleaseContext, ReleaseFiles, SAEFormat, register_format
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
 
@@ -129,6 +129,11 @@ def open_llama_scope(folder: Path, norm_scaling_factor: float | None = None) -> 
     )
 
 
+def _open_in_release(folder: Path, release: ReleaseContext) -> SAESource:
+    # the registry, not hyperparams.json, holds the norm scaling factor sae-lens folds in
+    return open_llama_scope(folder, norm_scaling_factor=release.entry.get("norm_scaling_factor"))
+
+
 def _detect(path: Path) -> bool:
     return path.is_dir() and (path / LLAMA_SCOPE_CFG).is_file() and (path / "checkpoints").is_dir()
 
@@ -141,5 +146,6 @@ LLAMA_SCOPE = register_format(
         open=open_llama_scope,
         conversion_funcs=("llama_scope",),
         release_files=ReleaseFiles(required=(LLAMA_SCOPE_CFG, LLAMA_SCOPE_WEIGHTS)),
+        open_in_release=_open_in_release,
     )
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -103,8 +104,17 @@ def apply_hook_override(source: SAESource, hook_name: str | None) -> None:
     source.cfg.hook_name = hook_name
 
 
+def open_sae(spec: str | Path, hook_name: str | None = None) -> SAESource:
+    """Open the SAE at ``spec`` (folder, weights file, or ``saelens:RELEASE/SAE_ID``) without reading weights.
+
+    ``hook_name`` picks one SAE from a folder holding several, or replaces the hook the files record.
+    A missing, corrupt or unsupported SAE raises :class:`SAEError` (one line and a fix).
+    """
+    return open_source(spec if isinstance(spec, str) else os.fspath(spec), hook_name=hook_name)
+
+
 def open_source(spec: str, hook_name: str | None = None) -> SAESource:
-    """:func:`pseval.sae.source.open_sae`: configs and headers only."""
+    """:func:`open_sae` of a spec string: configs and headers only."""
     if spec.startswith("saelens:"):
         from pseval.sae.pretrained import open_pretrained
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pseval.errors import SAEError
 from pseval.sae.formats._common import materialise, read_torch_file, resolve
-from pseval.sae.formats._registry import ReleaseFiles, SAEFormat, register_format
+from pseval.sae.formats._registry import ReleaseContext, ReleaseFiles, SAEFormat, register_format
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
 
@@ -86,6 +86,11 @@ def open_qwen_scope(file: Path, repo_id: str | None = None) -> SAESource:
     return SAESource(spec=where, cfg=plan.cfg, format="qwen_scope", path=file, files=(file,), builder=build)
 
 
+def _open_in_release(file: Path, release: ReleaseContext) -> SAESource:
+    # k is only in the repo name, which a cached file's path may not show
+    return open_qwen_scope(file, repo_id=release.repo_id)
+
+
 def _detect(path: Path) -> bool:
     return path.is_file() and _FILE.fullmatch(path.name) is not None
 
@@ -104,5 +109,6 @@ QWEN_SCOPE = register_format(
         conversion_funcs=("qwen_scope",),
         release_files=ReleaseFiles(required=(), path_is_file=True),
         hook_of_child=_hook_of_child,
+        open_in_release=_open_in_release,
     )
 )

@@ -20,6 +20,8 @@ from pseval.errors import SAEError
 from pseval.sae.config import ARCHITECTURES, SAE_CONFIGS, TopKSAEConfig, own_fields
 from pseval.sae.formats._common import (
     DTYPE_NAMES,
+    SAELENS_BATCHTOPK_TRAINING,
+    SAELENS_TRANSCODERS,
     check_normalize,
     header_shapes_and_dtypes,
     materialise,
@@ -37,29 +39,19 @@ SAELENS_CFG = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 _MIN_SAELENS_FORMAT = "6.0.0"
 
-#: SAELens transcoder architectures -> (pseval architecture of the encoder side, has a skip connection)
-_TRANSCODERS: dict[str, tuple[str, bool]] = {
-    "transcoder": ("standard", False),
-    "skip_transcoder": ("standard", True),
-    "jumprelu_transcoder": ("jumprelu", False),
-    "jumprelu_skip_transcoder": ("jumprelu", True),
-}
-#: training architectures SAELens saves for inference as JumpReLU with a global threshold
-_BATCHTOPK_TRAINING = ("batchtopk", "matryoshka_batchtopk")
-
 
 def _saelens6_fields(
     cfg: dict[str, Any], metadata: dict[str, Any], where: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     architecture = cfg["architecture"]
     k = cfg.get("k")
-    if architecture == "jumprelu" and metadata.get("training_architecture") in _BATCHTOPK_TRAINING:
+    if architecture == "jumprelu" and metadata.get("training_architecture") in SAELENS_BATCHTOPK_TRAINING:
         details = metadata.get("training_architecture_details") or {}
         if isinstance(details, dict) and details.get("k") is not None:
             architecture, k = "batchtopk", details["k"]
     apply_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
-    if architecture in _TRANSCODERS:
-        inner, skip = _TRANSCODERS[architecture]
+    if architecture in SAELENS_TRANSCODERS:
+        inner, skip = SAELENS_TRANSCODERS[architecture]
         metadata["sae_lens_architecture"] = architecture
         metadata.update(
             transcoder_metadata(
@@ -292,7 +284,7 @@ def saelens_cfg_dict(sae: SAE) -> dict[str, Any]:
         details = dict(metadata.get("training_architecture_details") or {})
         details["k"] = getattr(cfg, "k", None)
         # A Matryoshka BatchTopK SAE keeps its training architecture (SAELens writes both as JumpReLU).
-        if metadata.get("training_architecture") not in _BATCHTOPK_TRAINING:
+        if metadata.get("training_architecture") not in SAELENS_BATCHTOPK_TRAINING:
             metadata["training_architecture"] = "batchtopk"
         metadata["training_architecture_details"] = details
     out["metadata"] = metadata

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pseval.errors import DataError
-from pseval.training import corpus as corpus_module
-from pseval.training.corpus import (
+from pseval.data import corpus as corpus_module
+from pseval.data.corpus import (
     HOLDOUT_EVERY,
     ContextBatch,
     is_holdout,
@@ -22,6 +21,7 @@ from pseval.training.corpus import (
     pack_tokens,
     special_token_mask,
 )
+from pseval.errors import DataError
 from tests.helpers import TINY_VOCAB_WORDS, tiny_tokenizer
 
 WORDS = [w for w in TINY_VOCAB_WORDS if not w.startswith("[")]

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
+from pseval.activations.store import ActivationStore, ShuffleBuffer, StoreConfig
+from pseval.data.corpus import ContextBatch, pack_tokens, special_token_mask
 from pseval.errors import ConfigError, DataError
 from pseval.models.hooks import run_with_cache
-from pseval.training.corpus import ContextBatch, pack_tokens, special_token_mask
-from pseval.training.store import ActivationStore, ShuffleBuffer, StoreConfig
 from tests.helpers import TINY_VOCAB_WORDS, tiny_loaded, write_word_corpus
 
 WORDS = [w for w in TINY_VOCAB_WORDS if not w.startswith("[")]
@@ -107,7 +107,7 @@ def test_activations_skip_special_positions(loaded: Any, corpus_file: str, tmp_p
 
 
 def _texts(corpus_file: str) -> Any:
-    from pseval.training.corpus import iter_texts
+    from pseval.data.corpus import iter_texts
 
     return iter_texts(corpus_file, "train")
 
@@ -210,16 +210,16 @@ def test_a_harvest_that_cannot_fit_on_disk_fails_before_any_forward_pass(
     needed = store.harvest_bytes([HOOK, HOOK_EARLY], 600)
     assert needed == 2 * 600 * 32 * 4  # two hooks of width 32, float32
     free = shutil.disk_usage(tmp_path)._replace(free=needed - 1)
-    monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free)
+    monkeypatch.setattr("pseval.activations.store.shutil.disk_usage", lambda _p: free)
     with pytest.raises(DataError, match=r"needs 0\.0 GB .* --cache-dtype float16"):
         store.harvest([HOOK, HOOK_EARLY], 600)
     assert store.n_forward_passes == 0
     # A sweep harvests such hooks in groups that fit; a hook that fits on its own in no group is refused.
     assert store.plan_harvest([HOOK, HOOK_EARLY], 600) == [[HOOK], [HOOK_EARLY]]
-    monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free._replace(free=10))
+    monkeypatch.setattr("pseval.activations.store.shutil.disk_usage", lambda _p: free._replace(free=10))
     with pytest.raises(DataError, match="needs"):
         store.plan_harvest([HOOK], 600)
-    monkeypatch.setattr("pseval.training.store.shutil.disk_usage", lambda _p: free._replace(free=needed))
+    monkeypatch.setattr("pseval.activations.store.shutil.disk_usage", lambda _p: free._replace(free=needed))
     store.harvest([HOOK, HOOK_EARLY], 600)
     assert store.n_forward_passes > 0
 

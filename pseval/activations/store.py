@@ -1,7 +1,7 @@
 """The activation store: model activations on training text, shuffled, in batches, optionally cached.
 
 Training an SAE needs millions of activation vectors in random order. The store packs the corpus into
-contexts (:mod:`pseval.training.corpus`), runs the model on a batch of contexts at a time, stopping after
+contexts (:mod:`pseval.data.corpus`), runs the model on a batch of contexts at a time, stopping after
 the deepest requested layer (:func:`pseval.models.hooks.run_with_cache`), and keeps only the positions
 that hold text (BOS, separators and other special tokens are dropped).
 
@@ -43,9 +43,7 @@ from safetensors.torch import save_file
 
 from pseval._io import atomic_dir, cache_dir, stable_hash
 from pseval._progress import track
-from pseval.errors import ConfigError, DataError
-from pseval.models.hooks import as_module, hook_width, run_with_cache
-from pseval.training.corpus import (
+from pseval.data.corpus import (
     BUNDLED,
     ContextBatch,
     Split,
@@ -57,6 +55,8 @@ from pseval.training.corpus import (
     resolve_add_bos,
     special_token_mask,
 )
+from pseval.errors import ConfigError, DataError
+from pseval.models.hooks import as_module, hook_width, run_with_cache
 
 __all__ = [
     "ActivationStore",
