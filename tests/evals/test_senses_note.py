@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from pseval.cli import app
-from pseval.data.senses import senses_from_pairs
+from pseval.data.sense_pairs import senses_from_pairs
 from pseval.data.wic import read_wic_split
 from pseval.evals.senses import count_anchors
 from tests.evals.conftest import make_sae
