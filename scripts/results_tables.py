@@ -25,7 +25,13 @@ CPU_SUMMARY = "summary.csv"
 GPU_EXPANSION = {"1m": "summary_expansion_1m_gpu.csv", "3m": "summary_expansion_3m_gpu.csv"}
 GPU_ACTIVATION = "summary_activation_3m_gpu.csv"
 HOOK_ORDER = ("resid_post", "attn_out", "mlp_out")
-ARCH_LABEL = {"standard": "ReLU", "topk": "TopK", "batchtopk": "BatchTopK", "jumprelu": "JumpReLU"}
+ARCH_LABEL = {
+    "standard": "ReLU",
+    "topk": "TopK",
+    "batchtopk": "BatchTopK",
+    "jumprelu": "JumpReLU",
+    "matryoshka_batchtopk": "Matryoshka BatchTopK",
+}
 ARCH_ORDER = ("topk", "batchtopk", "jumprelu", "standard")
 BLOCK = re.compile(r"(<!-- table:([a-z0-9_]+) -->\n)(.*?)(\n?<!-- /table -->)", re.S)
 
@@ -228,6 +234,227 @@ def control_summary_table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+# --------------------------------------------------------------------------------------------------
+# Re-judged against the controls, three seeds (artifacts made by scripts/rejudge_tables.py)
+
+REJUDGE_PER_SAE = "rejudge_activation_tiny_3seeds.csv"
+REJUDGE_BY_CONFIG = "rejudge_by_config.csv"
+REJUDGE_RELIABILITY = "rejudge_reliability.json"
+REJUDGE_ARCH_ORDER = ("standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu")
+
+
+def signed(row: Row | None, metric: str) -> str:
+    """A signed difference with its interval: ``+0.012 [-0.03, +0.05]``."""
+    if row is None or row.get(metric) is None:
+        return "–"
+    value, low, high = row[metric], row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    if low is None or high is None:
+        return f"{value:+.3f}"
+    return f"{value:+.3f} [{low:+.2f}, {high:+.2f}]"
+
+
+def p_value(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2g}" if value >= 0.001 else f"{value:.0e}"
+
+
+def mean_sd(row: Row, metric: str, signed_mean: bool = False, digits: int = 3) -> str:
+    mean, sd = row.get(f"{metric}_mean"), row.get(f"{metric}_sd")
+    if mean is None:
+        return "–"
+    text = f"{mean:+.{digits}f}" if signed_mean else f"{mean:.{digits}f}"
+    return text if sd is None else f"{text} ± {sd:.{digits}f}"
+
+
+def _rejudge_sorted(rows: list[Row]) -> list[Row]:
+    return sorted(
+        rows,
+        key=lambda r: (
+            HOOK_ORDER.index(r["hook_kind"]),
+            REJUDGE_ARCH_ORDER.index(r["architecture"]),
+            r.get("seed") or 0,
+        ),
+    )
+
+
+def rejudge_wic_table(rows: list[Row]) -> str:
+    """Per SAE: PS-Eval's Youden's J beside its centred random control's, and the paired tests."""
+    out = [
+        "| hook | architecture | seed | L0 | FVU | J, SAE | J, random SAE | J, SAE − random | p, J (Holm) "
+        "| accuracy, SAE − random | p, McNemar (Holm) | beats random |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in _rejudge_sorted(rows):
+        beats = ", ".join(
+            label for key, label in (("beats_random_on_j", "J"), ("beats_random_on_accuracy", "accuracy"))
+            if str(r.get(key)) == "True"
+        ) or "no"  # fmt: skip
+        out.append(
+            f"| {r['hook_kind']} | {ARCH_LABEL[r['architecture']]} | {r['seed']} | {num(r.get('l0'), 1)} "
+            f"| {num(r.get('fvu'))} | {signed(r, 'youden_j')} | {signed(r, 'random_youden_j')} "
+            f"| {signed(r, 'vs_random_j_difference')} | {p_value(r.get('vs_random_j_p_holm'))} "
+            f"| {r['vs_random_accuracy_difference']:+.3f} | {p_value(r.get('vs_random_mcnemar_p_holm'))} | {beats} |"
+        )
+    return "\n".join(out)
+
+
+def rejudge_senses_table(rows: list[Row]) -> str:
+    """Per SAE: within-lemma sense retrieval (macro anchor AUROC) of the SAE, its random control and the centred
+    dense activation, and the paired differences."""
+    out = [
+        "| hook | architecture | seed | AUROC, SAE | AUROC, random SAE | AUROC, dense (centred) | SAE − random "
+        "| SAE − dense | 1-NN, SAE | 1-NN, SAE − random | 1-NN, SAE − dense |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in _rejudge_sorted(rows):
+        out.append(
+            f"| {r['hook_kind']} | {ARCH_LABEL[r['architecture']]} | {r['seed']} | {ci(r, 'sense_sae_auroc')} "
+            f"| {num(r.get('sense_random_auroc'))} | {num(r.get('sense_dense_auroc'))} "
+            f"| {signed(r, 'sense_sae_minus_random_auroc')} | {signed(r, 'sense_sae_minus_dense_auroc')} "
+            f"| {num(r.get('sense_sae_nn'))} | {signed(r, 'sense_sae_minus_random_nn')} "
+            f"| {signed(r, 'sense_sae_minus_dense_nn')} |"
+        )
+    return "\n".join(out)
+
+
+def rejudge_config_table(rows: list[Row]) -> str:
+    """Per hook kind × architecture: mean ± SD over the three training seeds."""
+    out = [
+        "| hook | architecture | L0 | FVU | J, SAE | J, random SAE | J, SAE − random | above / below random, J "
+        "| sense AUROC, SAE | sense AUROC, random SAE | sense AUROC, SAE − random | above / below random, AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    chosen = [r for r in rows if r["architecture"] != "all"]
+    for r in _rejudge_sorted(chosen):
+        out.append(
+            f"| {r['hook_kind']} | {ARCH_LABEL[r['architecture']]} | {mean_sd(r, 'l0', digits=1)} | {mean_sd(r, 'fvu')} "
+            f"| {mean_sd(r, 'youden_j', True)} | {mean_sd(r, 'random_youden_j', True)} "
+            f"| {mean_sd(r, 'vs_random_j_difference', True)} "
+            f"| {r['n_beats_random_on_j']} / {r['n_below_random_on_j']} of {r['n_saes']} "
+            f"| {mean_sd(r, 'sense_sae_auroc')} | {mean_sd(r, 'sense_random_auroc')} "
+            f"| {mean_sd(r, 'sense_sae_minus_random_auroc', True)} "
+            f"| {r['n_sense_auroc_above_random']} / {r['n_sense_auroc_below_random']} of {r['n_saes']} |"
+        )
+    return "\n".join(out)
+
+
+def rejudge_hook_table(rows: list[Row], contrasts: list[Row]) -> str:
+    """Per hook kind: every SAE there (mean), their random controls (mean) and the dense activation; then the
+    attention-minus-residual differences with paired intervals."""
+    cells = {(c["dataset"], c["metric"], c["representation"]): c for c in contrasts}
+    by_hook = {r["hook_kind"]: r for r in rows if r["architecture"] == "all"}
+    out = [
+        "| quantity | representation | resid_post | attn_out | attn_out − resid_post |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, metric, label in (
+        ("wic", "youden_j", "WiC Youden's J"),
+        ("wordnet-senses", "auroc", "sense AUROC"),
+        ("wordnet-senses", "nn_accuracy", "sense 1-NN accuracy"),
+    ):
+        for rep, rep_label in (("sae", "SAEs (mean of 15)"), ("random_sae", "random SAEs (mean of 15)"),
+                               ("dense", "dense activation")):  # fmt: skip
+            c = cells.get((dataset, metric, rep))
+            if c is None:
+                continue
+            diff = signed(
+                {
+                    "d": c["attn_minus_resid"],
+                    "d_low": c["attn_minus_resid_low"],
+                    "d_high": c["attn_minus_resid_high"],
+                },
+                "d",
+            )
+            sign = "+" if metric == "youden_j" else ""
+            out.append(
+                f"| {label} | {rep_label} | {c['resid_post']:{sign}.3f} | {c['attn_out']:{sign}.3f} | {diff} |"
+            )
+    for hook in ("resid_post", "attn_out"):
+        r = by_hook.get(hook)
+        if r is not None:
+            out.append(
+                f"| SAEs beating their random control | {hook} | J: {r['n_beats_random_on_j']} of {r['n_saes']} "
+                f"(significantly below it: {r['n_below_random_on_j']}) "
+                f"| sense AUROC: {r['n_sense_auroc_above_random']} of {r['n_saes']} "
+                f"| below the centred dense AUROC: {r['n_sense_auroc_below_dense']} of {r['n_saes']} |"
+            )
+    return "\n".join(out)
+
+
+REJUDGE_RELIABILITY_ROWS = (
+    ("wic", "specificity", "WiC specificity"),
+    ("wic", "recall", "WiC recall"),
+    ("wic", "accuracy", "WiC accuracy"),
+    ("wic", "youden_j", "WiC Youden's J"),
+    ("extra", "random_youden_j", "WiC J of the random control"),
+    ("extra", "vs_random_j_difference", "WiC J, SAE − random"),
+    ("extra", "sense_sae_auroc", "sense AUROC"),
+    ("extra", "sense_sae_minus_random_auroc", "sense AUROC, SAE − random"),
+    ("extra", "sense_sae_minus_dense_auroc", "sense AUROC, SAE − dense"),
+    ("extra", "sense_sae_nn", "sense 1-NN accuracy"),
+    ("extra", "fvu", "FVU"),
+    ("extra", "l0", "L0"),
+)
+
+
+def rejudge_reliability_table(payload: dict[str, Any]) -> str:
+    """Reseed SD, MDD (one seed each, and means of 3 seeds) and order agreement per metric."""
+    wic = {row["metric"]: row for row in payload["wic"]["metrics"]}
+    extra = payload["per_sae_numbers"]["metrics"]
+    out = [
+        "| metric | reseed SD | MDD, one seed each | MDD, means of 3 seeds | order holds across seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for source, metric, label in REJUDGE_RELIABILITY_ROWS:
+        row = (wic if source == "wic" else extra).get(metric)
+        if row is None:
+            continue
+        share = row.get("order_holds")
+        out.append(
+            f"| {label} | {num(row.get('reseed_sd'))} | {num(row.get('mdd'))} | {num(row.get('mdd_seed_means'))} "
+            f"| {'–' if share is None else f'{100 * share:.0f} %'} |"
+        )
+    return "\n".join(out)
+
+
+METRIC_LABEL = {
+    "fvu": "FVU",
+    "l0": "L0",
+    "youden_j": "WiC J",
+    "vs_random_j_difference": "WiC J, SAE − random",
+    "sense_sae_auroc": "sense AUROC",
+    "sense_sae_minus_random_auroc": "sense AUROC, SAE − random",
+}
+
+
+def rejudge_architecture_table(payload: dict[str, Any]) -> str:
+    """Per hook and metric: the architectures' seed means in order, and which differences exceed the MDD."""
+    out = [
+        "| hook | metric | architectures, best first (seed means) | range | MDD, means of 3 seeds "
+        "| pairs beyond the MDD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in payload["architecture_contrasts"]:
+        digits = 1 if c["metric"] == "l0" else 3
+        order = ", ".join(f"{ARCH_LABEL[a]} {c['seed_means'][a]:.{digits}f}" for a in c["order"])
+        beyond = "; ".join(
+            " > ".join(ARCH_LABEL[x] for x in pair.split(" > ")) for pair in c["pairs_beyond_mdd"]
+        )
+        out.append(
+            f"| {c['hook_kind']} | {METRIC_LABEL[c['metric']]} | {order} | {num(c['range'], digits)} "
+            f"| {num(c['mdd_seed_means'], digits)} | {len(c['pairs_beyond_mdd'])} of {c['n_architecture_pairs']}"
+            f"{': ' + beyond if beyond else ''} |"
+        )
+    return "\n".join(out)
+
+
+def _rejudge_json(folder: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((folder / REJUDGE_RELIABILITY).read_text(encoding="utf-8"))
+
+
 def _cpu(folder: Path) -> list[Row]:
     return read_summary(folder / CPU_SUMMARY)
 
@@ -243,6 +470,14 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "baselines": lambda d: baseline_table(_cpu(d)),
     "control_j": lambda d: control_table(_cpu(d)),
     "control_summary": lambda d: control_summary_table(_cpu(d)),
+    "rejudge_configs": lambda d: rejudge_config_table(read_summary(d / REJUDGE_BY_CONFIG)),
+    "rejudge_architectures": lambda d: rejudge_architecture_table(_rejudge_json(d)),
+    "rejudge_hooks": lambda d: rejudge_hook_table(
+        read_summary(d / REJUDGE_BY_CONFIG), _rejudge_json(d)["hook_contrasts"]["rows"]
+    ),
+    "rejudge_reliability": lambda d: rejudge_reliability_table(_rejudge_json(d)),
+    "rejudge_wic": lambda d: rejudge_wic_table(read_summary(d / REJUDGE_PER_SAE)),
+    "rejudge_senses": lambda d: rejudge_senses_table(read_summary(d / REJUDGE_PER_SAE)),
 }
 """Each generated table of docs/results.md, made from the CSVs in a folder (docs/results)."""
 
