@@ -74,8 +74,8 @@ def test_line_reporter_is_quiet_for_quick_loops(capsys: pytest.CaptureFixture[st
 
 
 def test_harvesting_reports_tokens(recorder: Recorder, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.helpers import tiny_loaded, write_word_corpus
     from tests.activations.test_store import make_store
+    from tests.helpers import tiny_loaded, write_word_corpus
 
     loaded = tiny_loaded("llama", n_layers=2, d_model=32)
     corpus = write_word_corpus(tmp_path / "docs.txt", n_docs=300)
