@@ -33,7 +33,14 @@ from pseval.evals.senses import (
 )
 from pseval.evals.wordform import flat_wordform_metrics, has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
-from pseval.metrics.ps_eval import NO_ACTIVE_FIELDS, NO_LATENT, predict_same, ps_eval_metrics, top1_latents
+from pseval.metrics.ps_eval import (
+    METRIC_NAMES,
+    NO_ACTIVE_FIELDS,
+    NO_LATENT,
+    predict_same,
+    ps_eval_metrics,
+    top1_latents,
+)
 from pseval.metrics.threshold_free import (
     best_threshold,
     cosine_rows,
@@ -388,16 +395,7 @@ def interpret(
     unstructured["by_frequency"] = frequency_breakdown(details, stats.firing_frequency)
 
 
-RANDOM_SAE_METRICS = (
-    "accuracy",
-    "precision",
-    "recall",
-    "specificity",
-    "f1",
-    "youden_j",
-    "balanced_accuracy",
-    *sorted(NO_ACTIVE_FIELDS),
-)
+RANDOM_SAE_METRICS = frozenset({*METRIC_NAMES, *NO_ACTIVE_FIELDS})
 """The control metrics reported for random and trained controls (their intervals are not counted here)."""
 
 

@@ -21,19 +21,12 @@ from pydantic import ValidationError
 from pseval._format import finite_number
 from pseval.errors import DataError, parse_error_details, validation_details
 from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult, checksum_mismatch, edited_problem
+from pseval.metrics.ps_eval import METRIC_NAMES
 
 RESULT_GLOB = "*_eval_results.json"
 """File names the runner writes (SAEBench's layout: ``<out>/ps_eval/<name>_eval_results.json``)."""
 
-METRICS: tuple[str, ...] = (
-    "accuracy",
-    "precision",
-    "recall",
-    "specificity",
-    "f1",
-    "youden_j",
-    "balanced_accuracy",
-)
+METRICS: tuple[str, ...] = METRIC_NAMES
 """PS-Eval ratios, each with a bootstrap interval in the ``ps_eval_ci`` category (Youden's J and balanced
 accuracy are derived from recall and specificity for results written before they were stored)."""
 
