@@ -42,208 +42,67 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from pseval.errors import ModelError
-
-HOOK_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
-"""Residual-stream hook kinds (width ``d_model``) in the order they fire inside one layer."""
-
-MLP_POST = "mlp_post"
-"""Kind of ``blocks.L.mlp.hook_post``, the MLP's hidden activation (width = the MLP's hidden size)."""
-ATTN_Z = "attn_z"
-"""Kind of ``blocks.L.attn.hook_z``, the heads' outputs before ``o_proj`` (width = n_heads * d_head)."""
-MLP_IN = "mlp_in"
-"""Kind of ``blocks.L.hook_mlp_in``, the MLP module's input (width = d_model)."""
-LN2_NORMALIZED = "ln2_normalized"
-"""Kind of ``blocks.L.ln2.hook_normalized``, the pre-MLP norm's normalised input before its weight."""
-
-_FIRING_ORDER: tuple[str, ...] = (
-    "resid_pre",
+from pseval.models.adapters import (
+    ADAPTERS,
+    FamilyAdapter,
+    _first,
+    as_module,
+    config_of,
+    d_model_of,
+    get_adapter,
+    get_layers,
+    model_family,
+    n_layers_of,
+    register_adapter,
+    text_config_of,
+)
+from pseval.models.hook_names import (
     ATTN_Z,
-    "attn_out",
-    "resid_mid",
+    EMBED_HOOK,
+    HOOK_KINDS,
     LN2_NORMALIZED,
     MLP_IN,
     MLP_POST,
-    "mlp_out",
-    "resid_post",
-)
-_KIND_ORDER = {kind: i for i, kind in enumerate(_FIRING_ORDER)}
-_HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
-_SUBMODULE_HOOKS: dict[str, str] = {
-    "mlp.hook_post": MLP_POST,
-    "attn.hook_z": ATTN_Z,
-    "hook_mlp_in": MLP_IN,
-    "ln2.hook_normalized": LN2_NORMALIZED,
-}
-_NAMES_BY_KIND = {kind: suffix for suffix, kind in _SUBMODULE_HOOKS.items()}
-_OTHER_HOOK_RE = re.compile(
-    r"^blocks\.(\d+)\.(mlp\.hook_post|attn\.hook_z|hook_mlp_in|ln2\.hook_normalized)$"
-)
-_VALID_FORMS = (
-    "blocks.<L>.hook_resid_pre | hook_resid_mid | hook_resid_post | hook_attn_out | hook_mlp_out | "
-    "hook_mlp_in, or blocks.<L>.attn.hook_z | ln2.hook_normalized | mlp.hook_post, or hook_embed"
-)
-EMBED_HOOK = "hook_embed"
-"""TransformerLens's token-embedding point: ``blocks.0.hook_resid_pre`` where no position embedding is added."""
-_POSITION_EMBEDDING_NAMES = frozenset({"wpe", "embed_positions", "position_embeddings"})
-
-
-@dataclass(frozen=True)
-class HookPoint:
-    """One parsed hook name: a layer index and a kind from :data:`HOOK_KINDS`."""
-
-    layer: int
-    kind: str
-
-    @property
-    def name(self) -> str:
-        """The canonical TransformerLens-style name, e.g. ``blocks.3.hook_resid_post``."""
-        if self.kind in _NAMES_BY_KIND:
-            return f"blocks.{self.layer}.{_NAMES_BY_KIND[self.kind]}"
-        return f"blocks.{self.layer}.hook_{self.kind}"
-
-    @property
-    def order(self) -> tuple[int, int]:
-        """Position in the forward pass; a larger value fires later."""
-        return (self.layer, _KIND_ORDER[self.kind])
-
-
-@dataclass(frozen=True)
-class FamilyAdapter:
-    """Where the hook points of one model family live.
-
-    Attribute paths are dotted names relative to the model (``layers``, ``final_norm``, ``unembed``) or
-    to one decoder layer (``attn_out``, ``mlp_out``, ``resid_mid_input``). Several candidates are tried
-    in order so the same adapter serves ``XForCausalLM``, the bare ``XModel`` and multimodal wrappers.
-    """
-
-    families: tuple[str, ...]
-    layers: tuple[str, ...]
-    attn_out: str | None
-    """Module (in a layer) whose output, or its first element when a tuple, is added to the residual."""
-    mlp_out: str | None
-    """Module (in a layer) whose output is what the MLP adds to the residual stream."""
-    resid_mid_input: str | None
-    """Module (in a layer) whose first input is the residual stream between attention and MLP."""
-    final_norm: tuple[str, ...] = ()
-    unembed: tuple[str, ...] = ()
-    """Explicit unembedding module paths; empty means ``model.get_output_embeddings()``."""
-    parallel_residual: Callable[[Any], bool] | None = None
-    """Given the config, whether attention and MLP read the same input (no ``resid_mid``)."""
-    unsupported_reason: str | None = None
-    """Why ``attn_out``/``resid_mid``/``mlp_out`` do not exist for this family (e.g. post-LN)."""
-    mlp_hidden_input: str | None = None
-    """Module (in a layer) whose first input is the MLP's hidden activation (``mlp.hook_post``): the
-    down projection. ``None`` when the family has no such point."""
-    attn_z_input: str | None = None
-    """Module (in a layer) whose first input is the heads' concatenated outputs (``attn.hook_z``): the
-    attention's output projection."""
-    mlp_input: str | None = None
-    """Module (in a layer) whose first input is what the MLP reads (``hook_mlp_in``): the MLP itself."""
-    mlp_norm: str | None = None
-    """The pre-MLP norm (in a layer), whose normalised input is ``ln2.hook_normalized``; ``None`` when
-    the family has none (post-LN)."""
-    learned_position_embeddings: bool = False
-    """Whether the first block reads token plus learned absolute position embeddings (GPT-2, BERT), so
-    ``blocks.0.hook_resid_pre`` is not the token embedding (``hook_embed``)."""
-
-    def is_parallel(self, config: Any) -> bool:
-        """Whether attention and MLP run in parallel on the same residual input for this config."""
-        return bool(self.parallel_residual(config)) if self.parallel_residual else False
-
-
-_DECODER_LAYERS = ("model.layers", "model.language_model.layers", "language_model.model.layers", "layers")
-_DECODER_NORM = ("model.norm", "model.language_model.norm", "language_model.model.norm", "norm")
-
-_LLAMA_LIKE = FamilyAdapter(
-    families=("llama", "mistral", "qwen2", "qwen3", "gemma"),
-    layers=_DECODER_LAYERS,
-    attn_out="self_attn",
-    mlp_out="mlp",
-    resid_mid_input="post_attention_layernorm",
-    final_norm=_DECODER_NORM,
-    mlp_hidden_input="mlp.down_proj",
-    attn_z_input="self_attn.o_proj",
-    mlp_input="mlp",
-    mlp_norm="post_attention_layernorm",
-)
-_GEMMA2_LIKE = FamilyAdapter(
-    families=("gemma2", "gemma3", "gemma3_text"),
-    layers=_DECODER_LAYERS,
-    attn_out="post_attention_layernorm",
-    mlp_out="post_feedforward_layernorm",
-    resid_mid_input="pre_feedforward_layernorm",
-    final_norm=_DECODER_NORM,
-    mlp_hidden_input="mlp.down_proj",
-    attn_z_input="self_attn.o_proj",
-    mlp_input="mlp",
-    mlp_norm="pre_feedforward_layernorm",
-)
-_GPT2 = FamilyAdapter(
-    families=("gpt2",),
-    layers=("transformer.h", "h"),
-    attn_out="attn",
-    mlp_out="mlp",
-    resid_mid_input="ln_2",
-    final_norm=("transformer.ln_f", "ln_f"),
-    mlp_hidden_input="mlp.c_proj",
-    attn_z_input="attn.c_proj",
-    mlp_input="mlp",
-    mlp_norm="ln_2",
-    learned_position_embeddings=True,
-)
-_GPT_NEOX = FamilyAdapter(
-    families=("gpt_neox",),
-    layers=("gpt_neox.layers", "layers"),
-    attn_out="post_attention_dropout",
-    mlp_out="post_mlp_dropout",
-    resid_mid_input="post_attention_layernorm",
-    final_norm=("gpt_neox.final_layer_norm", "final_layer_norm"),
-    parallel_residual=lambda cfg: bool(getattr(cfg, "use_parallel_residual", False)),
-    mlp_hidden_input="mlp.dense_4h_to_h",
-    attn_z_input="attention.dense",
-    mlp_input="mlp",
-    mlp_norm="post_attention_layernorm",
-)
-_BERT = FamilyAdapter(
-    families=("bert",),
-    layers=("bert.encoder.layer", "encoder.layer"),
-    attn_out=None,
-    mlp_out=None,
-    resid_mid_input=None,
-    final_norm=(),
-    unembed=("cls.predictions",),
-    unsupported_reason=(
-        "BERT is post-LN: each sublayer's output is layer-normalised together with its input, so no "
-        "attention or MLP output is ever added to a residual stream and resid_mid does not exist"
-    ),
-    mlp_hidden_input="output.dense",
-    attn_z_input="attention.output.dense",
-    mlp_input="intermediate",
-    mlp_norm=None,
-    learned_position_embeddings=True,
+    HookPoint,
+    _submodule,
+    hook_width,
+    parse_hook_name,
 )
 
-ADAPTERS: dict[str, FamilyAdapter] = {
-    family: adapter
-    for adapter in (_LLAMA_LIKE, _GEMMA2_LIKE, _GPT2, _GPT_NEOX, _BERT)
-    for family in adapter.families
-}
-"""Adapters by ``config.model_type``. Add a family with :func:`register_adapter`."""
-
-
-def register_adapter(adapter: FamilyAdapter) -> None:
-    """Make hooks available for ``adapter.families`` (model types as in ``config.model_type``)."""
-    for family in adapter.families:
-        ADAPTERS[family] = adapter
+__all__ = [
+    "ADAPTERS",
+    "ATTN_Z",
+    "EMBED_HOOK",
+    "HOOK_KINDS",
+    "LN2_NORMALIZED",
+    "MLP_IN",
+    "MLP_POST",
+    "FamilyAdapter",
+    "HookPoint",
+    "LogitLens",
+    "Observer",
+    "as_module",
+    "config_of",
+    "d_model_of",
+    "final_norm_and_unembed",
+    "get_adapter",
+    "get_layers",
+    "hook_width",
+    "model_family",
+    "n_layers_of",
+    "parse_hook_name",
+    "patch_hook",
+    "register_adapter",
+    "run_with_cache",
+    "text_config_of",
+]
 
 
 class LogitLens(NamedTuple):
@@ -255,226 +114,6 @@ class LogitLens(NamedTuple):
 
 class _StopForward(Exception):
     """Raised from a hook to end a forward pass once every requested value has been captured."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Model access
-
-
-def as_module(model: Any) -> nn.Module:
-    """The ``torch.nn.Module`` of ``model``, which may be a module or a ``LoadedModel``."""
-    if isinstance(model, nn.Module):
-        return model
-    inner = getattr(model, "model", None)
-    if isinstance(inner, nn.Module):
-        return inner
-    raise TypeError(f"expected a torch.nn.Module or a LoadedModel, got {type(model).__name__}")
-
-
-def model_family(model: Any) -> str:
-    """The model family, i.e. ``config.model_type`` (``'llama'``, ``'gpt2'`` …)."""
-    config = getattr(as_module(model), "config", None)
-    return str(getattr(config, "model_type", "") or type(as_module(model)).__name__)
-
-
-def get_adapter(model: Any) -> FamilyAdapter:
-    """The hook adapter of ``model``'s family; a :class:`ModelError` names the supported families."""
-    family = model_family(model)
-    adapter = ADAPTERS.get(family)
-    if adapter is None:
-        raise ModelError(
-            f"hooks are not available for model family '{family}' (supported: {', '.join(sorted(ADAPTERS))})",
-            "use a model of a supported family, or add a FamilyAdapter with pseval.models.hooks.register_adapter",
-        )
-    return adapter
-
-
-def _resolve(root: nn.Module, path: str) -> Any:
-    obj: Any = root
-    for part in path.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
-
-
-def _first(root: nn.Module, paths: Sequence[str]) -> Any:
-    for path in paths:
-        obj = _resolve(root, path)
-        if obj is not None:
-            return obj
-    return None
-
-
-def get_layers(model: Any) -> nn.ModuleList:
-    """The list of decoder (or encoder) layers of ``model``."""
-    module = as_module(model)
-    adapter = get_adapter(module)
-    layers = _first(module, adapter.layers)
-    if not isinstance(layers, nn.ModuleList):
-        raise ModelError(
-            f"cannot find the layers of this {model_family(module)} model (looked for {', '.join(adapter.layers)})",
-            "pass a standard Hugging Face model of this family",
-        )
-    return layers
-
-
-def n_layers_of(model: Any) -> int:
-    """The number of layers, i.e. the valid range of ``L`` in hook names."""
-    return len(get_layers(model))
-
-
-def d_model_of(model: Any) -> int:
-    """The residual-stream width of ``model``."""
-    return int(text_config_of(model).hidden_size)
-
-
-def config_of(model: Any) -> Any:
-    """The Hugging Face config of ``model`` (``None`` for a plain module)."""
-    return getattr(as_module(model), "config", None)
-
-
-def text_config_of(model: Any) -> Any:
-    """The config of the language part (the config itself, except for multimodal wrappers)."""
-    config = config_of(model)
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-# --------------------------------------------------------------------------------------------------
-# Hook names
-
-
-def _match_hook_name(name: str) -> HookPoint | None:
-    if not isinstance(name, str):
-        return None
-    text = name.strip()
-    if text == EMBED_HOOK:
-        return HookPoint(layer=0, kind="resid_pre")
-    match = _HOOK_RE.match(text)
-    if match is not None and match.group(2) in HOOK_KINDS:
-        return HookPoint(layer=int(match.group(1)), kind=match.group(2))
-    match = _OTHER_HOOK_RE.match(text)
-    if match is not None:
-        return HookPoint(layer=int(match.group(1)), kind=_SUBMODULE_HOOKS[match.group(2)])
-    return None
-
-
-def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
-    """Parse ``blocks.L.hook_KIND``, ``blocks.L.attn.hook_z``, ``blocks.L.ln2.hook_normalized`` or
-    ``blocks.L.mlp.hook_post``; with ``model``, also check the layer range and the family's support.
-
-    Raises :class:`ModelError` with the valid forms (and the model's layer range) for anything else.
-    """
-    n_layers = n_layers_of(model) if model is not None else None
-    layer_range = f"; this model has layers 0..{n_layers - 1}" if n_layers is not None else ""
-    point = _match_hook_name(name)
-    if point is None:
-        raise ModelError(
-            f"unknown hook name '{name}'",
-            f"use one of {_VALID_FORMS}{layer_range}",
-        )
-    if model is None:
-        return point
-    assert n_layers is not None
-    if point.layer >= n_layers:
-        raise ModelError(
-            f"hook '{name}' is past the last layer: this model has layers 0..{n_layers - 1}",
-            f"use a layer between 0 and {n_layers - 1}",
-        )
-    module = as_module(model)
-    adapter = get_adapter(module)
-    if name.strip() == EMBED_HOOK and _adds_position_embeddings(module, adapter):
-        raise ModelError(
-            f"hook '{EMBED_HOOK}' is not available for {model_family(module)}: its first block reads the token "
-            "embedding plus a learned position embedding, and pseval has no point for the token embedding alone",
-            "evaluate an SAE trained on blocks.0.hook_resid_pre (token + position embedding) instead",
-        )
-    if point.kind == MLP_POST and not adapter.mlp_hidden_input:
-        raise ModelError(
-            f"hook '{name}' is not available for {model_family(module)}: pseval does not know where its "
-            "MLP's hidden activation is",
-            f"use blocks.{point.layer}.hook_mlp_out, or register a FamilyAdapter with mlp_hidden_input",
-        )
-    missing_module = {
-        ATTN_Z: (adapter.attn_z_input, "its attention output projection"),
-        MLP_IN: (adapter.mlp_input, "its MLP's input"),
-        LN2_NORMALIZED: (adapter.mlp_norm, "a norm in front of its MLP"),
-    }.get(point.kind)
-    if missing_module is not None and not missing_module[0]:
-        alternative = (
-            f"blocks.{point.layer}.hook_mlp_in"
-            if point.kind == LN2_NORMALIZED
-            else f"blocks.{point.layer}.hook_resid_post"
-        )
-        raise ModelError(
-            f"hook '{name}' is not available for {model_family(module)}: the family has no "
-            f"{missing_module[1]} that pseval knows of",
-            f"use {alternative}, or register a FamilyAdapter that names it",
-        )
-    if point.kind in ("attn_out", "mlp_out", "resid_mid") and adapter.unsupported_reason:
-        raise ModelError(
-            f"hook '{name}' does not exist for {model_family(module)}: {adapter.unsupported_reason}",
-            f"use blocks.{point.layer}.hook_resid_pre or blocks.{point.layer}.hook_resid_post",
-        )
-    if point.kind == "resid_mid" and adapter.is_parallel(module.config):
-        raise ModelError(
-            f"hook '{name}' does not exist: this {model_family(module)} model uses a parallel residual "
-            "(attention and MLP both read resid_pre), so there is no residual stream between them",
-            f"use blocks.{point.layer}.hook_resid_pre, hook_attn_out, hook_mlp_out or hook_resid_post",
-        )
-    return point
-
-
-def _adds_position_embeddings(module: nn.Module, adapter: FamilyAdapter) -> bool:
-    """Whether the input of the first block includes a learned absolute position embedding.
-
-    The adapter says so for the known families; for a registered one, an ``nn.Embedding`` named like
-    GPT-2's, OPT's or BERT's position table also counts, so ``hook_embed`` is never silently wrong.
-    """
-    if adapter.learned_position_embeddings:
-        return True
-    return any(
-        isinstance(child, nn.Embedding) and path.rsplit(".", 1)[-1] in _POSITION_EMBEDDING_NAMES
-        for path, child in module.named_modules()
-    )
-
-
-def hook_width(model: Any, name: str) -> int:
-    """The width of the vectors at hook ``name``.
-
-    ``d_model`` for the residual-stream points, ``hook_mlp_in`` and ``ln2.hook_normalized``; for
-    ``mlp.hook_post``, the MLP's hidden size, read off the down projection's input features (so it is
-    right for GPT-2's ``n_inner`` and any config name); for ``attn.hook_z``, ``n_heads * d_head``, read off
-    the output projection's input features (Gemma's ``head_dim`` need not be ``d_model / n_heads``).
-    """
-    point = parse_hook_name(name, model)
-    if point.kind == MLP_POST:
-        return _in_features(_mlp_hidden_module(as_module(model), point))
-    if point.kind == ATTN_Z:
-        module = as_module(model)
-        adapter = get_adapter(module)
-        return _in_features(_submodule(get_layers(module)[point.layer], adapter.attn_z_input, point))
-    return d_model_of(model)
-
-
-def _mlp_hidden_module(model: nn.Module, point: HookPoint) -> nn.Module:
-    """The down projection of layer ``point.layer``, whose input is ``mlp.hook_post``."""
-    adapter = get_adapter(model)
-    return _submodule(get_layers(model)[point.layer], adapter.mlp_hidden_input, point)
-
-
-def _in_features(module: nn.Module) -> int:
-    """Input width of a projection: ``nn.Linear.in_features``, GPT-2's ``Conv1D.nx``, or the weight's shape."""
-    for attr in ("in_features", "nx"):
-        value = getattr(module, attr, None)
-        if isinstance(value, int):
-            return value
-    weight = getattr(module, "weight", None)
-    if isinstance(weight, torch.Tensor) and weight.ndim == 2:
-        return int(weight.shape[1])
-    raise ModelError(
-        f"cannot tell the input width of {type(module).__name__}", "pass a standard Hugging Face model"
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -516,16 +155,6 @@ def _replace_hidden_in_inputs(
     return args, {**kwargs, "hidden_states": new}
 
 
-def _submodule(layer: nn.Module, path: str | None, point: HookPoint) -> nn.Module:
-    module = _resolve(layer, path) if path else None
-    if not isinstance(module, nn.Module):
-        raise ModelError(
-            f"cannot find the module of hook '{point.name}' (expected '{path}' in layer {point.layer})",
-            "pass a standard Hugging Face model of this family",
-        )
-    return module
-
-
 Observer = Callable[[torch.Tensor], torch.Tensor | None]
 """Called with the hook's value; a returned tensor replaces it, ``None`` leaves it unchanged."""
 
@@ -535,60 +164,70 @@ def _attach(model: nn.Module, point: HookPoint, observer: Observer, patch: bool 
 
     ``patch`` says the observer returns replacements (only ``resid_mid`` is hooked differently then).
     """
-    layers = get_layers(model)
+    layer = get_layers(model)[point.layer]
     adapter = get_adapter(model)
-    layer = layers[point.layer]
-
     if point.kind in (MLP_POST, ATTN_Z, MLP_IN):
         # Each is the first input of one module (the down projection, the attention output
         # projection, the MLP): read (and replace) it there.
         path = {MLP_POST: adapter.mlp_hidden_input, ATTN_Z: adapter.attn_z_input, MLP_IN: adapter.mlp_input}
-        target_in = _submodule(layer, path[point.kind], point)
-
-        def input_pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            new = observer(_hidden_from_inputs(args, kwargs))
-            return None if new is None else _replace_hidden_in_inputs(args, kwargs, new)
-
-        return [target_in.register_forward_pre_hook(input_pre_hook, with_kwargs=True)]
-
+        return [_attach_to_input(_submodule(layer, path[point.kind], point), observer)]
     if point.kind == LN2_NORMALIZED:
-        if patch:
-            raise ModelError(
-                f"hook '{point.name}' can be read but not patched (its value is recomputed from the norm's input)",
-                f"patch blocks.{point.layer}.hook_mlp_in instead",
-            )
-        norm_module = _submodule(layer, adapter.mlp_norm, point)
-
-        def norm_pre_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            observer(_normalized(module, _hidden_from_inputs(args, kwargs)))
-
-        return [norm_module.register_forward_pre_hook(norm_pre_hook, with_kwargs=True)]
-
+        return [_attach_normalized(layer, adapter, point, observer, patch)]
     if point.kind == "resid_pre":
+        return [_attach_to_input(layer, observer)]
+    if point.kind == "resid_post":
+        return [_attach_to_output(layer, observer)]
+    if point.kind in ("attn_out", "mlp_out"):
+        path_out = adapter.attn_out if point.kind == "attn_out" else adapter.mlp_out
+        return [_attach_to_output(_submodule(layer, path_out, point), observer)]
+    return _attach_resid_mid(layer, adapter, point, observer, patch)
 
-        def pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            new = observer(_hidden_from_inputs(args, kwargs))
-            return None if new is None else _replace_hidden_in_inputs(args, kwargs, new)
 
-        return [layer.register_forward_pre_hook(pre_hook, with_kwargs=True)]
+def _attach_to_input(target: nn.Module, observer: Observer) -> Any:
+    """Observe (and maybe replace) the first input of ``target``."""
 
-    if point.kind in ("resid_post", "attn_out", "mlp_out"):
-        if point.kind == "resid_post":
-            target = layer
-        else:
-            target = _submodule(
-                layer, adapter.attn_out if point.kind == "attn_out" else adapter.mlp_out, point
-            )
+    def input_pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        new = observer(_hidden_from_inputs(args, kwargs))
+        return None if new is None else _replace_hidden_in_inputs(args, kwargs, new)
 
-        def fwd_hook(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
-            new = observer(_first_tensor(output))
-            return None if new is None else _replace_first(output, new)
+    return target.register_forward_pre_hook(input_pre_hook, with_kwargs=True)
 
-        return [target.register_forward_hook(fwd_hook)]
 
-    # resid_mid: read as the input of the pre-MLP norm. Replacing it there would only change the MLP's
-    # input, not the residual skip, so a replacement is applied through the attention output instead:
-    # attn_out' = fn(resid_pre + attn_out) - resid_pre makes the residual stream equal fn(resid_mid).
+def _attach_to_output(target: nn.Module, observer: Observer) -> Any:
+    """Observe (and maybe replace) the output of ``target``, or its first element when a tuple."""
+
+    def fwd_hook(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
+        new = observer(_first_tensor(output))
+        return None if new is None else _replace_first(output, new)
+
+    return target.register_forward_hook(fwd_hook)
+
+
+def _attach_normalized(
+    layer: nn.Module, adapter: FamilyAdapter, point: HookPoint, observer: Observer, patch: bool
+) -> Any:
+    if patch:
+        raise ModelError(
+            f"hook '{point.name}' can be read but not patched (its value is recomputed from the norm's input)",
+            f"patch blocks.{point.layer}.hook_mlp_in instead",
+        )
+    norm_module = _submodule(layer, adapter.mlp_norm, point)
+
+    def norm_pre_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        observer(_normalized(module, _hidden_from_inputs(args, kwargs)))
+
+    return norm_module.register_forward_pre_hook(norm_pre_hook, with_kwargs=True)
+
+
+def _attach_resid_mid(
+    layer: nn.Module, adapter: FamilyAdapter, point: HookPoint, observer: Observer, patch: bool
+) -> list[Any]:
+    """``resid_mid`` is read as the input of the pre-MLP norm.
+
+    Replacing it there would only change the MLP's input, not the residual skip, so a replacement is
+    applied through the attention output instead: ``attn_out' = fn(resid_pre + attn_out) - resid_pre``
+    makes the residual stream equal ``fn(resid_mid)``.
+    """
     norm = _submodule(layer, adapter.resid_mid_input, point)
     attn = _submodule(layer, adapter.attn_out, point)
     state: dict[str, torch.Tensor] = {}
