@@ -34,15 +34,27 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from pseval._io import atomic_dir, cache_dir, stable_hash
 from pseval._progress import track
+from pseval.activations.cache_files import (
+    _CONTEXTS,
+    _MANIFEST,
+    STORE_FORMAT_VERSION,
+    CachedContexts,
+    _ContextRecorder,
+    _read_manifest,
+    _ShardWriter,
+    iter_cached_rows,
+    load_cached_contexts,
+    tokenizer_fingerprint,
+)
+from pseval.activations.shuffle import ShuffleBuffer
 from pseval.data.corpus import (
     BUNDLED,
     ContextBatch,
@@ -59,6 +71,7 @@ from pseval.errors import ConfigError, DataError
 from pseval.models.hooks import as_module, hook_width, run_with_cache
 
 __all__ = [
+    "STORE_FORMAT_VERSION",
     "ActivationStore",
     "CacheDtype",
     "CachedContexts",
@@ -71,20 +84,11 @@ __all__ = [
 
 CacheDtype = Literal["float32", "float16", "bfloat16"]
 
-STORE_FORMAT_VERSION = 2
-"""Bumped whenever the cached layout or the packing changes, so old caches are not reused.
-
-2: every cache folder also holds ``contexts.safetensors`` (token ids and a per-row index).
-"""
-
 _TORCH_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
-_FP16_MAX = 65504.0
-_MANIFEST = "manifest.json"
-_CONTEXTS = "contexts.safetensors"
 
 
 class StoreConfig(BaseModel):
@@ -126,265 +130,6 @@ class StoreConfig(BaseModel):
     device: str | None = Field(
         default=None, description="Device of the buffer and of the batches; unset = the model's device."
     )
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A short hash of a tokenizer's vocabulary and special tokens (part of every cache key)."""
-    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
-    return stable_hash(
-        type(tokenizer).__name__,
-        sorted(vocab.items()),
-        [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id],
-        sorted(tokenizer.all_special_ids),
-    )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Shuffling
-
-
-class ShuffleBuffer:
-    """A bounded shuffling buffer of ``capacity`` rows.
-
-    It is filled from the incoming chunks; then, repeatedly, ``capacity // 2`` rows chosen at random are
-    handed out in batches and their slots refilled with the next incoming rows. Batches therefore mix
-    rows from many contexts, and memory never exceeds ``capacity`` rows (plus the chunk being copied in
-    and the batch being handed out). Rows are handed out exactly once.
-    """
-
-    def __init__(
-        self,
-        capacity: int,
-        seed: int = 0,
-        dtype: torch.dtype = torch.float32,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        if capacity < 2:
-            raise ConfigError(f"buffer_tokens={capacity} is too small", "use a buffer of at least 2 rows")
-        self.capacity = capacity
-        self.dtype = dtype
-        self.device = torch.device(device)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.buffer: torch.Tensor | None = None
-        """The buffer while batches are being handed out (``[capacity, D]``), else None."""
-        self.peak_rows = 0
-        """The most rows the buffer ever held (its allocated size)."""
-        self.max_chunk_rows = 0
-        """The largest incoming chunk seen (the only other rows held at once)."""
-
-    def batches(
-        self, chunks: Iterator[torch.Tensor], batch_size: int, drop_last: bool = False
-    ) -> Iterator[torch.Tensor]:
-        """Shuffle the rows of ``chunks`` (each ``[n, D]``) into float32 batches ``[batch_size, D]``.
-
-        All rows are handed out; the last batch is shorter unless ``drop_last``.
-        """
-        if batch_size < 1:
-            raise ConfigError(f"batch_size={batch_size} must be positive", "use a batch size of at least 1")
-        if self.capacity < 2 * batch_size:
-            raise ConfigError(
-                f"buffer_tokens={self.capacity} is smaller than two batches of {batch_size}",
-                f"raise buffer_tokens to at least {2 * batch_size} (ideally many batches)",
-            )
-        first = next(chunks, None)
-        if first is None:
-            return
-        chunks = itertools.chain([first], chunks)
-        self.buffer = torch.empty(self.capacity, first.shape[-1], dtype=self.dtype, device=self.device)
-        self.peak_rows = max(self.peak_rows, self.capacity)
-        pending: list[torch.Tensor | None] = [None]
-
-        def fill(slots_S: torch.Tensor) -> int:
-            """Write incoming rows into ``slots_S`` in order; return how many slots were filled."""
-            assert self.buffer is not None
-            filled = 0
-            while filled < slots_S.shape[0]:
-                rows = pending[0]
-                if rows is None or rows.shape[0] == 0:
-                    rows = next(chunks, None)
-                    if rows is None:
-                        return filled
-                    self.max_chunk_rows = max(self.max_chunk_rows, rows.shape[0])
-                take = min(rows.shape[0], slots_S.shape[0] - filled)
-                index = slots_S[filled : filled + take].to(self.device)
-                self.buffer[index] = rows[:take].to(device=self.device, dtype=self.dtype)
-                pending[0] = rows[take:]
-                filled += take
-            return filled
-
-        def drain(slots_S: torch.Tensor) -> Iterator[torch.Tensor]:
-            assert self.buffer is not None
-            order = slots_S[torch.randperm(slots_S.shape[0], generator=self.generator)].to(self.device)
-            for start in range(0, order.shape[0], batch_size):
-                index = order[start : start + batch_size]
-                if drop_last and index.shape[0] < batch_size:
-                    return
-                yield self.buffer[index].float()
-
-        try:
-            n_filled = fill(torch.arange(self.capacity))
-            if n_filled < self.capacity:
-                yield from drain(torch.arange(n_filled))
-                return
-            half = max(batch_size, (self.capacity // 2) // batch_size * batch_size)
-            while True:
-                slots = torch.randperm(self.capacity, generator=self.generator)[:half]
-                slots_dev = slots.to(self.device)
-                for start in range(0, half, batch_size):
-                    yield self.buffer[slots_dev[start : start + batch_size]].float()
-                n_filled = fill(slots)
-                if n_filled < half:
-                    keep = torch.ones(self.capacity, dtype=torch.bool)
-                    keep[slots[n_filled:]] = False
-                    yield from drain(keep.nonzero().squeeze(1))
-                    return
-        finally:
-            self.buffer = None
-
-
-# ----------------------------------------------------------------------------------------------------
-# Cache shards
-
-
-class _ShardWriter:
-    """Accumulates rows of one hook and writes them as fixed-size safetensors shards."""
-
-    def __init__(self, folder: Path, dtype: torch.dtype, shard_tokens: int, hook_name: str) -> None:
-        self.folder = folder
-        self.dtype = dtype
-        self.shard_tokens = shard_tokens
-        self.hook_name = hook_name
-        self.pending: list[torch.Tensor] = []
-        self.n_pending = 0
-        self.shards: list[dict[str, Any]] = []
-        self.d_in: int | None = None
-
-    def add(self, rows_ND: torch.Tensor) -> None:
-        if self.dtype == torch.float16 and rows_ND.numel() and float(rows_ND.abs().max()) > _FP16_MAX:
-            raise DataError(
-                f"activations at {self.hook_name} exceed the float16 range (|x| > {_FP16_MAX:g})",
-                "pass --cache-dtype bfloat16 or --cache-dtype float32",
-            )
-        self.d_in = rows_ND.shape[-1]
-        self.pending.append(rows_ND.detach().to(device="cpu", dtype=self.dtype))
-        self.n_pending += rows_ND.shape[0]
-        while self.n_pending >= self.shard_tokens:
-            self._flush(self.shard_tokens)
-
-    def _flush(self, n_rows: int) -> None:
-        block = torch.cat(self.pending)
-        shard, rest = block[:n_rows], block[n_rows:]
-        name = f"shard_{len(self.shards):05d}.safetensors"
-        save_file({"acts": shard.contiguous()}, str(self.folder / name))
-        self.shards.append({"file": name, "n_rows": int(shard.shape[0])})
-        self.pending = [rest] if rest.shape[0] else []
-        self.n_pending = int(rest.shape[0])
-
-    def close(self) -> None:
-        if self.n_pending:
-            self._flush(self.n_pending)
-
-
-class CachedContexts(NamedTuple):
-    """Where the rows of a cache come from: the harvested contexts and, per row, a context and a position.
-
-    Row ``i`` of the cache is the activation at token ``input_ids_CT[context_N[i], position_N[i]]``.
-    Everything is int32 (4 bytes per token and 8 per row, against hundreds per cached activation).
-    """
-
-    input_ids_CT: torch.Tensor
-    """Token ids of the harvested contexts, ``[n_contexts, context_size]`` int32."""
-    context_N: torch.Tensor
-    """Context index of each row, ``[n_rows]`` int32."""
-    position_N: torch.Tensor
-    """Position of each row in its context, ``[n_rows]`` int32."""
-
-
-class _ContextRecorder:
-    """Collects the token ids of the harvested contexts and the (context, position) of every kept row."""
-
-    def __init__(self) -> None:
-        self.input_ids: list[torch.Tensor] = []
-        self.rows: list[torch.Tensor] = []
-        self.n_contexts = 0
-
-    def add(self, input_ids_BT: torch.Tensor, keep_BT: torch.Tensor, n_rows: int) -> None:
-        """Record one batch of contexts, of which the first ``n_rows`` kept positions became rows."""
-        where_N2 = keep_BT.nonzero()[:n_rows].to(device="cpu", dtype=torch.int32)  # row-major = mask order
-        if where_N2.shape[0] == 0:
-            return
-        where_N2[:, 0] += self.n_contexts
-        used = int(where_N2[-1, 0]) - self.n_contexts + 1  # contexts past the last row are not kept
-        self.input_ids.append(input_ids_BT[:used].to(device="cpu", dtype=torch.int32))
-        self.rows.append(where_N2)
-        self.n_contexts += used
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        input_ids = torch.cat(self.input_ids) if self.input_ids else torch.zeros(0, 0, dtype=torch.int32)
-        rows = torch.cat(self.rows) if self.rows else torch.zeros(0, 2, dtype=torch.int32)
-        return {"input_ids": input_ids.contiguous(), "row_index": rows.contiguous()}
-
-
-def load_cached_contexts(folder: str | Path, n_tokens: int | None = None) -> CachedContexts:
-    """The contexts of a cache folder and the (context, position) of its first ``n_tokens`` rows (all when None).
-
-    Only the needed part of the file is read, so a small query on a large cache stays cheap.
-    """
-    folder = Path(folder)
-    path = folder / _CONTEXTS
-    if not path.is_file():
-        raise DataError(
-            f"activation cache {folder} has no {_CONTEXTS} (written by an older pseval)", f"delete {folder}"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            rows = handle.get_slice("row_index")
-            n_rows = int(rows.get_shape()[0])
-            take = n_rows if n_tokens is None else n_tokens
-            if take > n_rows:
-                raise DataError(
-                    f"activation cache {folder} indexes {n_rows:,} rows, fewer than the {take:,} asked for",
-                    f"delete {folder}",
-                )
-            row_index_N2 = rows[:take]
-            n_contexts = int(row_index_N2[-1, 0]) + 1 if take else 0
-            input_ids_CT = handle.get_slice("input_ids")[:n_contexts]
-    except (OSError, RuntimeError, KeyError) as exc:
-        raise DataError(f"activation cache file {path} is unreadable ({exc})", f"delete {folder}") from exc
-    return CachedContexts(input_ids_CT, row_index_N2[:, 0].contiguous(), row_index_N2[:, 1].contiguous())
-
-
-def iter_cached_rows(folder: str | Path, n_tokens: int, chunk_rows: int) -> Iterator[torch.Tensor]:
-    """Rows of a cache folder in order (in the cached dtype), ``chunk_rows`` at a time, stopping after ``n_tokens``."""
-    folder = Path(folder)
-    manifest = _read_manifest(folder)
-    if manifest is None:
-        raise DataError(f"activation cache {folder} has no readable manifest", f"delete {folder}")
-    remaining = n_tokens
-    for shard in manifest["shards"]:
-        path = folder / shard["file"]
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                acts = handle.get_slice("acts")
-                n_rows = int(acts.get_shape()[0])
-                for start in range(0, n_rows, chunk_rows):
-                    stop = min(start + chunk_rows, n_rows, start + remaining)
-                    yield acts[start:stop]
-                    remaining -= stop - start
-                    if remaining == 0:
-                        return
-        except (OSError, RuntimeError, KeyError) as exc:
-            raise DataError(
-                f"activation cache shard {path} is unreadable ({exc})", f"delete {folder}"
-            ) from exc
-    if remaining:
-        raise DataError(
-            f"activation cache {folder} holds fewer rows than its manifest says", f"delete {folder}"
-        )
-
-
-# ----------------------------------------------------------------------------------------------------
-# The store
 
 
 class ActivationStore:
@@ -733,11 +478,3 @@ class ActivationStore:
 def _module_device(module: torch.nn.Module) -> torch.device:
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-def _read_manifest(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
