@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -134,38 +134,11 @@ def load_dataset(
         DataError: unknown dataset, missing or malformed file, or no pair left after filtering.
         ConfigError: an unknown split or a ``max_pairs`` below what a dataset needs.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}", f"use --split with one of {', '.join(SPLITS)}")
-    check_multi_token(multi_token)
-    if seed < 0:  # numpy's generators take no negative seed
-        raise ConfigError(f"seed {seed} is negative", "pass --seed 0 or another seed >= 0")
-    if max_pairs is not None and max_pairs < (2 if balance else 1):
-        raise ConfigError(
-            f"max_pairs={max_pairs} leaves no pair{' per label' if balance else ''}",
-            f"pass --max-pairs {2 if balance else 1} or more (or leave it out for all pairs)",
-        )
-
+    _check_load_settings(split, multi_token, seed, max_pairs, balance)
     short_name, raw_pairs, n_invalid = _read_pairs(name, split)
-    dropped: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
-    dropped[DROP_TARGET_NOT_FOUND] += n_invalid
-
     count_tokens = _word_token_counter(tokenizer)
-    single: list[WordPair] = []
-    multi: list[WordPair] = []
-    for pair in raw_pairs:
-        if not (_span_ok(pair.context_1, pair.span_1) and _span_ok(pair.context_2, pair.span_2)):
-            dropped[DROP_TARGET_NOT_FOUND] += 1
-        elif not (
-            _span_is_word(pair.context_1, pair.span_1, pair.word)
-            and _span_is_word(pair.context_2, pair.span_2, pair.target_2)
-        ):
-            dropped[DROP_SPAN_NOT_WORD] += 1
-        elif _pair_tokens(pair, count_tokens) == 1:
-            single.append(pair)
-        elif multi_token == "drop":
-            dropped[DROP_MULTI_TOKEN] += 1
-        else:
-            multi.append(pair)
+    single, multi, dropped = _filter_pairs(raw_pairs, count_tokens, multi_token)
+    dropped[DROP_TARGET_NOT_FOUND] += n_invalid
     n_raw = len(raw_pairs) + n_invalid
 
     before = _count_labels([*single, *multi])
@@ -211,6 +184,45 @@ def load_dataset(
         word_n_tokens=n_tokens,
         senses=_sense_set(name, short_name, split, kept, count_tokens, multi_token),
     )
+
+
+def _check_load_settings(
+    split: str, multi_token: MultiTokenPolicy, seed: int, max_pairs: int | None, balance: bool
+) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}", f"use --split with one of {', '.join(SPLITS)}")
+    check_multi_token(multi_token)
+    if seed < 0:  # numpy's generators take no negative seed
+        raise ConfigError(f"seed {seed} is negative", "pass --seed 0 or another seed >= 0")
+    if max_pairs is not None and max_pairs < (2 if balance else 1):
+        raise ConfigError(
+            f"max_pairs={max_pairs} leaves no pair{' per label' if balance else ''}",
+            f"pass --max-pairs {2 if balance else 1} or more (or leave it out for all pairs)",
+        )
+
+
+def _filter_pairs(
+    raw_pairs: Sequence[WordPair], count_tokens: Callable[[str], int], multi_token: MultiTokenPolicy
+) -> tuple[list[WordPair], list[WordPair], Counter[str]]:
+    """The single-token and the kept multi-token pairs, in order, and the count of each drop reason."""
+    dropped: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
+    single: list[WordPair] = []
+    multi: list[WordPair] = []
+    for pair in raw_pairs:
+        if not (_span_ok(pair.context_1, pair.span_1) and _span_ok(pair.context_2, pair.span_2)):
+            dropped[DROP_TARGET_NOT_FOUND] += 1
+        elif not (
+            _span_is_word(pair.context_1, pair.span_1, pair.word)
+            and _span_is_word(pair.context_2, pair.span_2, pair.target_2)
+        ):
+            dropped[DROP_SPAN_NOT_WORD] += 1
+        elif _pair_tokens(pair, count_tokens) == 1:
+            single.append(pair)
+        elif multi_token == "drop":
+            dropped[DROP_MULTI_TOKEN] += 1
+        else:
+            multi.append(pair)
+    return single, multi, dropped
 
 
 def _sense_set(

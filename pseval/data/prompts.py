@@ -148,6 +148,36 @@ def build_prompts(
         ConfigError: bad template or position, a slow tokenizer, or ``prepend_bos=True`` without a BOS token.
         DataError: a pair whose span does not fall on any token (e.g. the span lies outside the context).
     """
+    bos_id = _check_settings(tokenizer, template, position, prepend_bos, multi_token, bos_token_id)
+    texts, spans, owners = _render_targets(dataset, template, position)
+    ids_list, offsets_list = _encode(tokenizer, texts, prepend_bos, bos_id)
+    prompts, flat_index = _unique_prompts(
+        tokenizer, texts, spans, owners, ids_list, offsets_list, position, multi_token
+    )
+    pair_index = [(flat_index[2 * i], flat_index[2 * i + 1]) for i in range(len(dataset.pairs))]
+    item_index = flat_index[2 * len(dataset.pairs) :]
+    return PromptSet(
+        prompts=prompts,
+        pair_index=pair_index,
+        pair_ids=[p.id for p in dataset.pairs],
+        item_index=item_index,
+        template=template,
+        position=position,
+        prepend_bos=prepend_bos,
+        bos_token_id=bos_id,
+        multi_token=multi_token,
+    )
+
+
+def _check_settings(
+    tokenizer: PreTrainedTokenizerBase,
+    template: str,
+    position: Position,
+    prepend_bos: bool | None,
+    multi_token: str,
+    bos_token_id: int | None,
+) -> int | None:
+    """Refuse what :func:`build_prompts` cannot do; return the BOS id to put first (None: none)."""
     validate_template(template)
     if position not in POSITIONS:
         raise ConfigError(f"unknown target position {position!r}", f"use one of {', '.join(POSITIONS)}")
@@ -157,15 +187,21 @@ def build_prompts(
             f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer, so it gives no offset mapping",
             "load the tokenizer with use_fast=True (a tokenizer.json backed tokenizer)",
         )
-    bos_id: int | None = None
-    if prepend_bos:
-        bos_id = bos_token_id if bos_token_id is not None else tokenizer.bos_token_id
-        if bos_id is None:
-            raise ConfigError(
-                f"BOS is to be prepended but tokenizer {type(tokenizer).__name__} has no BOS token",
-                "pass --no-prepend-bos",
-            )
+    if not prepend_bos:
+        return None
+    bos_id = bos_token_id if bos_token_id is not None else tokenizer.bos_token_id
+    if bos_id is None:
+        raise ConfigError(
+            f"BOS is to be prepended but tokenizer {type(tokenizer).__name__} has no BOS token",
+            "pass --no-prepend-bos",
+        )
+    return bos_id
 
+
+def _render_targets(
+    dataset: PSEvalDataset, template: str, position: Position
+) -> tuple[list[str], list[tuple[int, int]], list[str]]:
+    """Every prompt text (both contexts of each pair, then the sense items), its target span and owner id."""
     texts: list[str] = []
     spans: list[tuple[int, int]] = []
     owners: list[str] = []
@@ -202,9 +238,20 @@ def build_prompts(
             else (context_start + item.span[0], context_start + item.span[1])
         )
         owners.append(item.id)
+    return texts, spans, owners
 
-    ids_list, offsets_list = _encode(tokenizer, texts, prepend_bos, bos_id)
 
+def _unique_prompts(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    spans: Sequence[tuple[int, int]],
+    owners: Sequence[str],
+    ids_list: Sequence[list[int]],
+    offsets_list: Sequence[list[tuple[int, int]]],
+    position: Position,
+    multi_token: str,
+) -> tuple[list[Prompt], list[int]]:
+    """The distinct prompts (same tokens and target: one prompt) and, per rendered text, its prompt's index."""
     prompts: list[Prompt] = []
     seen: dict[tuple[tuple[int, ...], int, tuple[int, ...]], int] = {}
     flat_index: list[int] = []
@@ -234,20 +281,7 @@ def build_prompts(
                 )
             )
         flat_index.append(seen[key])
-
-    pair_index = [(flat_index[2 * i], flat_index[2 * i + 1]) for i in range(len(dataset.pairs))]
-    item_index = flat_index[2 * len(dataset.pairs) :]
-    return PromptSet(
-        prompts=prompts,
-        pair_index=pair_index,
-        pair_ids=[p.id for p in dataset.pairs],
-        item_index=item_index,
-        template=template,
-        position=position,
-        prepend_bos=prepend_bos,
-        bos_token_id=bos_id,
-        multi_token=multi_token,
-    )
+    return prompts, flat_index
 
 
 def _encode(
