@@ -209,10 +209,31 @@ def corpus_latent_stats(
         )
 
     freq_F = counts_F.double().cpu() / n_tokens
-    contexts = load_cached_contexts(folder, n_tokens)
-    best_val = best_val_KL.cpu()
-    best_row = best_row_KL.cpu()
-    best_vals, best_rows = best_val.T.tolist(), best_row.T.tolist()
+    top_contexts = _top_contexts(
+        loaded.tokenizer, load_cached_contexts(folder, n_tokens), best_val_KL, best_row_KL, chosen, window
+    )
+    return CorpusLatentStats(
+        hook_name=hook_name,
+        corpus=corpus,
+        n_tokens=n_tokens,
+        n_forward_passes=store.n_forward_passes,
+        cache_path=str(folder),
+        firing_frequency={str(latent): float(freq_F[latent]) for latent in chosen},
+        frequency_all=frequency_summary(freq_F),
+        top_contexts=top_contexts,
+    )
+
+
+def _top_contexts(
+    tokenizer: Any,
+    contexts: Any,
+    best_val_KL: torch.Tensor,
+    best_row_KL: torch.Tensor,
+    chosen: list[int],
+    window: int,
+) -> dict[str, list[TopContext]]:
+    """Each chosen latent's top rows (those with a positive activation) as decoded corpus windows."""
+    best_vals, best_rows = best_val_KL.cpu().T.tolist(), best_row_KL.cpu().T.tolist()
     picks = {
         latent: [(v, r) for v, r in zip(best_vals[j], best_rows[j], strict=True) if v > 0]
         for j, latent in enumerate(chosen)
@@ -220,12 +241,12 @@ def corpus_latent_stats(
     context_of, position_of = contexts.context_N.tolist(), contexts.position_N.tolist()
     rows_needed = sorted({row for entries in picks.values() for _, row in entries})
     windows = _decode_windows(
-        loaded.tokenizer,
+        tokenizer,
         contexts.input_ids_CT,
         {row: (context_of[row], position_of[row]) for row in rows_needed},
         window,
     )
-    top_contexts = {
+    return {
         str(latent): [
             TopContext(
                 text=windows[row][0],
@@ -238,16 +259,6 @@ def corpus_latent_stats(
         ]
         for latent, entries in picks.items()
     }
-    return CorpusLatentStats(
-        hook_name=hook_name,
-        corpus=corpus,
-        n_tokens=n_tokens,
-        n_forward_passes=store.n_forward_passes,
-        cache_path=str(folder),
-        firing_frequency={str(latent): float(freq_F[latent]) for latent in chosen},
-        frequency_all=frequency_summary(freq_F),
-        top_contexts=top_contexts,
-    )
 
 
 def _encoded_stats(
