@@ -85,36 +85,92 @@ def run_tasks(
     """Wait for every task, keeping the display current; set each task's outcome or error."""
     by_ref = {task.ref: task for task in tasks}
     pending = list(by_ref)
-    snapshot: dict[int, dict[str, Any]] = {}
+    display = _TaskDisplay(ray, tasks, board, n_total, n_done_before, started_at, title)
+    live = None
+    if show:
+        from rich.console import Console
+        from rich.live import Live
 
-    def refresh() -> None:
-        nonlocal snapshot
+        console = Console(stderr=True)
+        display.width = console.width
+        live = Live(display.render(), console=console, refresh_per_second=4, transient=False)
+        live.start()
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                _collect(ray, ref, by_ref[ref], status)
+            display.refresh()
+            if live is not None:
+                live.update(display.render())
+    finally:
+        if live is not None:
+            display.refresh()
+            live.update(display.render())
+            live.stop()
+    for task in tasks:
+        if task.outcome is not None:
+            task.outcome.setdefault("attempts", int(display.snapshot.get(task.index, {}).get("attempts", 1)))
+
+
+def _collect(ray: Any, ref: Any, task: GroupTask, status: Callable[[str], None]) -> None:
+    """The outcome of a finished task, or its error as a user-facing one."""
+    try:
+        task.outcome = ray.get(ref)
+        task.state = "done"
+    except Exception as exc:
+        task.error = _user_error(ray, exc, task)
+        task.state = "failed"
+        status(f"group {task.index} failed: {task.error}")
+
+
+@dataclass
+class _TaskDisplay:
+    """The tasks as the board and the result files show them, rendered as a rich table."""
+
+    ray: Any
+    tasks: Sequence[GroupTask]
+    board: Any
+    n_total: int
+    n_done_before: int
+    started_at: float
+    title: str
+    snapshot: dict[int, dict[str, Any]] = field(default_factory=dict)
+    width: int = 120
+
+    def refresh(self) -> None:
+        """Read the board and look for new result files; a task with an attempt is running."""
         with contextlib.suppress(Exception):  # the display is best effort; results never depend on it
-            snapshot = ray.get(board.snapshot.remote(), timeout=5)
-        for task in tasks:
+            self.snapshot = self.ray.get(self.board.snapshot.remote(), timeout=5)
+        for task in self.tasks:
             for path in task.result_files:
-                if path not in task.done_files and path.exists() and path.stat().st_mtime >= started_at - 1:
+                if (
+                    path not in task.done_files
+                    and path.exists()
+                    and path.stat().st_mtime >= self.started_at - 1
+                ):
                     task.done_files.add(path)
-            entry = snapshot.get(task.index, {})
+            entry = self.snapshot.get(task.index, {})
             if task.state == "pending" and entry.get("attempts"):
                 task.state = "running"
 
-    def render() -> Any:
+    def render(self) -> Any:
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
-        done = n_done_before + sum(len(t.done_files) for t in tasks)
-        elapsed = time.time() - started_at
+        tasks = self.tasks
+        done = self.n_done_before + sum(len(t.done_files) for t in tasks)
+        elapsed = time.time() - self.started_at
         finished_tasks = sum(t.state in ("done", "failed") for t in tasks)
         table = Table(title_justify="left", expand=False, show_edge=False, pad_edge=False)
         # Cut the long cells to the terminal ourselves: rich would rather squeeze the short columns away.
-        free = max(30, width - 40)
+        free = max(30, self.width - 40)
         cut = {"hooks": free * 3 // 10, "where": free * 3 // 10, "last step": free * 4 // 10}
         for column in ("group", "hooks", "SAEs", "state", "where", "last step"):
             table.add_column(column, justify="right" if column in ("group", "SAEs") else "left", no_wrap=True)
         for task in tasks:
-            entry = snapshot.get(task.index, {})
+            entry = self.snapshot.get(task.index, {})
             state = task.state
             attempts = int(entry.get("attempts", 0))
             if state == "running" and attempts > 1:
@@ -128,44 +184,10 @@ def run_tasks(
                 _cut(str(entry.get("message", "")), cut["last step"]),
             )
         head = Text(
-            f"{title}: SAEs finished {done}/{n_total} · groups done {finished_tasks}/{len(tasks)} · "
+            f"{self.title}: SAEs finished {done}/{self.n_total} · groups done {finished_tasks}/{len(tasks)} · "
             f"{elapsed:,.0f} s"
         )
         return Group(head, table)
-
-    live = None
-    width = 120
-    if show:
-        from rich.console import Console
-        from rich.live import Live
-
-        console = Console(stderr=True)
-        width = console.width
-        live = Live(render(), console=console, refresh_per_second=4, transient=False)
-        live.start()
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
-            for ref in ready:
-                task = by_ref[ref]
-                try:
-                    task.outcome = ray.get(ref)
-                    task.state = "done"
-                except Exception as exc:
-                    task.error = _user_error(ray, exc, task)
-                    task.state = "failed"
-                    status(f"group {task.index} failed: {task.error}")
-            refresh()
-            if live is not None:
-                live.update(render())
-    finally:
-        if live is not None:
-            refresh()
-            live.update(render())
-            live.stop()
-    for task in tasks:
-        if task.outcome is not None:
-            task.outcome.setdefault("attempts", int(snapshot.get(task.index, {}).get("attempts", 1)))
 
 
 def _cut(text: str, n: int) -> str:
