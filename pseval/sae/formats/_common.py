@@ -358,32 +358,10 @@ def _other_dim(shape: Shape, known: int, known_name: str, where: str) -> int:
     )
 
 
-def resolve(
-    fields: dict[str, Any],
-    shapes: Mapping[str, Shape],
-    where: str,
-    stored_dtype: torch.dtype | None = None,
-    dtypes: Mapping[str, torch.dtype] | None = None,
-) -> Plan:
-    """Validate config ``fields`` against tensor ``shapes`` and ``dtypes`` (pseval names, file orientation).
-
-    ``d_in``/``d_sae`` come from the config and the bias lengths, which must agree; when neither is known the
-    matrices decide, and two matrices of the same non-square shape (one of them transposed, but which?) are
-    refused as ambiguous. The tensors must be exactly those the architecture needs (``b_dec`` may be absent:
-    zero) and floating point, so that no file that cannot be this SAE gets past opening.
-    """
-    check_floating(dtypes or {}, where)
-    missing = [n for n in ("W_enc", "W_dec") if n not in shapes]
-    if missing:
-        raise SAEError(
-            f"{where} has no {' or '.join(missing)} tensor", "check that the file is a complete SAE"
-        )
-    enc, dec = tuple(shapes["W_enc"]), tuple(shapes["W_dec"])
-    if len(enc) != 2 or len(dec) != 2:
-        raise SAEError(
-            f"{where}: W_enc {list(enc)} and W_dec {list(dec)} must both be matrices",
-            "check that the file is a complete SAE",
-        )
+def _dimensions(
+    fields: dict[str, Any], shapes: Mapping[str, Shape], enc: Shape, dec: Shape, where: str
+) -> tuple[int, int]:
+    """``d_in`` and ``d_sae`` from the config and the bias lengths (which must agree), else from ``W_enc``."""
     d_in_votes: dict[str, int] = (
         {"config d_in": int(fields["d_in"])} if fields.get("d_in") is not None else {}
     )
@@ -410,6 +388,36 @@ def resolve(
         d_in = _other_dim(enc, d_sae, "d_sae", where)
     elif d_sae is None:
         d_sae = _other_dim(enc, d_in, "d_in", where)
+    return d_in, d_sae
+
+
+def resolve(
+    fields: dict[str, Any],
+    shapes: Mapping[str, Shape],
+    where: str,
+    stored_dtype: torch.dtype | None = None,
+    dtypes: Mapping[str, torch.dtype] | None = None,
+) -> Plan:
+    """Validate config ``fields`` against tensor ``shapes`` and ``dtypes`` (pseval names, file orientation).
+
+    ``d_in``/``d_sae`` come from the config and the bias lengths, which must agree; when neither is known the
+    matrices decide, and two matrices of the same non-square shape (one of them transposed, but which?) are
+    refused as ambiguous. The tensors must be exactly those the architecture needs (``b_dec`` may be absent:
+    zero) and floating point, so that no file that cannot be this SAE gets past opening.
+    """
+    check_floating(dtypes or {}, where)
+    missing = [n for n in ("W_enc", "W_dec") if n not in shapes]
+    if missing:
+        raise SAEError(
+            f"{where} has no {' or '.join(missing)} tensor", "check that the file is a complete SAE"
+        )
+    enc, dec = tuple(shapes["W_enc"]), tuple(shapes["W_dec"])
+    if len(enc) != 2 or len(dec) != 2:
+        raise SAEError(
+            f"{where}: W_enc {list(enc)} and W_dec {list(dec)} must both be matrices",
+            "check that the file is a complete SAE",
+        )
+    d_in, d_sae = _dimensions(fields, shapes, enc, dec, where)
     transposed = {
         "W_enc": _orientation("W_enc", enc, d_in, d_sae, where),
         "W_dec": _orientation("W_dec", dec, d_sae, d_in, where),

@@ -63,6 +63,34 @@ def sparsify_hook(folder_name: str, transcode: bool = False) -> str | None:
     return hf_module_input_to_hook(module) if transcode else hf_module_to_hook(module)
 
 
+def _tensor_names(
+    file_shapes: dict[str, Any], transcode: bool, where: str
+) -> tuple[dict[str, str], dict[str, bool]]:
+    """Each file tensor's SAELens name and whether the file stores it transposed (a ``Linear`` weight)."""
+    names: dict[str, str] = {}
+    transposed_in_file: dict[str, bool] = {}
+    for key in file_shapes:
+        if key == "W_skip" and transcode:
+            continue  # the skip connection is not part of the encoder side
+        if key not in _KEYS:
+            raise SAEError(
+                f"{where}: unexpected tensor {key!r} in {SPARSIFY_WEIGHTS}", "use a plain TopK sparsify SAE"
+            )
+        names[key], transposed_in_file[key] = _KEYS[key]
+    return names, transposed_in_file
+
+
+def _run_model_name(folder: Path) -> Any:
+    """The model of the training run, from the run's ``config.json`` beside the hook folders (None: none)."""
+    run_cfg = folder.parent / "config.json"
+    if not run_cfg.is_file():
+        return None
+    try:
+        return json.loads(run_cfg.read_text(encoding="utf-8")).get("model")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, AttributeError):
+        return None
+
+
 def open_sparsify(folder: Path) -> SAESource:
     """Open a sparsify hook point folder from ``cfg.json`` and the safetensors header."""
     cfg = read_json(folder / SPARSIFY_CFG)
@@ -77,16 +105,7 @@ def open_sparsify(folder: Path) -> SAESource:
     if cfg.get("signed"):
         raise SAEError(f"{where}: signed sparsify SAEs are not supported", "use an unsigned TopK SAE")
     transcode = bool(cfg.get("transcode")) or bool(cfg.get("skip_connection")) or "W_skip" in file_shapes
-    names: dict[str, str] = {}
-    transposed_in_file: dict[str, bool] = {}
-    for key in file_shapes:
-        if key == "W_skip" and transcode:
-            continue  # the skip connection is not part of the encoder side
-        if key not in _KEYS:
-            raise SAEError(
-                f"{where}: unexpected tensor {key!r} in {SPARSIFY_WEIGHTS}", "use a plain TopK sparsify SAE"
-            )
-        names[key], transposed_in_file[key] = _KEYS[key]
+    names, transposed_in_file = _tensor_names(file_shapes, transcode, where)
     shapes = {
         names[k]: (tuple(reversed(s)) if transposed_in_file[k] else s)
         for k, s in file_shapes.items()
@@ -99,12 +118,8 @@ def open_sparsify(folder: Path) -> SAESource:
     extras: dict[str, Any] = cfg["pseval"] if isinstance(cfg.get("pseval"), dict) else {}
     hook = extras.get("hook_name") or sparsify_hook(folder.name, transcode)
     model_name = extras.get("model_name")
-    run_cfg = folder.parent / "config.json"
-    if model_name is None and run_cfg.is_file():
-        try:
-            model_name = json.loads(run_cfg.read_text(encoding="utf-8")).get("model")
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError, AttributeError):
-            model_name = None
+    if model_name is None:
+        model_name = _run_model_name(folder)
     if "k" not in cfg:
         raise SAEError(f"{where}: sparsify cfg.json has no k", "add k to cfg.json")
     metadata: dict[str, Any] = {
