@@ -249,6 +249,89 @@ def _cell_legend_label(cell: str, label: str, series: Sequence[WordformSeries]) 
     return label if count is None else f"{label} (n = {int(count):,})"
 
 
+def _measure_panels(
+    subfig: Any,
+    measure: str,
+    heading: str,
+    unit: str,
+    layout: Sequence[_Row],
+    styles: tuple[list[Any], list[Any]],
+    y_limits: tuple[float, float],
+    first: bool,
+) -> None:
+    """One measure's two panels, the four cells and the two effects; ``first`` carries the row labels."""
+    cell_styles, effect_styles = styles
+    y_low, y_high = y_limits
+    ax_cells, ax_effects = subfig.subplots(1, 2, sharey=True)
+    subfig.suptitle(heading, fontsize=9.5)
+    bounds = _points(
+        ax_cells, layout, "cells", [c for c, _ in CELL_ORDER], CELL_OFFSETS, cell_styles, measure
+    )
+    low = min([0.0, *bounds])
+    ax_cells.set_xlim(low - 0.05 if low < 0 else -0.02, max(1.0, *bounds) + 0.03)
+    ax_cells.set_title("cells", fontsize=8.5)
+    ax_cells.set_xlabel(unit)
+    effect_bounds = _points(
+        ax_effects,
+        layout,
+        "effects",
+        [e for e, _ in EFFECT_ORDER],
+        EFFECT_OFFSETS,
+        effect_styles,
+        measure,
+    )
+    ax_effects.axvline(0.0, color="#333333", linewidth=0.8)
+    span = max([0.05, *(abs(b) for b in effect_bounds)])
+    ax_effects.set_xlim(min(-0.05, *effect_bounds) - 0.08 * span, max(0.05, *effect_bounds) + 0.08 * span)
+    ax_effects.set_title("effects", fontsize=8.5)
+    ax_effects.set_xlabel("difference")
+    for ax in (ax_cells, ax_effects):
+        ax.set_ylim(y_low, y_high)
+        ax.grid(axis="y", visible=False)
+        for row in layout:
+            if row.series is None:
+                ax.axhline(row.y, color="#cccccc", linewidth=0.6)
+    ax_cells.set_yticks([row.y for row in layout], [row.label for row in layout] if first else [])
+    ax_cells.tick_params(axis="y", length=0)
+    ax_effects.tick_params(axis="y", length=0, labelleft=False)
+    if first:
+        for tick, row in zip(ax_cells.get_yticklabels(), layout, strict=True):
+            if row.series is None:
+                tick.set_fontweight("bold")
+            elif row.series.kind != "sae":
+                tick.set_color("#555555")
+                tick.set_fontstyle("italic")
+    if measure == "share_same_top_latent":
+        for row in layout:
+            if row.series is not None and row.series.kind == "dense":
+                ax_cells.text(
+                    0.5, row.y, "no top latent", ha="center", va="center", fontsize=7, color="#666666"
+                )
+
+
+def _legend_handles(
+    series: Sequence[WordformSeries], cell_styles: list[Any], effect_styles: list[Any]
+) -> list[Line2D]:
+    """One entry per cell (with its pair count when all representations agree), then one per effect."""
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=colour,
+            marker=marker,
+            markerfacecolor=colour if filled else "white",
+            linestyle="none",
+            label=_cell_legend_label(cell, label, series),
+        )
+        for (cell, label), (colour, marker, filled) in zip(CELL_ORDER, cell_styles, strict=True)
+    ]
+    handles += [
+        Line2D([], [], color=colour, marker=marker, linestyle="none", label=label)
+        for (_, label), (colour, marker, _) in zip(EFFECT_ORDER, effect_styles, strict=True)
+    ]
+    return handles
+
+
 def wordform_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> FigureSpec | None:
     """The 2 × 2 cells and the two effects per measure; ``None`` unless some result has the category."""
     del rows  # the figure reads the wordform category itself; the signature is the figure builders'
@@ -276,67 +359,11 @@ def wordform_figure(results: Sequence[PSEvalResult], rows: Sequence[Row]) -> Fig
     cell_styles = [CELL_STYLE[c] for c, _ in CELL_ORDER]
     effect_styles = [(*EFFECT_STYLE[e], True) for e, _ in EFFECT_ORDER]
     for m, (subfig, (measure, title, unit)) in enumerate(zip(subfigs, MEASURES, strict=True)):
-        ax_cells, ax_effects = subfig.subplots(1, 2, sharey=True)
-        subfig.suptitle(title.format(k=k_text), fontsize=9.5)
-        bounds = _points(
-            ax_cells, layout, "cells", [c for c, _ in CELL_ORDER], CELL_OFFSETS, cell_styles, measure
+        heading = title.format(k=k_text)
+        _measure_panels(
+            subfig, measure, heading, unit, layout, (cell_styles, effect_styles), (y_low, y_high), m == 0
         )
-        low = min([0.0, *bounds])
-        ax_cells.set_xlim(low - 0.05 if low < 0 else -0.02, max(1.0, *bounds) + 0.03)
-        ax_cells.set_title("cells", fontsize=8.5)
-        ax_cells.set_xlabel(unit)
-        effect_bounds = _points(
-            ax_effects,
-            layout,
-            "effects",
-            [e for e, _ in EFFECT_ORDER],
-            EFFECT_OFFSETS,
-            effect_styles,
-            measure,
-        )
-        ax_effects.axvline(0.0, color="#333333", linewidth=0.8)
-        span = max([0.05, *(abs(b) for b in effect_bounds)])
-        ax_effects.set_xlim(min(-0.05, *effect_bounds) - 0.08 * span, max(0.05, *effect_bounds) + 0.08 * span)
-        ax_effects.set_title("effects", fontsize=8.5)
-        ax_effects.set_xlabel("difference")
-        for ax in (ax_cells, ax_effects):
-            ax.set_ylim(y_low, y_high)
-            ax.grid(axis="y", visible=False)
-            for row in layout:
-                if row.series is None:
-                    ax.axhline(row.y, color="#cccccc", linewidth=0.6)
-        ax_cells.set_yticks([row.y for row in layout], [row.label for row in layout] if m == 0 else [])
-        ax_cells.tick_params(axis="y", length=0)
-        ax_effects.tick_params(axis="y", length=0, labelleft=False)
-        if m == 0:
-            for tick, row in zip(ax_cells.get_yticklabels(), layout, strict=True):
-                if row.series is None:
-                    tick.set_fontweight("bold")
-                elif row.series.kind != "sae":
-                    tick.set_color("#555555")
-                    tick.set_fontstyle("italic")
-        if measure == "share_same_top_latent":
-            for row in layout:
-                if row.series is not None and row.series.kind == "dense":
-                    ax_cells.text(
-                        0.5, row.y, "no top latent", ha="center", va="center", fontsize=7, color="#666666"
-                    )
-    handles = [
-        Line2D(
-            [],
-            [],
-            color=colour,
-            marker=marker,
-            markerfacecolor=colour if filled else "white",
-            linestyle="none",
-            label=_cell_legend_label(cell, label, series),
-        )
-        for (cell, label), (colour, marker, filled) in zip(CELL_ORDER, cell_styles, strict=True)
-    ]
-    handles += [
-        Line2D([], [], color=colour, marker=marker, linestyle="none", label=label)
-        for (_, label), (colour, marker, _) in zip(EFFECT_ORDER, effect_styles, strict=True)
-    ]
+    handles = _legend_handles(series, cell_styles, effect_styles)
     fig.legend(handles=handles, loc="outside lower center", ncol=3)
     shown = wordform_results(results)
     set_title(fig, "Word form vs meaning (2 × 2)", figure_subtitle(shown))
