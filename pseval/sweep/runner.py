@@ -145,49 +145,11 @@ def run_hook_group(
         return (sae_folder(config, run) / "cfg.json").is_file() and not force_rerun
 
     missing = [run for run in runs if not finished(run)]
-    n_tokens = config.training_tokens
     store = make_store(train_configs[missing[0].name], loaded) if missing else None
-    groups = (
-        store.plan_harvest(list(dict.fromkeys(run.hook_name for run in missing)), n_tokens) if store else []
-    )
-    if len(groups) == 1:
-        status(f"harvesting {n_tokens:,} tokens at {len(groups[0])} hook(s) in one pass")
-    elif groups:
-        assert store is not None
-        needed = store.harvest_bytes([hook for group in groups for hook in group], n_tokens)
-        free, folder = store.free_bytes()
-        status(
-            f"the activations of {sum(map(len, groups))} hooks need {needed / 1e9:,.1f} GB, more than the "
-            f"{free / 1e9:,.1f} GB free at {folder}: harvesting in {len(groups)} groups, each group's cache "
-            "deleted once its SAEs are trained"
-        )
-    done: set[str] = set()
-
-    def train_runs(hooks_now: set[str] | None) -> None:
-        """Train (or reuse) the runs at ``hooks_now`` (all remaining runs when None), in grid order."""
-        t0 = time.time()
-        for i, run in enumerate(runs, 1):
-            if run.name in done or (hooks_now is not None and run.hook_name not in hooks_now):
-                continue
-            result = train(train_configs[run.name], progress=False, loaded=loaded)
-            done.add(run.name)
-            if getattr(result, "reused", False):
-                counts["reused"] += 1
-            else:
-                counts["trained"] += 1
-                status(f"[{i}/{len(runs)}] trained {run.name}")
-        timings["train_s"] += time.time() - t0
-
-    for index, group in enumerate(groups):
-        assert store is not None
-        t0 = time.time()
-        store.harvest(group, n_tokens)
-        timings["harvest_s"] += time.time() - t0
-        if len(groups) > 1:
-            train_runs(set(group))
-            if index < len(groups) - 1:  # the last group's cache stays for reruns and interpretation
-                store.delete_cache(group, n_tokens)
-    train_runs(None)
+    trainer = _GroupTrainer(runs, train_configs, loaded, train, status, counts, timings)
+    if store is not None:
+        _harvest_and_train(store, missing, config.training_tokens, trainer, status)
+    trainer.train(None)
 
     t0 = time.time()
     run_log: dict[str, list[str]] = {}
@@ -208,6 +170,75 @@ def run_hook_group(
     timings["eval_s"] = time.time() - t0
     counts["timings"] = timings
     return counts
+
+
+class _GroupTrainer:
+    """Trains (or reuses) a hook group's runs in grid order, counting and timing them."""
+
+    def __init__(
+        self,
+        runs: Sequence[SweepRun],
+        train_configs: dict[str, Any],
+        loaded: Any,
+        train: Callable[..., Any],
+        status: Callable[[str], None],
+        counts: dict[str, Any],
+        timings: dict[str, float],
+    ) -> None:
+        self.runs = runs
+        self.train_configs = train_configs
+        self.loaded = loaded
+        self.train_fn = train
+        self.status = status
+        self.counts = counts
+        self.timings = timings
+        self.done: set[str] = set()
+
+    def train(self, hooks_now: set[str] | None) -> None:
+        """Train (or reuse) the runs at ``hooks_now`` (all remaining runs when None), in grid order."""
+        t0 = time.time()
+        runs = self.runs
+        for i, run in enumerate(runs, 1):
+            if run.name in self.done or (hooks_now is not None and run.hook_name not in hooks_now):
+                continue
+            result = self.train_fn(self.train_configs[run.name], progress=False, loaded=self.loaded)
+            self.done.add(run.name)
+            if getattr(result, "reused", False):
+                self.counts["reused"] += 1
+            else:
+                self.counts["trained"] += 1
+                self.status(f"[{i}/{len(runs)}] trained {run.name}")
+        self.timings["train_s"] += time.time() - t0
+
+
+def _harvest_and_train(
+    store: Any,
+    missing: Sequence[SweepRun],
+    n_tokens: int,
+    trainer: _GroupTrainer,
+    status: Callable[[str], None],
+) -> None:
+    """Harvest the missing runs' hooks in groups that fit the free disk; with several groups, train each
+    group's runs and delete its cache before the next (the last group's cache stays)."""
+    groups = store.plan_harvest(list(dict.fromkeys(run.hook_name for run in missing)), n_tokens)
+    if len(groups) == 1:
+        status(f"harvesting {n_tokens:,} tokens at {len(groups[0])} hook(s) in one pass")
+    elif groups:
+        needed = store.harvest_bytes([hook for group in groups for hook in group], n_tokens)
+        free, folder = store.free_bytes()
+        status(
+            f"the activations of {sum(map(len, groups))} hooks need {needed / 1e9:,.1f} GB, more than the "
+            f"{free / 1e9:,.1f} GB free at {folder}: harvesting in {len(groups)} groups, each group's cache "
+            "deleted once its SAEs are trained"
+        )
+    for index, group in enumerate(groups):
+        t0 = time.time()
+        store.harvest(group, n_tokens)
+        trainer.timings["harvest_s"] += time.time() - t0
+        if len(groups) > 1:
+            trainer.train(set(group))
+            if index < len(groups) - 1:  # the last group's cache stays for reruns and interpretation
+                store.delete_cache(group, n_tokens)
 
 
 def finish_sweep(
