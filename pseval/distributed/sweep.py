@@ -45,18 +45,7 @@ def run_sweep_ray(
     config = config.model_copy(update={"out": config.output_dir().resolve()})
     if not force_rerun and config.device != "auto" and _all_finished(config, config.device):
         # Nothing to do: no cluster is needed to say so (the figures and summary are still rebuilt).
-        runs = config.runs()
-        status(f"sweep {config.name}: all {len(runs)} SAEs are trained and evaluated; nothing to run")
-        prepare_sweep(config)
-        done = {
-            "trained": 0,
-            "reused": len(runs),
-            "evaluated": 0,
-            "skipped": len(runs),
-            "n_results": len(runs),
-        }
-        extra = {"executor": "ray", "ray_address": options.address, "groups": []}
-        return finish_sweep(config, [done], device=config.device, plots=plots, started=started, extra=extra)
+        return _finish_without_tasks(config, options, plots, started, status)
     with connect(options) as ray:
         device = resolve_device(config.device, cuda_available=lambda: cluster_gpus(ray) > 0)
         num_cpus, num_gpus = options.resources(device, ray)
@@ -78,11 +67,7 @@ def run_sweep_ray(
         )
         tasks: list[GroupTask] = []
         if todo_hooks:
-            from pseval.models.loading import load_model
-
-            loaded = load_model(config.model, device="cpu")  # validation only; exports the model once
-            check_runs_fit(loaded, [run for run in runs if run.hook_name in todo_hooks], train_configs)
-            del loaded
+            _check_fit(config, [run for run in runs if run.hook_name in todo_hooks], train_configs)
             weights = {hook: sum(run.hook_name == hook for run in runs) for hook in todo_hooks}
             n_groups = options.n_groups or slots(ray, num_cpus, num_gpus)
             groups = split_hooks(weights, n_groups)
@@ -123,6 +108,46 @@ def run_sweep_ray(
     outcomes = [task.outcome for task in tasks]
     base = {"trained": 0, "reused": len(untouched), "evaluated": 0, "skipped": len(untouched)}
     base["n_results"] = len(untouched)
+    placement = _placement(tasks, status)
+    return finish_sweep(
+        config,
+        [base, *outcomes],
+        device=device,
+        plots=plots,
+        started=started,
+        extra={"executor": "ray", "ray_address": options.address, "groups": placement},
+    )
+
+
+def _finish_without_tasks(
+    config: SweepConfig, options: RayOptions, plots: bool, started: float, status: Callable[[str], None]
+) -> SweepSummary:
+    """The summary of a sweep whose SAEs are all trained and evaluated (figures and summary rebuilt)."""
+    runs = config.runs()
+    status(f"sweep {config.name}: all {len(runs)} SAEs are trained and evaluated; nothing to run")
+    prepare_sweep(config)
+    done = {
+        "trained": 0,
+        "reused": len(runs),
+        "evaluated": 0,
+        "skipped": len(runs),
+        "n_results": len(runs),
+    }
+    extra = {"executor": "ray", "ray_address": options.address, "groups": []}
+    return finish_sweep(config, [done], device=config.device, plots=plots, started=started, extra=extra)
+
+
+def _check_fit(config: SweepConfig, runs: list[SweepRun], train_configs: dict[str, Any]) -> None:
+    """Check the runs' widths against their hooks on the driver, before any task starts."""
+    from pseval.models.loading import load_model
+
+    loaded = load_model(config.model, device="cpu")  # validation only; exports the model once
+    check_runs_fit(loaded, runs, train_configs)
+    del loaded
+
+
+def _placement(tasks: list[GroupTask], status: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Where and how long each group ran, for the summary, each also reported through ``status``."""
     placement = [
         {
             "group": task.index,
@@ -140,14 +165,7 @@ def run_sweep_ray(
             f"{where_text(entry['where'])} in {entry['seconds']:.0f} s"
             + (f" after {entry['attempts'] - 1} retry(ies)" if entry["attempts"] > 1 else "")
         )
-    return finish_sweep(
-        config,
-        [base, *outcomes],
-        device=device,
-        plots=plots,
-        started=started,
-        extra={"executor": "ray", "ray_address": options.address, "groups": placement},
-    )
+    return placement
 
 
 def _all_finished(config: SweepConfig, device: str) -> bool:
