@@ -17,18 +17,17 @@ significant and the SAE is the better of the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 
+from pseval.evals.categories import ALPHA, Centring, VsRandomControl
 from pseval.evals.schema import PairDetail
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import confusion_counts, metrics_from_counts
 from pseval.metrics.uncertainty import (
-    WORD_CLUSTERED,
     ClusterBootstrap,
     holm,
     mcnemar_exact,
@@ -37,11 +36,6 @@ from pseval.metrics.uncertainty import (
 from pseval.sae.architectures import sae_input  # the SAE's own cast, normalisation and b_dec subtraction
 from pseval.sae.config import SAEConfig
 from pseval.sae.lazy import LatentBlocks, RandomBlocks, feature_blocks
-
-ALPHA = 0.05
-"""Significance level of the "beats the random control" verdicts (after Holm's adjustment)."""
-
-Centring = Literal["sae_b_dec", "dataset_mean"]
 
 
 def control_centre(blocks: LatentBlocks, acts_PD: torch.Tensor) -> tuple[torch.Tensor, Centring]:
@@ -106,42 +100,6 @@ def control_details(details: Sequence[PairDetail]) -> list[dict[str, object]]:
     """The control's per-pair rows, as stored under ``eval_result_unstructured.random_sae_details``."""
     fields = tuple(ControlPairDetail.model_fields)
     return [ControlPairDetail(**{k: getattr(d, k) for k in fields}).model_dump() for d in details]
-
-
-class VsRandomControl(BaseModel):
-    """The SAE against its random control on the same pairs (category ``vs_random_sae``)."""
-
-    n_pairs: int = Field(description="Pairs both were scored on.")
-    centring: Centring = Field(
-        description="What the control's input was centred by (the SAE's b_dec or the mean)."
-    )
-    accuracy_difference: float | None = Field(description="SAE accuracy − control accuracy.")
-    sae_only_correct: int = Field(description="Pairs only the SAE classifies correctly.")
-    random_only_correct: int = Field(description="Pairs only the control classifies correctly.")
-    accuracy_p_value: float = Field(description="Two-sided exact McNemar p-value of the accuracy difference.")
-    youden_j_difference: float | None = Field(description="SAE Youden's J − control Youden's J.")
-    youden_j_difference_low: float | None = Field(
-        description="Lower bound of the paired word-clustered bootstrap interval of the J difference."
-    )
-    youden_j_difference_high: float | None = Field(description="Upper bound of that interval.")
-    youden_j_p_value: float | None = Field(
-        description="Two-sided paired bootstrap p-value of the J difference ((1 + resamples on the far side "
-        "of 0) / (1 + resamples), doubled); null without resamples."
-    )
-    accuracy_p_holm: float = Field(description="accuracy_p_value after Holm's adjustment over both tests.")
-    youden_j_p_holm: float | None = Field(
-        description="youden_j_p_value after Holm's adjustment over both tests."
-    )
-    beats_on_accuracy: bool = Field(
-        description="The SAE is more accurate than its control and accuracy_p_holm < alpha."
-    )
-    beats_on_youden_j: bool | None = Field(
-        description="The SAE's J exceeds its control's and youden_j_p_holm < alpha (null without resamples)."
-    )
-    alpha: float = Field(default=ALPHA, description="Significance level of the two verdicts.")
-    confidence_level: float = Field(description="Confidence level of the J-difference interval.")
-    n_resamples: int = Field(description="Bootstrap resamples of the J difference (0: no interval, no test).")
-    interval_method: str = Field(default=WORD_CLUSTERED, description="How the interval resamples the pairs.")
 
 
 def _bootstrap_p_value(differences_R: np.ndarray) -> float | None:

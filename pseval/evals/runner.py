@@ -33,6 +33,7 @@ import torch
 from pseval._io import check_writable
 from pseval._version import __version__
 from pseval.errors import ConfigError, DataError, SAEError
+from pseval.evals.categories import EvalResultMetrics
 from pseval.evals.checks import check_sae_settings, check_token_budgets
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.regime import InputRegime, check_processing, input_regime, processed
@@ -731,7 +732,7 @@ def _score_one(
         eval_config=config,
         eval_id=str(uuid.uuid4()),
         datetime_epoch_millis=int(time.time() * 1000),
-        eval_result_metrics=categories,
+        eval_result_metrics=EvalResultMetrics.model_validate(categories),
         eval_result_details=details,
         sense_retrieval_details=anchors,
         eval_result_unstructured=unstructured,

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pseval.evals.categories import EvalResultMetrics
 from pseval.evals.config import PSEvalConfig
 from pseval.metrics.sense_retrieval import AnchorDetail
 
@@ -83,8 +84,9 @@ class PSEvalResult(BaseModel):
     eval_config: PSEvalConfig = Field(description="The configuration that produced this result.")
     eval_id: str = Field(description="A uuid4 for this run.")
     datetime_epoch_millis: int = Field(description="When the run finished, in ms since the epoch.")
-    eval_result_metrics: dict[str, dict[str, Any]] = Field(
-        description="Flat metric categories: ps_eval, ps_eval_ci, threshold_free, sae, baselines, standard."
+    eval_result_metrics: EvalResultMetrics = Field(
+        description="Flat metric categories: ps_eval, ps_eval_ci, threshold_free, codes, sae, baselines, "
+        "controls, standard, sense_retrieval, wordform (pseval.evals.categories)."
     )
     eval_result_details: list[PairDetail] = Field(description="One row per pair.")
     sense_retrieval_details: list[AnchorDetail] = Field(
@@ -141,7 +143,7 @@ class PSEvalResult(BaseModel):
 
     def metric(self, category: str, name: str) -> Any:
         """Shortcut: ``result.metric('ps_eval', 'specificity')``."""
-        return self.eval_result_metrics.get(category, {}).get(name)
+        return (self.eval_result_metrics.get(category) or {}).get(name)
 
 
 def result_checksum(raw: Mapping[str, Any]) -> str:

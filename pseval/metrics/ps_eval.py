@@ -25,6 +25,8 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, Field
 
+from pseval.metrics.registry import metric_field, register_metrics
+
 NO_LATENT = -1
 """Top-latent index of a context where no latent is active."""
 
@@ -67,24 +69,47 @@ NO_ACTIVE_FIELDS = frozenset({"n_pairs_no_active", "share_pairs_no_active"})
 class PSEvalMetrics(BaseModel):
     """PS-Eval's metrics for one SAE (positive class = same meaning)."""
 
-    accuracy: float | None = Field(description="(TP + TN) / pairs.")
-    precision: float | None = Field(
-        description="TP / (TP + FP): of the pairs given one latent, how many mean the same."
+    accuracy: float | None = metric_field(
+        "Accuracy", "(TP + TN) / pairs.", direction="higher", interval=True, default=...
     )
-    recall: float | None = Field(description="TP / (TP + FN): same-meaning pairs given the same latent.")
-    specificity: float | None = Field(
-        description="TN / (TN + FP): different-meaning pairs given different latents (the headline metric)."
+    precision: float | None = metric_field(
+        "Precision",
+        "TP / (TP + FP): of the pairs given one latent, how many mean the same.",
+        direction="higher",
+        interval=True,
+        default=...,
     )
-    f1: float | None = Field(description="2TP / (2TP + FP + FN).")
-    youden_j: float | None = Field(
-        default=None,
-        description="Youden's J = recall + specificity − 1: 0 for any predictor blind to the meaning (however "
+    recall: float | None = metric_field(
+        "Recall",
+        "TP / (TP + FN): same-meaning pairs given the same latent.",
+        direction="higher",
+        interval=True,
+        default=...,
+    )
+    specificity: float | None = metric_field(
+        "Specificity",
+        "TN / (TN + FP): different-meaning pairs given different latents (the headline metric).",
+        direction="higher",
+        interval=True,
+        default=...,
+    )
+    f1: float | None = metric_field(
+        "F1", "2TP / (2TP + FP + FN).", direction="higher", interval=True, default=...
+    )
+    youden_j: float | None = metric_field(
+        "Youden's J",
+        "Youden's J = recall + specificity − 1: 0 for any predictor blind to the meaning (however "
         "specific), 1 for a perfect one, < 0 worse than chance. Null when a class has no pair.",
+        direction="higher",
+        format="signed_ratio",
+        interval=True,
     )
-    balanced_accuracy: float | None = Field(
-        default=None,
-        description="(recall + specificity) / 2 = (J + 1) / 2: accuracy with both classes weighted equally "
+    balanced_accuracy: float | None = metric_field(
+        "Balanced accuracy",
+        "(recall + specificity) / 2 = (J + 1) / 2: accuracy with both classes weighted equally "
         "(0.5 = chance). Null when a class has no pair.",
+        direction="higher",
+        interval=True,
     )
     tp: int = Field(description="Same meaning, same top latent.")
     fp: int = Field(description="Different meaning, same top latent.")
@@ -164,8 +189,11 @@ def ps_eval_metrics(labels: ArrayLike, latent_1: ArrayLike, latent_2: ArrayLike)
     return metrics_from_counts(*confusion_counts(labels, same), n_pairs_no_active=no_active)
 
 
-METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1", "youden_j", "balanced_accuracy")
-"""Every ratio of :class:`PSEvalMetrics`, in the order intervals are reported."""
+METRIC_NAMES: tuple[str, ...] = tuple(
+    key for key, spec in register_metrics(PSEvalMetrics).items() if spec.interval
+)
+"""Every ratio of :class:`PSEvalMetrics` (the metrics it declares with an interval), in the order intervals are
+reported."""
 
 
 def metrics_from_count_arrays(

@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from pseval._progress import track
 from pseval.data.corpus import BUNDLED, ContextBatch, iter_context_batches
 from pseval.errors import ConfigError, DataError, ModelError
+from pseval.metrics.registry import metric_field
 from pseval.models.hooks import as_module, patch_hook, run_with_cache
 
 __all__ = [
@@ -327,46 +328,126 @@ class StandardMetrics(BaseModel):
     context_size: int = Field(description="Tokens per context (BOS included).")
     n_tokens: int = Field(description="Text tokens the reconstruction metrics were measured on.")
     d_sae: int = Field(description="Number of latents.")
-    mse: float = Field(description="Mean over elements of (x - x̂)².")
-    fvu: float | None = Field(description="Fraction of variance unexplained: Σ‖x - x̂‖² / Σ‖x - mean(x)‖².")
-    explained_variance: float | None = Field(description="1 - fvu.")
-    cosine: float = Field(description="Mean cosine similarity of x and x̂ per token.")
-    l2_ratio: float = Field(description="Mean ‖x̂‖ / ‖x‖ per token.")
-    relative_reconstruction_bias: float | None = Field(
-        description="Σ‖x̂‖² / Σ x̂·x; below 1 means the SAE shrinks its reconstructions."
+    mse: float = metric_field(
+        "MSE",
+        "Mean over elements of (x - x̂)².",
+        direction="lower",
+        format="real",
+        aggregation="mean over tokens",
+        report=True,
+        default=...,
     )
-    l0: float = Field(description="Mean number of active (non-zero) latents per token.")
-    l0_normalised: float = Field(description="l0 / d_sae.")
-    dead_fraction: float = Field(description="Fraction of latents never active on the sample.")
-    dense_fraction: float = Field(
-        description="Fraction of latents active on more than dense_threshold of tokens."
+    fvu: float | None = metric_field(
+        "FVU",
+        "Fraction of variance unexplained: Σ‖x - x̂‖² / Σ‖x - mean(x)‖².",
+        direction="lower",
+        aggregation="pooled over tokens",
+        report=True,
+        default=...,
     )
+    explained_variance: float | None = metric_field(
+        "Explained variance", "1 - fvu.", direction="higher", aggregation="pooled over tokens", default=...
+    )
+    cosine: float = metric_field(
+        "Reconstruction cosine",
+        "Mean cosine similarity of x and x̂ per token.",
+        direction="higher",
+        aggregation="mean over tokens",
+        default=...,
+    )
+    l2_ratio: float = metric_field(
+        "L2 ratio",
+        "Mean ‖x̂‖ / ‖x‖ per token.",
+        direction="neither",
+        format="real",
+        aggregation="mean over tokens",
+        default=...,
+    )
+    relative_reconstruction_bias: float | None = metric_field(
+        "Reconstruction bias",
+        "Σ‖x̂‖² / Σ x̂·x; below 1 means the SAE shrinks its reconstructions.",
+        direction="neither",
+        format="real",
+        aggregation="pooled over tokens",
+        default=...,
+    )
+    l0: float = metric_field(
+        "L0",
+        "Mean number of active (non-zero) latents per token.",
+        direction="neither",
+        format="real",
+        aggregation="mean over tokens",
+        report=True,
+        default=...,
+    )
+    l0_normalised: float = metric_field(
+        "L0 / width", "l0 / d_sae.", direction="neither", aggregation="mean over tokens", default=...
+    )
+    dead_fraction: float = metric_field(
+        "Dead latents",
+        "Fraction of latents never active on the sample.",
+        direction="lower",
+        aggregation="share of latents",
+        default=...,
+    )
+    dense_fraction: float = metric_field(
+        "Dense latents", "Fraction of latents active on more than dense_threshold of tokens.",
+        direction="lower", aggregation="share of latents", default=...,
+    )  # fmt: skip
     dense_threshold: float = Field(description="Firing frequency above which a latent counts as dense.")
     n_predictions: int | None = Field(
         default=None,
         description="Next-token predictions the CE/KL metrics were averaged over (None if skipped).",
     )
-    ce_loss_clean: float | None = Field(
-        default=None, description="Next-token cross-entropy of the unmodified model."
+    ce_loss_clean: float | None = metric_field(
+        "CE loss (clean)",
+        "Next-token cross-entropy of the unmodified model.",
+        direction="neither",
+        format="nats",
+        aggregation="mean over predictions",
     )
-    ce_loss_with_sae: float | None = Field(
-        default=None,
-        description="Cross-entropy with the hook replaced by the SAE reconstruction at text positions.",
+    ce_loss_with_sae: float | None = metric_field(
+        "CE loss with SAE",
+        "Cross-entropy with the hook replaced by the SAE reconstruction at text positions.",
+        direction="lower",
+        format="nats",
+        aggregation="mean over predictions",
     )
-    ce_loss_zero_ablation: float | None = Field(
-        default=None, description="Cross-entropy with the hook zeroed at text positions."
+    ce_loss_zero_ablation: float | None = metric_field(
+        "CE loss zero-ablated",
+        "Cross-entropy with the hook zeroed at text positions.",
+        direction="neither",
+        format="nats",
+        aggregation="mean over predictions",
     )
-    ce_loss_recovered: float | None = Field(
-        default=None, description="(zero - sae) / (zero - clean): 1 = lossless, 0 = as bad as zeroing."
+    ce_loss_recovered: float | None = metric_field(
+        "CE recovered",
+        "(zero - sae) / (zero - clean): 1 = lossless, 0 = as bad as zeroing.",
+        direction="higher",
+        format="real",
+        aggregation="pooled over predictions",
+        report=True,
     )
-    kl_div_with_sae: float | None = Field(
-        default=None, description="Mean KL(clean ‖ with SAE) of the next-token distributions, in nats."
+    kl_div_with_sae: float | None = metric_field(
+        "KL with SAE",
+        "Mean KL(clean ‖ with SAE) of the next-token distributions, in nats.",
+        direction="lower",
+        format="nats",
+        aggregation="mean over predictions",
     )
-    kl_div_zero_ablation: float | None = Field(
-        default=None, description="Mean KL(clean ‖ zero-ablated) of the next-token distributions, in nats."
+    kl_div_zero_ablation: float | None = metric_field(
+        "KL zero-ablated",
+        "Mean KL(clean ‖ zero-ablated) of the next-token distributions, in nats.",
+        direction="neither",
+        format="nats",
+        aggregation="mean over predictions",
     )
-    kl_div_score: float | None = Field(
-        default=None, description="1 - kl_div_with_sae / kl_div_zero_ablation: 1 = lossless."
+    kl_div_score: float | None = metric_field(
+        "KL score",
+        "1 - kl_div_with_sae / kl_div_zero_ablation: 1 = lossless.",
+        direction="higher",
+        format="real",
+        aggregation="pooled over predictions",
     )
 
 

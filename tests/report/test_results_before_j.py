@@ -18,8 +18,8 @@ NEW_RATIOS = ("youden_j", "balanced_accuracy")
 
 def _as_written_before(result: PSEvalResult) -> PSEvalResult:
     """``result`` without any field this version adds (as today's files on disk are)."""
-    old = result.model_copy(deep=True)
-    metrics = old.eval_result_metrics
+    old = result.model_dump(mode="json")
+    metrics = old["eval_result_metrics"]
     metrics.pop("vs_random_sae", None)
     for category in ("ps_eval", "baseline_random_sae", "baseline_dense"):
         for name in NEW_RATIOS:
@@ -28,8 +28,8 @@ def _as_written_before(result: PSEvalResult) -> PSEvalResult:
         for side in ("low", "high"):
             metrics["ps_eval_ci"].pop(f"{name}_{side}", None)
     metrics["ps_eval_ci"].pop("interval_method", None)
-    (old.eval_result_unstructured or {}).pop("random_sae_details", None)
-    return PSEvalResult.model_validate_json(old.model_dump_json())
+    (old["eval_result_unstructured"] or {}).pop("random_sae_details", None)
+    return PSEvalResult.model_validate(old)
 
 
 def test_old_results_show_j_derived_from_recall_and_specificity(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pseval.cli import app
+from pseval.evals.categories import EvalResultMetrics
 from pseval.evals.schema import PSEvalResult
 from pseval.report.html import render_report, write_report
 from pseval.report.load import load_results
@@ -34,7 +35,11 @@ def _silent(result: PSEvalResult, n_silent: int) -> PSEvalResult:
     ps_eval = {**result.eval_result_metrics["ps_eval"], "n_pairs_no_active": n_silent}
     ps_eval.pop("share_pairs_no_active", None)
     return result.model_copy(
-        update={"eval_result_metrics": {**result.eval_result_metrics, "ps_eval": ps_eval}}
+        update={
+            "eval_result_metrics": EvalResultMetrics.model_validate(
+                {**result.eval_result_metrics, "ps_eval": ps_eval}
+            )
+        }
     )
 
 
@@ -64,7 +69,7 @@ def test_no_legend_without_a_flagged_sae(tmp_path: Path) -> None:
 def _with_senses(row: dict[str, float]) -> PSEvalResult:
     result = fake_result(FakeSAE("topk", 8, 3, "resid_post"), 40, seed=4)
     metrics = {**result.eval_result_metrics, "sense_retrieval": row}
-    return result.model_copy(update={"eval_result_metrics": metrics})
+    return result.model_copy(update={"eval_result_metrics": EvalResultMetrics.model_validate(metrics)})
 
 
 def _senses_row() -> dict[str, float]:

@@ -277,8 +277,10 @@ def test_cards_show_the_base_rate_free_separations(wordform_folder: Path) -> Non
 
 def test_results_stored_before_the_separations_render_without_them(tmp_path: Path) -> None:
     result = wordform_result(FakeSAE("topk", 8, 12, "resid_post"), seed=0)
-    for scores in result.eval_result_metrics["wordform"].values():
+    wordform = result.eval_result_metrics["wordform"]
+    for scores in wordform.values():
         if isinstance(scores, dict):
             scores.pop("separation", None)
+    result.eval_result_metrics["wordform"] = wordform
     page = render_report([result], with_figures=False)
     assert 'class="card wf-card' in page and "wf-separation" not in page
