@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, create_model, model_serializer
 from pydantic.fields import FieldInfo
 
+from pseval._format import finite_number
 from pseval.metrics.ps_eval import PSEvalMetrics
-from pseval.metrics.registry import metric_field, register_metrics
+from pseval.metrics.registry import MetricSpec, metric_field, metric_fields, register_metrics
 from pseval.metrics.standard import StandardMetrics
 from pseval.metrics.uncertainty import WORD_CLUSTERED
 
@@ -468,3 +469,44 @@ def _declared_model(info: FieldInfo) -> type[BaseModel]:
 
 for _name, _info in EvalResultMetrics.model_fields.items():
     register_category(_name, cast(type[BaseModel], _declared_model(_info)), _ROW_PREFIXES.get(_name))
+
+
+@dataclass(frozen=True)
+class ReportColumn:
+    """A metric the report shows as a column of its own: where it is read and how it is shown."""
+
+    row_key: str
+    """Its key in the report's flat rows (the category's row prefix + the metric's key)."""
+    category: str
+    """The category it is read from."""
+    spec: MetricSpec
+    """Display name, description, direction, format."""
+
+    @property
+    def title(self) -> str:
+        """The column's hover text: the description and which way is better."""
+        better = {"higher": " Higher is better.", "lower": " Lower is better."}.get(self.spec.direction, "")
+        return self.spec.description + better
+
+
+def report_columns() -> list[ReportColumn]:
+    """Every registered metric marked ``report``, in category and field order: the tables' and the HTML
+    summary's columns beyond their fixed layout (a new metric shows up here without touching report code)."""
+    columns: list[ReportColumn] = []
+    for category in CATEGORIES.values():
+        if category.row_prefix is None:
+            continue
+        for key, spec in metric_fields(category.model).items():
+            if spec.report:
+                columns.append(ReportColumn(category.row_prefix + key, category.name, spec))
+    return columns
+
+
+def report_values(metrics: EvalResultMetrics) -> dict[str, float | None]:
+    """The :func:`report_columns` values of one result, by row key (only those its categories hold)."""
+    out: dict[str, float | None] = {}
+    for column in report_columns():
+        values = metrics.get(column.category) or {}
+        if column.spec.key in values:
+            out[column.row_key] = finite_number(values[column.spec.key])
+    return out

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from pseval.errors import PsevalError
+from pseval.evals.categories import CodeMetrics, SAEFacts, ThresholdFreeMetrics
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.random_control import compare_with_control, control_details, random_control_stats
 from pseval.evals.schema import PairDetail
@@ -255,24 +256,24 @@ def _score(
             "n_resamples": config.bootstrap_resamples,
             "interval_method": WORD_CLUSTERED,
         },
-        "threshold_free": {
-            "topk_overlap_k": config.topk_overlap_k,
-            "jaccard_roc_auc": jac.roc_auc,
-            "jaccard_roc_auc_low": jac_ci.low,
-            "jaccard_roc_auc_high": jac_ci.high,
-            "jaccard_average_precision": jac.average_precision,
-            "code_cosine_roc_auc": cos.roc_auc,
-            "code_cosine_roc_auc_low": cos_ci.low,
-            "code_cosine_roc_auc_high": cos_ci.high,
-            "code_cosine_average_precision": cos.average_precision,
-            "interval_method": WORD_CLUSTERED,
-        },
-        "codes": {
-            "mean_l0_on_prompts": mean_l0,
-            "n_latents_active_on_prompts": n_alive,
-            "n_distinct_top_latents": int(np.unique(np.concatenate([lat1, lat2])).size),
+        "threshold_free": ThresholdFreeMetrics(
+            topk_overlap_k=config.topk_overlap_k,
+            jaccard_roc_auc=jac.roc_auc,
+            jaccard_roc_auc_low=jac_ci.low,
+            jaccard_roc_auc_high=jac_ci.high,
+            jaccard_average_precision=jac.average_precision,
+            code_cosine_roc_auc=cos.roc_auc,
+            code_cosine_roc_auc_low=cos_ci.low,
+            code_cosine_roc_auc_high=cos_ci.high,
+            code_cosine_average_precision=cos.average_precision,
+            interval_method=WORD_CLUSTERED,
+        ).model_dump(),
+        "codes": CodeMetrics(
+            mean_l0_on_prompts=mean_l0,
+            n_latents_active_on_prompts=n_alive,
+            n_distinct_top_latents=int(np.unique(np.concatenate([lat1, lat2])).size),
             **_silent_prompts(index_P),
-        },
+        ).model_dump(),
     }
     unstructured = {
         "by_pos": breakdown(details, lambda r: r.pos),
@@ -508,12 +509,9 @@ def score_sae(
     sense_sims = code_similarities(stats, sense_dot, plan, "sae") if plan is not None else {}
     categories, details, unstructured = score_stats(stats, data, config, blocks)
     del stats
-    categories["sae"] = {
-        "d_in": cfg.d_in,
-        "d_sae": cfg.d_sae,
-        "architecture": cfg.architecture,
-        "expansion_ratio": cfg.d_sae / cfg.d_in,
-    }
+    categories["sae"] = SAEFacts(
+        d_in=cfg.d_in, d_sae=cfg.d_sae, architecture=cfg.architecture, expansion_ratio=cfg.d_sae / cfg.d_in
+    ).model_dump()
     random_details: list[PairDetail] | None = None
     if config.baselines and held_out is not None:
         cache = baselines_by_hook if baselines_by_hook is not None else {}

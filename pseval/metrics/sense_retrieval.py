@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from pseval.data.senses import DIFFERENT, SAME, SenseGroup, SenseItem
 from pseval.metrics.cluster_bootstrap import Interval, cluster_bootstrap
+from pseval.metrics.registry import metric_field
 
 DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("sae_cosine", "random_sae_cosine"),
@@ -75,8 +76,22 @@ class AnchorDetail(BaseModel):
 class SimilarityScore(BaseModel):
     """Macro (mean over lemmas) anchor AUROC and 1-NN accuracy of one similarity."""
 
-    auroc: Interval = Field(description="Macro anchor AUROC with its lemma-clustered interval.")
-    nn_accuracy: Interval = Field(description="Macro 1-NN sense accuracy with its lemma-clustered interval.")
+    auroc: Interval = metric_field(
+        "AUROC",
+        "Macro anchor AUROC with its lemma-clustered interval.",
+        direction="higher",
+        aggregation="macro mean over lemmas",
+        interval=True,
+        default=...,
+    )
+    nn_accuracy: Interval = metric_field(
+        "1-NN",
+        "Macro 1-NN sense accuracy with its lemma-clustered interval.",
+        direction="higher",
+        aggregation="macro mean over lemmas",
+        interval=True,
+        default=...,
+    )
 
 
 class SenseRetrievalMetrics(BaseModel):

@@ -334,7 +334,6 @@ class StandardMetrics(BaseModel):
         direction="lower",
         format="real",
         aggregation="mean over tokens",
-        report=True,
         default=...,
     )
     fvu: float | None = metric_field(
@@ -342,7 +341,6 @@ class StandardMetrics(BaseModel):
         "Fraction of variance unexplained: Σ‖x - x̂‖² / Σ‖x - mean(x)‖².",
         direction="lower",
         aggregation="pooled over tokens",
-        report=True,
         default=...,
     )
     explained_variance: float | None = metric_field(
@@ -377,7 +375,6 @@ class StandardMetrics(BaseModel):
         direction="neither",
         format="real",
         aggregation="mean over tokens",
-        report=True,
         default=...,
     )
     l0_normalised: float = metric_field(
@@ -426,7 +423,6 @@ class StandardMetrics(BaseModel):
         direction="higher",
         format="real",
         aggregation="pooled over predictions",
-        report=True,
     )
     kl_div_with_sae: float | None = metric_field(
         "KL with SAE",

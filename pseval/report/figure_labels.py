@@ -11,6 +11,8 @@ from typing import Any
 
 from matplotlib.lines import Line2D
 
+from pseval.metrics.ps_eval import METRIC_NAMES
+from pseval.metrics.registry import metric_label
 from pseval.report.figure_style import Row
 from pseval.report.load import architecture_label, hook_kind_rank
 
@@ -27,13 +29,8 @@ HOOK_COLOURS: tuple[str, ...] = (
 )  # fmt: skip
 BASELINE_GREY = "#6b6b6b"
 
-METRIC_LABELS: dict[str, str] = {
-    "specificity": "Specificity",
-    "recall": "Recall",
-    "accuracy": "Accuracy",
-    "f1": "F1",
-    "precision": "Precision",
-}
+METRIC_LABELS: dict[str, str] = {key: metric_label(key) for key in METRIC_NAMES}
+"""Display names of the PS-Eval ratios, from the metric registry."""
 
 AXIS_LABELS = {
     "l0": "L0 (active latents per token)",

@@ -20,8 +20,10 @@ from pydantic import ValidationError
 
 from pseval._format import finite_number
 from pseval.errors import DataError, parse_error_details, validation_details
+from pseval.evals.categories import CATEGORIES, ThresholdFreeMetrics, report_values
 from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult, checksum_mismatch, edited_problem
 from pseval.metrics.ps_eval import METRIC_NAMES
+from pseval.metrics.registry import metric_fields
 
 RESULT_GLOB = "*_eval_results.json"
 """File names the runner writes (SAEBench's layout: ``<out>/ps_eval/<name>_eval_results.json``)."""
@@ -44,6 +46,17 @@ def _with_derived(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 COUNTS: tuple[str, ...] = ("tp", "fp", "tn", "fn", "n_pairs", "n_same_meaning", "n_different_meaning")
+
+THRESHOLD_FREE: tuple[str, ...] = tuple(metric_fields(ThresholdFreeMetrics))
+"""The threshold-free scores in the summary rows (every metric of the ``threshold_free`` category)."""
+
+BASELINES: tuple[str, ...] = (
+    "baseline_dense",
+    "baseline_random_sae",
+    "baseline_frozen_decoder",
+    "baseline_frozen_encoder",
+)
+"""Baseline categories whose metrics the summary rows hold, as ``<row prefix><metric>`` (``dense_roc_auc``)."""
 
 HOOK_KIND_ORDER: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
 """Hook kinds in the order they occur inside a transformer block (the report's column order)."""
@@ -242,7 +255,7 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
         row["n_pairs"] = len(result.eval_result_details)
     row["confidence_level"] = finite_number(ci.get("confidence_level"))
     threshold_free = categories.get("threshold_free", {})
-    for key in ("jaccard_roc_auc", "jaccard_average_precision", "code_cosine_roc_auc"):
+    for key in THRESHOLD_FREE:
         row[key] = finite_number(threshold_free.get(key))
     standard = categories.get("standard") or {}
     for key, value in sorted(standard.items()):
@@ -251,20 +264,17 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
             row[key if key not in row else f"standard_{key}"] = number
     if row.get("l0_normalised") is None and row.get("l0") is not None and row["d_sae"]:
         row["l0_normalised"] = row["l0"] / row["d_sae"]
-    for prefix, category in (
-        ("dense", "baseline_dense"),
-        ("random", "baseline_random_sae"),
-        ("frozen_decoder", "baseline_frozen_decoder"),
-        ("frozen_encoder", "baseline_frozen_encoder"),
-    ):
+    for category in BASELINES:
         values = _with_derived(categories.get(category) or {})
-        for metric in (*METRICS, "n_pairs_no_active", "roc_auc"):
-            if metric in values:
-                row[f"{prefix}_{metric}"] = finite_number(values.get(metric))
+        for metric in (*METRICS, "n_pairs_no_active", *metric_fields(CATEGORIES[category].model)):
+            if metric in values and f"{CATEGORIES[category].row_prefix}{metric}" not in row:
+                row[f"{CATEGORIES[category].row_prefix}{metric}"] = finite_number(values.get(metric))
     versus = categories.get("vs_random_sae") or {}
     row["beats_random_on"] = ", ".join(
         label for key, label in (("beats_on_youden_j", "J"), ("beats_on_accuracy", "accuracy")) if versus.get(key)
     ) if versus else None  # fmt: skip
+    for key, value in report_values(categories).items():
+        row.setdefault(key, value)  # metrics marked ``report``: the table and HTML columns of new metrics
     return row
 
 

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pseval._format import finite_number
+from pseval.metrics.registry import metric_fields
+from pseval.metrics.sense_retrieval import SimilarityScore
 
 SIMILARITY_LABELS: tuple[tuple[str, str], ...] = (
     ("sae_cosine", "SAE · code cosine"),
@@ -29,7 +31,10 @@ DIFFERENCE_LABELS: tuple[tuple[str, str, str], ...] = (
     ("sae_jaccard_minus_random_sae_jaccard", "SAE − random SAE (Jaccard)", "the random control"),
     ("sae_cosine_minus_dense_centred_cosine", "SAE − dense (centred cosine)", "the dense activation"),
 )
-METRICS: tuple[tuple[str, str], ...] = (("auroc", "AUROC"), ("nn_accuracy", "1-NN"))
+METRICS: tuple[tuple[str, str], ...] = tuple(
+    (key, spec.name) for key, spec in metric_fields(SimilarityScore).items()
+)
+"""(key, display name) of the sense-retrieval scores, from the metric registry (``auroc``, ``nn_accuracy``)."""
 
 
 def _with_ci(row: dict[str, Any], name: str, signed: bool = False) -> str:

@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pseval.evals.categories import report_columns
 from pseval.metrics.ps_eval import MOSTLY_NO_ACTIVE, mostly_no_active
+from pseval.metrics.registry import metric_label
 from pseval.report.load import architecture_label, hook_kind_rank
 from pseval.report.no_active import FLAG
 
@@ -174,13 +176,13 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
         columns.append(Column("k", "num", _plain_num("k", lambda v: f"{v:g}"), "TopK / BatchTopK k"))
     columns += [
         Column(
-            "Specificity",
+            metric_label("specificity"),
             "num",
             _ci_cell("specificity"),
             "TN / (TN + FP) with its 95 % bootstrap interval",
             essential=True,
         ),
-        Column("Recall", "num", _num_cell("recall"), "TP / (TP + FN)", essential=True),
+        Column(metric_label("recall"), "num", _num_cell("recall"), "TP / (TP + FN)", essential=True),
         Column(
             "Youden J",
             "num",
@@ -189,8 +191,8 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
             "however specific; a specificity bought with recall does not raise it",
             essential=True,
         ),
-        Column("Accuracy", "num", _num_cell("accuracy"), "(TP + TN) / pairs"),
-        Column("F1", "num", _num_cell("f1"), "2TP / (2TP + FP + FN)"),
+        Column(metric_label("accuracy"), "num", _num_cell("accuracy"), "(TP + TN) / pairs"),
+        Column(metric_label("f1"), "num", _num_cell("f1"), "2TP / (2TP + FP + FN)"),
         Column(
             "No-active pairs",
             "num",
@@ -213,25 +215,25 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
     if present("jaccard_roc_auc"):
         columns.append(
             Column(
-                "Jaccard AUC",
+                metric_label("jaccard_roc_auc"),
                 "num",
                 _num_cell("jaccard_roc_auc"),
                 "ROC AUC of the top-k latent Jaccard overlap",
             )
         )
     optional = (
-        ("l0", "L0", "active latents per token (held-out corpus)"),
-        ("fvu", "FVU", "fraction of variance unexplained"),
-        ("mse", "MSE", "mean squared reconstruction error"),
-        (
-            "ce_loss_recovered",
-            "CE recovered",
-            "share of the cross-entropy loss recovered with the SAE spliced in",
-        ),
+        ("l0", "active latents per token (held-out corpus)"),
+        ("fvu", "fraction of variance unexplained"),
+        ("mse", "mean squared reconstruction error"),
+        ("ce_loss_recovered", "share of the cross-entropy loss recovered with the SAE spliced in"),
     )
-    for key, label, title in optional:
+    for key, title in optional:
         if present(key) and not (key == "mse" and present("fvu")):
-            columns.append(Column(label, "num", _plain_num(key), title))
+            columns.append(Column(metric_label(key), "num", _plain_num(key), title))
+    shown = {"jaccard_roc_auc", *(key for key, _ in optional)}
+    for extra in report_columns():
+        if extra.row_key not in shown and present(extra.row_key):
+            columns.append(Column(extra.spec.name, "num", _plain_num(extra.row_key), extra.title))
     return columns
 
 

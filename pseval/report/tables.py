@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pseval._format import finite_number, format_number
+from pseval.evals.categories import ReportColumn, report_columns, report_values
 from pseval.report.no_active import flag, no_active_cell, no_active_fields, no_active_notes
 
 OutputFormat = Literal["table", "markdown", "csv", "json"]
@@ -94,6 +95,8 @@ def result_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
             row["fvu"] = finite_number(std.get("fvu"))
             row["l0"] = finite_number(std.get("l0"))
             row["ce_loss_recovered"] = finite_number(std.get("ce_loss_recovered"))
+        for key, value in report_values(m).items():
+            row.setdefault(key, value)
         rows.append(row)
     return rows
 
@@ -186,6 +189,25 @@ TABLE_HEAD = (
 accuracy is (1 + J) / 2, its interval J's mapped the same way); the other intervals are in CSV and JSON."""
 
 
+SHOWN_KEYS: frozenset[str] = frozenset(
+    {*CI_METRICS, "f1", "n_pairs_no_active", "fvu", "l0", "ce_loss_recovered"}
+)
+"""Metrics the fixed layout shows; any other metric marked ``report`` gets a column after them."""
+
+
+def extra_columns(rows: Sequence[dict[str, Any]]) -> list[ReportColumn]:
+    """The registry's ``report`` metrics that some row holds and the fixed layout does not show."""
+    return [
+        column
+        for column in report_columns()
+        if column.row_key not in SHOWN_KEYS and any(column.row_key in r for r in rows)
+    ]
+
+
+def _extra_cells(r: dict[str, Any], extras: Sequence[ReportColumn]) -> list[str]:
+    return [column.spec.format_value(r.get(column.row_key)) for column in extras]
+
+
 def _full_cells(r: dict[str, Any], sae: str, hook: str) -> list[str]:
     return [
         sae,
@@ -214,9 +236,11 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     """Every column: name, hook, architecture, width, the metrics with intervals, standard metrics."""
     table = Table(title=title, title_justify="left")
     has_std = any("fvu" in r for r in rows)
+    extras = extra_columns(rows)
     columns = [*TABLE_HEAD, "> random"]
     if has_std:
         columns += ["FVU", "L0", "CE rec."]
+    columns += [column.spec.name for column in extras]
     for column in columns:
         left = column in ("SAE", "hook", "arch", "> random")
         table.add_column(column, justify="left" if left else "right", no_wrap=not left, overflow="fold")
@@ -224,7 +248,7 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
         cells = [*_full_cells(r, r["sae"], r["hook"]), r["beats_random_on"] or "–"]
         if has_std:
             cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
-        table.add_row(*cells)
+        table.add_row(*cells, *_extra_cells(r, extras))
     return table
 
 
@@ -458,15 +482,17 @@ def markdown_tables(results: Sequence[Any], title: str) -> str:
     """The result table (and baselines) as GitHub-flavoured Markdown."""
     rows = result_rows(results)
     has_std = any("fvu" in r for r in rows)
+    extras = extra_columns(rows)
     headers = [*TABLE_HEAD, "> random"]
     if has_std:
         headers += ["FVU", "L0", "CE rec."]
+    headers += [column.spec.name for column in extras]
     body = []
     for r in rows:
         cells = [*_full_cells(r, f"`{r['sae']}`", f"`{r['hook']}`"), r["beats_random_on"] or "–"]
         if has_std:
             cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
-        body.append(cells)
+        body.append([*cells, *_extra_cells(r, extras)])
     parts = [f"**{title}**", "", _markdown(headers, body)]
     notes = no_active_notes(rows)
     if notes:
