@@ -2,7 +2,10 @@
 
 ``eval_result_metrics`` holds flat categories (``ps_eval.specificity``, ``ps_eval_ci.specificity_low``,
 ``threshold_free.jaccard_roc_auc``, ``standard.fvu``, ``baseline_dense.specificity`` ...), so SAEBench
-tooling and Neuronpedia can ingest the file; ``eval_result_details`` has one row per pair.
+tooling and Neuronpedia can ingest the file; each category is a model of :mod:`pseval.evals.categories`
+(its metrics registered in :mod:`pseval.metrics.registry`). ``eval_result_details`` has one row per pair. The
+generated JSON schema of the file ships as ``pseval/resources/schema/ps_eval_result.schema.json``
+(:mod:`pseval.evals.result_schema`).
 
 ``result_checksum`` is a sha256 of everything that holds or decides the file's numbers, so a file edited by
 hand is recognised (and refused) wherever pseval reads it back: resuming a run, reports, figures, comparisons.

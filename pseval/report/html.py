@@ -20,6 +20,7 @@ from typing import Any
 
 from pseval._format import finite_number
 from pseval._io import write_text_atomic
+from pseval.evals.categories import SAEFacts
 from pseval.evals.schema import PSEvalResult
 from pseval.report.figure_style import FigureSpec
 from pseval.report.load import (
@@ -156,7 +157,7 @@ def report_data(results: Sequence[PSEvalResult], names: Sequence[str]) -> dict[s
         sae: dict[str, Any] = {
             "name": name,
             "hook": result.hook_name,
-            "arch": architecture_label(result.eval_result_metrics.get("sae", {}).get("architecture")),
+            "arch": architecture_label((result.eval_result_metrics.sae or SAEFacts()).architecture),
             "n": len(indices),
             "l1": l1,
             "a1": a1,

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from pseval._format import finite_number
 from pseval.errors import DataError, parse_error_details, validation_details
-from pseval.evals.categories import CATEGORIES, ThresholdFreeMetrics, report_values
+from pseval.evals.categories import CATEGORIES, SAEFacts, ThresholdFreeMetrics, report_values
 from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult, checksum_mismatch, edited_problem
 from pseval.metrics.ps_eval import METRIC_NAMES
 from pseval.metrics.registry import metric_fields
@@ -149,8 +149,8 @@ def _read(path: Path) -> PSEvalResult | None:
 def sort_key(result: PSEvalResult) -> tuple[Any, ...]:
     """Stable order: model, dataset, split, layer, hook kind, architecture, width, k, name."""
     layer, kind = parse_hook(result.hook_name)
-    sae = result.eval_result_metrics.get("sae", {})
-    expansion = finite_number(sae.get("expansion_ratio"))
+    facts = result.eval_result_metrics.sae or SAEFacts()
+    expansion = finite_number(facts.expansion_ratio)
     k = finite_number(result.sae_cfg_dict.get("k"))
     return (
         result.model_name,
@@ -158,7 +158,7 @@ def sort_key(result: PSEvalResult) -> tuple[Any, ...]:
         result.eval_config.split,
         -1 if layer is None else layer,
         hook_kind_rank(kind),
-        architecture_rank(sae.get("architecture") or result.sae_cfg_dict.get("architecture")),
+        architecture_rank(facts.architecture or result.sae_cfg_dict.get("architecture")),
         math.inf if expansion is None else expansion,
         math.inf if k is None else k,
         result.sae_name,
@@ -219,13 +219,13 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
     categories = result.eval_result_metrics
     ps = _with_derived(categories.get("ps_eval", {}))
     ci = categories.get("ps_eval_ci", {})
-    sae = categories.get("sae", {})
+    facts = categories.sae or SAEFacts()
     cfg = result.sae_cfg_dict
     layer, kind = parse_hook(result.hook_name)
-    architecture = sae.get("architecture") or cfg.get("architecture")
-    d_in = finite_number(sae.get("d_in", cfg.get("d_in")))
-    d_sae = finite_number(sae.get("d_sae", cfg.get("d_sae")))
-    expansion = finite_number(sae.get("expansion_ratio"))
+    architecture = facts.architecture or cfg.get("architecture")
+    d_in = finite_number(cfg.get("d_in") if facts.d_in is None else facts.d_in)
+    d_sae = finite_number(cfg.get("d_sae") if facts.d_sae is None else facts.d_sae)
+    expansion = finite_number(facts.expansion_ratio)
     if expansion is None and d_in and d_sae:
         expansion = d_sae / d_in
     row: dict[str, Any] = {

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pseval._format import finite_number, format_number
-from pseval.evals.categories import ReportColumn, report_columns, report_values
+from pseval.evals.categories import ReportColumn, SAEFacts, report_columns, report_values
 from pseval.report.no_active import flag, no_active_cell, no_active_fields, no_active_notes
 
 OutputFormat = Literal["table", "markdown", "csv", "json"]
@@ -73,13 +73,13 @@ def result_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         m = r.eval_result_metrics
-        sae = m.get("sae", {})
+        facts = m.sae or SAEFacts()
         ps = m.get("ps_eval", {})
         row: dict[str, Any] = {
             "sae": r.sae_name,
             "hook": r.hook_name,
-            "architecture": sae.get("architecture"),
-            "d_sae": sae.get("d_sae"),
+            "architecture": facts.architecture,
+            "d_sae": facts.d_sae,
             "n_pairs": ps.get("n_pairs"),
         }
         for name in CI_METRICS:
@@ -125,7 +125,7 @@ def baseline_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         if "baseline_neurons" in m:
             d = m["baseline_neurons"]
             add((hook, "neurons"), hook, f"MLP neurons ({d.get('n_neurons', '?')})", d, auc=False)
-        width = m.get("sae", {}).get("d_sae")
+        width = (m.sae or SAEFacts()).d_sae
         if "baseline_random_sae" in m:
             add((hook, "random", width), hook, f"random SAE ({width})", m["baseline_random_sae"], auc=False)
         # Trained controls match one SAE's training config, so they are listed per SAE.
