@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, create_mod
 from pydantic.fields import FieldInfo
 
 from pseval._format import finite_number
-from pseval.metrics.ps_eval import PSEvalMetrics
+from pseval.metrics.ps_eval import ConfusionRatios, PSEvalMetrics
 from pseval.metrics.registry import MetricSpec, metric_field, metric_fields, register_metrics
 from pseval.metrics.standard import StandardMetrics
 from pseval.metrics.uncertainty import WORD_CLUSTERED
@@ -124,7 +124,7 @@ def _interval_fields(metrics: tuple[str, ...], where: str) -> dict[str, Any]:
 
 
 PS_EVAL_CI_METRICS: tuple[str, ...] = tuple(
-    key for key, spec in register_metrics(PSEvalMetrics).items() if spec.interval
+    key for key, spec in register_metrics(ConfusionRatios).items() if spec.interval
 )
 
 if TYPE_CHECKING:
@@ -212,81 +212,87 @@ class SAEFacts(MetricCategory):
     expansion_ratio: float | None = Field(default=None, description="d_sae / d_in.")
 
 
-_RATIOS_WITHOUT_NO_ACTIVE = {
-    key: (info.annotation, FieldInfo.merge_field_infos(info, default=None))
-    for key, info in PSEvalMetrics.model_fields.items()
-    if key not in ("n_pairs_no_active", "share_pairs_no_active")
-}
+class ConfusionCounts(MetricCategory):
+    """The confusion counts of a classifier of the pairs (optional: absent from controls)."""
 
-if TYPE_CHECKING:
-    DenseBaseline = MetricCategory
-    RandomSAEBaseline = MetricCategory
-    NeuronBaseline = MetricCategory
-    ControlBaseline = MetricCategory
-else:
-    DenseBaseline = create_model(
-        "DenseBaseline",
-        __base__=MetricCategory,
-        __doc__="The ``baseline_dense`` category: the cosine of the raw hook vectors, thresholded on held-out "
-        "pairs, scored as PS-Eval scores an SAE.",
-        **_RATIOS_WITHOUT_NO_ACTIVE,
-        threshold=(
-            float | None,
-            Field(default=None, description="Cosine above which a pair is called same."),
-        ),
-        roc_auc=(
-            float | None,
-            metric_field(
-                "ROC-AUC", "ROC AUC of the dense cosine as a same-meaning score.", direction="higher"
-            ),
-        ),
-        average_precision=(float | None, Field(default=None, description="Average precision of the cosine.")),
-        cosine_mean=(float | None, Field(default=None, description="Mean cosine of the pairs.")),
-        cosine_std=(
-            float | None,
-            Field(default=None, description="Standard deviation of the pairs' cosines."),
-        ),
-        threshold_selection=(str | None, Field(default=None, description="How the threshold was chosen.")),
-        threshold_selection_reason=(
-            str | None,
-            Field(default=None, description="Why there was no held-out split (cross-validated threshold)."),
-        ),
-        **_bounds("roc_auc", "the dense cosine's ROC AUC"),
-        interval_method=(
-            str | None,
-            Field(default=None, description="How the interval resamples the pairs."),
-        ),
+    tp: int | None = Field(default=None, description="Same meaning, called same.")
+    fp: int | None = Field(default=None, description="Different meaning, called same.")
+    tn: int | None = Field(default=None, description="Different meaning, called different.")
+    fn: int | None = Field(default=None, description="Same meaning, called different.")
+    n_pairs: int | None = Field(default=None, description="Pairs evaluated.")
+    n_same_meaning: int | None = Field(default=None, description="Pairs with label 1 (same meaning).")
+    n_different_meaning: int | None = Field(
+        default=None, description="Pairs with label 0 (different meaning)."
     )
-    RandomSAEBaseline = create_model(
-        "RandomSAEBaseline",
-        __base__=lenient(PSEvalMetrics, "_RandomRatios"),
-        __doc__="The ``baseline_random_sae`` category: an SAE of the same width and architecture with random "
-        "unit-norm directions, on centred inputs.",
-        **_interval_fields(("youden_j", "balanced_accuracy"), "the random SAE"),
-        centring=(str | None, Field(default=None, description="What the control's inputs are centred on.")),
-        interval_method=(
-            str | None,
-            Field(default=None, description="How the intervals resample the pairs."),
-        ),
+
+
+class NoActivePairs(MetricCategory):
+    """Pairs a code of latents calls 'different' because a context has no active latent."""
+
+    n_pairs_no_active: int | None = Field(
+        default=None, description="Pairs where a context has no active latent (predicted 'different')."
     )
-    NeuronBaseline = create_model(
-        "NeuronBaseline",
-        __base__=lenient(PSEvalMetrics, "_NeuronRatios"),
-        __doc__="The ``baseline_neurons`` category: PS-Eval with the MLP neurons as the latents.",
-        n_neurons=(int | None, Field(default=None, description="MLP width.")),
-        n_distinct_top_neurons=(int | None, Field(default=None, description="Distinct top-1 neurons.")),
+    share_pairs_no_active: float | None = Field(default=None, description="n_pairs_no_active / n_pairs.")
+
+
+class DenseBaseline(ConfusionCounts, ConfusionRatios):
+    """The ``baseline_dense`` category: the cosine of the raw hook vectors, thresholded on held-out pairs."""
+
+    threshold: float | None = Field(
+        default=None, description="Cosine at or above which a pair is called same."
     )
-    ControlBaseline = create_model(
-        "ControlBaseline",
-        __base__=lenient(PSEvalMetrics, "_ControlRatios"),
-        __doc__="A trained control (``baseline_frozen_decoder``, ``baseline_frozen_encoder``): the SAE's "
-        "training config with the decoder or the encoder frozen at its random start.",
-        mean_l0_on_prompts=(float | None, Field(default=None, description="Its mean L0 on the prompts.")),
-        d_sae=(int | None, Field(default=None, description="Its number of latents.")),
-        training_tokens=(int | None, Field(default=None, description="Tokens it was trained on.")),
-        l0_matched_by_k=(bool | None, Field(default=None, description="Its L0 is fixed by k (TopK family).")),
-        train_config_hash=(str | None, Field(default=None, description="Hash of its training config.")),
+    roc_auc: float | None = metric_field(
+        "ROC-AUC", "ROC AUC of the dense cosine as a same-meaning score.", direction="higher", interval=True
     )
+    average_precision: float | None = Field(default=None, description="Average precision of the cosine.")
+    cosine_mean: float | None = Field(default=None, description="Mean cosine of the pairs.")
+    cosine_std: float | None = Field(default=None, description="Standard deviation of the pairs' cosines.")
+    threshold_selection: str | None = Field(
+        default=None,
+        description="How the threshold was chosen ('dev split', or 'cvN': N-fold cross-validation).",
+    )
+    threshold_selection_reason: str | None = Field(
+        default=None, description="Why the threshold was cross-validated (no held-out split)."
+    )
+    roc_auc_low: float | None = Field(default=None, description="Lower bound of the ROC-AUC's interval.")
+    roc_auc_high: float | None = Field(default=None, description="Upper bound of the ROC-AUC's interval.")
+    interval_method: str | None = Field(default=None, description="How the interval resamples the pairs.")
+
+
+class RandomSAEBaseline(NoActivePairs, ConfusionRatios):
+    """The ``baseline_random_sae`` category: an SAE of the same width and architecture with random unit-norm
+    directions, its inputs centred as the SAE's."""
+
+    youden_j_low: float | None = Field(default=None, description="Lower bound of its J's interval.")
+    youden_j_high: float | None = Field(default=None, description="Upper bound of its J's interval.")
+    balanced_accuracy_low: float | None = Field(
+        default=None, description="Lower bound of its balanced accuracy's interval."
+    )
+    balanced_accuracy_high: float | None = Field(
+        default=None, description="Upper bound of its balanced accuracy's interval."
+    )
+    centring: str | None = Field(default=None, description="What its inputs are centred on (Centring).")
+    interval_method: str | None = Field(default=None, description="How the intervals resample the pairs.")
+
+
+class NeuronBaseline(NoActivePairs, ConfusionCounts, ConfusionRatios):
+    """The ``baseline_neurons`` category: PS-Eval with the MLP neurons as the latents."""
+
+    n_neurons: int | None = Field(default=None, description="MLP width.")
+    n_distinct_top_neurons: int | None = Field(
+        default=None, description="Distinct top-1 neurons of the pairs."
+    )
+
+
+class ControlBaseline(NoActivePairs, ConfusionRatios):
+    """A trained control (``baseline_frozen_decoder``, ``baseline_frozen_encoder``): the SAE's training config
+    with the decoder or the encoder frozen at its random start."""
+
+    mean_l0_on_prompts: float | None = Field(default=None, description="Its mean L0 on the prompts.")
+    d_sae: int | None = Field(default=None, description="Its number of latents.")
+    training_tokens: int | None = Field(default=None, description="Tokens it was trained on.")
+    l0_matched_by_k: bool | None = Field(default=None, description="Its L0 is fixed by k (TopK family).")
+    train_config_hash: str | None = Field(default=None, description="Hash of its training config.")
 
 
 class SenseRetrievalCategory(MetricCategory):

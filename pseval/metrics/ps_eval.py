@@ -66,36 +66,29 @@ NO_ACTIVE_FIELDS = frozenset({"n_pairs_no_active", "share_pairs_no_active"})
 """The fields about contexts without an active latent (absent from scores that have no latents)."""
 
 
-class PSEvalMetrics(BaseModel):
-    """PS-Eval's metrics for one SAE (positive class = same meaning)."""
+class ConfusionRatios(BaseModel):
+    """PS-Eval's ratios (positive class = same meaning): what the SAE, its baselines and controls are scored by."""
 
-    accuracy: float | None = metric_field(
-        "Accuracy", "(TP + TN) / pairs.", direction="higher", interval=True, default=...
-    )
+    accuracy: float | None = metric_field("Accuracy", "(TP + TN) / pairs.", direction="higher", interval=True)
     precision: float | None = metric_field(
         "Precision",
         "TP / (TP + FP): of the pairs given one latent, how many mean the same.",
         direction="higher",
         interval=True,
-        default=...,
     )
     recall: float | None = metric_field(
         "Recall",
         "TP / (TP + FN): same-meaning pairs given the same latent.",
         direction="higher",
         interval=True,
-        default=...,
     )
     specificity: float | None = metric_field(
         "Specificity",
         "TN / (TN + FP): different-meaning pairs given different latents (the headline metric).",
         direction="higher",
         interval=True,
-        default=...,
     )
-    f1: float | None = metric_field(
-        "F1", "2TP / (2TP + FP + FN).", direction="higher", interval=True, default=...
-    )
+    f1: float | None = metric_field("F1", "2TP / (2TP + FP + FN).", direction="higher", interval=True)
     youden_j: float | None = metric_field(
         "Youden's J",
         "Youden's J = recall + specificity − 1: 0 for any predictor blind to the meaning (however "
@@ -111,6 +104,11 @@ class PSEvalMetrics(BaseModel):
         direction="higher",
         interval=True,
     )
+
+
+class PSEvalMetrics(ConfusionRatios):
+    """PS-Eval's metrics for one SAE (positive class = same meaning)."""
+
     tp: int = Field(description="Same meaning, same top latent.")
     fp: int = Field(description="Different meaning, same top latent.")
     tn: int = Field(description="Different meaning, different top latents.")
@@ -190,7 +188,7 @@ def ps_eval_metrics(labels: ArrayLike, latent_1: ArrayLike, latent_2: ArrayLike)
 
 
 METRIC_NAMES: tuple[str, ...] = tuple(
-    key for key, spec in register_metrics(PSEvalMetrics).items() if spec.interval
+    key for key, spec in register_metrics(ConfusionRatios).items() if spec.interval
 )
 """Every ratio of :class:`PSEvalMetrics` (the metrics it declares with an interval), in the order intervals are
 reported."""
