@@ -9,8 +9,8 @@ version does not know is kept as it was read, so results written by older and ne
 A category serialises to the keys it was built or read with, and nothing more: an absent key stays absent (it
 is not written as ``null``), so the result file is exactly what the builders in :mod:`pseval.evals` produced.
 Reused models (:class:`~pseval.metrics.ps_eval.PSEvalMetrics`, :class:`~pseval.metrics.standard.StandardMetrics`,
-:class:`VsRandomControl`) are read leniently (:func:`lenient`: every field
-optional), since older files lack fields that were added later.
+:class:`VsRandomControl`) are read leniently (:func:`lenient`: every field optional), since older files lack
+fields that were added later.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def lenient(model: type[BaseModel], name: str | None = None) -> type[BaseModel]:
     )
 
 
+# The type checker sees the strict models (their fields as the builders fill them); at run time a field of a
+# file written before it existed is None.
 if TYPE_CHECKING:
     PSEvalCategory = PSEvalMetrics
     StandardCategory = StandardMetrics
@@ -102,8 +104,6 @@ else:
     PSEvalCategory = lenient(PSEvalMetrics, "PSEvalCategory")
     StandardCategory = lenient(StandardMetrics, "StandardCategory")
     VsRandomSAECategory = lenient(VsRandomControl, "VsRandomSAECategory")
-
-_INTERVAL = "interval_method"
 
 
 def _bounds(metric: str, what: str) -> dict[str, Any]:

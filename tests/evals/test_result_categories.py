@@ -140,3 +140,13 @@ def test_absent_keys_and_unknown_categories_are_kept_as_read() -> None:
     assert metrics.get("ps_eval") == {"specificity": 0.5} and "codes" not in metrics
     assert metrics.keys() == ["ps_eval", "from_a_newer_version"]
     assert PSEvalMetrics.model_fields["specificity"].title == "Specificity"
+
+
+def test_a_category_set_by_key_is_validated_by_its_model() -> None:
+    from pydantic import ValidationError
+
+    metrics = EvalResultMetrics()
+    metrics["codes"] = {"n_distinct_top_latents": 3}
+    assert metrics.codes is not None and metrics.codes.n_distinct_top_latents == 3
+    with pytest.raises(ValidationError):
+        metrics["codes"] = {"n_distinct_top_latents": "many"}
