@@ -85,6 +85,73 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _pair_extras(detail: Any) -> dict[str, Any]:
+    """A pair's contexts and spans: declared fields of PairDetail; older files carried them as extras."""
+    return {**(detail.model_extra or {}), **{
+        f: getattr(detail, f) for f in ("context_1", "context_2", "span_1", "span_2")
+        if getattr(detail, f, None) is not None
+    }}  # fmt: skip
+
+
+def _pair_position(
+    pairs: dict[str, list[Any]],
+    pair_index: dict[tuple[str, str, str], int],
+    key: tuple[str, str, str],
+    detail: Any,
+) -> int:
+    """The pair's row in the shared pair table, added on first sight; a later result fills what it lacked."""
+    extra = _pair_extras(detail)
+    index = pair_index.get(key)
+    if index is None:
+        index = pair_index[key] = len(pairs["id"])
+        pairs["id"].append(detail.id)
+        pairs["word"].append(detail.word)
+        pairs["pos"].append(detail.pos)
+        pairs["label"].append(int(detail.label))
+        for short, field in (("c1", "context_1"), ("c2", "context_2")):
+            pairs[short].append(_text(extra.get(field)))
+        for short, field in (("s1", "span_1"), ("s2", "span_2")):
+            pairs[short].append(_span(extra.get(field)))
+        return index
+    for short, field in (("c1", "context_1"), ("c2", "context_2")):
+        if pairs[short][index] is None and _text(extra.get(field)):
+            pairs[short][index] = extra[field]
+    for short, field in (("s1", "span_1"), ("s2", "span_2")):
+        if pairs[short][index] is None:
+            pairs[short][index] = _span(extra.get(field))
+    return index
+
+
+def _logit_lens_of(unstructured: dict[str, Any], used: set[str]) -> dict[str, list[str]]:
+    """The logit lens of the latents the pairs use, each cut to LOGIT_LENS_TOKENS tokens."""
+    lens_raw = unstructured.get("logit_lens") or {}
+    return {
+        lat: [str(t) for t in tokens[:LOGIT_LENS_TOKENS]]
+        for lat, tokens in sorted(lens_raw.items())
+        if lat in used and isinstance(tokens, list)
+    }
+
+
+def _top_contexts_of(unstructured: dict[str, Any], used: set[str]) -> dict[str, list[list[Any]]]:
+    """The top corpus contexts of the latents the pairs use: [text (cut), activation] per context."""
+    contexts_raw = unstructured.get("top_contexts") or {}
+    contexts: dict[str, list[list[Any]]] = {}
+    for lat, items in sorted(contexts_raw.items()) if isinstance(contexts_raw, dict) else []:
+        if lat not in used or not isinstance(items, list):
+            continue
+        kept = []
+        for item in items[:TOP_CONTEXTS_PER_LATENT]:
+            if isinstance(item, dict) and isinstance(item.get("text"), str):
+                text = item["text"]
+                if len(text) > TOP_CONTEXT_CHARS:
+                    text = text[: TOP_CONTEXT_CHARS - 1] + "…"
+                activation = finite_number(item.get("activation"))
+                kept.append([text, None if activation is None else round(activation, 3)])
+        if kept:
+            contexts[lat] = kept
+    return contexts
+
+
 def report_data(results: Sequence[PSEvalResult], names: Sequence[str]) -> dict[str, Any]:
     """The drill-down's data: a shared pair table and, per SAE, its latents, activations and interpretations."""
     pair_index: dict[tuple[str, str, str], int] = {}
@@ -92,82 +159,27 @@ def report_data(results: Sequence[PSEvalResult], names: Sequence[str]) -> dict[s
     saes: list[dict[str, Any]] = []
     for result, name in zip(results, names, strict=True):
         key_prefix = (result.eval_config.dataset, result.eval_config.split)
-        indices: list[int] = []
-        l1: list[int] = []
-        l2: list[int] = []
-        a1: list[float] = []
-        a2: list[float] = []
-        same: list[str] = []
-        for detail in result.eval_result_details:
-            # Contexts and spans are declared fields of PairDetail; older files carried them as extras.
-            extra = {**(detail.model_extra or {}), **{
-                f: getattr(detail, f) for f in ("context_1", "context_2", "span_1", "span_2")
-                if getattr(detail, f, None) is not None
-            }}  # fmt: skip
-            key = (*key_prefix, detail.id)
-            index = pair_index.get(key)
-            if index is None:
-                index = pair_index[key] = len(pairs["id"])
-                pairs["id"].append(detail.id)
-                pairs["word"].append(detail.word)
-                pairs["pos"].append(detail.pos)
-                pairs["label"].append(int(detail.label))
-                for short, field in (("c1", "context_1"), ("c2", "context_2")):
-                    pairs[short].append(_text(extra.get(field)))
-                for short, field in (("s1", "span_1"), ("s2", "span_2")):
-                    pairs[short].append(_span(extra.get(field)))
-            else:
-                for short, field in (("c1", "context_1"), ("c2", "context_2")):
-                    if pairs[short][index] is None and _text(extra.get(field)):
-                        pairs[short][index] = extra[field]
-                for short, field in (("s1", "span_1"), ("s2", "span_2")):
-                    if pairs[short][index] is None:
-                        pairs[short][index] = _span(extra.get(field))
-            indices.append(index)
-            l1.append(int(detail.latent_1))
-            l2.append(int(detail.latent_2))
-            a1.append(round(finite_number(detail.activation_1) or 0.0, 3))
-            a2.append(round(finite_number(detail.activation_2) or 0.0, 3))
-            same.append("1" if detail.predicted_same else "0")
+        details = result.eval_result_details
+        indices = [_pair_position(pairs, pair_index, (*key_prefix, d.id), d) for d in details]
+        l1 = [int(d.latent_1) for d in details]
+        l2 = [int(d.latent_2) for d in details]
         used = {str(v) for v in l1 + l2 if v >= 0}
         unstructured = result.eval_result_unstructured or {}
-        lens_raw = unstructured.get("logit_lens") or {}
-        lens = {
-            lat: [str(t) for t in tokens[:LOGIT_LENS_TOKENS]]
-            for lat, tokens in sorted(lens_raw.items())
-            if lat in used and isinstance(tokens, list)
-        }
-        contexts_raw = unstructured.get("top_contexts") or {}
-        contexts: dict[str, list[list[Any]]] = {}
-        for lat, items in sorted(contexts_raw.items()) if isinstance(contexts_raw, dict) else []:
-            if lat not in used or not isinstance(items, list):
-                continue
-            kept = []
-            for item in items[:TOP_CONTEXTS_PER_LATENT]:
-                if isinstance(item, dict) and isinstance(item.get("text"), str):
-                    text = item["text"]
-                    if len(text) > TOP_CONTEXT_CHARS:
-                        text = text[: TOP_CONTEXT_CHARS - 1] + "…"
-                    activation = finite_number(item.get("activation"))
-                    kept.append([text, None if activation is None else round(activation, 3)])
-            if kept:
-                contexts[lat] = kept
         start = indices[0] if indices else 0
-        contiguous = indices == list(range(start, start + len(indices)))
         sae: dict[str, Any] = {
             "name": name,
             "hook": result.hook_name,
             "arch": architecture_label((result.eval_result_metrics.sae or SAEFacts()).architecture),
             "n": len(indices),
             "l1": l1,
-            "a1": a1,
+            "a1": [round(finite_number(d.activation_1) or 0.0, 3) for d in details],
             "l2": l2,
-            "a2": a2,
-            "same": "".join(same),
-            "lens": lens,
-            "ctx": contexts,
+            "a2": [round(finite_number(d.activation_2) or 0.0, 3) for d in details],
+            "same": "".join("1" if d.predicted_same else "0" for d in details),
+            "lens": _logit_lens_of(unstructured, used),
+            "ctx": _top_contexts_of(unstructured, used),
         }
-        if contiguous:
+        if indices == list(range(start, start + len(indices))):
             sae["pstart"] = start
         else:
             sae["pidx"] = indices
