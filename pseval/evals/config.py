@@ -61,9 +61,13 @@ class PSEvalConfig(BaseModel):
         "(changes which latent is largest when decoder rows are not unit norm).",
     )
     bootstrap_resamples: int = Field(
-        default=2000, description="Bootstrap resamples for the 95 % intervals (0 disables them)."
+        default=2000,
+        ge=0,
+        description="Bootstrap resamples for the confidence intervals: 200 or more, or 0 for no intervals.",
     )
-    confidence_level: float = Field(default=0.95, description="Confidence level of the bootstrap intervals.")
+    confidence_level: float = Field(
+        default=0.95, gt=0, lt=1, description="Confidence level of the bootstrap intervals."
+    )
     topk_overlap_k: int = Field(default=16, description="k of the top-k latent Jaccard overlap score.")
     baselines: bool = Field(
         default=True,
@@ -103,6 +107,14 @@ class PSEvalConfig(BaseModel):
         if value < 1:
             raise ValueError("must be >= 1")
         return value
+
+    @field_validator("bootstrap_resamples")
+    @classmethod
+    def _enough_resamples(cls, value: int) -> int:
+        # The same refusal whether the value comes from --bootstrap, a config file or the Python API.
+        from pseval.metrics.uncertainty import check_bootstrap_resamples
+
+        return check_bootstrap_resamples(value)
 
     @field_validator("template")
     @classmethod

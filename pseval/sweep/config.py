@@ -285,13 +285,17 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
             f"write `seeds: {config.train_overrides['seeds']}` at the top level of the sweep config",
         )
     try:
-        eval_config = PSEvalConfig(**config.eval_overrides)
+        PSEvalConfig(**config.eval_overrides)
     except ValidationError as exc:
         raise ConfigError(
             f"invalid eval_overrides: {validation_details(exc)}",
             "correct eval_overrides: its keys are PSEvalConfig field names (see `pseval eval --help`)",
         ) from None
-    _check_bootstrap_override(eval_config.bootstrap_resamples)
+    except ConfigError as exc:  # the config's own refusals name the CLI option: name the YAML key
+        resamples = config.eval_overrides.get("bootstrap_resamples")
+        if "--bootstrap" in exc.problem and resamples is not None:
+            _check_bootstrap_override(int(resamples))
+        raise ConfigError(f"eval_overrides: {exc.problem}", exc.fix) from None
     for run in config.runs():
         try:
             TrainConfig(**_train_kwargs(config, run, out=None))

@@ -121,7 +121,7 @@ def test_score_sae_interprets_a_lazy_source_without_loading_it(
     sae = make_sae("jumprelu")
     source = saved_source(sae, tmp_path / "sae")
     data = make_data()
-    config = PSEvalConfig(bootstrap_resamples=20, interpret_tokens=200, topk_overlap_k=8)
+    config = PSEvalConfig(bootstrap_resamples=200, interpret_tokens=200, topk_overlap_k=8)
     want = score_sae(model, source.load(), HOOK, data, config)
 
     def refuse(*_args: Any, **_kwargs: Any) -> SAE:

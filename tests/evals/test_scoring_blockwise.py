@@ -78,7 +78,7 @@ def make_data(n_prompts: int = N_PROMPTS, seed: int = 0) -> PromptActivations:
     return PromptActivations({HOOK: acts}, pairs_idx, labels, pairs, n_forward_passes=0)
 
 
-CONFIG = PSEvalConfig(bootstrap_resamples=50, interpret_tokens=0, topk_overlap_k=8)
+CONFIG = PSEvalConfig(bootstrap_resamples=200, interpret_tokens=0, topk_overlap_k=8)
 
 
 def _blocks_cat(blocks: Any, acts: torch.Tensor, fold: bool, size: int) -> torch.Tensor:
