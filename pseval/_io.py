@@ -194,3 +194,30 @@ def stable_hash(*parts: Any, length: int = 16) -> str:
         digest.update(json.dumps(part, sort_keys=True, default=_json_default).encode())
         digest.update(b"\x00")
     return digest.hexdigest()[:length]
+
+
+def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping a YAML (``.yaml``/``.yml``) or JSON file holds; a ConfigError naming ``path`` otherwise.
+
+    ``what`` says what the file is for in the messages (``"eval config"``).
+    """
+    from pseval.errors import ConfigError, parse_error_details
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file {path} does not exist", "check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot parse {what} file {path} ({parse_error_details(exc)})", "fix its syntax"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} file {path} does not hold a mapping", "write one `field: value` per line")
+    return data

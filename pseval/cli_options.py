@@ -81,31 +81,44 @@ def _cli_type(annotation: Any) -> Any:
     return str
 
 
-def _help(field: Any) -> str:
+def _help(field: Any, flag: str) -> str:
+    """The field's description and its default, a boolean's as the flag that gives it (``--no-baselines``)."""
     text = field.description or ""
-    if field.default is not None and not callable(field.default):
+    if isinstance(field.default, bool):
+        text += f" [default: {flag if field.default else '--no-' + flag[2:]}]"
+    elif field.default is not None and not callable(field.default):
         text += f" [default: {field.default}]"
     return text
+
+
+def field_flag(name: str, flags: dict[str, list[str]] | None = None) -> str:
+    """The long option of config field ``name``: the field name with dashes unless ``flags`` renames it."""
+    return (flags or {}).get(name, ["--" + name.replace("_", "-")])[0]
 
 
 def options_signature(
     model_cls: type[BaseModel],
     aliases: dict[str, list[str]] | None = None,
-    exclude: set[str] | None = None,
+    exclude: set[str] | frozenset[str] | None = None,
     extra: list[inspect.Parameter] | None = None,
+    flags: dict[str, list[str]] | None = None,
 ) -> inspect.Signature:
-    """An ``inspect.Signature`` of typer options, one per field of ``model_cls`` (all default to None)."""
+    """An ``inspect.Signature`` of typer options, one per field of ``model_cls`` (all default to None).
+
+    ``flags`` replaces a field's generated option names (``{"model_name": ["--model", "-m"]}``); ``aliases``
+    adds names to them. ``extra`` parameters (options that are no field) come first.
+    """
     aliases = aliases or {}
     exclude = exclude or set()
     params: list[inspect.Parameter] = list(extra or [])
     for name, field in model_cls.model_fields.items():
         if name in exclude:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = field_flag(name, flags)
         cli_type = _cli_type(field.annotation)
-        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if cli_type is bool else [flag]
-        decls += aliases.get(name, [])
-        option = typer.Option(*decls, help=_help(field), show_default=False)
+        decls = [f"{flag}/--no-{flag[2:]}"] if cli_type is bool else [flag]
+        decls += (flags or {}).get(name, [])[1:] + aliases.get(name, [])
+        option = typer.Option(*decls, help=_help(field, flag), show_default=False)
         annotation = Annotated[Optional[cli_type], option]  # type: ignore[valid-type]  # noqa: UP045
         params.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
@@ -121,15 +134,30 @@ def add_config_command(
     help_text: str,
     aliases: dict[str, list[str]] | None = None,
     extra: list[inspect.Parameter] | None = None,
+    flags: dict[str, list[str]] | None = None,
+    exclude: set[str] | frozenset[str] | None = None,
+    extra_last: list[inspect.Parameter] | None = None,
 ) -> None:
-    """Register ``callback(**options)`` as command ``name`` whose options are ``model_cls``'s fields."""
+    """Register ``callback(**options)`` as command ``name`` whose options are ``model_cls``'s fields.
+
+    ``extra`` options (no fields) are listed before the fields in ``--help``, ``extra_last`` after them.
+    """
 
     def command(**params: Any) -> None:
         callback(**params)
 
-    command.__signature__ = options_signature(model_cls, aliases=aliases, extra=extra)  # type: ignore[attr-defined]
+    signature = options_signature(model_cls, aliases=aliases, exclude=exclude, extra=extra, flags=flags)
+    params = [*signature.parameters.values(), *(extra_last or [])]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = help_text
     app.command(name, help=help_text)(command)
+
+
+def typed_extras(declared: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The parameters of a function that only declares options (``name: Annotated[type, typer.Option(...)]``),
+    as keyword-only parameters to pass as ``extra``: the options of a command that are no config field."""
+    signature = inspect.signature(declared, eval_str=True)
+    return [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()]
 
 
 def passed_values(params: dict[str, Any]) -> dict[str, Any]:

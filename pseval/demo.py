@@ -127,11 +127,13 @@ def run_demo(
     results = evaluate(
         loaded,
         sae_dirs,
-        config=PSEvalConfig(model_name=config.model),
+        config=PSEvalConfig(
+            model_name=config.model,
+            standard_metrics_tokens=config.standard_metrics_tokens,
+            standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
+        ),
         output_folder=output_folder,
         force_rerun=force_rerun,
-        standard_metrics_tokens=config.standard_metrics_tokens,
-        standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
         on_status=status,
     )
     timings["eval_s"] = time.time() - t0

@@ -29,8 +29,6 @@ def evaluate_ray(
     hook_name: str | None = None,
     output_folder: str | Path = "results",
     force_rerun: bool = False,
-    standard_metrics_tokens: int = 0,
-    standard_metrics_ce_tokens: int | None = None,
     on_status: Callable[[str], None] | None = None,
     run_log: dict[str, list[str]] | None = None,
 ) -> list[PSEvalResult]:
@@ -57,14 +55,7 @@ def evaluate_ray(
     ) -> tuple[list[str], list[str], dict[int, PSEvalResult]]:
         """Result names and hooks decided as the local executor decides them, and the finished results."""
         made = plan_run(
-            specs,
-            config,
-            hook_name,
-            output,
-            force_rerun,
-            standard_metrics_tokens,
-            standard_metrics_ce_tokens,
-            (lambda _msg: None) if quiet else status,
+            specs, config, hook_name, output, force_rerun, (lambda _msg: None) if quiet else status
         )
         names = [item.name for item in made.items]
         hooks = [item.hook for item in made.items]
@@ -117,8 +108,6 @@ def evaluate_ray(
                     hook_name,
                     str(output),
                     force_rerun,
-                    standard_metrics_tokens,
-                    standard_metrics_ce_tokens,
                     TaskContext.from_driver(index, num_cpus),
                     board,
                 )

@@ -186,8 +186,6 @@ def _run_finished(config: SweepConfig, run: SweepRun, device: str, train_configs
             [str(folder)],
             eval_config_of(config, device),
             output_folder=results_folder(config),
-            standard_metrics_tokens=config.standard_metrics_tokens,
-            standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
         )
     except ConfigError:
         return False  # the task raises it with its own message

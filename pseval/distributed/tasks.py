@@ -167,8 +167,6 @@ def eval_group_task(
     hook_name: str | None,
     output_folder: str,
     force_rerun: bool,
-    standard_metrics_tokens: int,
-    standard_metrics_ce_tokens: int | None,
     context: TaskContext,
     board: Any,
 ) -> dict[str, Any]:
@@ -188,8 +186,6 @@ def eval_group_task(
             hook_name=hook_name,
             output_folder=output_folder,
             force_rerun=force_rerun,
-            standard_metrics_tokens=standard_metrics_tokens,
-            standard_metrics_ce_tokens=standard_metrics_ce_tokens,
             on_status=status,
             run_log=run_log,
         )

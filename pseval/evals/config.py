@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from pseval.data.prompts import DEFAULT_TEMPLATE
-from pseval.errors import ConfigError
+from pseval.errors import ConfigError, validation_details
 
 LOGIT_LENS_TOKENS = 8
 """Default number of logit-lens tokens per chosen latent."""
@@ -18,19 +27,32 @@ class PSEvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset(
+        {"standard_metrics_tokens", "standard_metrics_ce_tokens"}
+    )
+    """Fields added after results were stored: a result's ``eval_config`` holds them only when they differ
+    from their default, so the files (and checksums) of runs that leave them at their default stay as before."""
+
     model_name: str = Field(
         default="smollm2-135m",
-        description="Model alias ('smollm2-135m'), Hugging Face id, or local folder.",
+        description="Model alias, Hugging Face id or local folder.",
     )
-    dataset: str = Field(default="wic", description="'wic', 'wordnet', or a path to a .jsonl file of pairs.")
+    dataset: str = Field(
+        default="wic",
+        description="'wic', 'wordnet', 'wordnet-senses' (within-lemma sense retrieval), 'wordnet-2x2' (word "
+        "form x meaning, docs/wordnet-dataset.md) or a .jsonl file of pairs or of sense items.",
+    )
     split: Literal["train", "dev", "test", "all"] = Field(default="test", description="Dataset split.")
     balance: bool = Field(default=True, description="Balance the two labels by seeded random downsampling.")
-    seed: int = Field(default=0, ge=0, description="Seed of the balancing downsample and of the bootstrap.")
+    seed: int = Field(
+        default=0, ge=0, description="Seed of the balancing, the max-pairs subset and the bootstrap (>= 0)."
+    )
     max_pairs: int | None = Field(
         default=None,
-        description="Score a seeded random subset of at most N pairs in all, drawn after balancing; with "
-        "multi_token 'last'/'mean' the cap is shared between single- and multi-token pairs in proportion "
-        "to their counts.",
+        ge=1,
+        description="Score a seeded random subset of N pairs in all (drawn with the seed after balancing: "
+        "the same N and seed give the same pairs; with multi-token last or mean shared between single- and "
+        "multi-token pairs in proportion to their counts). Default: every pair.",
     )
     template: str = Field(default=DEFAULT_TEMPLATE, description="Prompt template with {context} and {word}.")
     position: Literal["template", "context"] = Field(
@@ -40,18 +62,20 @@ class PSEvalConfig(BaseModel):
     )
     prepend_bos: bool | None = Field(
         default=None,
-        description="Force a BOS token on (True) or off (False) for every SAE; None: what each SAE's config "
+        description="Force a BOS token on or off for every SAE. Default (unset): what each SAE's config "
         "records (pseval-trained SAEs: BOS), else the tokenizer's default.",
     )
     multi_token: Literal["drop", "last", "mean"] = Field(
         default="drop",
-        description="Pairs whose ' ' + word is several tokens: 'drop' them (the paper's choice), read the "
-        "'last' sub-token, or the 'mean' of the sub-tokens' activations (encoded after pooling). With "
-        "'last'/'mean' the single-token pairs are those of 'drop' and results are also reported per "
-        "token count (unstructured by_token_count).",
+        description="Words of several tokens: drop (the paper), last (read the last sub-token) or mean "
+        "(mean of the sub-tokens, encoded after pooling). With last or mean the single-token pairs are "
+        "those of drop, and results are also reported per token count (by_token_count).",
     )
     batch_size: int = Field(default=32, description="Prompts per forward pass.")
-    device: str = Field(default="cpu", description="Torch device ('cpu', 'cuda', 'auto').")
+    device: str = Field(
+        default="cpu",
+        description="Device of the model and the SAEs: cpu, cuda, cuda:N or auto (cuda when present).",
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32", description="dtype of the model and of the SAEs."
     )
@@ -68,7 +92,9 @@ class PSEvalConfig(BaseModel):
     confidence_level: float = Field(
         default=0.95, gt=0, lt=1, description="Confidence level of the bootstrap intervals."
     )
-    topk_overlap_k: int = Field(default=16, description="k of the top-k latent Jaccard overlap score.")
+    topk_overlap_k: int = Field(
+        default=16, description="k of the top-k latent Jaccard overlap score (at most each SAE's width)."
+    )
     baselines: bool = Field(
         default=True,
         description="Also score the dense activations (cosine, threshold chosen on the held-out split, or by "
@@ -84,21 +110,36 @@ class PSEvalConfig(BaseModel):
     interpret_tokens: int = Field(
         default=16_384,
         ge=0,
-        description="Corpus tokens (from the training activation cache) for each chosen latent's firing frequency "
-        "and top-activating contexts; 0 skips them.",
+        description="Corpus tokens (from the training activation cache) for the chosen latents' firing "
+        "frequency and top-activating contexts; 0 skips them.",
     )
     logit_lens_tokens: int = Field(
         default=LOGIT_LENS_TOKENS,
         ge=0,
-        description="Top tokens listed for each chosen latent's decoder direction read through the final norm "
-        "and unembedding (the logit lens); 0 skips it. It costs chosen latents x d_model x vocabulary, "
-        "a quarter of the encode of a 1M-latent SAE on Gemma 3's 262k-token vocabulary.",
+        description="Logit-lens tokens listed per chosen latent (its decoder direction through the final "
+        "norm and unembedding); 0 skips it (it costs chosen latents x d_model x vocabulary, a quarter of "
+        "the encode of a 1M-latent SAE on Gemma 3's 262k-token vocabulary).",
     )
-    cache_activations: bool = Field(default=True, description="Cache prompt activations on disk.")
+    standard_metrics_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Also measure MSE, L0 and CE loss recovered on this many held-out corpus tokens "
+        "(0 skips them).",
+    )
+    standard_metrics_ce_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="Of the standard-metrics tokens, those for CE loss recovered and KL (default: "
+        "min(tokens, 4096)).",
+    )
+    cache_activations: bool = Field(
+        default=True,
+        description="Cache the prompts' activations on disk (in the pseval cache) and reuse them.",
+    )
     allow_model_mismatch: bool = Field(
         default=False,
-        description="Score an SAE whose config records another model than model_name (by default such an SAE "
-        "is refused before the model loads; see pseval.models.names for which names denote one model).",
+        description="Score SAEs whose config records another model than the evaluated one (refused by "
+        "default, before the model loads; pseval.models.names says which names denote one model).",
     )
 
     @field_validator("batch_size", "topk_overlap_k")
@@ -127,11 +168,47 @@ class PSEvalConfig(BaseModel):
                 )
         return value
 
+    @model_serializer(mode="wrap")
+    def _omit_unset_later_fields(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # No return annotation: pydantic then keeps the fields in the JSON schema of a result.
+        data = handler(self)
+        for name in self.WRITTEN_WHEN_SET:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PSEvalConfig:
+        """The config a YAML or JSON file of field names and values gives (the rest at their defaults).
+
+        A result's ``eval_config`` is such a mapping. Unknown keys and bad values are one ConfigError that
+        names the file and the keys.
+        """
+        from pseval._io import read_mapping_file
+
+        data = read_mapping_file(path, "eval config")
+        fix = f"correct those keys in {path}: they are PSEvalConfig field names (see `pseval eval --help`)"
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {validation_details(exc)}", fix) from None
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.problem}", exc.fix) from None
+
     def identity(self) -> dict[str, object]:
         """The fields that change the numbers of a result (not where or how fast it is computed)."""
-        # allow_model_mismatch decides whether a run may start, never its numbers.
+        # allow_model_mismatch decides whether a run may start, never its numbers; the standard-metrics
+        # tokens are keys of their own in a result's identity (evals.runner.result_identity).
         identity = self.model_dump(
-            mode="json", exclude={"device", "batch_size", "cache_activations", "allow_model_mismatch"}
+            mode="json",
+            exclude={
+                "device",
+                "batch_size",
+                "cache_activations",
+                "allow_model_mismatch",
+                "standard_metrics_tokens",
+                "standard_metrics_ce_tokens",
+            },
         )
         if self.logit_lens_tokens == LOGIT_LENS_TOKENS:
             del identity["logit_lens_tokens"]  # at its default, results stored before the option still match

@@ -44,7 +44,6 @@ from pseval.evals.results_store import (
     check_stored,
     choose_name,
     name_candidates,
-    read_stored,
     result_path,
     write_result,
 )
@@ -224,13 +223,7 @@ def _check_weights(item: SAEItem) -> None:
     gc.collect()
 
 
-def result_identity(
-    item: SAEItem,
-    config: PSEvalConfig,
-    standard_metrics_tokens: int,
-    standard_metrics_ce_tokens: int | None,
-    dataset_sha256: str | None = None,
-) -> dict[str, Any]:
+def result_identity(item: SAEItem, config: PSEvalConfig, dataset_sha256: str | None = None) -> dict[str, Any]:
     """Everything that decides the numbers of ``item``'s result (compared key by key on reruns).
 
     ``dataset_sha256`` is the content hash of ``config.dataset`` (computed here when not given).
@@ -245,38 +238,11 @@ def result_identity(
         **item.regime.identity(),
         **config.identity(),
         DATASET_HASH_KEY: dataset_sha256 or content_hash(config.dataset),
-        "standard_metrics_tokens": standard_metrics_tokens,
-        "standard_metrics_ce_tokens": standard_metrics_ce_tokens if standard_metrics_tokens > 0 else None,
+        "standard_metrics_tokens": config.standard_metrics_tokens,
+        "standard_metrics_ce_tokens": (
+            config.standard_metrics_ce_tokens if config.standard_metrics_tokens > 0 else None
+        ),
     }
-
-
-def _finished(
-    path: Path,
-    config: PSEvalConfig,
-    hook: str,
-    model_name: str,
-    standard_metrics_tokens: int = 0,
-    identity: dict[str, Any] | None = None,
-) -> PSEvalResult | None:
-    """The stored result when it has this identity (or, without one, the same configuration), else ``None``."""
-    if identity is not None:
-        try:
-            return check_stored(path, identity)
-        except ConfigError:
-            return None
-    if not path.exists():
-        return None
-    try:
-        stored = read_stored(path)
-    except ConfigError:
-        return None  # unreadable or edited by hand: not a finished result
-    if stored.eval_config != config or stored.hook_name != hook or stored.model_name != model_name:
-        return None
-    if standard_metrics_tokens > 0:
-        standard = stored.eval_result_metrics.get("standard") or {}
-        if standard.get("n_tokens") != standard_metrics_tokens:
-            return None
-    return stored
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -464,8 +430,6 @@ def plan_run(
     hook_name: str | None = None,
     output_folder: str | Path | None = None,
     force_rerun: bool = False,
-    standard_metrics_tokens: int = 0,
-    standard_metrics_ce_tokens: int | None = None,
     status: Callable[[str], None] = lambda _msg: None,
 ) -> RunPlan:
     """Open every SAE (configs only), decide its result name and identity, and find its finished result.
@@ -475,7 +439,7 @@ def plan_run(
     from pseval.data.datasets import dataset_sha256
     from pseval.models.hooks import parse_hook_name
 
-    check_token_budgets(standard_metrics_tokens, standard_metrics_ce_tokens)
+    check_token_budgets(config.standard_metrics_tokens, config.standard_metrics_ce_tokens)
     items = _distinct(open_items(saes, hook_name), status)
     dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
     taken: set[str] = set()
@@ -500,9 +464,7 @@ def plan_run(
         else:
             item.name = item.base_name
         taken.add(item.name)
-        identities[item.name] = result_identity(
-            item, config, standard_metrics_tokens, standard_metrics_ce_tokens, dataset_hash
-        )
+        identities[item.name] = result_identity(item, config, dataset_hash)
         if output_folder is None:
             continue
         path = result_path(output_folder, item.name)
@@ -523,8 +485,6 @@ def evaluate(
     hook_name: str | None = None,
     output_folder: str | Path | None = "results",
     force_rerun: bool = False,
-    standard_metrics_tokens: int = 0,
-    standard_metrics_ce_tokens: int | None = None,
     on_status: Callable[[str], None] | None = None,
     run_log: dict[str, list[str]] | None = None,
     **overrides: Any,
@@ -538,8 +498,7 @@ def evaluate(
     one JSON file per SAE is written there as soon as the SAE is scored; an SAE whose file already holds
     this very result (same SAE content, model, hook, regime and settings) is skipped, and a file holding a
     different result stops the run before the model loads unless ``force_rerun``.
-    ``standard_metrics_tokens > 0`` adds MSE/L0/CE-recovered measured on that many held-out corpus tokens
-    (CE loss and KL on ``standard_metrics_ce_tokens`` of them; default ``min(tokens, 4096)``).
+    ``overrides`` are :class:`PSEvalConfig` fields (e.g. ``standard_metrics_tokens=16384``), validated.
     ``run_log``, when given, receives the names of the SAEs ``evaluated`` and ``skipped``.
     """
     status = on_status or (lambda _msg: None)
@@ -547,7 +506,7 @@ def evaluate(
         model_name = model if isinstance(model, str) else getattr(model, "name", "model")
         config = PSEvalConfig(model_name=str(model_name), **overrides)
     elif overrides:
-        config = config.model_copy(update=overrides)
+        config = PSEvalConfig(**{**config.model_dump(), **overrides})
     if not saes:
         raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
     if output_folder is not None:
@@ -558,16 +517,7 @@ def evaluate(
     from pseval.models.hooks import hook_width, parse_hook_name
 
     # 1. Configs only: every SAE opened, its hook parsed, its regime, identity and result file decided.
-    plan = plan_run(
-        saes,
-        config,
-        hook_name,
-        output_folder,
-        force_rerun,
-        standard_metrics_tokens,
-        standard_metrics_ce_tokens,
-        status,
-    )
+    plan = plan_run(saes, config, hook_name, output_folder, force_rerun, status)
     items, identities, finished = plan.items, plan.identities, plan.finished
     todo = [item for item in items if item.name not in finished]
     for item in todo:
@@ -657,8 +607,6 @@ def evaluate(
                 sae_device,
                 output_folder,
                 identities[item.name],
-                standard_metrics_tokens,
-                standard_metrics_ce_tokens,
                 status,
             )
         del data, held_out, memo, baselines
@@ -679,15 +627,13 @@ def _score_one(
     device: str,
     output_folder: str | Path | None,
     identity: dict[str, Any],
-    standard_metrics_tokens: int,
-    standard_metrics_ce_tokens: int | None,
     status: Callable[[str], None],
 ) -> PSEvalResult:
     """Load one SAE, score it, write its JSON and let its weights go."""
     hook, regime = item.hook, item.regime
     status(f"scoring {item.name} at {hook}")
     # Scored straight from its safetensors files, block by block, unless the standard metrics need the SAE.
-    lazy = standard_metrics_tokens <= 0 and item.sae is None and getattr(item.source, "tensors", None)
+    lazy = config.standard_metrics_tokens <= 0 and item.sae is None and getattr(item.source, "tensors", None)
     sae = item.source if lazy else item.load(device, config.dtype if config.dtype != "float32" else None)
     sae_data = _with_processed(loaded, data, hook, regime, memo)
     sae_held_out = _with_processed(loaded, held_out, hook, regime, memo) if held_out is not None else None
@@ -715,14 +661,14 @@ def _score_one(
         status(f"training (or reusing) the frozen-decoder and frozen-encoder controls of {item.name}")
         controls = train_controls(item.cfg, loaded, device=device)
         categories.update(score_controls(controls, sae_data, hook, config))
-    if standard_metrics_tokens > 0:
+    if config.standard_metrics_tokens > 0:
         from pseval.metrics.standard import standard_metrics_many
 
         standard = standard_metrics_many(
             loaded,
             [(item.name, sae, hook)],
-            n_tokens=standard_metrics_tokens,
-            n_tokens_ce=standard_metrics_ce_tokens,
+            n_tokens=config.standard_metrics_tokens,
+            n_tokens_ce=config.standard_metrics_ce_tokens,
             add_bos=False if regime.prepend_bos is False else None,
         )
         categories["standard"] = standard[item.name].model_dump()

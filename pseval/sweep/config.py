@@ -279,6 +279,12 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
     from pseval.evals.config import PSEvalConfig
     from pseval.training.config import TrainConfig
 
+    for key in _TOP_LEVEL_EVAL_KEYS.keys() & config.eval_overrides.keys():
+        top = _TOP_LEVEL_EVAL_KEYS[key]
+        raise ConfigError(
+            f"eval_overrides sets {key}, which a sweep takes from its top-level key {top}",
+            f"write `{top}: {config.eval_overrides[key]}` at the top level of the sweep config instead",
+        )
     if "seeds" in config.train_overrides:
         raise ConfigError(
             "train_overrides sets seeds, which is how many SAEs a sweep trains, not a setting of one",
@@ -306,6 +312,15 @@ def validate_sweep_config(data: dict[str, Any]) -> SweepConfig:
                 "(see `pseval train --help`)",
             ) from None
     return config
+
+
+_TOP_LEVEL_EVAL_KEYS = {
+    "model_name": "model",
+    "device": "device",
+    "standard_metrics_tokens": "standard_metrics_tokens",
+    "standard_metrics_ce_tokens": "standard_metrics_ce_tokens",
+}
+"""PSEvalConfig fields a sweep takes from its own top-level keys (the budgets scale the token counts)."""
 
 
 def _check_bootstrap_override(n_resamples: int) -> None:

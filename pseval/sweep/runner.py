@@ -47,8 +47,14 @@ def resolve_device(requested: str, cuda_available: Callable[[], bool] | None = N
 
 
 def eval_config_of(config: SweepConfig, device: str) -> PSEvalConfig:
-    """The evaluation config of a sweep on ``device``."""
-    return PSEvalConfig(model_name=config.model, device=device, **config.eval_overrides)
+    """The evaluation config of a sweep on ``device`` (its standard-metrics tokens from the budget)."""
+    return PSEvalConfig(
+        model_name=config.model,
+        device=device,
+        standard_metrics_tokens=config.standard_metrics_tokens,
+        standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
+        **config.eval_overrides,
+    )
 
 
 def train_configs_of(config: SweepConfig, device: str, force_rerun: bool = False) -> dict[str, Any]:
@@ -159,8 +165,6 @@ def run_hook_group(
         config=eval_config_of(config, device),
         output_folder=results_folder(config),
         force_rerun=force_rerun,
-        standard_metrics_tokens=config.standard_metrics_tokens,
-        standard_metrics_ce_tokens=config.standard_metrics_ce_tokens,
         on_status=status,
         run_log=run_log,
     )

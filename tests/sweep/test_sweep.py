@@ -216,3 +216,13 @@ def test_hooks_whose_caches_do_not_fit_together_are_harvested_in_groups(
 
     again = run_sweep(sweep, plots=False, status=lambda _m: None)
     assert again["trained"] == 0 and again["reused"] == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "top"), [("standard_metrics_tokens", "standard_metrics_tokens"), ("model_name", "model")]
+)
+def test_eval_overrides_of_a_top_level_key_are_refused_naming_it(tmp_path: Path, key: str, top: str) -> None:
+    data = _config(tmp_path, tmp_path, tmp_path / "d.jsonl")
+    data["eval_overrides"] = {key: 0 if key.startswith("standard") else "gpt2"}
+    with pytest.raises(ConfigError, match=f"eval_overrides sets {key}.*`{top}: "):
+        validate_sweep_config(data)
