@@ -219,5 +219,5 @@ def read_mapping_file(path: str | Path, what: str) -> dict[str, Any]:
             f"cannot parse {what} file {path} ({parse_error_details(exc)})", "fix its syntax"
         ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{what} file {path} does not hold a mapping", "write one `field: value` per line")
+        raise ConfigError(f"{what} file {path} does not hold a mapping", "write field: value pairs")
     return data

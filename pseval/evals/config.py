@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -147,6 +148,14 @@ class PSEvalConfig(BaseModel):
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be >= 1")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        # Refused here, before any SAE is opened, rather than when the model loads.
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be cpu, cuda, cuda:N, mps or auto")
         return value
 
     @field_validator("bootstrap_resamples")

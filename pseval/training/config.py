@@ -9,14 +9,13 @@ pydantic traceback.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pseval.errors import ConfigError, parse_error_details
+from pseval.errors import ConfigError
 
 Architecture = Literal["standard", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu", "gated"]
 ARCHITECTURES: tuple[str, ...] = (
@@ -400,23 +399,9 @@ class TrainConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         """Load a config from a JSON or YAML file (keys are field names)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist", "check the path")
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
+        from pseval._io import read_mapping_file
 
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as exc:
-            raise ConfigError(
-                f"cannot parse config file {path} ({parse_error_details(exc)})", "fix its syntax"
-            ) from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} does not hold a mapping", "write field: value pairs")
+        data = read_mapping_file(path, "config")
         try:
             return cls(**data)
         except ConfigError as exc:

@@ -145,3 +145,9 @@ def test_a_bad_flag_is_one_line_naming_it(captured: dict[str, Any], args: list[s
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0], result.output
     assert "config" not in captured
+
+
+def test_an_unknown_device_is_refused_before_any_sae_is_opened(captured: dict[str, Any]) -> None:
+    result = _invoke("--device", "gpu")
+    assert result.exit_code == 2 and "--device" in result.output and "cuda:N" in result.output, result.output
+    assert "config" not in captured
