@@ -2,10 +2,10 @@
 
 Flow, so that every mistake surfaces before the long work starts and memory does not grow with the SAE count:
 
-1. open every SAE from its config (no weights read) and parse its hook; resolve its input regime
-   (:mod:`pseval.evals.regime`) and its result identity; pick its result file and skip it when that file
-   already holds this very result, or stop, naming what differs, when it holds another
-   (:mod:`pseval.evals.results_store`);
+1. :func:`pseval.evals.plan.plan_run`: open every SAE from its config (no weights read) and parse its hook;
+   resolve its input regime (:mod:`pseval.evals.regime`) and its result identity; pick its result file and
+   skip it when that file already holds this very result, or stop, naming what differs, when it holds
+   another (:mod:`pseval.evals.results_store`);
 2. load the model; check each SAE's width against its hook, its BOS token and its activation processing;
    load the dataset splits;
 3. per distinct prompt set (SAEs whose regimes give the same token ids share one), collect every hook those
@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata
-import re
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,217 +31,42 @@ import torch
 
 from pseval._io import check_writable
 from pseval._version import __version__
-from pseval.errors import ConfigError, DataError, SAEError
+from pseval.errors import ConfigError, DataError
 from pseval.evals.categories import EvalResultMetrics
-from pseval.evals.checks import check_sae_settings, check_token_budgets
 from pseval.evals.config import PSEvalConfig
-from pseval.evals.regime import InputRegime, check_processing, input_regime, processed
-from pseval.evals.results_store import (
-    DATASET_HASH_KEY,
-    IDENTITY_VERSION,
-    check_destination,
-    check_stored,
-    choose_name,
-    name_candidates,
-    result_path,
-    write_result,
+from pseval.evals.plan import (
+    NamedSAE,
+    RunPlan,
+    SAEItem,
+    _check_weights,
+    check_sae_fits,
+    hook_for,
+    open_items,
+    plan_run,
+    resolve_saes,
+    result_identity,
+    sanitize_name,
 )
+from pseval.evals.regime import InputRegime, check_processing, processed
+from pseval.evals.results_store import result_path, write_result
 from pseval.evals.schema import EVAL_TYPE_ID, SAE_BENCH_COMMIT_UNKNOWN, PSEvalResult
 from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
 from pseval.evals.senses import ANCHORS_KEY, no_anchor_note
-from pseval.sae.config import SAEConfig
-from pseval.sae.model import SAE
 
-__all__ = [
+__all__ = [  # the plan's names stay importable from here
     "NamedSAE",
+    "RunPlan",
     "SAEItem",
     "check_sae_fits",
     "evaluate",
     "hook_for",
     "open_items",
+    "plan_run",
     "resolve_saes",
+    "result_identity",
     "result_path",
     "sanitize_name",
 ]
-
-
-@dataclass
-class NamedSAE:
-    """An SAE with the name its result file is called by and where it came from."""
-
-    name: str
-    sae: SAE
-    path: str | None = None
-    release: str | None = None
-    sae_id: str | None = None
-
-
-@dataclass
-class SAEItem:
-    """One SAE of a run: opened from its config, materialised only while it is scored."""
-
-    base_name: str
-    cfg: SAEConfig
-    hook: str
-    content_hash: str
-    path: str | None = None
-    release: str | None = None
-    sae_id: str | None = None
-    source: Any = None
-    """The ``SAESource`` it is loaded from (None for an SAE passed as an object)."""
-    sae: SAE | None = None
-    """The SAE passed as an object (None for one opened from files)."""
-    name: str = ""
-    regime: InputRegime = field(default_factory=lambda: InputRegime(prepend_bos=None))
-    fixed_name: bool = False
-    """The result name was given with the spec (``(name, spec)``), not chosen here."""
-
-    def load(self, device: str, dtype: str | None) -> SAE:
-        """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
-        if self.sae is not None:
-            return self.sae
-        sae: SAE = self.source.load(device=device, dtype=dtype)
-        return sae
-
-
-def sanitize_name(text: str) -> str:
-    """A file-name-safe version of an SAE name."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "sae"
-
-
-def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
-    hook = hook_name or cfg_hook
-    if not hook:
-        raise ConfigError(
-            f"the SAE {name!r} records no hook point",
-            "pass one with --hook, e.g. --hook blocks.12.hook_resid_post",
-        )
-    return hook
-
-
-def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
-    """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
-    from pseval.sae.formats.loader import open_sae
-
-    items: list[SAEItem] = []
-    for spec in saes:
-        path = release = sae_id = None
-        sae: SAE | None = None
-        fixed_name: str | None = None
-        if isinstance(spec, NamedSAE):
-            sae, base = spec.sae, spec.name
-            path, release, sae_id = spec.path, spec.release, spec.sae_id
-        elif isinstance(spec, SAE):
-            sae, base = spec, f"sae{len(items)}"
-        elif isinstance(spec, tuple) and isinstance(spec[1], SAE):
-            base, sae = sanitize_name(str(spec[0])), spec[1]
-        elif isinstance(spec, tuple):  # (result name, spec): the name was decided by a driver
-            fixed_name, spec = sanitize_name(str(spec[0])), spec[1]
-        if sae is not None:
-            hook = _record_hook(base, sae.cfg.hook_name, hook_name)
-            items.append(SAEItem(base, sae.cfg, hook, sae.fingerprint(), path, release, sae_id, sae=sae))
-            continue
-        text = str(spec)
-        source = open_sae(text, hook_name=hook_name)
-        if text.startswith("saelens:"):
-            release, _, sae_id = text[len("saelens:") :].partition("/")
-            base, path = sanitize_name(f"{release}_{sae_id}"), text
-        else:
-            where = Path(source.path if source.path is not None else text).expanduser().resolve()
-            base = sanitize_name(where.stem if where.is_file() else where.name)
-            path = str(where)
-            # A folder exported from a SAELens pretrained SAE records where it came from.
-            metadata = source.cfg.metadata or {}
-            if metadata.get("sae_lens_release") and metadata.get("sae_lens_id"):
-                release, sae_id = str(metadata["sae_lens_release"]), str(metadata["sae_lens_id"])
-        hook = _record_hook(base, source.cfg.hook_name, hook_name)
-        items.append(
-            SAEItem(
-                fixed_name or base,
-                source.cfg,
-                hook,
-                source.content_hash(),
-                path,
-                release,
-                sae_id,
-                source=source,
-                fixed_name=fixed_name is not None,
-            )
-        )
-    return items
-
-
-def resolve_saes(saes: Sequence[Any], device: str = "cpu") -> list[NamedSAE]:
-    """Load every SAE spec and name it uniquely (SAEs sharing a folder name get their parent folder's)."""
-    named: list[NamedSAE] = []
-    taken: set[str] = set()
-    for item in open_items(saes):
-        item.name = choose_name(
-            name_candidates(item.base_name, item.path, sanitize_name), item.path, None, taken
-        )
-        taken.add(item.name)
-        sae = item.load(device, None)
-        named.append(NamedSAE(item.name, sae, item.path, item.release, item.sae_id))
-    return named
-
-
-def hook_for(item: NamedSAE, hook_name: str | None) -> str:
-    """The hook an SAE is applied to: the explicit one, else the one its config records."""
-    return _record_hook(item.name, item.sae.cfg.hook_name, hook_name)
-
-
-def check_sae_fits(loaded: Any, item: NamedSAE | SAEItem, hook: str) -> None:
-    """Fail early, naming both numbers, when the SAE's input width differs from the hook's."""
-    from pseval.models.hooks import hook_width
-
-    cfg = item.cfg if isinstance(item, SAEItem) else item.sae.cfg
-    width = hook_width(loaded.model, hook)
-    if cfg.d_in != width:
-        raise SAEError(
-            f"the SAE {item.name!r} expects d_in={cfg.d_in} but {hook} of {loaded.name} has width {width}",
-            "pass an SAE trained on this model and hook, or the hook it was trained on with --hook",
-        )
-
-
-def _check_weights(item: SAEItem) -> None:
-    """Read the SAE's weights once so NaN/Inf fail before any pass.
-
-    Weights readable lazily from safetensors are streamed from their files in bounded pieces (an SAE of
-    any width is checked in the memory of one piece); any other SAE is loaded (memory-mapped where the
-    format allows) and let go.
-    """
-    if item.source is None:
-        return
-    if getattr(item.source, "tensors", None) is not None:
-        from pseval.sae.lazy import check_finite_tensors
-
-        check_finite_tensors(item.source)
-        return
-    sae = item.source.load(device="cpu", dtype=None)
-    del sae
-    gc.collect()
-
-
-def result_identity(item: SAEItem, config: PSEvalConfig, dataset_sha256: str | None = None) -> dict[str, Any]:
-    """Everything that decides the numbers of ``item``'s result (compared key by key on reruns).
-
-    ``dataset_sha256`` is the content hash of ``config.dataset`` (computed here when not given).
-    """
-    from pseval.data.datasets import dataset_sha256 as content_hash
-
-    return {
-        "identity_version": IDENTITY_VERSION,
-        "sae_content_hash": item.content_hash,
-        "model_name": config.model_name,
-        "hook_name": item.hook,
-        **item.regime.identity(),
-        **config.identity(),
-        DATASET_HASH_KEY: dataset_sha256 or content_hash(config.dataset),
-        "standard_metrics_tokens": config.standard_metrics_tokens,
-        "standard_metrics_ce_tokens": (
-            config.standard_metrics_ce_tokens if config.standard_metrics_tokens > 0 else None
-        ),
-    }
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -398,86 +222,6 @@ def _with_processed(
     return replace(data, acts={**data.acts, hook: memo[key]})
 
 
-def _distinct(items: list[SAEItem], status: Callable[[str], None]) -> list[SAEItem]:
-    """``items`` with each SAE once: the same resolved path or SAELens spec given again is scored once."""
-    seen: dict[str, int] = {}
-    distinct: list[SAEItem] = []
-    for item in items:
-        if item.path is None or item.fixed_name:
-            distinct.append(item)
-            continue
-        seen[item.path] = seen.get(item.path, 0) + 1
-        if seen[item.path] == 1:
-            distinct.append(item)
-    for path, count in seen.items():
-        if count > 1:
-            status(f"the SAE {path} was given {count} times: it is scored once, with one result file")
-    return distinct
-
-
-@dataclass
-class RunPlan:
-    """What a run will do, decided from the SAEs' configs alone: names, identities, finished results."""
-
-    items: list[SAEItem]
-    identities: dict[str, dict[str, Any]]
-    finished: dict[str, PSEvalResult]
-
-
-def plan_run(
-    saes: Sequence[Any],
-    config: PSEvalConfig,
-    hook_name: str | None = None,
-    output_folder: str | Path | None = None,
-    force_rerun: bool = False,
-    status: Callable[[str], None] = lambda _msg: None,
-) -> RunPlan:
-    """Open every SAE (configs only), decide its result name and identity, and find its finished result.
-
-    Fails before any model work when an SAE is bad or its result file holds another result.
-    """
-    from pseval.data.datasets import dataset_sha256
-    from pseval.models.hooks import parse_hook_name
-
-    check_token_budgets(config.standard_metrics_tokens, config.standard_metrics_ce_tokens)
-    items = _distinct(open_items(saes, hook_name), status)
-    dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
-    taken: set[str] = set()
-    identities: dict[str, dict[str, Any]] = {}
-    finished: dict[str, PSEvalResult] = {}
-    for item in items:
-        parse_hook_name(item.hook)
-        check_sae_settings(item.base_name, item.cfg, config, status)
-        item.regime = input_regime(item.cfg.metadata, config)
-        if config.controls:  # an SAE without a recorded training config fails here, before any work
-            from pseval.training.controls import control_train_config
-
-            control_train_config(item.cfg, "decoder")
-        if not item.fixed_name:
-            item.name = choose_name(
-                name_candidates(item.base_name, item.path, sanitize_name), item.path, output_folder, taken
-            )
-        elif item.base_name in taken:
-            raise ConfigError(
-                f"two SAEs were given the result name {item.base_name!r}", "give them distinct names"
-            )
-        else:
-            item.name = item.base_name
-        taken.add(item.name)
-        identities[item.name] = result_identity(item, config, dataset_hash)
-        if output_folder is None:
-            continue
-        path = result_path(output_folder, item.name)
-        check_destination(path)
-        if force_rerun:
-            continue
-        stored = check_stored(path, identities[item.name])
-        if stored is not None:
-            finished[item.name] = stored
-            status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
-    return RunPlan(items, identities, finished)
-
-
 def evaluate(
     model: Any = "smollm2-135m",
     saes: Sequence[Any] = (),
@@ -502,11 +246,7 @@ def evaluate(
     ``run_log``, when given, receives the names of the SAEs ``evaluated`` and ``skipped``.
     """
     status = on_status or (lambda _msg: None)
-    if config is None:
-        model_name = model if isinstance(model, str) else getattr(model, "name", "model")
-        config = PSEvalConfig(model_name=str(model_name), **overrides)
-    elif overrides:
-        config = PSEvalConfig(**{**config.model_dump(), **overrides})
+    config = _run_config(model, config, overrides)
     if not saes:
         raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
     if output_folder is not None:
@@ -514,11 +254,9 @@ def evaluate(
         if (Path(output_folder) / EVAL_TYPE_ID).is_dir():  # where the files go, when it exists already
             check_writable(Path(output_folder) / EVAL_TYPE_ID, "--output-folder")
 
-    from pseval.models.hooks import hook_width, parse_hook_name
-
     # 1. Configs only: every SAE opened, its hook parsed, its regime, identity and result file decided.
     plan = plan_run(saes, config, hook_name, output_folder, force_rerun, status)
-    items, identities, finished = plan.items, plan.identities, plan.finished
+    items, finished = plan.items, plan.finished
     todo = [item for item in items if item.name not in finished]
     for item in todo:
         _check_weights(item)
@@ -529,9 +267,46 @@ def evaluate(
         return [finished[item.name] for item in items]
 
     # 2. The model: widths, BOS tokens and processing checked, datasets loaded, before any forward pass.
-    from pseval.models.loading import load_model, resolve_device
+    from pseval.models.loading import resolve_device
 
     device = resolve_device(config.device)
+    loaded, bos_ids = _load_checked(model, config, device, todo)
+    splits = _load_splits(loaded, config, status)
+    if config.baselines and splits.held_out is None:
+        status(f"{splits.why_no_held_out}: the dense threshold is chosen by seeded 5-fold cross-validation")
+
+    # 3. One prompt set per distinct token ids; SAEs sharing one share its activation pass.
+    run = _Run(
+        loaded=loaded,
+        config=config,
+        splits=splits,
+        device=device if isinstance(model, str) else str(getattr(loaded, "device", device)),
+        output_folder=output_folder,
+        identities=plan.identities,
+        status=status,
+    )
+    fresh: dict[str, PSEvalResult] = {}
+    for prompt_sets, members in _by_prompt_set(run, todo, bos_ids):
+        fresh.update(_score_group(run, prompt_sets, members))
+        gc.collect()
+    return [finished.get(item.name) or fresh[item.name] for item in items]
+
+
+def _run_config(model: Any, config: PSEvalConfig | None, overrides: dict[str, Any]) -> PSEvalConfig:
+    """``config`` with ``overrides`` (validated), or the defaults for ``model`` with them."""
+    if config is None:
+        model_name = model if isinstance(model, str) else getattr(model, "name", "model")
+        return PSEvalConfig(model_name=str(model_name), **overrides)
+    return PSEvalConfig(**{**config.model_dump(), **overrides}) if overrides else config
+
+
+def _load_checked(
+    model: Any, config: PSEvalConfig, device: str, todo: list[SAEItem]
+) -> tuple[Any, dict[str, int | None]]:
+    """The model (loaded unless given), each SAE's hook, width, BOS token and processing checked against it."""
+    from pseval.models.hooks import hook_width, parse_hook_name
+    from pseval.models.loading import load_model
+
     loaded = (
         load_model(config.model_name, device=device, dtype=config.dtype) if isinstance(model, str) else model
     )
@@ -541,77 +316,92 @@ def evaluate(
         check_sae_fits(loaded, item, item.hook)
         bos_ids[item.name] = item.regime.resolve_bos(loaded.tokenizer)
         check_processing(loaded, item.hook, hook_width(loaded.model, item.hook), item.regime)
-    splits = _load_splits(loaded, config, status)
-    if config.baselines and splits.held_out is None:
-        status(f"{splits.why_no_held_out}: the dense threshold is chosen by seeded 5-fold cross-validation")
+    return loaded, bos_ids
 
-    # 3. One prompt set per distinct token ids; SAEs sharing one share its activation pass.
-    groups: dict[str, list[SAEItem]] = defaultdict(list)
-    prompt_sets: dict[str, tuple[Any, Any]] = {}
+
+@dataclass
+class _Run:
+    """What every SAE of one evaluation is scored with."""
+
+    loaded: Any
+    config: PSEvalConfig
+    splits: _Splits
+    device: str
+    output_folder: str | Path | None
+    identities: dict[str, dict[str, Any]]
+    status: Callable[[str], None]
+
+
+def _by_prompt_set(
+    run: _Run, todo: list[SAEItem], bos_ids: dict[str, int | None]
+) -> list[tuple[tuple[Any, Any], list[SAEItem]]]:
+    """The SAEs grouped by the token ids of their prompts: (evaluated, held-out) prompt sets, members."""
     from pseval.activations.collect import prompts_digest
 
+    groups: dict[str, list[SAEItem]] = defaultdict(list)
+    prompt_sets: dict[str, tuple[Any, Any]] = {}
+    splits = run.splits
     for item in todo:
         bos = item.regime.prepend_bos
-        evaluated = _prompt_set(loaded, config, splits.evaluated, bos, bos_ids[item.name])
+        evaluated = _prompt_set(run.loaded, run.config, splits.evaluated, bos, bos_ids[item.name])
         digest = prompts_digest(evaluated.prompts)
         if digest not in prompt_sets:
             held = (
-                _prompt_set(loaded, config, splits.held_out, bos, bos_ids[item.name])
+                _prompt_set(run.loaded, run.config, splits.held_out, bos, bos_ids[item.name])
                 if splits.held_out is not None
                 else None
             )
             prompt_sets[digest] = (evaluated, held)
         groups[digest].append(item)
+    return [(prompt_sets[digest], members) for digest, members in groups.items()]
+
+
+def _bos_text(prepend_bos: bool | None) -> str:
+    if prepend_bos:
+        return "with BOS"
+    return "without BOS" if prepend_bos is False else "with the tokenizer's special tokens"
+
+
+def _score_group(run: _Run, prompt_sets: tuple[Any, Any], members: list[SAEItem]) -> dict[str, PSEvalResult]:
+    """One activation pass over the hooks ``members`` read, then each of them scored, written and freed."""
+    loaded, config, splits, status = run.loaded, run.config, run.splits, run.status
+    evaluated_set, held_set = prompt_sets
+    needed_hooks = sorted({item.hook for item in members})
+    neuron_hooks: dict[str, str] = {}
     if config.baselines:
         from pseval.evals.neuron_baseline import neuron_hook_for
-    sae_device = device if isinstance(model, str) else str(getattr(loaded, "device", device))
 
-    fresh: dict[str, PSEvalResult] = {}
-    for digest, members in groups.items():
-        evaluated_set, held_set = prompt_sets[digest]
-        needed_hooks = sorted({item.hook for item in members})
-        neuron_hooks = (
-            {h: nh for h in needed_hooks if (nh := neuron_hook_for(h)) is not None}
-            if config.baselines
-            else {}
+        neuron_hooks = {h: nh for h in needed_hooks if (nh := neuron_hook_for(h)) is not None}
+    collected = sorted(set(needed_hooks) | set(neuron_hooks.values()))
+    bos_text = _bos_text(evaluated_set.prepend_bos)
+    status(f"collecting {len(collected)} hook(s) on the {config.split} split, prompts {bos_text}")
+    data = _activations(loaded, config, splits.evaluated, evaluated_set, config.split, collected)
+    held_out = None
+    if held_set is not None:
+        status(f"collecting the held-out {splits.held_out_split} split for the dense baseline threshold")
+        held_out = _activations(
+            loaded, config, splits.held_out, held_set, str(splits.held_out_split), needed_hooks
         )
-        collected = sorted(set(needed_hooks) | set(neuron_hooks.values()))
-        bos_text = (
-            "with BOS"
-            if evaluated_set.prepend_bos
-            else (
-                "without BOS" if evaluated_set.prepend_bos is False else "with the tokenizer's special tokens"
-            )
+    memo: dict[Any, torch.Tensor] = {}
+    baselines: dict[Any, dict[str, dict[str, Any]]] = defaultdict(dict)
+    return {
+        item.name: _score_one(
+            loaded,
+            item,
+            config,
+            data,
+            held_out,
+            neuron_hooks,
+            memo,
+            baselines,
+            splits,
+            run.device,
+            run.output_folder,
+            run.identities[item.name],
+            status,
         )
-        status(f"collecting {len(collected)} hook(s) on the {config.split} split, prompts {bos_text}")
-        data = _activations(loaded, config, splits.evaluated, evaluated_set, config.split, collected)
-        held_out = None
-        if held_set is not None:
-            status(f"collecting the held-out {splits.held_out_split} split for the dense baseline threshold")
-            held_out = _activations(
-                loaded, config, splits.held_out, held_set, str(splits.held_out_split), needed_hooks
-            )
-        memo: dict[Any, torch.Tensor] = {}
-        baselines: dict[Any, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for item in sorted(members, key=lambda it: it.hook):
-            fresh[item.name] = _score_one(
-                loaded,
-                item,
-                config,
-                data,
-                held_out,
-                neuron_hooks,
-                memo,
-                baselines,
-                splits,
-                sae_device,
-                output_folder,
-                identities[item.name],
-                status,
-            )
-        del data, held_out, memo, baselines
-        gc.collect()
-    return [finished.get(item.name) or fresh[item.name] for item in items]
+        for item in sorted(members, key=lambda it: it.hook)
+    }
 
 
 def _score_one(

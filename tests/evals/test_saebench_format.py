@@ -44,7 +44,17 @@ def saebench_output_type(category_fields: dict[str, list[str]]) -> Any:
     config_type = dataclass(
         dataclasses.make_dataclass(
             "PSEvalSAEBenchConfig",
-            [(name, field.annotation) for name, field in PSEvalConfig.model_fields.items()],
+            [
+                (name, field.annotation)
+                for name, field in PSEvalConfig.model_fields.items()
+                if name not in PSEvalConfig.WRITTEN_WHEN_SET
+            ]
+            # written to a result only when set (results stored before they existed lack them)
+            + [
+                (name, field.annotation, dataclasses.field(default=field.default))
+                for name, field in PSEvalConfig.model_fields.items()
+                if name in PSEvalConfig.WRITTEN_WHEN_SET
+            ],
             bases=(base_eval_output.BaseEvalConfig,),
         )
     )

@@ -1,0 +1,292 @@
+"""The plan of a PS-Eval run, from the SAEs' configs alone (no weights, no model).
+
+Every SAE is opened from its config and its hook parsed; its input regime (:mod:`pseval.evals.regime`), its
+result name and its result identity are decided, and its result file is checked: a file holding this very
+result is a finished result (skipped), a file holding another stops the run, naming what differs
+(:mod:`pseval.evals.results_store`). :func:`pseval.evals.runner.evaluate` then scores what is left.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pseval.errors import ConfigError, SAEError
+from pseval.evals.checks import check_sae_settings, check_token_budgets
+from pseval.evals.config import PSEvalConfig
+from pseval.evals.regime import InputRegime, input_regime
+from pseval.evals.results_store import (
+    DATASET_HASH_KEY,
+    IDENTITY_VERSION,
+    check_destination,
+    check_stored,
+    choose_name,
+    name_candidates,
+    result_path,
+)
+from pseval.evals.schema import PSEvalResult
+from pseval.sae.config import SAEConfig
+from pseval.sae.model import SAE
+
+
+@dataclass
+class NamedSAE:
+    """An SAE with the name its result file is called by and where it came from."""
+
+    name: str
+    sae: SAE
+    path: str | None = None
+    release: str | None = None
+    sae_id: str | None = None
+
+
+@dataclass
+class SAEItem:
+    """One SAE of a run: opened from its config, materialised only while it is scored."""
+
+    base_name: str
+    cfg: SAEConfig
+    hook: str
+    content_hash: str
+    path: str | None = None
+    release: str | None = None
+    sae_id: str | None = None
+    source: Any = None
+    """The ``SAESource`` it is loaded from (None for an SAE passed as an object)."""
+    sae: SAE | None = None
+    """The SAE passed as an object (None for one opened from files)."""
+    name: str = ""
+    regime: InputRegime = field(default_factory=lambda: InputRegime(prepend_bos=None))
+    fixed_name: bool = False
+    """The result name was given with the spec (``(name, spec)``), not chosen here."""
+
+    def load(self, device: str, dtype: str | None) -> SAE:
+        """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
+        if self.sae is not None:
+            return self.sae
+        sae: SAE = self.source.load(device=device, dtype=dtype)
+        return sae
+
+
+def sanitize_name(text: str) -> str:
+    """A file-name-safe version of an SAE name."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "sae"
+
+
+def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
+    hook = hook_name or cfg_hook
+    if not hook:
+        raise ConfigError(
+            f"the SAE {name!r} records no hook point",
+            "pass one with --hook, e.g. --hook blocks.12.hook_resid_post",
+        )
+    return hook
+
+
+def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
+    """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
+    from pseval.sae.formats.loader import open_sae
+
+    items: list[SAEItem] = []
+    for spec in saes:
+        path = release = sae_id = None
+        sae: SAE | None = None
+        fixed_name: str | None = None
+        if isinstance(spec, NamedSAE):
+            sae, base = spec.sae, spec.name
+            path, release, sae_id = spec.path, spec.release, spec.sae_id
+        elif isinstance(spec, SAE):
+            sae, base = spec, f"sae{len(items)}"
+        elif isinstance(spec, tuple) and isinstance(spec[1], SAE):
+            base, sae = sanitize_name(str(spec[0])), spec[1]
+        elif isinstance(spec, tuple):  # (result name, spec): the name was decided by a driver
+            fixed_name, spec = sanitize_name(str(spec[0])), spec[1]
+        if sae is not None:
+            hook = _record_hook(base, sae.cfg.hook_name, hook_name)
+            items.append(SAEItem(base, sae.cfg, hook, sae.fingerprint(), path, release, sae_id, sae=sae))
+            continue
+        text = str(spec)
+        source = open_sae(text, hook_name=hook_name)
+        if text.startswith("saelens:"):
+            release, _, sae_id = text[len("saelens:") :].partition("/")
+            base, path = sanitize_name(f"{release}_{sae_id}"), text
+        else:
+            where = Path(source.path if source.path is not None else text).expanduser().resolve()
+            base = sanitize_name(where.stem if where.is_file() else where.name)
+            path = str(where)
+            # A folder exported from a SAELens pretrained SAE records where it came from.
+            metadata = source.cfg.metadata or {}
+            if metadata.get("sae_lens_release") and metadata.get("sae_lens_id"):
+                release, sae_id = str(metadata["sae_lens_release"]), str(metadata["sae_lens_id"])
+        hook = _record_hook(base, source.cfg.hook_name, hook_name)
+        items.append(
+            SAEItem(
+                fixed_name or base,
+                source.cfg,
+                hook,
+                source.content_hash(),
+                path,
+                release,
+                sae_id,
+                source=source,
+                fixed_name=fixed_name is not None,
+            )
+        )
+    return items
+
+
+def resolve_saes(saes: Sequence[Any], device: str = "cpu") -> list[NamedSAE]:
+    """Load every SAE spec and name it uniquely (SAEs sharing a folder name get their parent folder's)."""
+    named: list[NamedSAE] = []
+    taken: set[str] = set()
+    for item in open_items(saes):
+        item.name = choose_name(
+            name_candidates(item.base_name, item.path, sanitize_name), item.path, None, taken
+        )
+        taken.add(item.name)
+        sae = item.load(device, None)
+        named.append(NamedSAE(item.name, sae, item.path, item.release, item.sae_id))
+    return named
+
+
+def hook_for(item: NamedSAE, hook_name: str | None) -> str:
+    """The hook an SAE is applied to: the explicit one, else the one its config records."""
+    return _record_hook(item.name, item.sae.cfg.hook_name, hook_name)
+
+
+def check_sae_fits(loaded: Any, item: NamedSAE | SAEItem, hook: str) -> None:
+    """Fail early, naming both numbers, when the SAE's input width differs from the hook's."""
+    from pseval.models.hooks import hook_width
+
+    cfg = item.cfg if isinstance(item, SAEItem) else item.sae.cfg
+    width = hook_width(loaded.model, hook)
+    if cfg.d_in != width:
+        raise SAEError(
+            f"the SAE {item.name!r} expects d_in={cfg.d_in} but {hook} of {loaded.name} has width {width}",
+            "pass an SAE trained on this model and hook, or the hook it was trained on with --hook",
+        )
+
+
+def _check_weights(item: SAEItem) -> None:
+    """Read the SAE's weights once so NaN/Inf fail before any pass.
+
+    Weights readable lazily from safetensors are streamed from their files in bounded pieces (an SAE of
+    any width is checked in the memory of one piece); any other SAE is loaded (memory-mapped where the
+    format allows) and let go.
+    """
+    if item.source is None:
+        return
+    if getattr(item.source, "tensors", None) is not None:
+        from pseval.sae.lazy import check_finite_tensors
+
+        check_finite_tensors(item.source)
+        return
+    sae = item.source.load(device="cpu", dtype=None)
+    del sae
+    gc.collect()
+
+
+def result_identity(item: SAEItem, config: PSEvalConfig, dataset_sha256: str | None = None) -> dict[str, Any]:
+    """Everything that decides the numbers of ``item``'s result (compared key by key on reruns).
+
+    ``dataset_sha256`` is the content hash of ``config.dataset`` (computed here when not given).
+    """
+    from pseval.data.datasets import dataset_sha256 as content_hash
+
+    return {
+        "identity_version": IDENTITY_VERSION,
+        "sae_content_hash": item.content_hash,
+        "model_name": config.model_name,
+        "hook_name": item.hook,
+        **item.regime.identity(),
+        **config.identity(),
+        DATASET_HASH_KEY: dataset_sha256 or content_hash(config.dataset),
+        "standard_metrics_tokens": config.standard_metrics_tokens,
+        "standard_metrics_ce_tokens": (
+            config.standard_metrics_ce_tokens if config.standard_metrics_tokens > 0 else None
+        ),
+    }
+
+
+def _distinct(items: list[SAEItem], status: Callable[[str], None]) -> list[SAEItem]:
+    """``items`` with each SAE once: the same resolved path or SAELens spec given again is scored once."""
+    seen: dict[str, int] = {}
+    distinct: list[SAEItem] = []
+    for item in items:
+        if item.path is None or item.fixed_name:
+            distinct.append(item)
+            continue
+        seen[item.path] = seen.get(item.path, 0) + 1
+        if seen[item.path] == 1:
+            distinct.append(item)
+    for path, count in seen.items():
+        if count > 1:
+            status(f"the SAE {path} was given {count} times: it is scored once, with one result file")
+    return distinct
+
+
+@dataclass
+class RunPlan:
+    """What a run will do, decided from the SAEs' configs alone: names, identities, finished results."""
+
+    items: list[SAEItem]
+    identities: dict[str, dict[str, Any]]
+    finished: dict[str, PSEvalResult]
+
+
+def plan_run(
+    saes: Sequence[Any],
+    config: PSEvalConfig,
+    hook_name: str | None = None,
+    output_folder: str | Path | None = None,
+    force_rerun: bool = False,
+    status: Callable[[str], None] = lambda _msg: None,
+) -> RunPlan:
+    """Open every SAE (configs only), decide its result name and identity, and find its finished result.
+
+    Fails before any model work when an SAE is bad or its result file holds another result.
+    """
+    from pseval.data.datasets import dataset_sha256
+    from pseval.models.hooks import parse_hook_name
+
+    check_token_budgets(config.standard_metrics_tokens, config.standard_metrics_ce_tokens)
+    items = _distinct(open_items(saes, hook_name), status)
+    dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
+    taken: set[str] = set()
+    identities: dict[str, dict[str, Any]] = {}
+    finished: dict[str, PSEvalResult] = {}
+    for item in items:
+        parse_hook_name(item.hook)
+        check_sae_settings(item.base_name, item.cfg, config, status)
+        item.regime = input_regime(item.cfg.metadata, config)
+        if config.controls:  # an SAE without a recorded training config fails here, before any work
+            from pseval.training.controls import control_train_config
+
+            control_train_config(item.cfg, "decoder")
+        if not item.fixed_name:
+            item.name = choose_name(
+                name_candidates(item.base_name, item.path, sanitize_name), item.path, output_folder, taken
+            )
+        elif item.base_name in taken:
+            raise ConfigError(
+                f"two SAEs were given the result name {item.base_name!r}", "give them distinct names"
+            )
+        else:
+            item.name = item.base_name
+        taken.add(item.name)
+        identities[item.name] = result_identity(item, config, dataset_hash)
+        if output_folder is None:
+            continue
+        path = result_path(output_folder, item.name)
+        check_destination(path)
+        if force_rerun:
+            continue
+        stored = check_stored(path, identities[item.name])
+        if stored is not None:
+            finished[item.name] = stored
+            status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
+    return RunPlan(items, identities, finished)
