@@ -201,18 +201,25 @@ def _numeric_keys(rows: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def by_config_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Seed mean and SD of every number per hook kind × architecture, then per hook kind over all SAEs."""
+def by_config_rows(
+    rows: list[dict[str, Any]],
+    group_fields: tuple[str, ...] = ("hook_kind", "architecture"),
+    pooled_field: str | None = "architecture",
+) -> list[dict[str, Any]]:
+    """Seed mean and SD of every number per config (the values of ``group_fields``: hook kind × architecture by
+    default), then, when ``pooled_field`` is given, per config with that field set to ``all`` (per hook kind
+    over every architecture by default)."""
     keys = _numeric_keys(rows)
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["hook_kind"], row["architecture"]), []).append(row)
-        groups.setdefault((row["hook_kind"], "all"), []).append(row)
+        groups.setdefault(tuple(row[f] for f in group_fields), []).append(row)
+        if pooled_field is not None:
+            pooled = tuple("all" if f == pooled_field else row[f] for f in group_fields)
+            groups.setdefault(pooled, []).append(row)
     out = []
-    for (hook, architecture), members in groups.items():
+    for config, members in groups.items():
         record: dict[str, Any] = {
-            "hook_kind": hook,
-            "architecture": architecture,
+            **dict(zip(group_fields, config, strict=True)),
             "n_saes": len(members),
             "seeds": " ".join(str(m["seed"]) for m in members),
             "n_beats_random_on_j": sum(bool(m["beats_random_on_j"]) for m in members),
@@ -244,20 +251,24 @@ def by_config_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def extra_reliability(rows: list[dict[str, Any]], level: float = 0.95) -> dict[str, Any]:
-    """pseval's reliability statistics of :data:`EXTRA_RELIABILITY`, one scope, configs = hook × architecture."""
+def extra_reliability(
+    rows: list[dict[str, Any]],
+    level: float = 0.95,
+    group_fields: tuple[str, ...] = ("hook_kind", "architecture"),
+) -> dict[str, Any]:
+    """pseval's reliability statistics of :data:`EXTRA_RELIABILITY`, one scope, configs = the values of
+    ``group_fields`` (hook kind × architecture by default)."""
     from pseval.metrics.reliability import metric_reliability
 
     out: dict[str, Any] = {}
     for metric in EXTRA_RELIABILITY:
-        groups: dict[tuple[str, str], list[float]] = {}
+        groups: dict[str, list[float]] = {}
         for row in rows:
             if row.get(metric) is not None:
-                groups.setdefault((row["hook_kind"], row["architecture"]), []).append(float(row[metric]))
+                config = "/".join(str(row[f]) for f in group_fields)
+                groups.setdefault(config, []).append(float(row[metric]))
         if groups:
-            out[metric] = metric_reliability(
-                [{f"{h}/{a}": v for (h, a), v in groups.items()}], level
-            ).as_dict()
+            out[metric] = metric_reliability([groups], level).as_dict()
     return out
 
 

@@ -459,6 +459,19 @@ def _cpu(folder: Path) -> list[Row]:
     return read_summary(folder / CPU_SUMMARY)
 
 
+def _layer_tables() -> dict[str, Callable[[Path], str]]:
+    """The tables of "Layers and hook kinds, re-judged", made by scripts/rejudge_layers_tables.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "rejudge_layers_tables", Path(__file__).with_name("rejudge_layers_tables.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.TABLES)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "layers": lambda d: layer_table(_cpu(d)),
     "expansion": lambda d: expansion_table(_cpu(d)),
@@ -478,6 +491,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "rejudge_reliability": lambda d: rejudge_reliability_table(_rejudge_json(d)),
     "rejudge_wic": lambda d: rejudge_wic_table(read_summary(d / REJUDGE_PER_SAE)),
     "rejudge_senses": lambda d: rejudge_senses_table(read_summary(d / REJUDGE_PER_SAE)),
+    **_layer_tables(),
 }
 """Each generated table of docs/results.md, made from the CSVs in a folder (docs/results)."""
 
