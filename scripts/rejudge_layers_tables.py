@@ -214,6 +214,12 @@ def _holm_in_place(tests: list[dict[str, Any]]) -> None:
         t.update(p_holm=float(adjusted), excludes_zero=bool(adjusted < ALPHA))
 
 
+def _configs(*per_config: dict[Config, Any]) -> list[Config]:
+    """The configs of any of ``per_config``, by layer then hook kind."""
+    union = {config for mapping in per_config for config in mapping}
+    return sorted(union, key=lambda c: (c[0], HOOK_KINDS.index(c[1])))
+
+
 def config_tests(
     wic_q: dict[Config, dict[str, dict[str, Quantity]]], sense_q: dict[Config, dict[str, Quantity]]
 ) -> list[dict[str, Any]]:
@@ -221,14 +227,15 @@ def config_tests(
     Holm-adjusted over the configs."""
     families: dict[str, list[dict[str, Any]]] = {}
     rows: list[dict[str, Any]] = []
-    for (layer, hook), reps in wic_q.items():
+    for layer, hook in _configs(wic_q, sense_q):
         row: dict[str, Any] = {"layer": layer, "hook_kind": hook}
-        tests: dict[str, Quantity] = {
-            f"wic_{m}_sae_minus_random": reps["sae"][m] - reps["random"][m] for m in WIC_METRICS
-        }
-        for m in WIC_METRICS:
-            row[f"wic_{m}_sae"] = reps["sae"][m].value
-            row[f"wic_{m}_random"] = reps["random"][m].value
+        tests: dict[str, Quantity] = {}
+        reps = wic_q.get((layer, hook))
+        if reps is not None:
+            for m in WIC_METRICS:
+                row[f"wic_{m}_sae"] = reps["sae"][m].value
+                row[f"wic_{m}_random"] = reps["random"][m].value
+                tests[f"wic_{m}_sae_minus_random"] = reps["sae"][m] - reps["random"][m]
         sense = sense_q.get((layer, hook))
         if sense is not None:
             for rep in SENSE_REPRESENTATIONS:
@@ -274,7 +281,7 @@ def _metric_views(
         reps = sense_q[config]
         return {**reps, "sae_minus_random": reps["sae"] - reps["random"]}
 
-    views = {f"wic_{m}": wic_view(m) for m in WIC_METRICS}
+    views = {f"wic_{m}": wic_view(m) for m in WIC_METRICS} if wic_q else {}
     if sense_q:
         views["sense_auroc"] = sense_view
     return views
@@ -290,8 +297,9 @@ def _contrast_rows(
     paired interval, Holm over the pairs per metric and representation, and the MDD of 3-seed means."""
     families: dict[tuple[str, str], list[dict[str, Any]]] = {}
     rows: list[dict[str, Any]] = []
+    configs = _configs(wic_q, sense_q)
     for metric, view in _metric_views(wic_q, sense_q).items():
-        mdds = {rep: seed_mdd([view(c)[rep] for c in wic_q]) for rep in view(next(iter(wic_q)))}
+        mdds = {rep: seed_mdd([view(c)[rep] for c in configs]) for rep in view(configs[0])}
         for label, a, b in pairs:
             qa, qb = view(a), view(b)
             row: dict[str, Any] = {"contrast": label, "metric": metric, "a": list(a), "b": list(b)}
@@ -314,19 +322,20 @@ def claim_contrasts(
 ) -> dict[str, list[dict[str, Any]]]:
     """Deeper minus shallower at each hook kind (every pair of layers), and one hook kind minus another at each
     layer (:data:`HOOK_PAIRS`)."""
-    layers = sorted({layer for layer, _ in wic_q})
+    configs = set(_configs(wic_q, sense_q))
+    layers = sorted({layer for layer, _ in configs})
     depth = [
         (f"{hook}: L{deep} − L{shallow}", (deep, hook), (shallow, hook))
         for hook in HOOK_KINDS
         for i, shallow in enumerate(layers)
         for deep in layers[i + 1 :]
-        if (deep, hook) in wic_q and (shallow, hook) in wic_q
+        if (deep, hook) in configs and (shallow, hook) in configs
     ]
     hooks = [
         (f"L{layer}: {a} − {b}", (layer, a), (layer, b))
         for layer in layers
         for a, b in HOOK_PAIRS
-        if (layer, a) in wic_q and (layer, b) in wic_q
+        if (layer, a) in configs and (layer, b) in configs
     ]
     return {
         "depth": _contrast_rows(depth, wic_q, sense_q),
@@ -334,18 +343,45 @@ def claim_contrasts(
     }
 
 
-def build(wic_dir: Path, senses_dir: Path | None, out: Path) -> None:
+def sense_only_rows(senses_dir: Path) -> list[dict[str, Any]]:
+    """Per-SAE rows from sense-retrieval results alone (the identity and sense columns of the per-SAE CSV)."""
+    rt = _script("rejudge_tables")
+    rows = []
+    for result in rt._results(senses_dir).values():
+        layer, hook = _config_of(result)
+        train_config = (result["sae_cfg_dict"].get("metadata") or {}).get("train_config") or {}
+        identity = {
+            "name": result["sae_name"],
+            "layer": layer,
+            "hook_kind": hook,
+            "architecture": train_config.get("architecture"),
+            "seed": train_config.get("seed"),
+            "d_sae": result["eval_result_metrics"]["sae"]["d_sae"],
+            "training_tokens": train_config.get("training_tokens"),
+        }
+        rows.append({**identity, **rt.sense_columns(result)})
+    return sorted(rows, key=lambda r: (r["layer"], HOOK_KINDS.index(r["hook_kind"]), r["seed"]))
+
+
+def build(wic_dir: Path | None, senses_dir: Path | None, out: Path) -> None:
+    """Writes the three artifacts from the sweep's WiC results and the sense-retrieval results (either may be
+    missing: its columns, tests and contrasts are then left out)."""
     from pseval.report.load import load_results
     from pseval.report.reliability import reliability_json, reliability_report
 
     rt = _script("rejudge_tables")
-    rows = rt.per_sae_rows(wic_dir, senses_dir)
+    if wic_dir is not None:
+        rows = rt.per_sae_rows(wic_dir, senses_dir)
+    elif senses_dir is not None:
+        rows = sense_only_rows(senses_dir)
+    else:
+        raise SystemExit("give --wic, --senses or both")
     fields = ("layer", "hook_kind")
     rt.write_csv(out / PER_SAE, rows)
     rt.write_csv(out / BY_CONFIG, rt.by_config_rows(rows, group_fields=fields, pooled_field=None))
-    wic = rt._results(wic_dir)
+    wic = rt._results(wic_dir) if wic_dir is not None else {}
     senses = rt._results(senses_dir) if senses_dir is not None else {}
-    wic_q, n_pairs = wic_quantities(wic)
+    wic_q, n_pairs = wic_quantities(wic) if wic else ({}, 0)
     sense_q, n_lemmas, n_anchors = sense_quantities(senses) if senses else ({}, 0, 0)
     payload: dict[str, Any] = {
         "what": "TopK x8 SAEs per layer x hook kind, seeds 42, 43, 44; seed means of the SAEs' and their "
@@ -355,8 +391,9 @@ def build(wic_dir: Path, senses_dir: Path | None, out: Path) -> None:
         "n_wic_pairs": n_pairs,
         "n_sense_lemmas": n_lemmas,
         "n_sense_anchors": n_anchors,
-        "wic_reliability": json.loads(reliability_json(reliability_report(load_results(wic_dir)))),
     }
+    if wic_dir is not None:
+        payload["wic_reliability"] = json.loads(reliability_json(reliability_report(load_results(wic_dir))))
     if senses_dir is not None:
         payload["senses_reliability"] = json.loads(
             reliability_json(reliability_report(load_results(senses_dir)))
@@ -404,6 +441,8 @@ def wic_table(folder: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for test in _summary(folder)["configs"]:
+        if "wic_youden_j_sae_minus_random" not in test:
+            continue
         r = by_config[(test["layer"], test["hook_kind"])]
         diff, p = _test_cells(test.get("wic_youden_j_sae_minus_random"))
         sd = test["wic_youden_j_sae_minus_random"]["seed_sd"]
@@ -483,7 +522,7 @@ def reliability_table(folder: Path) -> str:
     """Reseed SD and MDD of this grid (9 configs × 3 seeds) per metric."""
     rt = _script("results_tables")
     payload = _summary(folder)
-    wic = {row["metric"]: row for row in payload["wic_reliability"]["metrics"]}
+    wic = {row["metric"]: row for row in (payload.get("wic_reliability") or {"metrics": []})["metrics"]}
     extra = payload["per_sae_numbers_reliability"]
     out = [
         "| metric | reseed SD | MDD, one seed each | MDD, means of 3 seeds | order holds across seeds |",
@@ -513,7 +552,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--wic", type=Path, required=True, help="results folder of the sweep (WiC)")
+    parser.add_argument("--wic", type=Path, help="results folder of the sweep (WiC)")
     parser.add_argument(
         "--senses", type=Path, help="results folder of `pseval eval --dataset wordnet-senses`"
     )

@@ -222,10 +222,13 @@ def by_config_rows(
             **dict(zip(group_fields, config, strict=True)),
             "n_saes": len(members),
             "seeds": " ".join(str(m["seed"]) for m in members),
-            "n_beats_random_on_j": sum(bool(m["beats_random_on_j"]) for m in members),
-            "n_beats_random_on_accuracy": sum(bool(m["beats_random_on_accuracy"]) for m in members),
+            "n_beats_random_on_j": sum(bool(m.get("beats_random_on_j")) for m in members),
+            "n_beats_random_on_accuracy": sum(bool(m.get("beats_random_on_accuracy")) for m in members),
             "n_below_random_on_j": sum(
-                m["vs_random_j_difference"] < 0 and m["vs_random_j_p_holm"] < 0.05 for m in members
+                m.get("vs_random_j_difference") is not None
+                and m["vs_random_j_difference"] < 0
+                and m["vs_random_j_p_holm"] < 0.05
+                for m in members
             ),
             "n_sense_auroc_above_random": sum(
                 (m["sense_sae_minus_random_auroc_low"] or 0) > 0 for m in members
@@ -241,7 +244,9 @@ def by_config_rows(
                  else 0) < 0
                 for m in members
             ),
-            "n_j_above_dense": sum(m["youden_j"] > m["dense_youden_j"] for m in members),
+            "n_j_above_dense": sum(
+                m.get("youden_j") is not None and m["youden_j"] > m["dense_youden_j"] for m in members
+            ),
         }  # fmt: skip
         for key in keys:
             values = [float(m[key]) for m in members if m.get(key) is not None]

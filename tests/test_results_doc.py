@@ -31,6 +31,11 @@ GENERATED = {
     "rejudge_reliability",
     "rejudge_wic",
     "rejudge_senses",
+    "rejudge_layers_wic",
+    "rejudge_layers_senses",
+    "rejudge_layers_depth",
+    "rejudge_layers_hook_kinds",
+    "rejudge_layers_reliability",
 }
 # Numbers of docs/results.md that no committed artifact holds yet: the Gemma-3-270m WiC table (its result files
 # were not committed). The list may only shrink.
