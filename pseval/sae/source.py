@@ -93,7 +93,7 @@ class SAESource:
         except OSError:
             return False
 
-    def content_hash(self, read_chunks: Callable[[Path], Iterable[bytes]] | None = None) -> str:
+    def content_hash(self, read_chunks: Callable[[Path], Iterable[bytes | memoryview]] | None = None) -> str:
         """A stable hash of the weight files' bytes (headers, sizes and mtimes when huge) and the config.
 
         ``read_chunks(path)`` yields a file's bytes in order (by default 1 MiB reads): a caller that checks
@@ -127,7 +127,7 @@ class SAESource:
         return digest.hexdigest()[:16]
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+def _file_chunks(path: Path) -> Iterator[bytes | memoryview]:
     with path.open("rb") as fh:
         yield from iter(lambda: fh.read(1 << 20), b"")
 
