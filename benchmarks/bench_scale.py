@@ -23,7 +23,7 @@ the same cache state. Results are printed and written as JSON (``--out``).
 
     python benchmarks/bench_scale.py [--quick] [--n-saes 32] [--repeats 3] [--out benchmarks/results/scale.json]
 
-``--quick`` (width 4,096, 2 SAEs, 64 pairs, one repeat, light defaults) runs in a couple of minutes and is
+``--quick`` (width 2,048, 2 SAEs, 16 pairs, one round, light defaults) runs in a couple of minutes and is
 what the test suite runs so this script cannot rot; its figures mean nothing.
 """
 
@@ -155,7 +155,39 @@ def prepare(root: Path, n_saes: int, width: int, max_pairs: int | None, extra: l
     }
     # One untimed run fills the corpus activation cache that --interpret-tokens reads (a user's second run).
     _pseval(setup, setup.saes[:1], [], "warmup")
+    setup.info["score_sae_seconds"] = score_parts(setup)
     return setup
+
+
+def score_parts(setup: Setup) -> dict[str, float]:
+    """Seconds of ``score_sae`` on one SAE (read lazily from its file, page cache warm, prompt activations
+    cached) with the defaults, without the interpretation pass and without the bootstrap: what each costs."""
+    from pseval.evals.config import PSEvalConfig
+    from pseval.evals.runner import prompt_activations
+    from pseval.evals.scoring import score_sae
+    from pseval.models.loading import load_model
+    from pseval.sae.formats.loader import open_sae
+
+    given = dict(zip(setup.extra[::2], setup.extra[1::2], strict=True))
+    fields = {"interpret_tokens": int(given.get("--interpret-tokens", 16384)),
+              "bootstrap_resamples": int(given.get("--bootstrap", 2000))}  # fmt: skip
+    loaded = load_model(SMOLLM)
+    config = PSEvalConfig(model_name=SMOLLM, max_pairs=setup.max_pairs, **fields)
+    data = prompt_activations(loaded, config, [HOOK])
+    source = open_sae(str(setup.saes[0]))
+    variants = {
+        "defaults": {},
+        "no_interpret": {"interpret_tokens": 0},
+        "no_bootstrap": {"bootstrap_resamples": 0},
+    }
+    seconds: dict[str, float] = {}
+    for name, update in [*variants.items(), ("defaults", {})]:  # the defaults twice, the faster kept
+        started = time.perf_counter()
+        score_sae(
+            loaded, source, HOOK, data, config.model_copy(update=update), held_out=data, baselines_by_hook={}
+        )
+        seconds[name] = min(seconds.get(name, float("inf")), time.perf_counter() - started)
+    return {k: round(v, 3) for k, v in seconds.items()}
 
 
 # ------------------------------------------------------------------------------------------------- runs
@@ -255,9 +287,14 @@ def _forward(prompts: dict[str, Any]) -> tuple[float, float]:
     return loaded - started, time.perf_counter() - loaded
 
 
+def child_forward(prompts: dict[str, Any], _saes: list[Path]) -> dict[str, Any]:
+    """The activation pass of the references: model load + one forward pass truncated after the hook."""
+    load_s, forward_s = _forward(prompts)
+    return {"model_load_s": load_s, "forward_s": forward_s}
+
+
 def child_peer(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
     """The SAEBench way: sae-lens loads each SAE, encodes the cached activations, takes the top-1."""
-    load_s, forward_s = _forward(prompts)
     acts_PD = prompts["acts"]
     started = time.perf_counter()
     from sae_lens import SAE as SAELensSAE
@@ -271,8 +308,8 @@ def child_peer(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
             tops.append(feats_PF.argmax(-1))
             del sae, feats_PF
     per_sae = time.perf_counter() - imported
-    return {"model_load_s": load_s, "forward_s": forward_s, "sae_lens_import_s": imported - started,
-            "per_sae_total_s": per_sae, "n_top1": sum(len(t) for t in tops)}  # fmt: skip
+    return {"sae_lens_import_s": imported - started, "per_sae_total_s": per_sae,
+            "work_s": per_sae + imported - started, "n_top1": sum(len(t) for t in tops)}  # fmt: skip
 
 
 def _read_score_bytes(path: Path) -> dict[str, torch.Tensor]:
@@ -294,8 +331,7 @@ def _read_score_bytes(path: Path) -> dict[str, torch.Tensor]:
 
 
 def child_limit(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
-    """The floor: model load + truncated forward, then per SAE one read of its score bytes and one matmul."""
-    load_s, forward_s = _forward(prompts)
+    """The floor's per-SAE part: one sequential read of the score's bytes and one matmul per SAE."""
     acts_PD = prompts["acts"]
     read_s = matmul_s = 0.0
     for folder in saes:
@@ -306,8 +342,11 @@ def child_limit(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
         matmul_s += time.perf_counter() - read
         read_s += read - started
         del tensors, pre_PF
-    return {"model_load_s": load_s, "forward_s": forward_s, "read_s": read_s, "matmul_s": matmul_s,
-            "limit_s": load_s + forward_s + read_s + matmul_s, "per_sae_s": (read_s + matmul_s) / len(saes)}  # fmt: skip
+    return {"read_s": read_s, "matmul_s": matmul_s, "work_s": read_s + matmul_s,
+            "per_sae_s": (read_s + matmul_s) / len(saes)}  # fmt: skip
+
+
+CHILDREN = {"forward": child_forward, "peer": child_peer, "limit": child_limit}
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -328,31 +367,32 @@ def _rounded(run: dict[str, Any]) -> dict[str, Any]:
 
 def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> dict[str, Any]:
     s = {name: _summary(rs) for name, rs in runs.items()}
-    limit = {name: _summary(rs, "limit_s") for name, rs in runs.items() if name.startswith("limit")}
     limit_per_sae = _summary(runs[f"limit_{n_many}"], "per_sae_s")
-    figures: dict[str, Any] = {"wall_seconds": s, "limit_seconds": limit}
     one, many = "pseval_same_work_1", f"pseval_same_work_{n_many}"
     marginal = {q: (s[many][q] - s[one][q]) / max(1, n_many - 1) for q in ("min", "median")}
-    figures["ratios"] = {
-        "default_1_vs_limit_1": _ratio(s["pseval_default_1"], limit["limit_1"]),
-        "same_work_1_vs_limit_1": _ratio(s[one], limit["limit_1"]),
-        f"same_work_{n_many}_vs_limit_{n_many}": _ratio(s[many], limit[f"limit_{n_many}"]),
+    ratios = {
+        "default_1_vs_limit_1": _ratio(s["pseval_default_1"], s["limit_1"]),
+        "same_work_1_vs_limit_1": _ratio(s[one], s["limit_1"]),
+        f"same_work_{n_many}_vs_limit_{n_many}": _ratio(s[many], s[f"limit_{n_many}"]),
         "same_work_per_extra_sae_vs_limit_per_sae": _ratio(marginal, limit_per_sae),
         "same_work_1_vs_peer_1": _ratio(s[one], s["peer_1"]),
         f"same_work_{n_many}_vs_peer_{n_many}": _ratio(s[many], s[f"peer_{n_many}"]),
     }
-    figures["pseval_per_extra_sae_seconds"] = {q: round(v, 3) for q, v in marginal.items()}
-    figures["limit_per_sae_seconds"] = limit_per_sae
+    if f"pseval_default_{n_many}" in s:
+        ratios[f"default_{n_many}_vs_limit_{n_many}"] = _ratio(
+            s[f"pseval_default_{n_many}"], s[f"limit_{n_many}"]
+        )
     rss = {name: _summary(rs, "peak_rss_mib") for name, rs in runs.items() if name.startswith("pseval")}
-    figures["peak_rss_mib"] = rss
-    figures["peak_rss_ratio_many_vs_one"] = round(rss[many]["median"] / rss[one]["median"], 3)
-    figures["limit_parts_median_s"] = {
-        name: {part: round(statistics.median(r[part] for r in rs), 3)
-               for part in ("model_load_s", "forward_s", "read_s", "matmul_s")}
-        for name, rs in runs.items() if name.startswith("limit")
-    }  # fmt: skip
+    parts = ("model_load_s", "forward_s", "read_s", "matmul_s", "sae_lens_import_s", "per_sae_total_s")
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                "torch_threads": torch.get_num_threads(), "load_average_at_end": os.getloadavg()}  # fmt: skip
+    parts_s = setup.info.get("score_sae_seconds", {})
+    default_s = s["pseval_default_1"]["median"]
+    shares = {
+        f"{part}_share_of_default_eval_1": round((parts_s["defaults"] - parts_s[f"no_{part}"]) / default_s, 3)
+        for part in ("interpret", "bootstrap")
+        if f"no_{part}" in parts_s
+    }
     return {
         "benchmark": "bench_scale",
         "what": "pseval eval end to end (subprocess, SAE files cold in the page cache) vs limit and peer",
@@ -364,13 +404,34 @@ def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> 
         "max_pairs": setup.max_pairs,
         "pseval_extra_args": setup.extra,
         **setup.info,
-        **figures,
+        "seconds": s,
+        "ratios": ratios,
+        "default_eval_shares": shares,
+        "pseval_per_extra_sae_seconds": {q: round(v, 3) for q, v in marginal.items()},
+        "limit_per_sae_seconds": limit_per_sae,
+        "peak_rss_mib": rss,
+        "peak_rss_ratio_many_vs_one": round(rss[many]["median"] / rss[one]["median"], 3),
+        "parts_median_s": {
+            name: {part: round(statistics.median(r[part] for r in rs), 3) for part in parts if part in rs[0]}
+            for name, rs in runs.items()
+        },
         "runs": {name: [_rounded(r) for r in rs] for name, rs in runs.items()},
     }
 
 
+def _compose(run: dict[str, Any], forward: dict[str, Any], side: str) -> dict[str, Any]:
+    """A reference's total: the shared activation pass of its round plus its own per-SAE work."""
+    run = {**run, "child_wall_s": run["seconds"]}
+    if side == "peer":  # a user's one script: its start, imports, model load, forward, then the SAEs
+        run["seconds"] = forward["seconds"] + run["work_s"]
+    else:  # the floor: model load + forward + reads + matmuls, no interpreter start or imports
+        run["seconds"] = forward["model_load_s"] + forward["forward_s"] + run["work_s"]
+    run.update({k: forward[k] for k in ("model_load_s", "forward_s")})
+    return run
+
+
 def run_all(setup: Setup, n_many: int, repeats: int, with_default_many: bool) -> dict[str, Any]:
-    sides = [("pseval_default", 1), ("pseval_same_work", 1), ("peer", 1), ("limit", 1),
+    sides = [("pseval_default", 1), ("pseval_same_work", 1), ("forward", 0), ("peer", 1), ("limit", 1),
              ("pseval_same_work", n_many), ("peer", n_many), ("limit", n_many)]  # fmt: skip
     if with_default_many:
         sides.append(("pseval_default", n_many))
@@ -378,6 +439,8 @@ def run_all(setup: Setup, n_many: int, repeats: int, with_default_many: bool) ->
     for rep in range(repeats):
         for side, n in sides:  # interleaved: every side once per round
             run = one_run(setup, side, n)
+            if side in ("peer", "limit"):
+                run = _compose(run, runs["forward_0"][-1], side)
             runs[f"{side}_{n}"].append(run)
             print(f"round {rep + 1}/{repeats} {side}_{n}: {run['seconds']:.1f} s, "
                   f"{run['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)  # fmt: skip
@@ -388,26 +451,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="width 4,096, 2 SAEs, 64 pairs, one round")
+    parser.add_argument("--quick", action="store_true", help="width 2,048, 2 SAEs, 16 pairs, one round")
     parser.add_argument("--n-saes", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--width", type=int, default=WIDTH)
     parser.add_argument("--max-pairs", type=int, default=None)
     parser.add_argument("--default-many", action="store_true", help="also time the defaults on --n-saes SAEs")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    parser.add_argument("--child", choices=["peer", "limit"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=sorted(CHILDREN), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--prompts", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sae", type=Path, action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         prompts = torch.load(args.prompts)
-        work = child_peer if args.child == "peer" else child_limit
-        print(json.dumps(work(prompts, args.sae)))
+        print(json.dumps(CHILDREN[args.child](prompts, args.sae)))
         return
     extra: list[str] = []
     if args.quick:
-        args.n_saes, args.repeats, args.width, args.max_pairs = 2, 1, 4096, args.max_pairs or 64
-        extra = ["--interpret-tokens", "1024", "--bootstrap", "200"]
+        args.n_saes, args.repeats, args.width, args.max_pairs = 2, 1, 2048, args.max_pairs or 16
+        extra = ["--interpret-tokens", "512", "--bootstrap", "200"]
     with tempfile.TemporaryDirectory(prefix="pseval-bench-scale-", dir="/tmp") as tmp:
         setup = prepare(Path(tmp), args.n_saes, args.width, args.max_pairs, extra)
         result = run_all(setup, args.n_saes, args.repeats, args.default_many)
