@@ -68,6 +68,7 @@ class Setup:
     extra: list[str] = field(default_factory=list)
     """Arguments added to every ``pseval eval`` (``--quick``: light defaults)."""
     info: dict[str, Any] = field(default_factory=dict)
+    model: str = SMOLLM
 
     @property
     def prompts_file(self) -> Path:
@@ -93,7 +94,7 @@ def _private_cache(root: Path) -> Path:
     return cache
 
 
-def _prompts(max_pairs: int | None) -> dict[str, Any]:
+def _prompts(max_pairs: int | None, model: str = SMOLLM) -> dict[str, Any]:
     """The evaluated prompts (token ids, target index) and their activations at the hook, as pseval builds them."""
     from pseval.data.datasets import load_dataset
     from pseval.data.prompts import build_prompts
@@ -101,8 +102,8 @@ def _prompts(max_pairs: int | None) -> dict[str, Any]:
     from pseval.evals.runner import prompt_activations
     from pseval.models.loading import load_model
 
-    loaded = load_model(SMOLLM)
-    config = PSEvalConfig(model_name=SMOLLM, max_pairs=max_pairs)
+    loaded = load_model(model)
+    config = PSEvalConfig(model_name=model, max_pairs=max_pairs)
     dataset = load_dataset(loaded.tokenizer, name=config.dataset, split=config.split, balance=config.balance,
                            seed=config.seed, max_pairs=max_pairs, multi_token=config.multi_token)  # fmt: skip
     prompts = build_prompts(loaded.tokenizer, dataset, template=config.template, position=config.position)
@@ -194,7 +195,7 @@ def score_parts(setup: Setup) -> dict[str, float]:
 
 
 def _sae_file(folder: Path) -> Path:
-    return folder / "sae_weights.safetensors"
+    return next(folder.glob("*.safetensors"))
 
 
 def drop_page_cache(paths: list[Path]) -> None:
@@ -229,7 +230,18 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
 def _pseval(setup: Setup, saes: list[Path], flags: list[str], label: str) -> dict[str, Any]:
     out = setup.root / "out" / label
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pseval", "eval", "--model", SMOLLM, "--out", str(out), *setup.extra, *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pseval",
+        "eval",
+        "--model",
+        setup.model,
+        "--out",
+        str(out),
+        *setup.extra,
+        *flags,
+    ]
     if setup.max_pairs:
         cmd += ["--max-pairs", str(setup.max_pairs)]
     return timed([*cmd, *[a for p in saes for a in ("--sae", str(p))]], _env(setup.cache))
@@ -320,7 +332,7 @@ def _read_score_bytes(path: Path) -> dict[str, torch.Tensor]:
     entries, data_start = safetensors_header(path)
     out = {}
     wanted = sorted(
-        (k for k in entries if k in ("W_enc", *VECTORS)),
+        (k for k in entries if k.lower() in ("w_enc", *VECTORS)),
         key=lambda k: entries[k].begin,  # type: ignore[attr-defined]
     )
     for key in wanted:
@@ -338,10 +350,11 @@ def child_limit(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
         started = time.perf_counter()
         tensors = _read_score_bytes(_sae_file(folder))
         read = time.perf_counter()
-        pre_PF = acts_PD @ tensors["W_enc"]
+        W_enc_DF = next(t for k, t in tensors.items() if k.lower() == "w_enc")
+        pre_PF = acts_PD @ W_enc_DF
         matmul_s += time.perf_counter() - read
         read_s += read - started
-        del tensors, pre_PF
+        del tensors, pre_PF, W_enc_DF
     return {"read_s": read_s, "matmul_s": matmul_s, "work_s": read_s + matmul_s,
             "per_sae_s": (read_s + matmul_s) / len(saes)}  # fmt: skip
 
@@ -447,6 +460,99 @@ def run_all(setup: Setup, n_many: int, repeats: int, with_default_many: bool) ->
     return report(setup, runs, n_many)
 
 
+# ------------------------------------------------------------------------------------------------- 1M latents
+
+HUGE_WIDTH = 1 << 20
+GEMMA = "gemma3-270m"
+HUGE_SIDES = ("pseval_same_work", "forward", "limit")
+
+
+def _write_gemma_scope_2(path: Path, acts_PD: torch.Tensor, d_sae: int, block: int = 1 << 16) -> float:
+    """A random Gemma Scope 2 ``params.safetensors`` (never whole in memory), its one threshold calibrated on
+    the first block of latents (its columns are drawn like the others) so the mean L0 is ~TARGET_L0."""
+    d_in = acts_PD.shape[1]
+    shapes = {
+        "b_dec": [d_in],
+        "b_enc": [d_sae],
+        "threshold": [d_sae],
+        "w_dec": [d_sae, d_in],
+        "w_enc": [d_in, d_sae],
+    }
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, shape in shapes.items():
+        size = 4 * shape[0] * (shape[1] if len(shape) > 1 else 1)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    base = 8 + len(raw)
+    scale = 2 / d_in**0.5
+    threshold = 0.0
+    with path.open("wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        fh.truncate(base + offset)
+        fd = fh.fileno()
+        for j, start in enumerate(range(0, d_sae, block)):
+            gen = torch.Generator().manual_seed(j)
+            w_DB = (torch.rand(d_in, block, generator=gen) - 0.5) * scale
+            if j == 0:
+                pre = (acts_PD @ w_DB).flatten()
+                threshold = float(
+                    pre.kthvalue(pre.numel() - TARGET_L0 * acts_PD.shape[0] * block // d_sae).values
+                )
+            w_start = base + header["w_enc"]["data_offsets"][0]
+            for r in range(d_in):
+                os.pwrite(fd, w_DB[r].numpy().tobytes(), w_start + 4 * (r * d_sae + start))
+            rows = (torch.rand(block, d_in, generator=gen) - 0.5) * scale
+            os.pwrite(
+                fd, rows.numpy().tobytes(), base + header["w_dec"]["data_offsets"][0] + 4 * start * d_in
+            )
+        os.pwrite(
+            fd,
+            torch.full((d_sae,), threshold).numpy().tobytes(),
+            base + header["threshold"]["data_offsets"][0],
+        )
+    return threshold
+
+
+def prepare_huge(root: Path, max_pairs: int | None, width: int = HUGE_WIDTH) -> Setup:
+    cache = _private_cache(root)
+    os.environ["PSEVAL_CACHE"] = str(cache)
+    data = _prompts(max_pairs, GEMMA)
+    folder = root / "saes" / "resid_post" / "layer_12_width_1m_l0_small"
+    folder.mkdir(parents=True)
+    threshold = _write_gemma_scope_2(folder / "params.safetensors", data["acts"], width)
+    (folder / "config.json").write_text(json.dumps({"architecture": "jump_relu"}))
+    torch.save(data, root / "prompts.pt")
+    setup = Setup(root, cache, [folder], width, max_pairs, ["--hook", HOOK], model=GEMMA)
+    setup.info = {"n_prompts": int(data["acts"].shape[0]), "d_in": int(data["acts"].shape[1]),
+                  "threshold": threshold, "sae_file_mib": round((folder / "params.safetensors").stat().st_size / 2**20, 1)}  # fmt: skip
+    return setup
+
+
+def run_huge(setup: Setup, repeats: int) -> dict[str, Any]:
+    """pseval on the same work as the peer comparison, against the limit, peak RSS against the model's."""
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in HUGE_SIDES}
+    for rep in range(repeats):
+        for side in HUGE_SIDES:
+            run = one_run(setup, side, 1)
+            if side == "limit":
+                run = _compose(run, runs["forward"][-1], side)
+            runs[side].append(run)
+            print(f"round {rep + 1}/{repeats} huge {side}: {run['seconds']:.1f} s, {run['peak_rss_mib']:.0f} MiB",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    s = {name: _summary(rs) for name, rs in runs.items()}
+    rss = {name: _summary(rs, "peak_rss_mib") for name, rs in runs.items()}
+    return {
+        "model": GEMMA, "hook": HOOK, "d_sae": setup.width, "max_pairs": setup.max_pairs, **setup.info,
+        "seconds": s, "ratio_same_work_vs_limit": _ratio(s["pseval_same_work"], s["limit"]),
+        "peak_rss_mib": rss,
+        "peak_rss_over_model_mib": round(rss["pseval_same_work"]["median"] - rss["forward"]["median"], 1),
+        "runs": {name: [_rounded(r) for r in rs] for name, rs in runs.items()},
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -457,6 +563,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=WIDTH)
     parser.add_argument("--max-pairs", type=int, default=None)
     parser.add_argument("--default-many", action="store_true", help="also time the defaults on --n-saes SAEs")
+    parser.add_argument(
+        "--huge", action="store_true", help="one 1,048,576-latent Gemma Scope 2 SAE on Gemma-3-270m"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--child", choices=sorted(CHILDREN), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--prompts", type=Path, default=None, help=argparse.SUPPRESS)
@@ -471,8 +580,12 @@ def main() -> None:
         args.n_saes, args.repeats, args.width, args.max_pairs = 2, 1, 2048, args.max_pairs or 16
         extra = ["--interpret-tokens", "512", "--bootstrap", "200"]
     with tempfile.TemporaryDirectory(prefix="pseval-bench-scale-", dir="/tmp") as tmp:
-        setup = prepare(Path(tmp), args.n_saes, args.width, args.max_pairs, extra)
-        result = run_all(setup, args.n_saes, args.repeats, args.default_many)
+        if args.huge:
+            width = HUGE_WIDTH if args.width == WIDTH else args.width
+            result = run_huge(prepare_huge(Path(tmp), args.max_pairs, width), args.repeats)
+        else:
+            setup = prepare(Path(tmp), args.n_saes, args.width, args.max_pairs, extra)
+            result = run_all(setup, args.n_saes, args.repeats, args.default_many)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
