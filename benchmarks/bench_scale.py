@@ -18,7 +18,7 @@ Sides, for 1 and for ``--n-saes`` (32) JumpReLU SAEs of width 36,864 on SmolLM2 
   per SAE one sequential read of the bytes the score needs (``W_enc`` and the per-latent vectors) and one
   ``prompts x d_in x d_sae`` matmul.
 
-Peak RSS of each pseval run comes from ``wait4`` (that child only), so the 1- and 32-SAE figures come from
+Peak RSS of each run is the child's own (``VmHWM``, written as it exits), so the 1- and 32-SAE figures come from
 the same cache state. Results are printed and written as JSON (``--out``).
 
     python benchmarks/bench_scale.py [--quick] [--n-saes 32] [--repeats 3] [--out benchmarks/results/scale.json]
@@ -215,16 +215,37 @@ def _reset_state(setup: Setup, saes: list[Path]) -> None:
     drop_page_cache(saes)
 
 
+_PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_PEAK_FILE"], "w") as out:
+        out.write(str(kib))
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+if sys.argv[0].endswith(".py"):
+    runpy.run_path(sys.argv[0], run_name="__main__")
+else:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+"""Runs a module or script and writes its own peak RSS (``VmHWM``, the high-water mark of the memory it mapped
+after ``exec``). ``wait4``'s ``ru_maxrss`` would not do: Linux carries the parent's peak into the child's across
+``fork`` and ``exec``, and this benchmark's own process holds a model."""
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Wall seconds and peak RSS (MiB, from wait4: this child only) of one subprocess."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{out[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "output": out}
+    """Wall seconds and peak RSS (MiB, the child's own) of ``python -m MODULE ...`` or ``python SCRIPT ...``."""
+    with tempfile.NamedTemporaryFile(prefix="pseval-bench-peak-", dir="/tmp") as peak_file:
+        env = {**env, "BENCH_PEAK_FILE": peak_file.name}
+        argv = [cmd[0], "-c", _PEAK_WRAPPER, *(cmd[2:] if cmd[1] == "-m" else cmd[1:])]
+        started = time.perf_counter()
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}")
+        peak_kib = int(Path(peak_file.name).read_text() or 0)
+    return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024, "output": done.stdout}
 
 
 def _pseval(setup: Setup, saes: list[Path], flags: list[str], label: str) -> dict[str, Any]:
@@ -553,6 +574,32 @@ def run_huge(setup: Setup, repeats: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def rss_only(saes_dir: Path, n_many: int, max_pairs: int | None, repeats: int) -> dict[str, Any]:
+    """Peak RSS of ``pseval eval`` (same-work flags) on 1 and on ``n_many`` SAEs already written, interleaved."""
+    saes = sorted(p for p in saes_dir.iterdir() if p.is_dir())[:n_many]
+    with tempfile.TemporaryDirectory(prefix="pseval-bench-rss-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        setup = Setup(root, _private_cache(root), saes, WIDTH, max_pairs)
+        runs: dict[str, list[dict[str, Any]]] = {
+            "pseval_same_work_1": [],
+            f"pseval_same_work_{len(saes)}": [],
+        }
+        for _ in range(repeats):
+            for n in (1, len(saes)):
+                run = one_run(setup, "pseval_same_work", n)
+                runs[f"pseval_same_work_{n}"].append(run)
+                print(
+                    f"rss {n}: {run['seconds']:.1f} s, {run['peak_rss_mib']:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    rss = {name: _summary(rs, "peak_rss_mib") for name, rs in runs.items()}
+    one, many = rss["pseval_same_work_1"], rss[f"pseval_same_work_{len(saes)}"]
+    return {"peak_rss_mib": rss, "peak_rss_ratio_many_vs_one": round(many["median"] / one["median"], 3),
+            "seconds": {name: _summary(rs) for name, rs in runs.items()}, "max_pairs": max_pairs,
+            "runs": {name: [_rounded(r) for r in rs] for name, rs in runs.items()}}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -566,6 +613,8 @@ def main() -> None:
     parser.add_argument(
         "--huge", action="store_true", help="one 1,048,576-latent Gemma Scope 2 SAE on Gemma-3-270m"
     )
+    parser.add_argument("--rss-only", type=Path, default=None, metavar="SAES_DIR",
+                        help="only the peak RSS of 1 and --n-saes SAEs already written in SAES_DIR")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--child", choices=sorted(CHILDREN), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--prompts", type=Path, default=None, help=argparse.SUPPRESS)
@@ -579,6 +628,12 @@ def main() -> None:
     if args.quick:
         args.n_saes, args.repeats, args.width, args.max_pairs = 2, 1, 2048, args.max_pairs or 16
         extra = ["--interpret-tokens", "512", "--bootstrap", "200"]
+    if args.rss_only is not None:
+        result = rss_only(args.rss_only, args.n_saes, args.max_pairs, args.repeats)
+        print(json.dumps(result, indent=2))
+        if args.out is not None:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="pseval-bench-scale-", dir="/tmp") as tmp:
         if args.huge:
             width = HUGE_WIDTH if args.width == WIDTH else args.width
