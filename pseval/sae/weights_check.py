@@ -84,7 +84,6 @@ class StreamedCheck:
         self._spans = _spans(source)
         self._bad: dict[str, str] = {}
         self._truncated: Path | None = None
-        self._buf = torch.empty(0, dtype=torch.uint8)
 
     def _check(self, span: _Span, piece: torch.Tensor) -> None:
         values = piece.view(span.stored).to(self._dtype)
@@ -100,13 +99,13 @@ class StreamedCheck:
         if any(span.end > size for span in spans):
             self._truncated = path
         cuts = sorted({0, size, *(min(s.begin, size) for s in spans), *(min(s.end, size) for s in spans)})
+        # One buffer for the file, let go when it is read (a run keeps each SAE's check until it is scored).
+        buf = torch.empty(min(size, self.piece_bytes), dtype=torch.uint8)
         for lo, hi in itertools.pairwise(cuts):
             inside = next((s for s in spans if s.begin <= lo and hi <= s.end), None)
             for offset in range(lo, hi, self.piece_bytes):
                 n = min(self.piece_bytes, hi - offset)
-                if self._buf.numel() < n:
-                    self._buf = torch.empty(n, dtype=torch.uint8)
-                piece = read_byte_ranges(path, [(offset, n)], out=self._buf[:n])
+                piece = read_byte_ranges(path, [(offset, n)], out=buf[:n])
                 if inside is not None and not n % inside.stored.itemsize:
                     self._check(inside, piece)
                 yield piece.numpy().data

@@ -89,3 +89,12 @@ def test_a_huge_sae_checks_its_vectors_first_and_its_matrices_as_they_are_read(
     _check_weights(item_of(source))  # a matrix of a huge SAE is checked as scoring streams it
     with pytest.raises(SAEError, match="W_enc contains NaN or Inf"):
         list(feature_blocks(SafetensorsBlocks(source), torch.randn(4, source.cfg.d_in)))
+
+
+def test_a_run_keeps_no_read_buffer_per_sae(tmp_path: Path) -> None:
+    """The check a run keeps for each SAE until it is scored holds its verdict, not the buffer it read with."""
+    source = open_sae(saved(tmp_path / "sae"))
+    check = weights_check_module.StreamedCheck(source)
+    source.content_hash(read_chunks=check.chunks)
+    held = [v for v in vars(check).values() if isinstance(v, torch.Tensor)]
+    assert held == []
