@@ -1,24 +1,30 @@
-"""PS-Eval at scale: peak memory over many SAEs, one 1M-latent SAE, scoring time against the bare encode matmul.
+"""PS-Eval at release scale, end to end: ``pseval eval`` as a user runs it, against the limit and the peer.
 
-Prints one JSON object with the parts asked for (``--part rss|huge|ratio``, default all three):
+Every timed run is a subprocess started from the same state: the SAE files dropped from the page cache
+(``posix_fadvise(POSIX_FADV_DONTNEED)``), the prompt activation cache emptied (each run does its own forward
+pass), the model export and the corpus activation cache of ``--interpret-tokens`` kept (a user's second run).
+The runs are interleaved (A/B/C, A/B/C, ...) and repeated; each figure is reported as min and median, and
+the ratios are taken between medians (and between minima) measured in the same run.
 
-- ``rss``: peak RSS of one ``pseval eval`` with ``--n-saes`` (32) random SAELens SAEs of width 36,864 on
-  SmolLM2 against the same run with 1 of them (goal ratio <= 1.15); each run is a subprocess, its peak read
-  from ``wait4``'s ``ru_maxrss``.
-- ``huge``: one 1,048,576-latent JumpReLU SAE in Gemma Scope 2 layout (random weights) on ``gemma3-270m``
-  ``blocks.12.hook_resid_post`` (SmolLM2 with d_in 576 when Gemma 3 cannot be loaded; ``model`` says which),
-  scored straight from its file: peak RSS against the model's own footprint (goal <= + 3 GB), and the
-  scoring time against the bare ``prompts × d_in × d_sae`` encode matmul timed in the same process (goals
-  <= 1.5 × with baselines off, <= 3 × with the random-SAE control on).
-- ``ratio``: per-SAE scoring time at width 36,864 with baselines on, against the bare encode matmul.
+Sides, for 1 and for ``--n-saes`` (32) JumpReLU SAEs of width 36,864 on SmolLM2 ``blocks.12.hook_resid_post``
+(random weights, thresholds calibrated so that the mean L0 on the evaluated prompts is ~50):
 
-Scoring is everything ``score_sae`` reports (codes, PS-Eval metrics, bootstrap intervals, threshold-free
-scores, per-pair details with encoder/decoder cosines, breakdowns, baselines) except the two interpretation
-extras that are not a function of the encode: the corpus contexts (``--interpret-tokens``) and the logit lens
-(``--logit-lens-tokens``, chosen latents × d_model × vocabulary). The logit lens is timed on its own and
-reported beside the ratios (``logit_lens_seconds``).
+- ``pseval_default``: ``pseval eval --sae ...`` with the defaults (baselines, bootstrap, interpretation);
+- ``pseval_same_work``: ``pseval eval --no-baselines --interpret-tokens 0 --logit-lens-tokens 0 --bootstrap 0``;
+- ``peer``: what a user does without pseval (the SAEBench way): load the model with transformers, one forward
+  pass truncated after the hooked layer, then per SAE ``sae_lens.SAE.load_from_disk`` + ``encode`` of the
+  same cached activations + the top-1 latent;
+- ``limit``: the physical floor of the same work: load the model and run the truncated forward pass, then
+  per SAE one sequential read of the bytes the score needs (``W_enc`` and the per-latent vectors) and one
+  ``prompts x d_in x d_sae`` matmul.
 
-    python benchmarks/bench_scale.py [--part rss] [--n-saes 32] [--max-pairs 64]
+Peak RSS of each run is the child's own (``VmHWM``, written as it exits), so the 1- and 32-SAE figures come from
+the same cache state. Results are printed and written as JSON (``--out``).
+
+    python benchmarks/bench_scale.py [--quick] [--n-saes 32] [--repeats 3] [--out benchmarks/results/scale.json]
+
+``--quick`` (width 2,048, 2 SAEs, 16 pairs, one round, light defaults) runs in a couple of minutes and is
+what the test suite runs so this script cannot rot; its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import platform
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,264 +49,519 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 WIDTH = 36_864
-HUGE_WIDTH = 1 << 20
 SMOLLM = "smollm2-135m"
-GEMMA = "gemma3-270m"
+HOOK = "blocks.12.hook_resid_post"
+TARGET_L0 = 50
+SAME_WORK = ["--no-baselines", "--interpret-tokens", "0", "--logit-lens-tokens", "0", "--bootstrap", "0"]
+VECTORS = ("b_enc", "threshold", "b_dec")
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+@dataclass
+class Setup:
+    """What every run shares: the folders, the SAEs, the prompts and their cached activations."""
+
+    root: Path
+    cache: Path
+    saes: list[Path]
+    width: int
+    max_pairs: int | None
+    extra: list[str] = field(default_factory=list)
+    """Arguments added to every ``pseval eval`` (``--quick``: light defaults)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    model: str = SMOLLM
+
+    @property
+    def prompts_file(self) -> Path:
+        return self.root / "prompts.pt"
 
 
-def _run_peak(cmd: list[str]) -> tuple[float, float, str]:
-    """Peak RSS (MiB) and wall seconds of a subprocess, read from wait4 (that child only)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
-    return usage.ru_maxrss / 1024, seconds, out
+# ------------------------------------------------------------------------------------------------- set-up
 
 
-def _write_saelens(folder: Path, n: int, d_in: int, hook: str) -> list[Path]:
-    from pseval.sae.config import config_from_dict
-    from pseval.sae.formats import save_sae
-    from pseval.sae.model import SAE
-
-    paths = []
-    for i in range(n):
-        cfg = config_from_dict(
-            {"architecture": "jumprelu" if i % 2 else "topk", "k": 32, "d_in": d_in, "d_sae": WIDTH,
-             "hook_name": hook, "model_name": SMOLLM}
-        ) if i % 2 == 0 else config_from_dict(
-            {"architecture": "jumprelu", "d_in": d_in, "d_sae": WIDTH, "hook_name": hook, "model_name": SMOLLM}
-        )  # fmt: skip
-        path = folder / f"sae_{i:02d}"
-        save_sae(SAE.create_random(cfg, seed=i), path)
-        paths.append(path)
-    return paths
+def _env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"PSEVAL_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    return env
 
 
-def part_rss(n_saes: int, max_pairs: int) -> dict[str, Any]:
-    hook = "blocks.12.hook_resid_post"
-    with tempfile.TemporaryDirectory(prefix="pseval-bench-rss-") as tmp:
-        root = Path(tmp)
-        paths = _write_saelens(root, n_saes, 576, hook)
-        base = [sys.executable, "-m", "pseval", "eval", "--model", SMOLLM, "--max-pairs", str(max_pairs),
-                "--standard-metrics-tokens", "0", "--interpret-tokens", "0", "--bootstrap", "0"]  # fmt: skip
-        runs = {}
-        for label, chosen in (("one", paths[:1]), ("many", paths)):
-            args = [a for p in chosen for a in ("--sae", str(p))]
-            peak, seconds, _ = _run_peak([*base, *args, "--out", str(root / f"out_{label}")])
-            runs[label] = {
-                "n_saes": len(chosen),
-                "peak_rss_mib": round(peak, 1),
-                "seconds": round(seconds, 1),
-            }
-    ratio = runs["many"]["peak_rss_mib"] / runs["one"]["peak_rss_mib"]
-    return {"d_sae": WIDTH, "max_pairs": max_pairs, **runs, "ratio": round(ratio, 3), "goal_ratio": 1.15,
-            "meets_goal": ratio <= 1.15}  # fmt: skip
+def _private_cache(root: Path) -> Path:
+    """A pseval cache whose model exports are the user's (linked), with its own activation caches."""
+    from pseval._io import cache_dir
+
+    cache = root / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(cache_dir() / "models")
+    return cache
 
 
-def _bare_matmul_seconds(n: int, d_in: int, d_sae: int, repeats: int = 1) -> float:
-    """Seconds of ``x [n, d_in] @ W [d_in, d_sae]`` with the weights in memory (in blocks if they are huge)."""
-    x = torch.randn(n, d_in)
-    step = max(1, min(d_sae, (1 << 24) // max(1, n)))
-    W = torch.randn(d_in, min(d_sae, step))
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for start in range(0, d_sae, step):
-            width = min(step, d_sae - start)
-            _ = x @ (W if width == W.shape[1] else W[:, :width])
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
-def _prepared(model: str, hook: str, max_pairs: int | None, baselines: bool) -> tuple[Any, Any, Any, Any]:
+def _prompts(max_pairs: int | None, model: str = SMOLLM) -> dict[str, Any]:
+    """The evaluated prompts (token ids, target index) and their activations at the hook, as pseval builds them."""
+    from pseval.data.datasets import load_dataset
+    from pseval.data.prompts import build_prompts
     from pseval.evals.config import PSEvalConfig
     from pseval.evals.runner import prompt_activations
     from pseval.models.loading import load_model
 
     loaded = load_model(model)
-    config = PSEvalConfig(
-        model_name=model, max_pairs=max_pairs, baselines=baselines, interpret_tokens=0, logit_lens_tokens=0
-    )
-    data = prompt_activations(loaded, config, [hook])
-    return loaded, config, data, data.acts[hook]
-
-
-def _write_gemma_scope_2(path: Path, d_in: int, d_sae: int, rows: int = 8) -> None:
-    """A random Gemma Scope 2 ``params.safetensors``, streamed a few rows at a time (never whole in memory)."""
-    shapes = {
-        "b_dec": [d_in],
-        "b_enc": [d_sae],
-        "threshold": [d_sae],
-        "w_dec": [d_sae, d_in],
-        "w_enc": [d_in, d_sae],
-    }
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, shape in shapes.items():
-        size = 4 * int(torch.tensor(shape).prod())
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    gen = torch.Generator().manual_seed(0)
-    scale = 2 / d_in**0.5
-    with path.open("wb") as fh:
-        fh.write(len(raw).to_bytes(8, "little") + raw)
-        fh.write(torch.zeros(d_in).numpy().tobytes())
-        fh.write(torch.zeros(d_sae).numpy().tobytes())
-        fh.write(torch.full((d_sae,), 0.05).numpy().tobytes())
-        for start in range(0, d_sae, 1 << 16):  # w_dec [d_sae, d_in]: unit-ish random rows
-            n = min(1 << 16, d_sae - start)
-            fh.write(((torch.rand(n, d_in, generator=gen) - 0.5) * scale).numpy().tobytes())
-        for start in range(0, d_in, rows):  # w_enc [d_in, d_sae]
-            n = min(rows, d_in - start)
-            fh.write(((torch.rand(n, d_sae, generator=gen) - 0.5) * scale).numpy().tobytes())
-
-
-def part_huge(max_pairs: int | None) -> dict[str, Any]:
-    """Runs in its own subprocess (``--part huge-child``) so its peak RSS is its own."""
-    peak, _seconds, out = _run_peak([sys.executable, __file__, "--part", "huge-child",
-                                    *(["--max-pairs", str(max_pairs)] if max_pairs else [])])  # fmt: skip
-    report: dict[str, Any] = json.loads(out[out.index("{") :])
-    report["peak_rss_mib_subprocess"] = round(peak, 1)
-    return report
-
-
-def huge_child(max_pairs: int | None) -> dict[str, Any]:
-    from pseval.evals.scoring import score_sae
-    from pseval.sae.formats.loader import open_sae
-
-    hook = "blocks.12.hook_resid_post"
-    model, note = GEMMA, None
-    try:
-        from pseval.models.loading import load_model
-
-        load_model(GEMMA)
-    except Exception as exc:  # the optional Gemma 3 package or alias is missing: measure on SmolLM2
-        model, note = SMOLLM, f"gemma3-270m unavailable ({str(exc).splitlines()[0][:160]}); SmolLM2, d_in 576"
-    rss_before_model = _peak_rss_mib()
-    loaded, config, data, acts = _prepared(model, hook, max_pairs, baselines=True)
-    model_rss = _peak_rss_mib()
-    d_in = acts.shape[1]
-    with tempfile.TemporaryDirectory(prefix="pseval-bench-huge-") as tmp:
-        folder = Path(tmp) / "resid_post" / "layer_12_width_1m_l0_small"
-        folder.mkdir(parents=True)
-        _write_gemma_scope_2(folder / "params.safetensors", d_in, HUGE_WIDTH)
-        (folder / "config.json").write_text(json.dumps({"architecture": "jump_relu"}))
-        writing_rss = _peak_rss_mib()
-        source = open_sae(folder, hook_name=hook)
-        n = acts.shape[0]
-        bare = _bare_matmul_seconds(n, d_in, HUGE_WIDTH)
-        off = config.model_copy(update={"baselines": False})
-        started = time.perf_counter()
-        _, details, _ = score_sae(loaded, source, hook, data, off)
-        seconds_off = time.perf_counter() - started
-        started = time.perf_counter()
-        score_sae(loaded, source, hook, data, config, held_out=data, baselines_by_hook={})
-        seconds_on = time.perf_counter() - started
-        lens_seconds, n_lens = _logit_lens_seconds(loaded, source, details)
+    config = PSEvalConfig(model_name=model, max_pairs=max_pairs)
+    dataset = load_dataset(loaded.tokenizer, name=config.dataset, split=config.split, balance=config.balance,
+                           seed=config.seed, max_pairs=max_pairs, multi_token=config.multi_token)  # fmt: skip
+    prompts = build_prompts(loaded.tokenizer, dataset, template=config.template, position=config.position)
+    acts_PD = prompt_activations(loaded, config, [HOOK]).acts[HOOK]
+    if acts_PD.shape[0] != len(prompts.prompts):
+        raise SystemExit("the prompt set differs from the one pseval scores")
     return {
-        "model": model,
-        "note": note,
-        "hook": hook,
-        "d_in": d_in,
-        "d_sae": HUGE_WIDTH,
-        "n_prompts": n,
-        "n_pairs": len(data.pairs),
-        "rss_mib_python_and_torch": round(rss_before_model, 1),
-        "rss_mib_after_model_and_prompts": round(model_rss, 1),
-        "rss_mib_peak_while_writing_random_weights": round(writing_rss, 1),
-        "peak_rss_mib_after_scoring": round(_peak_rss_mib(), 1),
-        "bare_encode_matmul_seconds": round(bare, 3),
-        "scoring_seconds_baselines_off": round(seconds_off, 3),
-        "scoring_seconds_random_control_on": round(seconds_on, 3),
-        "ratio_baselines_off": round(seconds_off / bare, 3),
-        "ratio_random_control_on": round(seconds_on / bare, 3),
-        "goal_ratio_off": 1.5,
-        "goal_ratio_on": 3.0,
-        "meets_goals": seconds_off / bare <= 1.5 and seconds_on / bare <= 3.0,
-        "logit_lens_seconds": round(lens_seconds, 3),
-        "logit_lens_latents": n_lens,
-        "logit_lens_ratio": round(lens_seconds / bare, 3),
+        "input_ids": [p.input_ids for p in prompts.prompts],
+        "target_index": [p.target_index for p in prompts.prompts],
+        "acts": acts_PD,
+        "model_folder": str(getattr(loaded.model, "name_or_path", "")),
+        "layer": int(HOOK.split(".")[1]),
     }
 
 
-def _logit_lens_seconds(loaded: Any, sae: Any, details: Any) -> tuple[float, int]:
-    """Seconds of the logit lens of the chosen latents (timed apart: it does not depend on the encode)."""
-    from pseval.evals.scoring import logit_lens
-    from pseval.sae.lazy import lazy_blocks
-
-    used = [d.latent_1 for d in details] + [d.latent_2 for d in details]
-    blocks = lazy_blocks(sae)
-    started = time.perf_counter()
-    lens = logit_lens(loaded, blocks, used)
-    return time.perf_counter() - started, len(lens)
-
-
-def part_ratio(max_pairs: int | None) -> dict[str, Any]:
-    from pseval.evals.scoring import score_sae
+def _write_saes(folder: Path, n: int, width: int, acts_PD: torch.Tensor) -> tuple[list[Path], list[float]]:
+    """Random JumpReLU SAEs in SAELens format, each with one threshold giving a mean L0 of ~TARGET_L0."""
     from pseval.sae.config import config_from_dict
+    from pseval.sae.formats import save_sae
     from pseval.sae.model import SAE
 
-    hook = "blocks.12.hook_resid_post"
-    loaded, config, data, acts = _prepared(SMOLLM, hook, max_pairs, baselines=True)
-    sae = SAE.create_random(
-        config_from_dict(
-            {"architecture": "jumprelu", "d_in": acts.shape[1], "d_sae": WIDTH, "hook_name": hook}
-        ),
-        seed=1,
-    )
-    cache: dict[str, Any] = {}
-    score_sae(
-        loaded, sae, hook, data, config, held_out=data, baselines_by_hook=cache
-    )  # warm-up, dense baseline
-    started = time.perf_counter()
-    _, details, _ = score_sae(loaded, sae, hook, data, config, held_out=data, baselines_by_hook=cache)
-    seconds = time.perf_counter() - started
-    bare = _bare_matmul_seconds(acts.shape[0], acts.shape[1], WIDTH, repeats=5)
-    lens_seconds, n_lens = _logit_lens_seconds(loaded, sae, details)
-    return {
-        "d_sae": WIDTH,
-        "n_prompts": int(acts.shape[0]),
-        "n_pairs": len(data.pairs),
-        "bootstrap_resamples": config.bootstrap_resamples,
-        "scoring_seconds": round(seconds, 3),
-        "bare_encode_matmul_seconds": round(bare, 4),
-        "ratio": round(seconds / bare, 2),
-        "logit_lens_seconds": round(lens_seconds, 3),
-        "logit_lens_latents": n_lens,
+    paths, l0s = [], []
+    for i in range(n):
+        cfg = config_from_dict({"architecture": "jumprelu", "d_in": acts_PD.shape[1], "d_sae": width,
+                                "hook_name": HOOK, "model_name": SMOLLM})  # fmt: skip
+        sae = SAE.create_random(cfg, seed=i)
+        with torch.no_grad():
+            pre_PF = (acts_PD - sae.b_dec) @ sae.W_enc + sae.b_enc
+            k = TARGET_L0 * acts_PD.shape[0]
+            threshold = float(pre_PF.flatten().kthvalue(pre_PF.numel() - k).values)
+            sae.threshold.fill_(threshold)
+            l0s.append(float((pre_PF > threshold).sum(-1).float().mean()))
+        del pre_PF
+        paths.append(save_sae(sae, folder / f"sae_{i:02d}"))
+    return paths, l0s
+
+
+def prepare(
+    root: Path, n_saes: int, width: int, max_pairs: int | None, extra: list[str], reuse: Path | None = None
+) -> Setup:
+    cache = _private_cache(root)
+    os.environ["PSEVAL_CACHE"] = str(cache)
+    data = _prompts(max_pairs)
+    if reuse is None:
+        saes, l0s = _write_saes(root / "saes", n_saes, width, data["acts"])
+    else:  # SAEs written by an earlier run of this script (their thresholds calibrated then)
+        saes, l0s = sorted(p for p in reuse.iterdir() if p.is_dir())[:n_saes], []
+    torch.save(data, root / "prompts.pt")
+    setup = Setup(root, cache, saes, width, max_pairs, extra)
+    setup.info = {
+        "n_prompts": int(data["acts"].shape[0]),
+        "d_in": int(data["acts"].shape[1]),
+        "calibrated_mean_l0": [round(x, 1) for x in l0s],
+        "sae_file_mib": round(_sae_file(saes[0]).stat().st_size / 2**20, 1),
     }
+    # One untimed run fills the corpus activation cache that --interpret-tokens reads (a user's second run).
+    _pseval(
+        setup, setup.saes[:1], ["--no-baselines", "--bootstrap", "0", "--logit-lens-tokens", "0"], "warmup"
+    )
+    return setup
+
+
+def score_parts(setup: Setup) -> dict[str, float]:
+    """Seconds of ``score_sae`` on one SAE (read lazily from its file, page cache warm, prompt activations
+    cached) with the defaults, without the interpretation pass and without the bootstrap: what each costs."""
+    from pseval.evals.config import PSEvalConfig
+    from pseval.evals.runner import prompt_activations
+    from pseval.evals.scoring import score_sae
+    from pseval.models.loading import load_model
+    from pseval.sae.formats.loader import open_sae
+
+    given = dict(zip(setup.extra[::2], setup.extra[1::2], strict=True))
+    fields = {"interpret_tokens": int(given.get("--interpret-tokens", 16384)),
+              "bootstrap_resamples": int(given.get("--bootstrap", 2000))}  # fmt: skip
+    loaded = load_model(SMOLLM)
+    config = PSEvalConfig(model_name=SMOLLM, max_pairs=setup.max_pairs, **fields)
+    data = prompt_activations(loaded, config, [HOOK])
+    source = open_sae(str(setup.saes[0]))
+    variants = {
+        "defaults": {},
+        "no_interpret": {"interpret_tokens": 0},
+        "no_bootstrap": {"bootstrap_resamples": 0},
+    }
+    seconds: dict[str, float] = {}
+    for name, update in [*variants.items(), ("defaults", {})]:  # the defaults twice, the faster kept
+        started = time.perf_counter()
+        score_sae(
+            loaded, source, HOOK, data, config.model_copy(update=update), held_out=data, baselines_by_hook={}
+        )
+        seconds[name] = min(seconds.get(name, float("inf")), time.perf_counter() - started)
+    return {k: round(v, 3) for k, v in seconds.items()}
+
+
+# ------------------------------------------------------------------------------------------------- runs
+
+
+def _sae_file(folder: Path) -> Path:
+    return next(folder.glob("*.safetensors"))
+
+
+def drop_page_cache(paths: list[Path]) -> None:
+    """Evict the SAE files from the page cache, so each run reads them from disk."""
+    for folder in paths:
+        for path in folder.iterdir():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _reset_state(setup: Setup, saes: list[Path]) -> None:
+    shutil.rmtree(setup.cache / "activations", ignore_errors=True)
+    drop_page_cache(saes)
+
+
+_PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_PEAK_FILE"], "w") as out:
+        out.write(str(kib))
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+if sys.argv[0].endswith(".py"):
+    runpy.run_path(sys.argv[0], run_name="__main__")
+else:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+"""Runs a module or script and writes its own peak RSS (``VmHWM``, the high-water mark of the memory it mapped
+after ``exec``). ``wait4``'s ``ru_maxrss`` would not do: Linux carries the parent's peak into the child's across
+``fork`` and ``exec``, and this benchmark's own process holds a model."""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Wall seconds and peak RSS (MiB, the child's own) of ``python -m MODULE ...`` or ``python SCRIPT ...``."""
+    with tempfile.NamedTemporaryFile(prefix="pseval-bench-peak-", dir="/tmp") as peak_file:
+        env = {**env, "BENCH_PEAK_FILE": peak_file.name}
+        argv = [cmd[0], "-c", _PEAK_WRAPPER, *(cmd[2:] if cmd[1] == "-m" else cmd[1:])]
+        started = time.perf_counter()
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}")
+        peak_kib = int(Path(peak_file.name).read_text() or 0)
+    return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024, "output": done.stdout}
+
+
+def _pseval(setup: Setup, saes: list[Path], flags: list[str], label: str) -> dict[str, Any]:
+    out = setup.root / "out" / label
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pseval",
+        "eval",
+        "--model",
+        setup.model,
+        "--out",
+        str(out),
+        *setup.extra,
+        *flags,
+    ]
+    if setup.max_pairs:
+        cmd += ["--max-pairs", str(setup.max_pairs)]
+    return timed([*cmd, *[a for p in saes for a in ("--sae", str(p))]], _env(setup.cache))
+
+
+def _child(setup: Setup, saes: list[Path], part: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", part, "--prompts", str(setup.prompts_file),
+           *[a for p in saes for a in ("--sae", str(p))]]  # fmt: skip
+    run = timed(cmd, _env(setup.cache))
+    run.update(json.loads(run.pop("output").strip().splitlines()[-1]))
+    return run
+
+
+def one_run(setup: Setup, side: str, n: int) -> dict[str, Any]:
+    saes = setup.saes[:n]
+    _reset_state(setup, saes)
+    if side == "pseval_default":
+        run = _pseval(setup, saes, [], f"{side}_{n}")
+    elif side == "pseval_same_work":
+        run = _pseval(setup, saes, SAME_WORK, f"{side}_{n}")
+    else:
+        run = _child(setup, saes, side)
+    run.pop("output", None)
+    return run
+
+
+# ------------------------------------------------------------------------------------------------- children
+
+
+def _forward(prompts: dict[str, Any]) -> tuple[float, float]:
+    """Load the model with transformers and run one forward pass truncated after the hooked layer."""
+    from transformers import AutoModelForCausalLM
+
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(prompts["model_folder"], dtype=torch.float32).eval()
+    base = model.model
+    base.layers = base.layers[: prompts["layer"] + 1]
+    loaded = time.perf_counter()
+    kept: list[torch.Tensor] = []
+    hook = base.layers[prompts["layer"]].register_forward_hook(
+        lambda _m, _i, out: kept.append(out[0] if isinstance(out, tuple) else out)
+    )
+    ids, targets, rows = prompts["input_ids"], prompts["target_index"], []
+    with torch.no_grad():
+        for lo in range(0, len(ids), 32):
+            batch = ids[lo : lo + 32]
+            width = max(len(x) for x in batch)
+            input_ids = torch.tensor([x + [0] * (width - len(x)) for x in batch])
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in batch])
+            kept.clear()
+            base(input_ids=input_ids, attention_mask=mask)
+            index = torch.tensor(targets[lo : lo + 32])
+            rows.append(kept[0][torch.arange(len(batch)), index])
+    hook.remove()
+    return loaded - started, time.perf_counter() - loaded
+
+
+def child_forward(prompts: dict[str, Any], _saes: list[Path]) -> dict[str, Any]:
+    """The activation pass of the references: model load + one forward pass truncated after the hook."""
+    load_s, forward_s = _forward(prompts)
+    return {"model_load_s": load_s, "forward_s": forward_s}
+
+
+def child_peer(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
+    """The SAEBench way: sae-lens loads each SAE, encodes the cached activations, takes the top-1."""
+    acts_PD = prompts["acts"]
+    started = time.perf_counter()
+    from sae_lens import SAE as SAELensSAE
+
+    imported = time.perf_counter()
+    tops = []
+    with torch.no_grad():
+        for path in saes:
+            sae = SAELensSAE.load_from_disk(str(path), device="cpu")
+            feats_PF = sae.encode(acts_PD)
+            tops.append(feats_PF.argmax(-1))
+            del sae, feats_PF
+    per_sae = time.perf_counter() - imported
+    return {"sae_lens_import_s": imported - started, "per_sae_total_s": per_sae,
+            "work_s": per_sae + imported - started, "n_top1": sum(len(t) for t in tops)}  # fmt: skip
+
+
+def _read_score_bytes(path: Path) -> dict[str, torch.Tensor]:
+    """One sequential read of the bytes the score needs: W_enc and the per-latent vectors."""
+    from pseval.sae.formats._common import safetensors_header
+    from pseval.sae.lazy import read_byte_ranges
+
+    entries, data_start = safetensors_header(path)
+    out = {}
+    wanted = sorted(
+        (k for k in entries if k.lower() in ("w_enc", *VECTORS)),
+        key=lambda k: entries[k].begin,  # type: ignore[attr-defined]
+    )
+    for key in wanted:
+        entry = entries[key]
+        raw = read_byte_ranges(path, [(data_start + entry.begin, entry.end - entry.begin)])  # type: ignore[attr-defined]
+        out[key] = raw.view(entry.dtype).reshape(entry.shape)  # type: ignore[attr-defined]
+    return out
+
+
+def child_limit(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
+    """The floor's per-SAE part: one sequential read of the score's bytes and one matmul per SAE."""
+    acts_PD = prompts["acts"]
+    read_s = matmul_s = 0.0
+    for folder in saes:
+        started = time.perf_counter()
+        tensors = _read_score_bytes(_sae_file(folder))
+        read = time.perf_counter()
+        W_enc_DF = next(t for k, t in tensors.items() if k.lower() == "w_enc")
+        pre_PF = acts_PD @ W_enc_DF
+        matmul_s += time.perf_counter() - read
+        read_s += read - started
+        del tensors, pre_PF, W_enc_DF
+    return {"read_s": read_s, "matmul_s": matmul_s, "work_s": read_s + matmul_s,
+            "per_sae_s": (read_s + matmul_s) / len(saes)}  # fmt: skip
+
+
+CHILDREN = {"forward": child_forward, "peer": child_peer, "limit": child_limit}
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+
+def _summary(runs: list[dict[str, Any]], key: str = "seconds") -> dict[str, float]:
+    values = [r[key] for r in runs]
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "n": len(values)}
+
+
+def _ratio(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {"median": round(a["median"] / b["median"], 3), "min": round(a["min"] / b["min"], 3)}
+
+
+def _rounded(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()}
+
+
+def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> dict[str, Any]:
+    s = {name: _summary(rs) for name, rs in runs.items()}
+    limit_per_sae = _summary(runs[f"limit_{n_many}"], "per_sae_s")
+    one, many = "pseval_same_work_1", f"pseval_same_work_{n_many}"
+    marginal = {q: (s[many][q] - s[one][q]) / max(1, n_many - 1) for q in ("min", "median")}
+    ratios = {
+        "default_1_vs_limit_1": _ratio(s["pseval_default_1"], s["limit_1"]),
+        "same_work_1_vs_limit_1": _ratio(s[one], s["limit_1"]),
+        f"same_work_{n_many}_vs_limit_{n_many}": _ratio(s[many], s[f"limit_{n_many}"]),
+        "same_work_per_extra_sae_vs_limit_per_sae": _ratio(marginal, limit_per_sae),
+        "same_work_1_vs_peer_1": _ratio(s[one], s["peer_1"]),
+        f"same_work_{n_many}_vs_peer_{n_many}": _ratio(s[many], s[f"peer_{n_many}"]),
+    }
+    if f"pseval_default_{n_many}" in s:
+        ratios[f"default_{n_many}_vs_limit_{n_many}"] = _ratio(
+            s[f"pseval_default_{n_many}"], s[f"limit_{n_many}"]
+        )
+    rss = {name: _summary(rs, "peak_rss_mib") for name, rs in runs.items() if name.startswith("pseval")}
+    parts = ("model_load_s", "forward_s", "read_s", "matmul_s", "sae_lens_import_s", "per_sae_total_s")
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+               "torch_threads": torch.get_num_threads(), "load_average_at_end": os.getloadavg()}  # fmt: skip
+    parts_s = setup.info.get("score_sae_seconds", {})
+    default_s = s["pseval_default_1"]["median"]
+    shares = {
+        f"{part}_share_of_default_eval_1": round((parts_s["defaults"] - parts_s[f"no_{part}"]) / default_s, 3)
+        for part in ("interpret", "bootstrap")
+        if f"no_{part}" in parts_s
+    }
+    return {
+        "benchmark": "bench_scale",
+        "what": "pseval eval end to end (subprocess, SAE files cold in the page cache) vs limit and peer",
+        "machine": machine,
+        "model": SMOLLM,
+        "hook": HOOK,
+        "d_sae": setup.width,
+        "n_saes_many": n_many,
+        "max_pairs": setup.max_pairs,
+        "pseval_extra_args": setup.extra,
+        **setup.info,
+        "seconds": s,
+        "ratios": ratios,
+        "default_eval_shares": shares,
+        "pseval_per_extra_sae_seconds": {q: round(v, 3) for q, v in marginal.items()},
+        "limit_per_sae_seconds": limit_per_sae,
+        "peak_rss_mib": rss,
+        "peak_rss_ratio_many_vs_one": round(rss[many]["median"] / rss[one]["median"], 3),
+        "parts_median_s": {
+            name: {part: round(statistics.median(r[part] for r in rs), 3) for part in parts if part in rs[0]}
+            for name, rs in runs.items()
+        },
+        "runs": {name: [_rounded(r) for r in rs] for name, rs in runs.items()},
+    }
+
+
+def _compose(run: dict[str, Any], forward: dict[str, Any], side: str) -> dict[str, Any]:
+    """A reference's total: the shared activation pass of its round plus its own per-SAE work."""
+    run = {**run, "child_wall_s": run["seconds"]}
+    if side == "peer":  # a user's one script: its start, imports, model load, forward, then the SAEs
+        run["seconds"] = forward["seconds"] + run["work_s"]
+    else:  # the floor: model load + forward + reads + matmuls, no interpreter start or imports
+        run["seconds"] = forward["model_load_s"] + forward["forward_s"] + run["work_s"]
+    run.update({k: forward[k] for k in ("model_load_s", "forward_s")})
+    return run
+
+
+def run_all(
+    setup: Setup, n_many: int, repeats: int, with_default_many: bool, out: Path | None = None
+) -> dict[str, Any]:
+    sides = [("pseval_default", 1), ("pseval_same_work", 1), ("forward", 0), ("peer", 1), ("limit", 1),
+             ("pseval_same_work", n_many), ("peer", n_many), ("limit", n_many)]  # fmt: skip
+    if with_default_many:
+        sides.append(("pseval_default", n_many))
+    runs: dict[str, list[dict[str, Any]]] = {f"{side}_{n}": [] for side, n in sides}
+    for rep in range(repeats):
+        for side, n in sides:  # interleaved: every side once per round
+            run = one_run(setup, side, n)
+            if side in ("peer", "limit"):
+                run = _compose(run, runs["forward_0"][-1], side)
+            runs[f"{side}_{n}"].append(run)
+            print(f"round {rep + 1}/{repeats} {side}_{n}: {run['seconds']:.1f} s, "
+                  f"{run['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)  # fmt: skip
+        if "score_sae_seconds" not in setup.info:  # after the first round: the figures come first
+            setup.info["score_sae_seconds"] = score_parts(setup)
+        if out is not None:  # every finished round, so a run cut short keeps what it measured
+            out.write_text(
+                json.dumps({**report(setup, runs, n_many), "rounds_done": rep + 1}, indent=2) + "\n"
+            )
+    return report(setup, runs, n_many)
+
+
+def rss_only(saes_dir: Path, n_many: int, max_pairs: int | None, repeats: int) -> dict[str, Any]:
+    """Peak RSS of ``pseval eval`` (same-work flags) on 1 and on ``n_many`` SAEs already written, interleaved."""
+    saes = sorted(p for p in saes_dir.iterdir() if p.is_dir())[:n_many]
+    with tempfile.TemporaryDirectory(prefix="pseval-bench-rss-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        setup = Setup(root, _private_cache(root), saes, WIDTH, max_pairs)
+        runs: dict[str, list[dict[str, Any]]] = {
+            "pseval_same_work_1": [],
+            f"pseval_same_work_{len(saes)}": [],
+        }
+        for _ in range(repeats):
+            for n in (1, len(saes)):
+                run = one_run(setup, "pseval_same_work", n)
+                runs[f"pseval_same_work_{n}"].append(run)
+                print(
+                    f"rss {n}: {run['seconds']:.1f} s, {run['peak_rss_mib']:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    rss = {name: _summary(rs, "peak_rss_mib") for name, rs in runs.items()}
+    one, many = rss["pseval_same_work_1"], rss[f"pseval_same_work_{len(saes)}"]
+    return {"peak_rss_mib": rss, "peak_rss_ratio_many_vs_one": round(many["median"] / one["median"], 3),
+            "seconds": {name: _summary(rs) for name, rs in runs.items()}, "max_pairs": max_pairs,
+            "runs": {name: [_rounded(r) for r in rs] for name, rs in runs.items()}}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=["all", "rss", "huge", "ratio", "huge-child"], default="all")
+    parser.add_argument("--quick", action="store_true", help="width 2,048, 2 SAEs, 16 pairs, one round")
     parser.add_argument("--n-saes", type=int, default=32)
-    parser.add_argument("--max-pairs", type=int, default=None, help="pairs for huge/ratio (default: all)")
-    parser.add_argument("--rss-max-pairs", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--width", type=int, default=WIDTH)
+    parser.add_argument("--max-pairs", type=int, default=None)
+    parser.add_argument("--default-many", action="store_true", help="also time the defaults on --n-saes SAEs")
+    parser.add_argument("--reuse-saes", type=Path, default=None, metavar="SAES_DIR",
+                        help="score SAEs an earlier run wrote (a copy of its saes/ folder) instead of new ones")  # fmt: skip
+    parser.add_argument("--rss-only", type=Path, default=None, metavar="SAES_DIR",
+                        help="only the peak RSS of 1 and --n-saes SAEs already written in SAES_DIR")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--child", choices=sorted(CHILDREN), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prompts", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--sae", type=Path, action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    if args.part == "huge-child":
-        print(json.dumps(huge_child(args.max_pairs)))
+    if args.child is not None:
+        prompts = torch.load(args.prompts)
+        print(json.dumps(CHILDREN[args.child](prompts, args.sae)))
         return
-    report: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
-    if args.part in ("all", "rss"):
-        report["rss"] = part_rss(args.n_saes, args.rss_max_pairs)
-    if args.part in ("all", "huge"):
-        report["huge"] = part_huge(args.max_pairs)
-    if args.part in ("all", "ratio"):
-        report["ratio"] = part_ratio(args.max_pairs)
-    print(json.dumps(report, indent=2))
+    extra: list[str] = []
+    if args.quick:
+        args.n_saes, args.repeats, args.width, args.max_pairs = 2, 1, 2048, args.max_pairs or 16
+        extra = ["--interpret-tokens", "512", "--bootstrap", "200"]
+    if args.rss_only is not None:
+        result = rss_only(args.rss_only, args.n_saes, args.max_pairs, args.repeats)
+        print(json.dumps(result, indent=2))
+        if args.out is not None:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return
+    with tempfile.TemporaryDirectory(prefix="pseval-bench-scale-", dir="/tmp") as tmp:
+        setup = prepare(Path(tmp), args.n_saes, args.width, args.max_pairs, extra, args.reuse_saes)
+        result = run_all(setup, args.n_saes, args.repeats, args.default_many, args.out)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ class SAEItem:
     regime: InputRegime = field(default_factory=lambda: InputRegime(prepend_bos=None))
     fixed_name: bool = False
     """The result name was given with the spec (``(name, spec)``), not chosen here."""
+    weights_check: Callable[[], None] | None = None
+    """The NaN/Inf check done while the content hash read the files (raises the first bad tensor's error)."""
 
     def load(self, device: str, dtype: str | None) -> SAE:
         """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
@@ -90,6 +92,7 @@ def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
 def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
     """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
     from pseval.sae.formats.loader import open_sae
+    from pseval.sae.weights_check import hash_and_check
 
     items: list[SAEItem] = []
     for spec in saes:
@@ -123,17 +126,19 @@ def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEIte
             if metadata.get("sae_lens_release") and metadata.get("sae_lens_id"):
                 release, sae_id = str(metadata["sae_lens_release"]), str(metadata["sae_lens_id"])
         hook = _record_hook(base, source.cfg.hook_name, hook_name)
+        content_hash, weights_check = hash_and_check(source)  # one read: the hash and the NaN/Inf check
         items.append(
             SAEItem(
                 fixed_name or base,
                 source.cfg,
                 hook,
-                source.content_hash(),
+                content_hash,
                 path,
                 release,
                 sae_id,
                 source=source,
                 fixed_name=fixed_name is not None,
+                weights_check=weights_check,
             )
         )
     return items
@@ -172,18 +177,25 @@ def check_sae_fits(loaded: Any, item: NamedSAE | SAEItem, hook: str) -> None:
 
 
 def _check_weights(item: SAEItem) -> None:
-    """Read the SAE's weights once so NaN/Inf fail before any pass.
+    """Fail on NaN/Inf weights before any pass, reading each SAE's files at most once.
 
-    Weights readable lazily from safetensors are streamed from their files in bounded pieces (an SAE of
-    any width is checked in the memory of one piece); any other SAE is loaded (memory-mapped where the
-    format allows) and let go.
+    Weights readable lazily from safetensors were checked while their content hash read them (files hashed
+    byte by byte); the files of a huge SAE are not read here: its per-latent vectors are checked now and
+    its matrices block by block as scoring reads them (see :mod:`pseval.sae.weights_check`). Any other SAE
+    is loaded (memory-mapped where the format allows) and let go.
     """
     if item.source is None:
         return
+    if item.weights_check is not None:
+        item.weights_check()
+        return
     if getattr(item.source, "tensors", None) is not None:
-        from pseval.sae.lazy import check_finite_tensors
+        from pseval.sae.weights_check import check_finite_tensors, check_vectors
 
-        check_finite_tensors(item.source)
+        if item.source.hashes_bytes():
+            check_finite_tensors(item.source)
+        else:
+            check_vectors(item.source)
         return
     sae = item.source.load(device="cpu", dtype=None)
     del sae

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,8 +86,19 @@ class SAESource:
         )
         return sae.to(device)
 
-    def content_hash(self) -> str:
-        """A stable hash of the weight files' bytes (headers, sizes and mtimes when huge) and the config."""
+    def hashes_bytes(self) -> bool:
+        """Whether :meth:`content_hash` reads every byte of the files (they are small enough)."""
+        try:
+            return sum(p.stat().st_size for p in set(self.files)) <= FULL_HASH_LIMIT_BYTES
+        except OSError:
+            return False
+
+    def content_hash(self, read_chunks: Callable[[Path], Iterable[bytes | memoryview]] | None = None) -> str:
+        """A stable hash of the weight files' bytes (headers, sizes and mtimes when huge) and the config.
+
+        ``read_chunks(path)`` yields a file's bytes in order (by default 1 MiB reads): a caller that checks
+        the weights as they stream past hashes and checks them in one read.
+        """
         digest = hashlib.sha256()
         digest.update(json.dumps(self.cfg.arch_fields(), sort_keys=True, default=str).encode())
         digest.update(json.dumps([self.cfg.hook_name, self.cfg.model_name]).encode())
@@ -107,14 +118,18 @@ class SAESource:
         for p in files:
             digest.update(p.name.encode())
             if total <= FULL_HASH_LIMIT_BYTES:
-                with p.open("rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(chunk)
+                for chunk in (read_chunks or _file_chunks)(p):
+                    digest.update(chunk)
             else:
                 stat = p.stat()
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
                 digest.update(_file_head(p))
         return digest.hexdigest()[:16]
+
+
+def _file_chunks(path: Path) -> Iterator[bytes | memoryview]:
+    with path.open("rb") as fh:
+        yield from iter(lambda: fh.read(1 << 20), b"")
 
 
 def _file_head(path: Path) -> bytes:
