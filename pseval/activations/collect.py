@@ -29,7 +29,7 @@ import torch
 from pseval._io import atomic_path, cache_dir, stable_hash
 from pseval._progress import track
 from pseval.errors import DataError
-from pseval.models.hooks import hook_width, parse_hook_name, run_with_cache
+from pseval.models.hooks import canonical_hook_name, hook_width, parse_hook_name, run_with_cache
 from pseval.models.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def activation_cache_path(
     key = stable_hash(
         CACHE_FORMAT_VERSION,
         loaded.fingerprint,
-        parse_hook_name(hook_name).name,
+        canonical_hook_name(hook_name),
         cache_key or {},
         loaded.dtype,
         prompts_digest,

@@ -108,14 +108,19 @@ def eval_config(config_file: Path | None, values: dict[str, Any]) -> Any:
     return PSEvalConfig(**{**base, **values})
 
 
-def expand_release(saes: list[str] | None, release: str | None, pattern: str | None) -> list[str]:
-    """The --sae specs followed by those of --release matching --sae-pattern (each once)."""
+def expand_release(saes: list[str] | None, release: str | None, pattern: str | None) -> list[Any]:
+    """The --sae specs followed by those of --release matching --sae-pattern (each once); without --release,
+    --sae-pattern chooses the views of the cross-layer transcoder and crosscoder folders among them."""
     from pseval.errors import ConfigError
+    from pseval.evals.multilayer import expand_multilayer, is_multilayer_spec
 
-    specs = list(saes or [])
+    specs: list[Any] = list(saes or [])
     if pattern is not None and release is None:
+        if any(is_multilayer_spec(spec) for spec in specs):
+            return expand_multilayer(specs, pattern)
         raise ConfigError(
-            "--sae-pattern needs --release", "add --release RELEASE, e.g. gemma-scope-2-270m-pt-res"
+            "--sae-pattern needs --release (or a cross-layer transcoder or crosscoder folder as --sae)",
+            "add --release RELEASE, e.g. gemma-scope-2-270m-pt-res",
         )
     if release is not None:
         from pseval.sae.pretrained import release_specs

@@ -9,6 +9,7 @@ order the SAEs were given, as the local executor does.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +43,13 @@ def evaluate_ray(
     options = options or RayOptions()
     if not saes:
         raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
+    from pseval.evals.multilayer import is_multilayer_spec
+
+    if any(not isinstance(spec, (str, os.PathLike)) or is_multilayer_spec(spec) for spec in saes):
+        raise ConfigError(
+            "--executor ray scores SAE folders and saelens: specs, not cross-layer transcoders or crosscoders",
+            "score those with --executor local",
+        )
     started = time.time()
     output = Path(output_folder).resolve()
     # The same SAE given twice (``DIR``, ``DIR/``, ``x/../DIR``) is one spec once its path is resolved.

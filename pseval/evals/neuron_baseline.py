@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 
 from pseval.errors import ConfigError, PsevalError
 from pseval.metrics.ps_eval import NO_LATENT, ps_eval_metrics, top1_latents
+from pseval.models.composite import is_composite
 from pseval.models.hooks import MLP_POST, parse_hook_name
 
 __all__ = ["neuron_baseline", "neuron_baseline_metrics", "neuron_hook_for", "neuron_hook_name"]
@@ -48,6 +49,8 @@ def neuron_hook_for(sae_hook_name: str) -> str | None:
     (residual stream, attention) have no neuron basis of their own and give None, as does a name that
     is not a hook name.
     """
+    if is_composite(sae_hook_name):
+        return None  # several points read together have no neuron basis of their own
     try:
         point = parse_hook_name(sae_hook_name)
     except PsevalError:

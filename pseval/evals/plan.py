@@ -91,11 +91,13 @@ def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
 
 def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
     """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
+    from pseval.evals.multilayer import expand_multilayer
     from pseval.sae.formats.loader import open_sae
+    from pseval.sae.source import SAESource
     from pseval.sae.weights_check import hash_and_check
 
     items: list[SAEItem] = []
-    for spec in saes:
+    for spec in expand_multilayer(saes):
         path = release = sae_id = None
         sae: SAE | None = None
         fixed_name: str | None = None
@@ -113,11 +115,20 @@ def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEIte
             items.append(SAEItem(base, sae.cfg, hook, sae.fingerprint(), path, release, sae_id, sae=sae))
             continue
         text = str(spec)
-        source = open_sae(text, hook_name=hook_name)
-        if text.startswith("saelens:"):
+        if isinstance(spec, SAESource):  # a view of a cross-layer dictionary (pseval.evals.multilayer)
+            if hook_name is not None:
+                raise ConfigError(
+                    f"--hook does not apply to {spec.spec}, a view of a cross-layer dictionary",
+                    "leave out --hook; choose layers with --sae-pattern",
+                )
+            source, text = spec, spec.spec
+            base, path = sanitize_name(text), str(Path(str(source.path)).expanduser().resolve())
+        elif text.startswith("saelens:"):
+            source = open_sae(text, hook_name=hook_name)
             release, _, sae_id = text[len("saelens:") :].partition("/")
             base, path = sanitize_name(f"{release}_{sae_id}"), text
         else:
+            source = open_sae(text, hook_name=hook_name)
             where = Path(source.path if source.path is not None else text).expanduser().resolve()
             base = sanitize_name(where.stem if where.is_file() else where.name)
             path = str(where)
@@ -189,6 +200,11 @@ def _check_weights(item: SAEItem) -> None:
     if item.weights_check is not None:
         item.weights_check()
         return
+    if item.source.block_reader is not None:  # a cross-layer view: every file of its layers, streamed
+        from pseval.sae.weights_check import check_finite_tensors
+
+        check_finite_tensors(item.source)
+        return
     if getattr(item.source, "tensors", None) is not None:
         from pseval.sae.weights_check import check_finite_tensors, check_vectors
 
@@ -226,16 +242,17 @@ def result_identity(item: SAEItem, config: PSEvalConfig, dataset_sha256: str | N
 
 def _distinct(items: list[SAEItem], status: Callable[[str], None]) -> list[SAEItem]:
     """``items`` with each SAE once: the same resolved path or SAELens spec given again is scored once."""
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     distinct: list[SAEItem] = []
     for item in items:
         if item.path is None or item.fixed_name:
             distinct.append(item)
             continue
-        seen[item.path] = seen.get(item.path, 0) + 1
-        if seen[item.path] == 1:
+        key = (item.path, item.base_name)  # the views of one cross-layer dictionary share its path
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] == 1:
             distinct.append(item)
-    for path, count in seen.items():
+    for (path, _), count in seen.items():
         if count > 1:
             status(f"the SAE {path} was given {count} times: it is scored once, with one result file")
     return distinct

@@ -423,7 +423,7 @@ def _score_one(
     hook, regime = item.hook, item.regime
     status(f"scoring {item.name} at {hook}")
     # Scored straight from its safetensors files, block by block, unless the standard metrics need the SAE.
-    lazy = config.standard_metrics_tokens <= 0 and item.sae is None and getattr(item.source, "tensors", None)
+    lazy = config.standard_metrics_tokens <= 0 and item.sae is None and item.source.blockwise
     sae = item.source if lazy else item.load(device, config.dtype if config.dtype != "float32" else None)
     sae_data = _with_processed(loaded, data, hook, regime, memo)
     sae_held_out = _with_processed(loaded, held_out, hook, regime, memo) if held_out is not None else None

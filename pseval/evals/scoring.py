@@ -489,7 +489,7 @@ def score_sae(
     ``baselines_by_hook`` caches the per-hook dense baseline across the SAEs of one run.
     """
     dtype = config.dtype if config.dtype != "float32" else None
-    if isinstance(sae, SAESource) and sae.tensors is None:
+    if isinstance(sae, SAESource) and not sae.blockwise:
         sae = sae.load(device=device, dtype=dtype)
     blocks = lazy_blocks(sae, dtype)
     run_on = sae.device if isinstance(sae, SAE) else torch.device(device)

@@ -23,6 +23,7 @@ from pseval.models.adapters import (
     model_family,
     n_layers_of,
 )
+from pseval.models.composite import hook_parts, is_composite, join_hooks
 
 HOOK_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
 """Residual-stream hook kinds (width ``d_model``) in the order they fire inside one layer."""
@@ -112,7 +113,16 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
     ``blocks.L.mlp.hook_post``; with ``model``, also check the layer range and the family's support.
 
     Raises :class:`ModelError` with the valid forms (and the model's layer range) for anything else.
+    A composite name (:mod:`pseval.models.composite`) is valid when each part is; its deepest part is
+    returned (:func:`canonical_hook_name` names the whole).
     """
+    if is_composite(name):
+        parts = hook_parts(name)
+        if len(set(parts)) != len(parts) or not all(parts):
+            raise ModelError(
+                f"composite hook name '{name}' repeats or leaves out a part", "name each hook once"
+            )
+        return max((parse_hook_name(part, model) for part in parts), key=lambda p: p.order)
     n_layers = n_layers_of(model) if model is not None else None
     layer_range = f"; this model has layers 0..{n_layers - 1}" if n_layers is not None else ""
     point = _match_hook_name(name)
@@ -173,6 +183,11 @@ def parse_hook_name(name: str, model: Any | None = None) -> HookPoint:
     return point
 
 
+def canonical_hook_name(name: str) -> str:
+    """The canonical name of a hook (``hook_embed`` -> ``blocks.0.hook_resid_pre``), part by part."""
+    return join_hooks([parse_hook_name(part).name for part in hook_parts(name)])
+
+
 def _adds_position_embeddings(module: nn.Module, adapter: FamilyAdapter) -> bool:
     """Whether the input of the first block includes a learned absolute position embedding.
 
@@ -196,6 +211,8 @@ def hook_width(model: Any, name: str) -> int:
     the output projection's input features (Gemma's ``head_dim`` need not be ``d_model / n_heads``).
     """
     point = parse_hook_name(name, model)
+    if is_composite(name):
+        return sum(hook_width(model, part) for part in hook_parts(name))
     if point.kind == MLP_POST:
         return _in_features(_mlp_hidden_module(as_module(model), point))
     if point.kind == ATTN_Z:

@@ -63,6 +63,7 @@ from pseval.models.adapters import (
     register_adapter,
     text_config_of,
 )
+from pseval.models.composite import hook_parts, is_composite
 from pseval.models.hook_names import (
     ATTN_Z,
     EMBED_HOOK,
@@ -72,6 +73,7 @@ from pseval.models.hook_names import (
     MLP_POST,
     HookPoint,
     _submodule,
+    canonical_hook_name,
     hook_width,
     parse_hook_name,
 )
@@ -89,6 +91,7 @@ __all__ = [
     "LogitLens",
     "Observer",
     "as_module",
+    "canonical_hook_name",
     "config_of",
     "d_model_of",
     "final_norm_and_unembed",
@@ -322,6 +325,10 @@ def run_with_cache(
     """
     module = as_module(model)
     names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
+    if any(is_composite(name) for name in names):
+        parts = list(dict.fromkeys(part for name in names for part in hook_parts(name)))
+        values = run_with_cache(model, input_ids, attention_mask, parts)
+        return {name: torch.cat([values[part] for part in hook_parts(name)], dim=-1) for name in names}
     points = _validate(module, names)
     by_name = {point.name: point for point in points}
     last = max(points, key=lambda p: p.order)
@@ -361,6 +368,11 @@ def patch_hook(model: Any, hook_name: str, fn: Callable[[torch.Tensor], torch.Te
     SAE reconstruction spliced in. ``fn`` receives ``[B, T, D]`` and must return the same shape.
     """
     module = as_module(model)
+    if is_composite(hook_name):
+        raise ModelError(
+            f"hook '{hook_name}' joins several points and cannot be replaced by one value",
+            "patch each point on its own",
+        )
     point = _validate(module, [hook_name])[0]
 
     def observer(value: torch.Tensor) -> torch.Tensor:

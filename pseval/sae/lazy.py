@@ -467,14 +467,22 @@ def feature_blocks(
         sae_input(cfg, b_dec_D, acts_ND[i : i + ROW_CHUNK].to(device))[0] for i in range(0, n, ROW_CHUNK)
     ]
 
+    # Blocks whose W_enc is zero outside some input rows (the views of cross-layer dictionaries) say which rows
+    # they read; only those enter the matmul.
+    input_range = getattr(blocks, "input_range", None)
+
     def encoded(start: int, end: int) -> torch.Tensor:
         block = {k: v.to(device) for k, v in blocks.block(start, end, names).items()}
         if fold_decoder_norms:
             block = _folded(kernel_cfg, block)
+        rows = input_range(start, end) if input_range is not None else None
+        if rows is not None:
+            block["W_enc"] = block["W_enc"][rows[0] : rows[1]]
         # Encoded in place into the block's buffer, one row chunk at a time (no temporary of its size).
         out_NB = torch.empty(n, end - start, dtype=cfg.torch_dtype(), device=device)
         for i, x in zip(range(0, n, ROW_CHUNK), chunks, strict=True):
-            arch.encode_block(kernel_cfg, x, block, out_NB[i : i + ROW_CHUNK])
+            x_in = x if rows is None else x[:, rows[0] : rows[1]]
+            arch.encode_block(kernel_cfg, x_in, block, out_NB[i : i + ROW_CHUNK])
         return out_NB
 
     k = arch.row_top_k(kernel_cfg)
@@ -503,6 +511,8 @@ def lazy_blocks(sae_or_source: SAE | SAESource, dtype: str | None = None) -> Lat
     """:class:`InMemoryBlocks` of an SAE, :class:`SafetensorsBlocks` of a lazily readable source."""
     if isinstance(sae_or_source, SAE):
         return InMemoryBlocks(sae_or_source)
+    if sae_or_source.block_reader is not None:
+        return sae_or_source.block_reader(dtype)
     return SafetensorsBlocks(sae_or_source, dtype)
 
 
@@ -516,6 +526,10 @@ def check_finite_tensors(source: SAESource, block_elements: int = BLOCK_ELEMENTS
     """
     from pseval.sae.formats._common import safetensors_header
 
+    if source.tensors is None and source.parts:
+        for part in source.parts:
+            check_finite_tensors(part, block_elements)
+        return
     if source.tensors is None:
         raise SAEError(f"{source.spec} cannot be read lazily", "load it instead")
     dtype = source.cfg.torch_dtype()

@@ -208,6 +208,11 @@ def _strip(path: Path, relative: str) -> Path:
     return path
 
 
+CROSS_LAYER_CONVERSIONS = frozenset({"mntss_clt_layer_transcoder"})
+"""sae-lens converters that read one layer of a cross-layer transcoder as an SAE, changing its encoder: refused,
+with the folder route (:mod:`pseval.sae.multilayer`) as the fix."""
+
+
 def open_pretrained(spec: str) -> SAESource:
     """Open ``saelens:RELEASE/SAE_ID``: fetch (or find in the cache) its files and open them with pseval's reader."""
     from pseval.sae.formats._registry import ReleaseContext, format_for_conversion
@@ -215,6 +220,13 @@ def open_pretrained(spec: str) -> SAESource:
     release, sae_id = parse_saelens_spec(spec)
     label = f"{SPEC_PREFIX}{release}/{sae_id}"
     info, entry = _lookup(release, sae_id)
+    if info.conversion_func in CROSS_LAYER_CONVERSIONS:
+        raise SAEError(
+            f"{label} is one layer of a circuit-tracer cross-layer transcoder, which sae-lens reads as a ReLU "
+            "transcoder without its JumpReLU threshold",
+            f"download {info.repo_id} (config.yaml, W_enc_*, W_dec_*) and pass the folder: "
+            "pseval eval --sae FOLDER --sae-pattern 'layer_N|global_N'",
+        )
     fmt = format_for_conversion(info.conversion_func)
     if fmt is None or fmt.release_files is None:
         return _open_eagerly(label, info, sae_id)

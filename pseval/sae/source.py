@@ -18,6 +18,7 @@ from pseval.errors import SAEError
 
 if TYPE_CHECKING:
     from pseval.sae.config import SAEConfig
+    from pseval.sae.lazy import LatentBlocks
     from pseval.sae.model import SAE
 
 #: Files larger than this (in total) are identified by their headers, sizes and mtimes instead of their bytes.
@@ -65,6 +66,17 @@ class SAESource:
     """How the reader turns these files into weights where that changed after results were first written (the
     Gemma Scope embedding rescale, Llama Scope's float32 fold): part of :meth:`content_hash`, so a result
     computed from the earlier weights is not taken for one of these."""
+
+    block_reader: Callable[[str | None], LatentBlocks] | None = field(default=None, repr=False)
+    """Reads the latents block by block itself (``dtype`` override or None): dictionaries scored without
+    ``tensors`` of their own (the views of a cross-layer transcoder or crosscoder, :mod:`pseval.sae.multilayer`)."""
+    parts: tuple[SAESource, ...] = field(default=(), repr=False)
+    """Sources whose ``tensors`` hold every weight this one is read from (its NaN/Inf check streams them)."""
+
+    @property
+    def blockwise(self) -> bool:
+        """Whether the SAE can be scored block by block from its files, never loaded whole."""
+        return self.tensors is not None or self.block_reader is not None
 
     def load(self, device: str = "cpu", dtype: str | None = None) -> SAE:
         """Materialise the SAE (weights memory-mapped where the format allows), checked for NaN/Inf."""

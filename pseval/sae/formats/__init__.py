@@ -13,9 +13,11 @@ reader can be tested and so that users can hand SAEs to those libraries.
 """
 
 from pseval.sae.formats import (  # noqa: F401  (importing a format module registers it)
+    circuit_tracer,
     dictionary_learning,
     gemma_scope,
     gemma_scope_2,
+    gemma_scope_2_clt,
     llama_scope,
     qwen_scope,
     saelens,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pseval.sae.multilayer import MultiLayerDictionary
     from pseval.sae.source import SAESource
 
 
@@ -71,6 +72,29 @@ def register_format(fmt: SAEFormat) -> SAEFormat:
     if fmt.name in FORMAT_REGISTRY:
         raise ValueError(f"SAE format {fmt.name!r} is registered twice")
     FORMAT_REGISTRY[fmt.name] = fmt
+    return fmt
+
+
+@dataclass(frozen=True)
+class MultiLayerFormat:
+    """One on-disk layout of a cross-layer transcoder or crosscoder (:mod:`pseval.sae.multilayer`)."""
+
+    name: str
+    layout: str
+    detect: Callable[[Path], bool]
+    """Whether the folder holds a dictionary of this layout."""
+    open: Callable[[Path], MultiLayerDictionary]
+    """Reads configs and tensor headers only."""
+
+
+MULTILAYER_FORMATS: dict[str, MultiLayerFormat] = {}
+
+
+def register_multilayer_format(fmt: MultiLayerFormat) -> MultiLayerFormat:
+    """Add ``fmt`` to the multi-layer layouts (detection tries them in registration order)."""
+    if fmt.name in MULTILAYER_FORMATS:
+        raise ValueError(f"multi-layer format {fmt.name!r} is registered twice")
+    MULTILAYER_FORMATS[fmt.name] = fmt
     return fmt
 
 

@@ -5,14 +5,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from pseval.errors import SAEError
 from pseval.sae.formats._common import check_dtype
-from pseval.sae.formats._registry import FORMAT_REGISTRY, SAEFormat, known_layouts
+from pseval.sae.formats._registry import (
+    FORMAT_REGISTRY,
+    MULTILAYER_FORMATS,
+    MultiLayerFormat,
+    SAEFormat,
+    known_layouts,
+)
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
+
+if TYPE_CHECKING:
+    from pseval.sae.multilayer import MultiLayerDictionary
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +31,22 @@ def detect_format(folder: str | Path) -> str | None:
     """The registered format of the SAE directly at ``folder`` (a folder, or a single-file SAE), or None."""
     path = Path(folder)
     return next((f.name for f in FORMAT_REGISTRY.values() if f.detect(path)), None)
+
+
+def detect_multilayer(path: Path) -> MultiLayerFormat | None:
+    """The cross-layer transcoder or crosscoder layout of the folder ``path``, or None."""
+    return next((f for f in MULTILAYER_FORMATS.values() if path.is_dir() and f.detect(path)), None)
+
+
+def open_multilayer(path: Path) -> MultiLayerDictionary:
+    """Open the cross-layer transcoder or crosscoder folder ``path`` (configs and headers only)."""
+    fmt = detect_multilayer(path)
+    if fmt is None:
+        layouts = ", ".join(f"{f.layout} ({f.name})" for f in MULTILAYER_FORMATS.values())
+        raise SAEError(
+            f"{path} is not a cross-layer transcoder or crosscoder folder", f"known layouts: {layouts}"
+        )
+    return fmt.open(path)
 
 
 def _children(folder: Path) -> dict[str, tuple[Path, SAEFormat]]:
@@ -82,6 +108,11 @@ def open_path(path: Path, hook_name: str | None = None) -> tuple[SAESource, bool
     path = _sae_path(path)
     selected_by_hook = False
     fmt_name = detect_format(path)
+    if fmt_name is None and detect_multilayer(path) is not None:
+        raise SAEError(
+            f"{path} is a cross-layer transcoder or crosscoder, not one SAE",
+            "score it with pseval eval --sae PATH (one result per layer and a global one)",
+        )
     if fmt_name is None:
         children = _children(path)
         if not children:
