@@ -109,7 +109,10 @@ def test_results_hold_dense_rows_and_the_paired_comparison(
     same_dense = np.array([row["predicted_same"] for row in rows])
     counts = dict(zip(("tp", "fp", "tn", "fn"), confusion_counts(labels, same_dense), strict=True))
     assert counts == {key: dense[key] for key in counts}
-    assert all(row["correct"] == (row["predicted_same"] == (d.label == 1)) for row, d in zip(rows, details))
+    assert all(
+        row["correct"] == (row["predicted_same"] == (d.label == 1))
+        for row, d in zip(rows, details, strict=True)
+    )
     test = mcnemar_exact([d.correct for d in details], [row["correct"] for row in rows])
     assert (vs["sae_only_correct"], vs["dense_only_correct"]) == (test.a_only_correct, test.b_only_correct)
     assert vs["accuracy_p_value"] == test.p_value
