@@ -20,6 +20,7 @@ from rich.text import Text
 from pseval._format import finite_number, format_number
 from pseval.evals.categories import ReportColumn, SAEFacts, report_columns, report_values
 from pseval.report import vs_dense
+from pseval.report.fvu_flag import fvu_cell, fvu_notes
 from pseval.report.no_active import flag, no_active_cell, no_active_fields, no_active_notes
 
 OutputFormat = Literal["table", "markdown", "csv", "json"]
@@ -255,7 +256,7 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
         if with_dense:
             cells.append(vs_dense.difference_cell(r))
         if has_std:
-            cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
+            cells += [fvu_cell(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
         table.add_row(*cells, *_extra_cells(r, extras))
     return table
 
@@ -319,7 +320,7 @@ def stacked(rows: Sequence[dict[str, Any]], title: str) -> Group:
         if "fvu" in r:
             parts.append(
                 Text(
-                    f"  FVU {_num(r['fvu'])} · L0 {_num(r['l0'], 1)} · CE rec. {_num(r['ce_loss_recovered'])}"
+                    f"  FVU {fvu_cell(r['fvu'])} · L0 {_num(r['l0'], 1)} · CE rec. {_num(r['ce_loss_recovered'])}"
                 )
             )
     return Group(*parts)
@@ -513,12 +514,12 @@ def markdown_tables(results: Sequence[Any], title: str) -> str:
         if with_dense:
             cells.append(vs_dense.difference_cell(r))
         if has_std:
-            cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
+            cells += [fvu_cell(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
         body.append([*cells, *_extra_cells(r, extras)])
     parts = [f"**{title}**", "", _markdown(headers, body)]
     if with_dense:
         parts += ["", vs_dense.VS_DENSE_CAPTION]
-    notes = no_active_notes(rows)
+    notes = no_active_notes(rows) + fvu_notes(rows)
     if notes:
         parts += ["", *(f"{line}  " for line in notes)]
     base = baseline_rows(results)
@@ -582,7 +583,8 @@ def print_results(
         _plain(console, markdown_tables(results, title))
         return
     console.print(results_renderable(results, console, title))
-    for line in no_active_notes(result_rows(results)):
+    rows = result_rows(results)
+    for line in no_active_notes(rows) + fvu_notes(rows):
         console.print(Text(line, overflow="fold"), highlight=False)
     base = baselines_table(results, console) if baselines else None
     if base is not None:
