@@ -63,7 +63,8 @@ def diagnose(
     typical_N = ~massive_N
     ratio_N = (recon_ND - sae.b_dec).norm(dim=1) / (x_ND - sae.b_dec).norm(dim=1)
     row: dict[str, Any] = {
-        "sae": folder.name,
+        # a checkpoint folder is named by its token count: name it after its run
+        "sae": f"{folder.parent.parent.name}@{folder.name}" if folder.name.isdigit() else folder.name,
         "training_architecture": meta.get("training_architecture", sae.cfg.architecture),
         "training_tokens": meta.get("training_tokens"),
         "fvu_all_rows": _fvu(x_ND, recon_ND, mean_D),
