@@ -113,7 +113,7 @@ def metrics(
         )
         rows[item.name] = result.model_dump(mode="json")
     from pseval.report.fvu_flag import fvu_notes
-    from pseval.report.tables import metrics_renderable
+    from pseval.report.metrics_table import metrics_renderable
 
     title = f"Standard metrics on held-out {corpus} text ({tokens:,} tokens)"
     console.print(metrics_renderable(rows, console, title))

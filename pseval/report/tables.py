@@ -401,41 +401,6 @@ def baselines_table(results: Sequence[Any], console: Console | None = None) -> R
     return Group(*lines)
 
 
-STANDARD_COLUMNS: tuple[str, ...] = (
-    "mse",
-    "fvu",
-    "explained_variance",
-    "l0",
-    "l0_normalised",
-    "dead_fraction",
-    "dense_fraction",
-    "cosine",
-    "ce_loss_recovered",
-    "kl_div_with_sae",
-)
-"""Columns of ``pseval metrics``, in print order."""
-
-
-def metrics_renderable(rows: dict[str, dict[str, Any]], console: Console, title: str) -> RenderableType:
-    """Standard metrics per SAE: one table when it fits ``console``, else one metric per line per SAE."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("SAE", overflow="fold")
-    for column in STANDARD_COLUMNS:
-        table.add_column(column, justify="right", no_wrap=True)
-    for name, row in rows.items():
-        table.add_row(name, *[format_number(row.get(c), 4) for c in STANDARD_COLUMNS])
-    if _measure(console, table)[1] <= console.width:
-        return table
-    per_sae = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
-    per_sae.add_column("metric")
-    per_sae.add_column("value", justify="right", no_wrap=True)
-    for name, row in rows.items():
-        per_sae.add_row(Text(name, style="bold", overflow="fold"), "")
-        for column in STANDARD_COLUMNS:
-            per_sae.add_row(f"  {column}", format_number(row.get(column), 4))
-    return per_sae
-
-
 def dataset_table(tokenizer: Any, model: str, name: str, balance: bool, seed: int, policy: str) -> Table:
     """Pairs per split of a dataset for one tokenizer: read, dropped (by reason), kept per label.
 

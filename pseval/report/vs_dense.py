@@ -21,7 +21,7 @@ def verdict(vs: dict[str, Any], side: str) -> str:
     )
 
 
-def vs_dense_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+def vs_dense_fields(metrics: Any) -> dict[str, Any]:
     """The ``vs_dense`` numbers of one result as flat row fields (empty when the result has none)."""
     vs = metrics.get("vs_dense")
     if not isinstance(vs, dict):
