@@ -18,7 +18,7 @@ def _results() -> list[PSEvalResult]:
     for i, (name, fvu) in enumerate((("over-sae", 2.433), ("fine-sae", 0.593))):
         r = fake_result(FakeSAE("batchtopk", 8, 6, "resid_post"), n_pairs=40, seed=i)
         r.sae_name = name
-        r.eval_result_metrics["standard"]["fvu"] = fvu
+        r.eval_result_metrics["standard"] = {**r.eval_result_metrics["standard"], "fvu": fvu}
         out.append(r)
     return out
 

@@ -102,7 +102,7 @@ def test_html_summary_has_the_dense_comparison_and_flags_fvu_above_one() -> None
     from pseval.report.summary_html import render_summary_table
 
     results = _results(with_dense=True)
-    results[0].eval_result_metrics["standard"]["fvu"] = 2.433
+    results[0].eval_result_metrics["standard"] = {**results[0].eval_result_metrics["standard"], "fvu": 2.433}
     html = render_summary_table(summary_table(results))
     assert "J − dense" in html and "&lt; -0.200 [-0.31, -0.09]" in html
     assert html.count("&gt; 1!") == 1
