@@ -112,10 +112,13 @@ def metrics(
             loaded, item.sae, hook_name, corpus=corpus, n_tokens=tokens, n_tokens_ce=ce_tokens
         )
         rows[item.name] = result.model_dump(mode="json")
-    from pseval.report.tables import metrics_renderable
+    from pseval.report.fvu_flag import fvu_notes
+    from pseval.report.metrics_table import metrics_renderable
 
     title = f"Standard metrics on held-out {corpus} text ({tokens:,} tokens)"
     console.print(metrics_renderable(rows, console, title))
+    for line in fvu_notes([{"sae": name, "fvu": row.get("fvu")} for name, row in rows.items()]):
+        console.print(line, highlight=False, markup=False)
     if output is not None:
         write_json_atomic(output, rows)
         note(f"wrote {output}")

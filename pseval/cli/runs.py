@@ -157,6 +157,7 @@ def sweep(
 def _train(**params: Any) -> None:
     from pseval._io import check_writable
     from pseval.cli_options import passed_values
+    from pseval.report.fvu_flag import training_fvu_note
     from pseval.training.config import TrainConfig
     from pseval.training.replicates import replicate_seeds, train_replicates
 
@@ -186,7 +187,8 @@ def _train(**params: Any) -> None:
             e = result.eval
             console.print(
                 f"held-out {e.n_tokens:,} tokens (raw activation units): MSE {e.mse:.4g} · explained variance "
-                f"{e.explained_variance:.3f} · L0 {e.l0:.1f} · dead {e.dead_fraction:.1%} · dense {e.dense_fraction:.1%}",
+                f"{e.explained_variance:.3f} · L0 {e.l0:.1f} · dead {e.dead_fraction:.1%} · dense {e.dense_fraction:.1%}"
+                + training_fvu_note(e.explained_variance),
                 highlight=False,
             )
 

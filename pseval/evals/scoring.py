@@ -20,6 +20,7 @@ import torch
 from pseval.errors import PsevalError
 from pseval.evals.categories import CodeMetrics, SAEFacts, ThresholdFreeMetrics
 from pseval.evals.config import PSEvalConfig
+from pseval.evals.dense_control import DENSE_DETAILS_KEY, VS_DENSE, score_dense_control
 from pseval.evals.random_control import compare_with_control, control_details, random_control_stats
 from pseval.evals.schema import PairDetail
 from pseval.evals.senses import (
@@ -532,6 +533,11 @@ def score_sae(
         )
         unstructured["random_sae_details"] = control_details(random_details)
         sense_sims.update(random_sense_sims)
+        if dense is not None:
+            categories[VS_DENSE], unstructured[DENSE_DETAILS_KEY] = score_dense_control(
+                acts_PD, data.pair_index, data.labels, data.pairs, [d.predicted_same for d in details],
+                dense, config, in_sample=held_out is data,
+            )  # fmt: skip
     if plan is not None:
         sense_sims.update(dense_similarities(acts_PD, plan))
         categories[SENSE_CATEGORY], anchors = sense_retrieval(plan, sense_sims, config)

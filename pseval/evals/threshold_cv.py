@@ -26,6 +26,26 @@ def pair_cosines(acts_PD: torch.Tensor, pair_index: list[tuple[int, int]]) -> np
     return cosine_rows(acts_PD[i1], acts_PD[i2]).numpy()
 
 
+def cv_decisions(
+    scores: np.ndarray, labels: np.ndarray, seed: int, n_splits: int
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Each pair's "same" decision by the threshold best on the other folds: (decisions, the threshold each
+    pair was predicted with, the folds' thresholds)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels, dtype=np.int64)
+    same = np.zeros(len(labels), dtype=bool)
+    used = np.zeros(len(labels), dtype=np.float64)
+    thresholds = []
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for fit_idx, test_idx in splitter.split(scores.reshape(-1, 1), labels):
+        threshold = best_threshold(labels[fit_idx], scores[fit_idx])
+        thresholds.append(float(threshold))
+        same[test_idx] = scores[test_idx] >= threshold
+        used[test_idx] = threshold
+    return same, used, thresholds
+
+
 def cv_dense_baseline(
     acts_PD: torch.Tensor,
     pair_index: list[tuple[int, int]],
@@ -34,20 +54,12 @@ def cv_dense_baseline(
     folds: int = CV_FOLDS,
 ) -> dict[str, Any] | None:
     """The dense baseline with a cross-validated threshold; None when a label has fewer than two pairs."""
-    from sklearn.model_selection import StratifiedKFold
-
     labels = np.asarray(labels, dtype=np.int64)
     n_splits = min(folds, int(np.bincount(labels, minlength=2).min()))
     if n_splits < 2:
         return None
     scores = pair_cosines(acts_PD, pair_index)
-    same = np.zeros(len(labels), dtype=bool)
-    thresholds = []
-    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for fit_idx, test_idx in splitter.split(scores.reshape(-1, 1), labels):
-        threshold = best_threshold(labels[fit_idx], scores[fit_idx])
-        thresholds.append(float(threshold))
-        same[test_idx] = scores[test_idx] >= threshold
+    same, _, thresholds = cv_decisions(scores, labels, seed, n_splits)
     metrics = metrics_from_counts(*confusion_counts(labels, same))
     ranking = ranking_scores(labels, scores)
     return {

@@ -16,8 +16,10 @@ from typing import Any
 from pseval.evals.categories import report_columns
 from pseval.metrics.ps_eval import MOSTLY_NO_ACTIVE, mostly_no_active
 from pseval.metrics.registry import metric_label
+from pseval.report.fvu_flag import fvu_above_one
 from pseval.report.load import architecture_label, hook_kind_rank
 from pseval.report.no_active import FLAG
+from pseval.report.vs_dense import difference_cell
 
 Row = dict[str, Any]
 
@@ -152,6 +154,15 @@ def _no_active_cell(row: Row) -> tuple[str, Any]:
     return f"<span{title}>{value}</span>{flag_mark(row)}", value
 
 
+def _fvu_text(value: float) -> str:
+    """The FVU, marked when above 1 (worse than predicting the mean activation)."""
+    if not fvu_above_one(value):
+        return _sci(value)
+    return (
+        f'{_sci(value)} <span class="flag" title="FVU above 1: worse than predicting the mean">&gt; 1!</span>'
+    )
+
+
 def _plain_num(key: str, fmt: Callable[[float], str] = _sci) -> Callable[[Row], tuple[str, Any]]:
     def cell(row: Row) -> tuple[str, Any]:
         value = row.get(key)
@@ -210,6 +221,18 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
                 "word-clustered bootstrap (J), Holm-adjusted p < 0.05",
             )
         )
+    if present("dense_youden_j_difference"):
+        columns.append(
+            Column(
+                "J − dense",
+                "num",
+                lambda r: (_esc(difference_cell(r)), r.get("dense_youden_j_difference")),
+                "SAE J − dense cosine J on the same pairs, with the paired word-clustered 95 % interval; "
+                "< / > dense: the dense baseline / the SAE is better (exact McNemar test of accuracy and "
+                "paired bootstrap of J, Holm-adjusted p < 0.05). The dense threshold is never fitted on "
+                "these pairs (dev split, or cross-validated)",
+            )
+        )
     if len({r.get("n_pairs") for r in rows if not r.get("_baseline")}) > 1:
         columns.append(Column("Pairs", "num", _plain_num("n_pairs", lambda v: f"{v:,.0f}")))
     if present("jaccard_roc_auc"):
@@ -229,7 +252,8 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
     )
     for key, title in optional:
         if present(key) and not (key == "mse" and present("fvu")):
-            columns.append(Column(metric_label(key), "num", _plain_num(key), title))
+            fmt = _fvu_text if key == "fvu" else _sci
+            columns.append(Column(metric_label(key), "num", _plain_num(key, fmt), title))
     shown = {"jaccard_roc_auc", *(key for key, _ in optional)}
     for extra in report_columns():
         if extra.row_key not in shown and present(extra.row_key):

@@ -19,6 +19,8 @@ from rich.text import Text
 
 from pseval._format import finite_number, format_number
 from pseval.evals.categories import ReportColumn, SAEFacts, report_columns, report_values
+from pseval.report import vs_dense
+from pseval.report.fvu_flag import fvu_cell, fvu_notes
 from pseval.report.no_active import flag, no_active_cell, no_active_fields, no_active_notes
 
 OutputFormat = Literal["table", "markdown", "csv", "json"]
@@ -90,6 +92,7 @@ def result_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         row.update(no_active_fields(ps))
         row["random_youden_j"] = youden_j_of(m["baseline_random_sae"]) if "baseline_random_sae" in m else None
         row["beats_random_on"] = beats_random(m)
+        row.update(vs_dense.vs_dense_fields(m))
         std = m.get("standard")
         if std is not None:
             row["fvu"] = finite_number(std.get("fvu"))
@@ -238,6 +241,10 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     has_std = any("fvu" in r for r in rows)
     extras = extra_columns(rows)
     columns = [*TABLE_HEAD, "> random"]
+    with_dense = vs_dense.has_vs_dense(list(rows))
+    if with_dense:
+        columns.append("J − dense")
+        table.caption, table.caption_justify = vs_dense.VS_DENSE_CAPTION, "left"
     if has_std:
         columns += ["FVU", "L0", "CE rec."]
     columns += [column.spec.name for column in extras]
@@ -246,8 +253,10 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
         table.add_column(column, justify="left" if left else "right", no_wrap=not left, overflow="fold")
     for r in rows:
         cells = [*_full_cells(r, r["sae"], r["hook"]), r["beats_random_on"] or "–"]
+        if with_dense:
+            cells.append(vs_dense.difference_cell(r))
         if has_std:
-            cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
+            cells += [fvu_cell(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
         table.add_row(*cells, *_extra_cells(r, extras))
     return table
 
@@ -255,7 +264,9 @@ def full_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
 def compact_table(rows: Sequence[dict[str, Any]], title: str, balanced: bool = True) -> Table:
     """Narrow terminals: the name (hook, architecture and width below it), then specificity, recall, Youden's J
     and (``balanced``) balanced accuracy, each value over its interval."""
-    caption = CAPTION if balanced else CAPTION + "; balanced accuracy = (1 + J) / 2"
+    caption = CAPTION if balanced else CAPTION + "; b.a. = balanced accuracy = (1 + J) / 2"
+    if vs_dense.has_vs_dense(list(rows)):
+        caption += "; " + vs_dense.VS_DENSE_CAPTION
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("SAE", overflow="fold")
     table.add_column("specificity", justify="right", no_wrap=True)
@@ -269,8 +280,12 @@ def compact_table(rows: Sequence[dict[str, Any]], title: str, balanced: bool = T
         specificity = _stacked_ci(r["specificity"], r["specificity_low"], r["specificity_high"])
         specificity.append(flag(r))
         j = _stacked_ci(r["youden_j"], r["youden_j_low"], r["youden_j_high"])
+        if not balanced:  # the column is dropped first: the value stays readable under J
+            j.append(f"\nb.a. {_num(r['balanced_accuracy'])}")
         if "J" in r["beats_random_on"].split(", "):
             j.append("\n> random")
+        if vs_dense.mark(r):
+            j.append(f"\n{vs_dense.mark(r)}")
         cells: list[RenderableType] = [name, specificity, _num(r["recall"]) + flag(r), j]
         if balanced:
             ba = ("balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high")
@@ -292,6 +307,9 @@ def stacked(rows: Sequence[dict[str, Any]], title: str) -> Group:
             Text(f"  J {ci['youden_j']} · random J {_num(r['random_youden_j'])}{beats}", overflow="fold")
         )
         parts.append(Text(f"  balanced accuracy {ci['balanced_accuracy']}", overflow="fold"))
+        dense_line = vs_dense.stacked_line(r)
+        if dense_line is not None:
+            parts.append(Text(dense_line, overflow="fold"))
         parts.append(
             Text(
                 f"  F1 {_num(r['f1'])} · no active latent: {no_active_cell(r)} · "
@@ -302,7 +320,7 @@ def stacked(rows: Sequence[dict[str, Any]], title: str) -> Group:
         if "fvu" in r:
             parts.append(
                 Text(
-                    f"  FVU {_num(r['fvu'])} · L0 {_num(r['l0'], 1)} · CE rec. {_num(r['ce_loss_recovered'])}"
+                    f"  FVU {fvu_cell(r['fvu'])} · L0 {_num(r['l0'], 1)} · CE rec. {_num(r['ce_loss_recovered'])}"
                 )
             )
     return Group(*parts)
@@ -383,41 +401,6 @@ def baselines_table(results: Sequence[Any], console: Console | None = None) -> R
     return Group(*lines)
 
 
-STANDARD_COLUMNS: tuple[str, ...] = (
-    "mse",
-    "fvu",
-    "explained_variance",
-    "l0",
-    "l0_normalised",
-    "dead_fraction",
-    "dense_fraction",
-    "cosine",
-    "ce_loss_recovered",
-    "kl_div_with_sae",
-)
-"""Columns of ``pseval metrics``, in print order."""
-
-
-def metrics_renderable(rows: dict[str, dict[str, Any]], console: Console, title: str) -> RenderableType:
-    """Standard metrics per SAE: one table when it fits ``console``, else one metric per line per SAE."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("SAE", overflow="fold")
-    for column in STANDARD_COLUMNS:
-        table.add_column(column, justify="right", no_wrap=True)
-    for name, row in rows.items():
-        table.add_row(name, *[format_number(row.get(c), 4) for c in STANDARD_COLUMNS])
-    if _measure(console, table)[1] <= console.width:
-        return table
-    per_sae = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
-    per_sae.add_column("metric")
-    per_sae.add_column("value", justify="right", no_wrap=True)
-    for name, row in rows.items():
-        per_sae.add_row(Text(name, style="bold", overflow="fold"), "")
-        for column in STANDARD_COLUMNS:
-            per_sae.add_row(f"  {column}", format_number(row.get(column), 4))
-    return per_sae
-
-
 def dataset_table(tokenizer: Any, model: str, name: str, balance: bool, seed: int, policy: str) -> Table:
     """Pairs per split of a dataset for one tokenizer: read, dropped (by reason), kept per label.
 
@@ -484,17 +467,24 @@ def markdown_tables(results: Sequence[Any], title: str) -> str:
     has_std = any("fvu" in r for r in rows)
     extras = extra_columns(rows)
     headers = [*TABLE_HEAD, "> random"]
+    with_dense = vs_dense.has_vs_dense(rows)
+    if with_dense:
+        headers.append("J − dense")
     if has_std:
         headers += ["FVU", "L0", "CE rec."]
     headers += [column.spec.name for column in extras]
     body = []
     for r in rows:
         cells = [*_full_cells(r, f"`{r['sae']}`", f"`{r['hook']}`"), r["beats_random_on"] or "–"]
+        if with_dense:
+            cells.append(vs_dense.difference_cell(r))
         if has_std:
-            cells += [_num(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
+            cells += [fvu_cell(r.get("fvu")), _num(r.get("l0"), 1), _num(r.get("ce_loss_recovered"))]
         body.append([*cells, *_extra_cells(r, extras)])
     parts = [f"**{title}**", "", _markdown(headers, body)]
-    notes = no_active_notes(rows)
+    if with_dense:
+        parts += ["", vs_dense.VS_DENSE_CAPTION]
+    notes = no_active_notes(rows) + fvu_notes(rows)
     if notes:
         parts += ["", *(f"{line}  " for line in notes)]
     base = baseline_rows(results)
@@ -558,7 +548,8 @@ def print_results(
         _plain(console, markdown_tables(results, title))
         return
     console.print(results_renderable(results, console, title))
-    for line in no_active_notes(result_rows(results)):
+    rows = result_rows(results)
+    for line in no_active_notes(rows) + fvu_notes(rows):
         console.print(Text(line, overflow="fold"), highlight=False)
     base = baselines_table(results, console) if baselines else None
     if base is not None:

@@ -49,8 +49,9 @@ ARCHITECTURE_FIELDS: dict[str, tuple[str, ...]] = {
         "jumprelu_bandwidth",
         "jumprelu_init_threshold",
         "jumprelu_threshold_lr_scale",
+        "decoder_init_norm",
     ),
-    "gated": ("l1_coefficient", "l1_warmup_steps"),
+    "gated": ("l1_coefficient", "l1_warmup_steps", "decoder_init_norm"),
 }
 
 _HOOK_RE = re.compile(r"^blocks\.\d+\.[A-Za-z_.]+$")
@@ -187,7 +188,9 @@ class TrainConfig(BaseModel):
     decoder_init_norm: float = Field(
         default=0.1,
         gt=0,
-        description="standard: initial norm of every decoder row (the other architectures keep them at unit norm).",
+        description="standard: initial norm of every decoder row; jumprelu, gated: the encoder starts as this "
+        "times the transpose of their unit-norm decoder, so the first reconstruction is small (topk and "
+        "batchtopk start from the plain transpose).",
     )
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = Field(
         default="geometric_median",

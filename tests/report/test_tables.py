@@ -110,7 +110,7 @@ def test_csv_json_markdown_carry_raw_numbers() -> None:
 
 
 def test_metrics_fall_back_to_one_line_per_metric_when_narrow() -> None:
-    from pseval.report.tables import metrics_renderable
+    from pseval.report.metrics_table import metrics_renderable
 
     rows = {"L12-resid_post-topk-x8-a-long-name": {"mse": 1.5, "fvu": 0.25, "l0": 32.0}}
     for width in (80, 250):

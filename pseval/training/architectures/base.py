@@ -41,6 +41,12 @@ class TrainingSAE(nn.Module):
     unit_norm_decoder: ClassVar[bool] = False
     #: Parameters whose learning rate is multiplied by ``threshold_lr_scale``.
     threshold_parameters: ClassVar[tuple[str, ...]] = ()
+    #: The encoder starts as ``decoder_init_norm`` times the unit-norm decoder's transpose. For a unit-norm
+    #: decoder whose active set is not capped at k latents (JumpReLU, gated) the plain transpose starts with
+    #: a reconstruction several times the size of the input: about half the latents fire, and the sum of
+    #: d_sae / 2 projections onto random unit directions is (d_sae / 2d_in) times the input. The smaller
+    #: encoder gives the small first reconstruction of SAELens's 0.1-norm rows (same directions).
+    scaled_encoder_init: ClassVar[bool] = False
 
     W_enc: nn.Parameter
     b_enc: nn.Parameter
@@ -59,7 +65,8 @@ class TrainingSAE(nn.Module):
         init_norm = 1.0 if self.unit_norm_decoder else config.decoder_init_norm
         W_dec_FD = W_dec_FD / W_dec_FD.norm(dim=1, keepdim=True) * init_norm
         self.W_dec = nn.Parameter(W_dec_FD)
-        self.W_enc = nn.Parameter(W_dec_FD.T.clone().contiguous())
+        encoder_scale = config.decoder_init_norm if self.scaled_encoder_init else 1.0
+        self.W_enc = nn.Parameter((W_dec_FD.T * encoder_scale).contiguous())
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
 

@@ -29,6 +29,7 @@ class GatedTrainingSAE(TrainingSAE):
 
     architecture = "gated"
     unit_norm_decoder = True
+    scaled_encoder_init = True
 
     def __init__(self, d_in: int, d_sae: int, config: TrainConfig, generator: torch.Generator) -> None:
         super().__init__(d_in, d_sae, config, generator)

@@ -62,6 +62,7 @@ class JumpReLUTrainingSAE(TrainingSAE):
 
     architecture = "jumprelu"
     unit_norm_decoder = True
+    scaled_encoder_init = True
     threshold_parameters = ("log_threshold",)
 
     def __init__(self, d_in: int, d_sae: int, config: TrainConfig, generator: torch.Generator) -> None:
