@@ -11,7 +11,7 @@ its BOS policy, its activation processing): FVU and L0, compared with what its c
 Verdicts (:func:`judge`):
 
 - ``fail`` when FVU > :data:`FVU_LIMIT` (worse than predicting the mean), the L0 is more than
-  :data:`L0_FACTOR` times off the recorded L0, or the inputs' mean norm is more than :data:`NORM_FACTOR` times
+  :data:`L0_FACTOR` times off the recorded L0, or the inputs' median norm is more than :data:`NORM_FACTOR` times
   off the norm the SAE was trained on (recorded by pseval's trainer as ``activation_scale``; each either way):
   the run stops before scoring, with one line naming the likely cause and the fix, unless ``--no-site-check``.
   The norm catches what FVU cannot: the residual stream carries its features across layers, so a residual
@@ -61,7 +61,7 @@ L0_FACTOR = 3.0
 SAE's training text moves L0 by tens of percent; another site moves it by several times)."""
 
 NORM_FACTOR = 1.2
-"""The inputs' mean norm may differ from the norm the SAE was trained on by at most this factor, either way
+"""The inputs' median norm may differ from the norm the SAE was trained on by at most this factor, either way
 (2,048 held-out tokens at the SAE's own site land within a few percent; see docs/methodology.md)."""
 
 MAX_CONTEXT = 4096
@@ -96,10 +96,13 @@ class SiteCheck(BaseModel):
     l0_ratio: float | None = Field(
         description="max(l0 / recorded_l0, recorded_l0 / l0) (null without a recorded L0)."
     )
-    input_norm: float = Field(description="Mean ‖x‖ of the inputs the SAE read.")
+    input_norm: float = Field(
+        description="Median ‖x‖ of the inputs the SAE read (the median: a few massive-activation tokens move "
+        "the mean of 2,048 tokens by several percent)."
+    )
     recorded_input_norm: float | None = Field(
-        description="Mean ‖x‖ of the SAE's training inputs: sqrt(d_in) / activation_scale of pseval's trainer "
-        "(null when not recorded)."
+        description="Mean ‖x‖ of the SAE's first training batch: sqrt(d_in) / activation_scale of pseval's "
+        "trainer (null when not recorded)."
     )
     input_norm_ratio: float | None = Field(
         description="max(input_norm / recorded_input_norm, its inverse) (null without a recorded norm)."
@@ -289,7 +292,7 @@ def _measure_one(
     del sae
     fvu = measured["fvu"] if target is not None else None
     l0 = float(measured["l0"] or 0.0)
-    norm = float(x_ND.norm(dim=-1).mean())
+    norm = float(x_ND.norm(dim=-1).median())
     metadata = item.cfg.metadata or {}
     recorded_l0, recorded_fvu, where = recorded_stats(metadata, (item.path, item.sae_id))
     expected_norm = recorded_input_norm(item.cfg)

@@ -30,7 +30,11 @@ ATTN = "blocks.1.hook_attn_out"
 
 
 def test_recorded_stats_prefers_the_most_direct_record() -> None:
-    held_out = {"eval": {"l0": 12.0, "fvu": 0.3}, "final_train_l0": 20.0, "final_train_explained_variance": 0.5}
+    held_out = {
+        "eval": {"l0": 12.0, "fvu": 0.3},
+        "final_train_l0": 20.0,
+        "final_train_explained_variance": 0.5,
+    }
     assert recorded_stats(held_out) == (12.0, 0.3, "pseval held-out evaluation")
     training = {"final_train_l0": 20.0, "final_train_explained_variance": 0.75}
     assert recorded_stats(training) == (20.0, 0.25, "pseval training (last batches)")
@@ -157,7 +161,9 @@ def test_at_its_own_site_the_result_records_fvu_and_l0(
     assert check["verdict"] == "pass" and check["hook_name"] == check["target_hook"] == RESID
     assert check["tokens"] == 2048 and check["prepend_bos"] is True and check["context_size"] == 16
     assert 0 < check["fvu"] < 1 and check["l0"] == pytest.approx(4.0)
-    assert check["recorded_l0"] == pytest.approx(4.0) and check["recorded_from"] == "pseval held-out evaluation"
+    assert (
+        check["recorded_l0"] == pytest.approx(4.0) and check["recorded_from"] == "pseval held-out evaluation"
+    )
     assert check["input_norm_ratio"] < site_check.NORM_FACTOR
     assert check["corpus"].endswith("docs.txt")  # its own training corpus, read offline
 
@@ -201,10 +207,10 @@ def test_read_at_another_site_it_stops_before_scoring_with_one_line(
 def test_one_corpus_pass_serves_every_sae_of_a_hook(
     trained: dict[str, Path], tiny_llama_loaded: Any, monkeypatch: pytest.MonkeyPatch, tmp_cache: Path
 ) -> None:
-    from pseval.evals.config import PSEvalConfig
-    from pseval.evals.runner import open_items
-    from pseval.evals.regime import input_regime
     import pseval.metrics.site as site
+    from pseval.evals.config import PSEvalConfig
+    from pseval.evals.regime import input_regime
+    from pseval.evals.runner import open_items
 
     calls: list[list[str]] = []
     real = site.site_activations
