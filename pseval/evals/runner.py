@@ -7,7 +7,8 @@ Flow, so that every mistake surfaces before the long work starts and memory does
    skip it when that file already holds this very result, or stop, naming what differs, when it holds
    another (:mod:`pseval.evals.results_store`);
 2. load the model; check each SAE's width against its hook, its BOS token and its activation processing;
-   load the dataset splits;
+   load the dataset splits; measure each SAE at the site it is read at, and stop when it does not fit it
+   (:mod:`pseval.evals.site_check`);
 3. per distinct prompt set (SAEs whose regimes give the same token ids share one), collect every hook those
    SAEs need in one batched pass (cached on disk);
 4. per SAE, grouped by hook: load its weights, score it (:func:`pseval.evals.scoring.score_sae`), write its
