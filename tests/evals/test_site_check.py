@@ -227,3 +227,10 @@ def test_one_corpus_pass_serves_every_sae_of_a_hook(
     checks = site_check.check_sites(tiny_llama_loaded, items, config, "cpu")
     assert calls == [[ATTN, RESID]]  # one pass: same BOS, context length and corpus
     assert checks["sae0"] == checks["sae1"] and checks["sae0"].verdict == "pass"
+
+
+def test_the_site_check_settings_are_not_part_of_a_result_identity() -> None:
+    from pseval.evals.config import PSEvalConfig
+
+    changed = PSEvalConfig(site_check=False, site_check_tokens=512, site_check_corpus="docs.txt")
+    assert changed.identity() == PSEvalConfig().identity()  # results stored before the check stay finished
