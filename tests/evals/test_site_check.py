@@ -234,3 +234,16 @@ def test_the_site_check_settings_are_not_part_of_a_result_identity() -> None:
 
     changed = PSEvalConfig(site_check=False, site_check_tokens=512, site_check_corpus="docs.txt")
     assert changed.identity() == PSEvalConfig().identity()  # results stored before the check stay finished
+
+
+def test_a_transcoder_is_checked_at_its_output_hook(tiny_llama_loaded: Any) -> None:
+    def target(transcoder: dict[str, Any]) -> tuple[str | None, str | None]:
+        item = _item({"transcoder": transcoder}, "blocks.1.hook_mlp_in", InputRegime(True))
+        return site_check._target_hook(item, tiny_llama_loaded)
+
+    assert target({"hook_name_out": "blocks.1.hook_mlp_out"}) == ("blocks.1.hook_mlp_out", None)
+    assert target({"hook_name_out": "blocks.1.hook_mlp_out", "skip_connection": True})[0] is None
+    none, why = target({"hook_name_out": "model.layers.1.post_feedforward_layernorm"})
+    assert none is None and why is not None and "not one pseval reads" in why
+    plain = _item({}, RESID, InputRegime(True))
+    assert site_check._target_hook(plain, tiny_llama_loaded) == (RESID, None)
