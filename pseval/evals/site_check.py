@@ -35,13 +35,12 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from pseval.errors import SAEError
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.regime import PSEVAL_TRAINED, processed
+from pseval.metrics.site import SiteCheck, Verdict
 
 __all__ = [
     "FVU_LIMIT",
@@ -67,57 +66,7 @@ NORM_FACTOR = 1.2
 MAX_CONTEXT = 4096
 """Longest recorded context length the check follows (longer ones are read in contexts of this length)."""
 
-Verdict = Literal["pass", "poor_sae", "fail"]
-
 _FOLDER_L0 = re.compile(r"(?:^|[/_-])(?:average_)?l0_(\d+(?:\.\d+)?)(?=$|[/_-])")
-
-
-class SiteCheck(BaseModel):
-    """The ``site_check`` category of a result: the SAE measured at the site it is scored at."""
-
-    tokens: int = Field(description="Held-out corpus text tokens measured on (special tokens left out).")
-    hook_name: str = Field(description="Hook the encoder read.")
-    target_hook: str | None = Field(
-        description="Hook the reconstruction was compared with: hook_name for an SAE, the output hook for a "
-        "transcoder (null when a transcoder's output could not be read)."
-    )
-    prepend_bos: bool = Field(description="Whether the corpus contexts started with BOS, as the prompts do.")
-    context_size: int = Field(description="Tokens per corpus context (the SAE's recorded context length).")
-    corpus: str = Field(description="Corpus whose held-out text was read.")
-    fvu: float | None = Field(
-        description="Σ‖x - x̂‖² / Σ‖x - mean(x)‖² at target_hook (null when not measured)."
-    )
-    l0: float = Field(description="Mean number of active latents per token.")
-    recorded_fvu: float | None = Field(description="The FVU the SAE's config records (null: none).")
-    recorded_l0: float | None = Field(
-        description="The L0 the SAE's config or folder name records (null: none)."
-    )
-    recorded_from: str | None = Field(description="Where the recorded numbers come from.")
-    l0_ratio: float | None = Field(
-        description="max(l0 / recorded_l0, recorded_l0 / l0) (null without a recorded L0)."
-    )
-    input_norm: float = Field(
-        description="Median ‖x‖ of the inputs the SAE read (the median: a few massive-activation tokens move "
-        "the mean of 2,048 tokens by several percent)."
-    )
-    recorded_input_norm: float | None = Field(
-        description="Mean ‖x‖ of the SAE's first training batch: sqrt(d_in) / activation_scale of pseval's "
-        "trainer (null when not recorded)."
-    )
-    input_norm_ratio: float | None = Field(
-        description="max(input_norm / recorded_input_norm, its inverse) (null without a recorded norm)."
-    )
-    fvu_limit: float = Field(description="FVU above which the site is refused.")
-    l0_factor: float = Field(description="L0 ratio above which the site is refused.")
-    norm_factor: float = Field(description="Input norm ratio above which the site is refused.")
-    verdict: Verdict = Field(
-        description="'pass'; 'poor_sae' (over a limit at the site pseval trained it at: recorded, not "
-        "refused); 'fail' (refused unless --no-site-check)."
-    )
-    reason: str | None = Field(description="Which limit was crossed (null on 'pass').")
-    fvu_not_measured: str | None = Field(
-        default=None, description="Why fvu is null (a transcoder whose output pseval cannot compare)."
-    )
 
 
 # ---------------------------------------------------------------------------------------------- recorded
