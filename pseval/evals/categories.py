@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from pseval._format import finite_number
 from pseval.metrics.ps_eval import ConfusionRatios, PSEvalMetrics
 from pseval.metrics.registry import MetricSpec, metric_field, metric_fields, register_metrics
+from pseval.metrics.site import SiteCheck
 from pseval.metrics.standard import StandardMetrics
 from pseval.metrics.uncertainty import WORD_CLUSTERED
 
@@ -100,10 +101,12 @@ if TYPE_CHECKING:
     PSEvalCategory = PSEvalMetrics
     StandardCategory = StandardMetrics
     VsRandomSAECategory = VsRandomControl
+    SiteCheckCategory = SiteCheck
 else:
     PSEvalCategory = lenient(PSEvalMetrics, "PSEvalCategory")
     StandardCategory = lenient(StandardMetrics, "StandardCategory")
     VsRandomSAECategory = lenient(VsRandomControl, "VsRandomSAECategory")
+    SiteCheckCategory = lenient(SiteCheck, "SiteCheckCategory")
 
 
 def _bounds(metric: str, what: str) -> dict[str, Any]:
@@ -357,6 +360,9 @@ class EvalResultMetrics(BaseModel):
     baseline_frozen_encoder: ControlBaseline | None = Field(default=None, title="Frozen-encoder control")
     standard: StandardCategory | None = Field(
         default=None, title="Standard metrics", description=StandardMetrics.__doc__
+    )
+    site_check: SiteCheckCategory | None = Field(
+        default=None, title="Hook-site check", description=SiteCheck.__doc__
     )
     latent_frequency: LatentFrequency | None = Field(default=None, title="Latent firing frequencies")
     sense_retrieval: SenseRetrievalCategory | None = Field(default=None, title="Sense retrieval")

@@ -138,6 +138,23 @@ class PSEvalConfig(BaseModel):
         default=True,
         description="Cache the prompts' activations on disk (in the pseval cache) and reuse them.",
     )
+    site_check: bool = Field(
+        default=True,
+        description="Before scoring, measure each SAE's FVU, L0 and input norm on site_check_tokens held-out "
+        "corpus tokens at the site it is read at (hook, BOS policy, context length; a transcoder's output at "
+        "its output hook) and stop when FVU > 1, L0 is more than 3x off its recorded L0 or the input norm "
+        "more than 1.2x off its trained-on norm (a wrong hook, BOS policy or normalisation; see "
+        "pseval.evals.site_check); False skips the check.",
+    )
+    site_check_tokens: int = Field(
+        default=2048, ge=1, description="Held-out corpus text tokens of the site check."
+    )
+    site_check_corpus: str | None = Field(
+        default=None,
+        description="Corpus of the site check (its held-out documents): 'bundled', a local .txt/.jsonl file "
+        "or a Hugging Face dataset; None: the SAE's own training corpus when its config records one pseval "
+        "reads offline (bundled or a local file), else the bundled corpus.",
+    )
     allow_model_mismatch: bool = Field(
         default=False,
         description="Score SAEs whose config records another model than the evaluated one (refused by "
@@ -207,8 +224,8 @@ class PSEvalConfig(BaseModel):
 
     def identity(self) -> dict[str, object]:
         """The fields that change the numbers of a result (not where or how fast it is computed)."""
-        # allow_model_mismatch decides whether a run may start, never its numbers; the standard-metrics
-        # tokens are keys of their own in a result's identity (evals.runner.result_identity).
+        # allow_model_mismatch and the site check decide whether a run may start, never its numbers; the
+        # standard-metrics tokens are keys of their own in a result's identity (evals.runner.result_identity).
         identity = self.model_dump(
             mode="json",
             exclude={
@@ -218,6 +235,9 @@ class PSEvalConfig(BaseModel):
                 "allow_model_mismatch",
                 "standard_metrics_tokens",
                 "standard_metrics_ce_tokens",
+                "site_check",
+                "site_check_tokens",
+                "site_check_corpus",
             },
         )
         if self.logit_lens_tokens == LOGIT_LENS_TOKENS:

@@ -65,6 +65,8 @@ class SAEItem:
     """The result name was given with the spec (``(name, spec)``), not chosen here."""
     weights_check: Callable[[], None] | None = None
     """The NaN/Inf check done while the content hash read the files (raises the first bad tensor's error)."""
+    site_check: dict[str, Any] | None = None
+    """The hook-site check's measurement (:mod:`pseval.evals.site_check`), None when it did not run."""
 
     def load(self, device: str, dtype: str | None) -> SAE:
         """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""

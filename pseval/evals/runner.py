@@ -7,7 +7,8 @@ Flow, so that every mistake surfaces before the long work starts and memory does
    skip it when that file already holds this very result, or stop, naming what differs, when it holds
    another (:mod:`pseval.evals.results_store`);
 2. load the model; check each SAE's width against its hook, its BOS token and its activation processing;
-   load the dataset splits;
+   load the dataset splits; measure each SAE at the site it is read at, and stop when it does not fit it
+   (:mod:`pseval.evals.site_check`);
 3. per distinct prompt set (SAEs whose regimes give the same token ids share one), collect every hook those
    SAEs need in one batched pass (cached on disk);
 4. per SAE, grouped by hook: load its weights, score it (:func:`pseval.evals.scoring.score_sae`), write its
@@ -275,12 +276,19 @@ def evaluate(
     if config.baselines and splits.held_out is None:
         status(f"{splits.why_no_held_out}: the dense threshold is chosen by seeded 5-fold cross-validation")
 
+    sae_device = device if isinstance(model, str) else str(getattr(loaded, "device", device))
+    if config.site_check:  # before any score: each SAE measured where it will be read
+        from pseval.evals import site_check
+
+        for name, check in site_check.check_sites(loaded, todo, config, sae_device, status).items():
+            next(item for item in todo if item.name == name).site_check = check.model_dump(mode="json")
+
     # 3. One prompt set per distinct token ids; SAEs sharing one share its activation pass.
     run = _Run(
         loaded=loaded,
         config=config,
         splits=splits,
-        device=device if isinstance(model, str) else str(getattr(loaded, "device", device)),
+        device=sae_device,
         output_folder=output_folder,
         identities=plan.identities,
         status=status,
@@ -462,6 +470,8 @@ def _score_one(
             add_bos=False if regime.prepend_bos is False else None,
         )
         categories["standard"] = standard[item.name].model_dump()
+    if item.site_check is not None:
+        categories["site_check"] = item.site_check
     anchors = unstructured.pop(ANCHORS_KEY, [])
     result = PSEvalResult(
         eval_type_id=EVAL_TYPE_ID,

@@ -37,6 +37,7 @@ EVAL_OPTIONS: tuple[str, ...] = (
     "200",
     "--interpret-tokens",
     "0",
+    "--no-site-check",  # the golden SAEs have random weights: no site fits them (tests/evals/test_site_check.py)
 )
 """Everything else is the default: baselines, random control, sense retrieval, logit lens."""
 
