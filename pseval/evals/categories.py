@@ -17,59 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, create_model, model_serializer
 from pydantic.fields import FieldInfo
 
 from pseval._format import finite_number
+from pseval.evals.versus import VsDense, VsRandomControl
 from pseval.metrics.ps_eval import ConfusionRatios, PSEvalMetrics
 from pseval.metrics.registry import MetricSpec, metric_field, metric_fields, register_metrics
 from pseval.metrics.site import SiteCheck
 from pseval.metrics.standard import StandardMetrics
-from pseval.metrics.uncertainty import WORD_CLUSTERED
-
-ALPHA = 0.05
-"""Significance level of the "beats the random control" verdicts (after Holm's adjustment)."""
-
-Centring = Literal["sae_b_dec", "dataset_mean"]
-"""What the random control's inputs are centred on: the SAE's ``b_dec``, or the mean of the prompts."""
-
-
-class VsRandomControl(BaseModel):
-    """The SAE against its random control on the same pairs (category ``vs_random_sae``)."""
-
-    n_pairs: int = Field(description="Pairs both were scored on.")
-    centring: Centring = Field(
-        description="What the control's input was centred by (the SAE's b_dec or the mean)."
-    )
-    accuracy_difference: float | None = Field(description="SAE accuracy − control accuracy.")
-    sae_only_correct: int = Field(description="Pairs only the SAE classifies correctly.")
-    random_only_correct: int = Field(description="Pairs only the control classifies correctly.")
-    accuracy_p_value: float = Field(description="Two-sided exact McNemar p-value of the accuracy difference.")
-    youden_j_difference: float | None = Field(description="SAE Youden's J − control Youden's J.")
-    youden_j_difference_low: float | None = Field(
-        description="Lower bound of the paired word-clustered bootstrap interval of the J difference."
-    )
-    youden_j_difference_high: float | None = Field(description="Upper bound of that interval.")
-    youden_j_p_value: float | None = Field(
-        description="Two-sided paired bootstrap p-value of the J difference ((1 + resamples on the far side "
-        "of 0) / (1 + resamples), doubled); null without resamples."
-    )
-    accuracy_p_holm: float = Field(description="accuracy_p_value after Holm's adjustment over both tests.")
-    youden_j_p_holm: float | None = Field(
-        description="youden_j_p_value after Holm's adjustment over both tests."
-    )
-    beats_on_accuracy: bool = Field(
-        description="The SAE is more accurate than its control and accuracy_p_holm < alpha."
-    )
-    beats_on_youden_j: bool | None = Field(
-        description="The SAE's J exceeds its control's and youden_j_p_holm < alpha (null without resamples)."
-    )
-    alpha: float = Field(default=ALPHA, description="Significance level of the two verdicts.")
-    confidence_level: float = Field(description="Confidence level of the J-difference interval.")
-    n_resamples: int = Field(description="Bootstrap resamples of the J difference (0: no interval, no test).")
-    interval_method: str = Field(default=WORD_CLUSTERED, description="How the interval resamples the pairs.")
 
 
 class MetricCategory(BaseModel):
@@ -102,11 +60,13 @@ if TYPE_CHECKING:
     StandardCategory = StandardMetrics
     VsRandomSAECategory = VsRandomControl
     SiteCheckCategory = SiteCheck
+    VsDenseCategory = VsDense
 else:
     PSEvalCategory = lenient(PSEvalMetrics, "PSEvalCategory")
     StandardCategory = lenient(StandardMetrics, "StandardCategory")
     VsRandomSAECategory = lenient(VsRandomControl, "VsRandomSAECategory")
     SiteCheckCategory = lenient(SiteCheck, "SiteCheckCategory")
+    VsDenseCategory = lenient(VsDense, "VsDenseCategory")
 
 
 def _bounds(metric: str, what: str) -> dict[str, Any]:
@@ -371,6 +331,9 @@ class EvalResultMetrics(BaseModel):
     wordform_random_sae: WordformCategory | None = Field(
         default=None, title="Word form × meaning (random SAE)"
     )
+    vs_dense: VsDenseCategory | None = Field(
+        default=None, title="SAE vs dense baseline", description=VsDense.__doc__
+    )
 
     @model_serializer(mode="plain")
     def _as_stored(self, info: SerializationInfo) -> dict[str, Any]:
@@ -456,6 +419,7 @@ _ROW_PREFIXES: dict[str, str] = {
     "baseline_random_sae": "random_",
     "baseline_frozen_decoder": "frozen_decoder_",
     "baseline_frozen_encoder": "frozen_encoder_",
+    "vs_dense": "dense_",
 }
 
 

@@ -25,19 +25,17 @@ import torch
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 
-from pseval.evals.random_control import ALPHA, compare_with_control
+from pseval.evals.random_control import compare_with_control
 from pseval.evals.threshold_cv import cv_decisions, pair_cosines
+from pseval.evals.versus import ALPHA, VsDense
 from pseval.metrics.ps_eval import confusion_counts
-from pseval.metrics.uncertainty import WORD_CLUSTERED, ClusterBootstrap, resampled_metrics
+from pseval.metrics.uncertainty import ClusterBootstrap, resampled_metrics
 
 DENSE_DETAILS_KEY = "dense_details"
 """Where the dense baseline's per-pair rows are stored in ``eval_result_unstructured``."""
 
 IN_SAMPLE = "evaluated pairs (in-sample)"
 """``threshold_selection`` of a dense threshold fitted on the very pairs it predicts (favours the dense side)."""
-
-VS_DENSE = "vs_dense"
-"""The metric category of the paired comparison of the SAE with the dense baseline."""
 
 
 class DensePairDetail(BaseModel):
@@ -51,48 +49,6 @@ class DensePairDetail(BaseModel):
     )
     predicted_same: bool = Field(description="cosine >= threshold.")
     correct: bool = Field(description="predicted_same == (label == 1).")
-
-
-class VsDense(BaseModel):
-    """The SAE against the dense cosine baseline on the same pairs (category ``vs_dense``)."""
-
-    n_pairs: int = Field(description="Pairs both were scored on.")
-    threshold_selection: str = Field(
-        description="How the dense threshold was chosen without the evaluated pairs' labels: 'dev split' "
-        "(the held-out split) or 'cvK' (each pair by the threshold of the other K − 1 folds)."
-    )
-    accuracy_difference: float | None = Field(description="SAE accuracy − dense accuracy.")
-    accuracy_difference_low: float | None = Field(
-        description="Lower bound of the paired word-clustered bootstrap interval of the accuracy difference."
-    )
-    accuracy_difference_high: float | None = Field(description="Upper bound of that interval.")
-    sae_only_correct: int = Field(description="Pairs only the SAE classifies correctly.")
-    dense_only_correct: int = Field(description="Pairs only the dense baseline classifies correctly.")
-    accuracy_p_value: float = Field(description="Two-sided exact McNemar p-value of the accuracy difference.")
-    youden_j_difference: float | None = Field(description="SAE Youden's J − dense Youden's J.")
-    youden_j_difference_low: float | None = Field(
-        description="Lower bound of the paired word-clustered bootstrap interval of the J difference."
-    )
-    youden_j_difference_high: float | None = Field(description="Upper bound of that interval.")
-    youden_j_p_value: float | None = Field(
-        description="Two-sided paired bootstrap p-value of the J difference (null without resamples)."
-    )
-    accuracy_p_holm: float = Field(description="accuracy_p_value after Holm's adjustment over both tests.")
-    youden_j_p_holm: float | None = Field(description="youden_j_p_value after Holm's adjustment.")
-    beats_on_accuracy: bool = Field(description="The SAE is more accurate and accuracy_p_holm < alpha.")
-    beats_on_youden_j: bool | None = Field(
-        description="The SAE's J is higher and youden_j_p_holm < alpha (null without resamples)."
-    )
-    below_on_accuracy: bool = Field(
-        description="The dense baseline is more accurate and accuracy_p_holm < alpha."
-    )
-    below_on_youden_j: bool | None = Field(
-        description="The dense baseline's J is higher and youden_j_p_holm < alpha (null without resamples)."
-    )
-    alpha: float = Field(default=ALPHA, description="Significance level of the verdicts.")
-    confidence_level: float = Field(description="Confidence level of the intervals.")
-    n_resamples: int = Field(description="Bootstrap resamples (0: no interval, no J test).")
-    interval_method: str = Field(default=WORD_CLUSTERED, description="How the intervals resample the pairs.")
 
 
 def dense_decisions(

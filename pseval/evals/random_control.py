@@ -23,8 +23,8 @@ import torch
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 
-from pseval.evals.categories import ALPHA, Centring, VsRandomControl
 from pseval.evals.schema import PairDetail
+from pseval.evals.versus import ALPHA, Centring, VsRandomControl
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import confusion_counts, metrics_from_counts
 from pseval.metrics.uncertainty import (

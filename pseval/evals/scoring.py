@@ -20,7 +20,7 @@ import torch
 from pseval.errors import PsevalError
 from pseval.evals.categories import CodeMetrics, SAEFacts, ThresholdFreeMetrics
 from pseval.evals.config import PSEvalConfig
-from pseval.evals.dense_control import DENSE_DETAILS_KEY, VS_DENSE, score_dense_control
+from pseval.evals.dense_control import DENSE_DETAILS_KEY, score_dense_control
 from pseval.evals.random_control import compare_with_control, control_details, random_control_stats
 from pseval.evals.schema import PairDetail
 from pseval.evals.senses import (
@@ -33,6 +33,7 @@ from pseval.evals.senses import (
     sense_retrieval,
     split_stats,
 )
+from pseval.evals.versus import VS_DENSE
 from pseval.evals.wordform import flat_wordform_metrics, has_wordform_cells, wordform_category
 from pseval.metrics.blockwise import CodeStats, code_stats
 from pseval.metrics.ps_eval import (

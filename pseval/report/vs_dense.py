@@ -10,30 +10,35 @@ from __future__ import annotations
 from typing import Any
 
 from pseval._format import finite_number
+from pseval.evals.categories import CATEGORIES, EvalResultMetrics
+from pseval.evals.versus import VS_DENSE, VsDense
 
 VS_DENSE_CAPTION = "J − dense = SAE J − dense cosine J on the same pairs (< / > dense: paired, Holm p < 0.05)"
 
 
-def verdict(vs: dict[str, Any], side: str) -> str:
+def verdict(vs: VsDense, side: str) -> str:
     """On which of J and accuracy the SAE is significantly ``side`` ("beats" or "below") the dense baseline."""
     return ", ".join(
-        label for key, label in (("youden_j", "J"), ("accuracy", "acc.")) if vs.get(f"{side}_on_{key}")
+        label
+        for key, label in (("youden_j", "J"), ("accuracy", "acc."))
+        if getattr(vs, f"{side}_on_{key}", None)
     )
 
 
-def vs_dense_fields(metrics: Any) -> dict[str, Any]:
+def vs_dense_fields(metrics: EvalResultMetrics) -> dict[str, Any]:
     """The ``vs_dense`` numbers of one result as flat row fields (empty when the result has none)."""
-    vs = metrics.get("vs_dense")
-    if not isinstance(vs, dict):
+    vs = metrics.vs_dense
+    if vs is None:
         return {}
+    prefix = CATEGORIES[VS_DENSE].row_prefix
     return {
-        "dense_youden_j_difference": finite_number(vs.get("youden_j_difference")),
-        "dense_youden_j_difference_low": finite_number(vs.get("youden_j_difference_low")),
-        "dense_youden_j_difference_high": finite_number(vs.get("youden_j_difference_high")),
-        "dense_accuracy_difference": finite_number(vs.get("accuracy_difference")),
-        "dense_accuracy_p_holm": finite_number(vs.get("accuracy_p_holm")),
-        "dense_youden_j_p_holm": finite_number(vs.get("youden_j_p_holm")),
-        "dense_threshold_selection": vs.get("threshold_selection"),
+        f"{prefix}youden_j_difference": finite_number(vs.youden_j_difference),
+        f"{prefix}youden_j_difference_low": finite_number(vs.youden_j_difference_low),
+        f"{prefix}youden_j_difference_high": finite_number(vs.youden_j_difference_high),
+        f"{prefix}accuracy_difference": finite_number(vs.accuracy_difference),
+        f"{prefix}accuracy_p_holm": finite_number(vs.accuracy_p_holm),
+        f"{prefix}youden_j_p_holm": finite_number(vs.youden_j_p_holm),
+        f"{prefix}threshold_selection": vs.threshold_selection,
         "beats_dense_on": verdict(vs, "beats"),
         "below_dense_on": verdict(vs, "below"),
     }
