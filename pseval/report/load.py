@@ -24,6 +24,7 @@ from pseval.evals.categories import CATEGORIES, SAEFacts, ThresholdFreeMetrics, 
 from pseval.evals.schema import EVAL_TYPE_ID, PSEvalResult, checksum_mismatch, edited_problem
 from pseval.metrics.ps_eval import METRIC_NAMES
 from pseval.metrics.registry import metric_fields
+from pseval.report.site_note import site_check_fields
 from pseval.report.vs_dense import vs_dense_fields
 
 RESULT_GLOB = "*_eval_results.json"
@@ -277,6 +278,7 @@ def summary_row(result: PSEvalResult, name: str | None = None) -> dict[str, Any]
     for key, value in report_values(categories).items():
         row.setdefault(key, value)  # metrics marked ``report``: the table and HTML columns of new metrics
     row.update(vs_dense_fields(categories))  # dense_youden_j_difference … (absent without vs_dense)
+    row.update(site_check_fields(categories))  # site_check_verdict … (absent without a site check)
     return row
 
 

@@ -19,6 +19,7 @@ from pseval.metrics.registry import metric_label
 from pseval.report.fvu_flag import fvu_above_one
 from pseval.report.load import architecture_label, hook_kind_rank
 from pseval.report.no_active import FLAG
+from pseval.report.site_note import site_summary
 from pseval.report.vs_dense import difference_cell
 
 Row = dict[str, Any]
@@ -66,6 +67,22 @@ def flag_notes_html(rows: Sequence[Row]) -> str:
                 "silent SAE, not its features</li>"
             )
     return f'<ul class="flag-notes">{"".join(lines)}</ul>' if lines else ""
+
+
+SITE_TITLE = (
+    "the hook-site check before scoring: the SAE's FVU and L0 on held-out corpus tokens at the site it is read "
+    "at (pass; poor_sae: over a limit at its own training site; fail: a wrong hook, BOS policy or "
+    "normalisation). Hover a cell for its numbers"
+)
+
+
+def _site_cell(row: Row) -> tuple[str, Any]:
+    verdict = row.get("site_check_verdict")
+    if verdict is None:
+        return '<span class="na">–</span>', None
+    reason = row.get("site_check_reason")
+    title = site_summary(row) + (f" ({reason})" if reason else "")
+    return f'<span title="{_esc(title)}">{_esc(verdict)}</span>', verdict
 
 
 def _num_cell(key: str, digits: int = 3) -> Callable[[Row], tuple[str, Any]]:
@@ -233,6 +250,8 @@ def summary_columns(rows: Sequence[Row]) -> list[Column]:
                 "these pairs (dev split, or cross-validated)",
             )
         )
+    if present("site_check_verdict"):
+        columns.append(Column("Site", "text", _site_cell, SITE_TITLE))
     if len({r.get("n_pairs") for r in rows if not r.get("_baseline")}) > 1:
         columns.append(Column("Pairs", "num", _plain_num("n_pairs", lambda v: f"{v:,.0f}")))
     if present("jaccard_roc_auc"):

@@ -22,6 +22,7 @@ from pseval.evals.categories import ReportColumn, SAEFacts, report_columns, repo
 from pseval.report import vs_dense
 from pseval.report.fvu_flag import fvu_cell, fvu_notes
 from pseval.report.no_active import flag, no_active_cell, no_active_fields, no_active_notes
+from pseval.report.site_note import site_check_fields, site_notes
 
 OutputFormat = Literal["table", "markdown", "csv", "json"]
 OUTPUT_FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
@@ -93,6 +94,7 @@ def result_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         row["random_youden_j"] = youden_j_of(m["baseline_random_sae"]) if "baseline_random_sae" in m else None
         row["beats_random_on"] = beats_random(m)
         row.update(vs_dense.vs_dense_fields(m))
+        row.update(site_check_fields(m))
         std = m.get("standard")
         if std is not None:
             row["fvu"] = finite_number(std.get("fvu"))
@@ -484,7 +486,7 @@ def markdown_tables(results: Sequence[Any], title: str) -> str:
     parts = [f"**{title}**", "", _markdown(headers, body)]
     if with_dense:
         parts += ["", vs_dense.VS_DENSE_CAPTION]
-    notes = no_active_notes(rows) + fvu_notes(rows)
+    notes = no_active_notes(rows) + fvu_notes(rows) + site_notes(rows)
     if notes:
         parts += ["", *(f"{line}  " for line in notes)]
     base = baseline_rows(results)
@@ -549,7 +551,7 @@ def print_results(
         return
     console.print(results_renderable(results, console, title))
     rows = result_rows(results)
-    for line in no_active_notes(rows) + fvu_notes(rows):
+    for line in no_active_notes(rows) + fvu_notes(rows) + site_notes(rows):
         console.print(Text(line, overflow="fold"), highlight=False)
     base = baselines_table(results, console) if baselines else None
     if base is not None:
