@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from pseval.evals import categories, result_schema
+from pseval.evals import categories, result_schema, schema
 from pseval.evals.categories import CATEGORIES, CategorySpec, EvalResultMetrics, MetricCategory
 from pseval.evals.schema import PSEvalResult
 from pseval.metrics import registry
@@ -150,3 +150,60 @@ def test_a_category_set_by_key_is_validated_by_its_model() -> None:
     assert metrics.codes is not None and metrics.codes.n_distinct_top_latents == 3
     with pytest.raises(ValidationError):
         metrics["codes"] = {"n_distinct_top_latents": "many"}
+
+
+def _models_with_a_new_codes_field() -> tuple[type[BaseModel], type[BaseModel]]:
+    """The ``codes`` model with one more metric declared on it, and the result model that holds it.
+
+    Built here, with the names of the models they stand for, so the generated schema's ``$defs`` keys are the
+    ones the real models have."""
+
+    class CodeMetrics(categories.CodeMetrics):
+        code_entropy: float | None = metric_field(
+            "Code entropy",
+            "Mean entropy of the normalised codes of the prompts.",
+            direction="neither",
+            format="nats",
+            aggregation="mean over prompts",
+            report=True,
+        )
+
+    class EvalResultMetrics(categories.EvalResultMetrics):
+        codes: CodeMetrics | None = Field(default=None, title="Codes")  # type: ignore[assignment]
+
+    class PSEvalResult(schema.PSEvalResult):
+        eval_result_metrics: EvalResultMetrics  # type: ignore[assignment]
+
+    return CodeMetrics, PSEvalResult
+
+
+@pytest.fixture
+def new_codes_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``codes`` with ``code_entropy`` declared on its model, as the category, the registry and the result
+    model that the schema is generated from see it (all restored afterwards)."""
+    codes, result = _models_with_a_new_codes_field()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setitem(CATEGORIES, "codes", CategorySpec("codes", codes, row_prefix=""))
+    monkeypatch.setattr(result_schema, "PSEvalResult", result)
+    register_metrics(codes)
+
+
+def test_a_new_field_on_a_built_in_category_reaches_the_report(new_codes_field: None) -> None:
+    result = fake_result(FakeSAE("topk", 8, 3, "resid_post"), 40, seed=1)
+    result.eval_result_metrics["codes"] = {**result.eval_result_metrics["codes"], "code_entropy": 2.5}
+    assert metric_label("code_entropy") == "Code entropy"
+
+    defs = result_schema.result_json_schema()["$defs"]
+    entropy = defs["CodeMetrics"]["properties"]["code_entropy"]
+    assert entropy["x-report"] is True and entropy["x-format"] == "nats"
+    assert "code_entropy" not in result_schema.shipped_schema()["$defs"]["CodeMetrics"]["properties"]
+
+    assert summary_row(result)["code_entropy"] == 2.5
+    assert result_rows([result])[0]["code_entropy"] == 2.5
+    markdown = markdown_tables([result], "t").splitlines()
+    assert "| Code entropy |" in markdown[2] and "| 2.500 |" in markdown[4]
+    assert "code_entropy" in csv_table([result]).splitlines()[0]
+
+    page = render_report([result], with_figures=False)
+    assert ">Code entropy</th>" in page and "Mean entropy of the normalised codes" in page
+    assert json.loads(result.model_dump_json())["eval_result_metrics"]["codes"]["code_entropy"] == 2.5
