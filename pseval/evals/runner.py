@@ -390,54 +390,44 @@ def _score_group(run: _Run, prompt_sets: tuple[Any, Any], members: list[SAEItem]
         held_out = _activations(
             loaded, config, splits.held_out, held_set, str(splits.held_out_split), needed_hooks
         )
-    memo: dict[Any, torch.Tensor] = {}
-    baselines: dict[Any, dict[str, dict[str, Any]]] = defaultdict(dict)
-    return {
-        item.name: _score_one(
-            loaded,
-            item,
-            config,
-            data,
-            held_out,
-            neuron_hooks,
-            memo,
-            baselines,
-            splits,
-            run.device,
-            run.output_folder,
-            run.identities[item.name],
-            status,
-        )
-        for item in sorted(members, key=lambda it: it.hook)
-    }
+    group = _Group(run, data, held_out, neuron_hooks, memo={}, baselines=defaultdict(dict))
+    return {item.name: _score_one(group, item) for item in sorted(members, key=lambda it: it.hook)}
 
 
-def _score_one(
-    loaded: Any,
-    item: SAEItem,
-    config: PSEvalConfig,
-    data: PromptActivations,
-    held_out: PromptActivations | None,
-    neuron_hooks: dict[str, str],
-    memo: dict[Any, torch.Tensor],
-    baselines: dict[Any, dict[str, dict[str, Any]]],
-    splits: _Splits,
-    device: str,
-    output_folder: str | Path | None,
-    identity: dict[str, Any],
-    status: Callable[[str], None],
-) -> PSEvalResult:
+@dataclass(frozen=True)
+class _Group:
+    """What the SAEs of one prompt set share: the run, its activations and the caches filled as they are scored."""
+
+    run: _Run
+    data: PromptActivations
+    """The evaluated split's activations at every hook the group reads."""
+    held_out: PromptActivations | None
+    """The held-out split's, for the dense baseline's threshold (None without one)."""
+    neuron_hooks: dict[str, str]
+    """Hook -> the MLP-neuron hook of its layer (the neuron baseline)."""
+    memo: dict[Any, torch.Tensor]
+    """Processed activations by hook and input regime, shared by SAEs that read them alike."""
+    baselines: dict[Any, dict[str, dict[str, Any]]]
+    """Baseline categories by input regime and hook, computed for the first SAE that needs them."""
+
+
+def _score_one(group: _Group, item: SAEItem) -> PSEvalResult:
     """Load one SAE, score it, write its JSON and let its weights go."""
+    run, config, data = group.run, group.run.config, group.data
+    loaded, device, status = run.loaded, run.device, run.status
     hook, regime = item.hook, item.regime
     status(f"scoring {item.name} at {hook}")
     # Scored straight from its safetensors files, block by block, unless the standard metrics need the SAE.
     lazy = config.standard_metrics_tokens <= 0 and item.sae is None and item.source.blockwise
     sae = item.source if lazy else item.load(device, config.dtype if config.dtype != "float32" else None)
-    sae_data = _with_processed(loaded, data, hook, regime, memo)
-    sae_held_out = _with_processed(loaded, held_out, hook, regime, memo) if held_out is not None else None
-    cache = baselines[tuple(sorted(regime.processing_key().items()))]
+    sae_data = _with_processed(loaded, data, hook, regime, group.memo)
+    held_out = group.held_out
+    sae_held_out = (
+        _with_processed(loaded, held_out, hook, regime, group.memo) if held_out is not None else None
+    )
+    cache = group.baselines[tuple(sorted(regime.processing_key().items()))]
     if config.baselines and hook not in cache:
-        dense = _dense_baseline(sae_data, sae_held_out, hook, config.seed, splits.why_no_held_out)
+        dense = _dense_baseline(sae_data, sae_held_out, hook, config.seed, run.splits.why_no_held_out)
         cache[hook] = {"baseline_dense": dense} if dense is not None else {}
     categories, details, unstructured = score_sae(
         loaded,
@@ -447,17 +437,17 @@ def _score_one(
         config,
         # The dense baseline is in ``cache`` already; a non-None held_out turns the other baselines on.
         held_out=(sae_held_out or sae_data) if config.baselines else None,
-        neuron_acts_PN=data.acts[neuron_hooks[hook]] if hook in neuron_hooks else None,
+        neuron_acts_PN=data.acts[group.neuron_hooks[hook]] if hook in group.neuron_hooks else None,
         baselines_by_hook=cache,
         status=status,
         device=device,
     )
     if config.controls:
         from pseval.evals.scoring import score_controls
-        from pseval.training.controls import train_controls
+        from pseval.training.controls import control_saes
 
         status(f"training (or reusing) the frozen-decoder and frozen-encoder controls of {item.name}")
-        controls = train_controls(item.cfg, loaded, device=device)
+        controls = control_saes(item.cfg, loaded, device=device)
         categories.update(score_controls(controls, sae_data, hook, config))
     if config.standard_metrics_tokens > 0:
         from pseval.metrics.standard import standard_metrics_many
@@ -472,10 +462,27 @@ def _score_one(
         categories["standard"] = standard[item.name].model_dump()
     if item.site_check is not None:
         categories["site_check"] = item.site_check
+    result = _result(run, item, data, categories, details, unstructured)
+    if run.output_folder is not None:
+        result = write_result(result_path(run.output_folder, item.name), result)
+    del sae
+    gc.collect()
+    return result
+
+
+def _result(
+    run: _Run,
+    item: SAEItem,
+    data: PromptActivations,
+    categories: dict[str, Any],
+    details: Any,
+    unstructured: dict[str, Any],
+) -> PSEvalResult:
+    """One SAE's result record: its categories and details with the run's and the SAE's provenance."""
     anchors = unstructured.pop(ANCHORS_KEY, [])
-    result = PSEvalResult(
+    return PSEvalResult(
         eval_type_id=EVAL_TYPE_ID,
-        eval_config=config,
+        eval_config=run.config,
         eval_id=str(uuid.uuid4()),
         datetime_epoch_millis=int(time.time() * 1000),
         eval_result_metrics=EvalResultMetrics.model_validate(categories),
@@ -490,17 +497,12 @@ def _score_one(
         pseval_version=__version__,
         sae_name=item.name,
         sae_path=item.path,
-        hook_name=hook,
-        model_name=config.model_name,
-        model_fingerprint=str(getattr(loaded, "fingerprint", "")),
+        hook_name=item.hook,
+        model_name=run.config.model_name,
+        model_fingerprint=str(getattr(run.loaded, "fingerprint", "")),
         dataset_stats=data.dataset_stats,
         n_forward_passes=data.n_forward_passes,
         sae_content_hash=item.content_hash,
-        input_regime=regime.record(loaded.tokenizer),
-        result_identity=identity,
+        input_regime=item.regime.record(run.loaded.tokenizer),
+        result_identity=run.identities[item.name],
     )
-    if output_folder is not None:
-        result = write_result(result_path(output_folder, item.name), result)
-    del sae
-    gc.collect()
-    return result

@@ -86,16 +86,18 @@ def _control_dir(config: TrainConfig, root: str | Path | None) -> Path:
     return Path(root) if root is not None else cache_dir() / CONTROLS_DIR / model / config.hook_name / name
 
 
-def train_controls(
+def control_saes(
     cfg: SAEConfig,
     loaded: Any | None = None,
     device: str = "cpu",
     root: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, SAE]:
-    """Both controls of the SAE whose config is ``cfg``, by result category; trained once, then reused.
+    """The frozen-decoder and frozen-encoder controls of this SAE, trained once and reused, by result category.
 
-    ``loaded`` is the already loaded model, used when it is the model the SAE was trained on.
+    What an evaluation asks for: the first request trains each control into its cache folder, every later one
+    (the same SAE, another run) loads it from there. ``cfg`` is the evaluated SAE's config; ``loaded`` is the
+    already loaded model, used when it is the model the SAE was trained on.
     ``root`` (tests) replaces the cache folder; each control gets its own subfolder there.
     """
     from pseval.training.trainer import train_sae
