@@ -2,8 +2,8 @@
 note line under the tables, and a compact column of the HTML summary.
 
 The check measures each SAE where it is read before scoring (:mod:`pseval.evals.site_check`). Its numbers are
-short enough for a note, so the 80-column table keeps its layout: SAEs that pass share one line, and each one
-that does not gets its own line with the limit it crossed.
+short enough for a note, so the 80-column table keeps its layout: SAEs that pass share one line (the range of
+their numbers), and each one that does not gets its own line with the limit it crossed.
 """
 
 from __future__ import annotations
@@ -42,14 +42,25 @@ def site_summary(row: dict[str, Any]) -> str:
     return f"{verdict} · FVU {fvu_text} · L0 {l0_text}"
 
 
+def _span(values: list[float | None], digits: int) -> str:
+    """``0.125`` for one value (or equal ones), ``0.100–0.300`` for several, ``–`` when none was measured."""
+    known = [value for value in values if value is not None]
+    if not known:
+        return "–"
+    low, high = f"{min(known):.{digits}f}", f"{max(known):.{digits}f}"
+    return low if low == high else f"{low}–{high}"
+
+
 def site_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """One line for the SAEs that pass the check, one per SAE that does not (none without checks)."""
+    """One line for the SAEs that pass the check (the range of their FVU and L0; each SAE's numbers are in the
+    CSV and JSON rows), one per SAE that does not (none without checks)."""
     checked = [row for row in rows if row.get("site_check_verdict") is not None]
     passed = [row for row in checked if row["site_check_verdict"] == "pass"]
     lines = []
     if passed:
-        numbers = "; ".join(f"{row['sae']} {site_summary(row).removeprefix('pass · ')}" for row in passed)
-        lines.append(f"site check passed ({len(passed)} of {len(checked)}): {numbers}")
+        fvu = _span([row.get("site_check_fvu") for row in passed], 3)
+        l0 = _span([row.get("site_check_l0") for row in passed], 1)
+        lines.append(f"site check passed ({len(passed)} of {len(checked)} SAEs): FVU {fvu} · L0 {l0}")
     for row in checked:
         if row["site_check_verdict"] != "pass":
             reason = row.get("site_check_reason")

@@ -72,7 +72,7 @@ def flag_notes_html(rows: Sequence[Row]) -> str:
 SITE_TITLE = (
     "the hook-site check before scoring: the SAE's FVU and L0 on held-out corpus tokens at the site it is read "
     "at (pass; poor_sae: over a limit at its own training site; fail: a wrong hook, BOS policy or "
-    "normalisation). Hover a cell for its numbers"
+    "normalisation; hover for the limit crossed)"
 )
 
 
@@ -81,8 +81,8 @@ def _site_cell(row: Row) -> tuple[str, Any]:
     if verdict is None:
         return '<span class="na">–</span>', None
     reason = row.get("site_check_reason")
-    title = site_summary(row) + (f" ({reason})" if reason else "")
-    return f'<span title="{_esc(title)}">{_esc(verdict)}</span>', verdict
+    text = _esc(site_summary(row))
+    return (f'<span title="{_esc(reason)}">{text}</span>' if reason else text), verdict
 
 
 def _num_cell(key: str, digits: int = 3) -> Callable[[Row], tuple[str, Any]]:

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from pseval.evals.schema import PSEvalResult
 from pseval.report.load import summary_table
+from pseval.report.site_note import site_notes
 from pseval.report.summary_html import render_summary_table
 from pseval.report.tables import csv_table, markdown_tables, print_results
 from tests.report.fabricate import FakeSAE, fake_result
@@ -72,12 +73,13 @@ def test_the_site_check_reaches_the_rows_the_notes_and_the_html_summary() -> Non
     text = _render(results, 80)
     assert max(len(line) for line in text.splitlines()) <= 80
     joined = " ".join(text.split())
-    assert "site check passed (1 of 2)" in joined and "FVU 0.125 · L0 31.0" in joined
+    assert "site check passed (1 of 2 SAEs): FVU 0.125 · L0 31.0" in joined
     assert f"! {NAMES[1]}: site check fail · FVU 1.750 · L0 120.0 (FVU 1.75 > 1)" in joined
     assert "site check fail · FVU 1.750" in markdown_tables(results, "t")
 
     html = render_summary_table(flat)
-    assert ">Site<" in html and ">fail</span>" in html and 'title="pass · FVU 0.125 · L0 31.0"' in html
+    assert ">Site<" in html and "pass · FVU 0.125 · L0 31.0" in html
+    assert '<span title="FVU 1.75 &gt; 1">fail · FVU 1.750 · L0 120.0</span>' in html
 
 
 def test_no_site_check_no_column_and_no_note() -> None:
@@ -85,3 +87,13 @@ def test_no_site_check_no_column_and_no_note() -> None:
     assert "site check" not in _render(results, 80)
     assert "site_check_verdict" not in csv_table(results)
     assert ">Site<" not in render_summary_table(summary_table(results))
+
+
+def test_the_passing_saes_share_one_line_with_the_range_of_their_numbers() -> None:
+    rows = [
+        {"sae": "a", "site_check_verdict": "pass", "site_check_fvu": 0.1, "site_check_l0": 20.0},
+        {"sae": "b", "site_check_verdict": "pass", "site_check_fvu": None, "site_check_l0": 40.0},
+        {"sae": "c", "site_check_verdict": "pass", "site_check_fvu": 0.3, "site_check_l0": 30.0},
+        {"sae": "d"},
+    ]
+    assert site_notes(rows) == ["site check passed (3 of 3 SAEs): FVU 0.100–0.300 · L0 20.0–40.0"]
