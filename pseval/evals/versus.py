@@ -1,5 +1,8 @@
 """The paired comparisons of the SAE with a control on the same pairs: the random SAE (``vs_random_sae``) and
 the dense cosine baseline (``vs_dense``), as result categories (:mod:`pseval.evals.categories` declares them).
+
+The registered metrics of ``vs_dense`` carry names without the control in them ("J difference"): a metric key
+means one thing in every category that holds it, and ``vs_random_sae`` has the same keys.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class VsDense(BaseModel):
         "(the held-out split) or 'cvK' (each pair by the threshold of the other K − 1 folds)."
     )
     accuracy_difference: float | None = metric_field(
-        "Accuracy − dense",
+        "Accuracy difference",
         "SAE accuracy − dense accuracy.",
         direction="higher",
         format="signed_ratio",
@@ -82,7 +85,7 @@ class VsDense(BaseModel):
     dense_only_correct: int = Field(description="Pairs only the dense baseline classifies correctly.")
     accuracy_p_value: float = Field(description="Two-sided exact McNemar p-value of the accuracy difference.")
     youden_j_difference: float | None = metric_field(
-        "J − dense",
+        "J difference",
         "SAE Youden's J − dense Youden's J.",
         direction="higher",
         format="signed_ratio",
@@ -97,7 +100,7 @@ class VsDense(BaseModel):
         description="Two-sided paired bootstrap p-value of the J difference (null without resamples)."
     )
     accuracy_p_holm: float = metric_field(
-        "Accuracy − dense Holm p",
+        "Accuracy Holm p",
         "accuracy_p_value after Holm's adjustment over both tests.",
         direction="neither",
         format="p_value",
@@ -105,7 +108,7 @@ class VsDense(BaseModel):
         default=...,
     )
     youden_j_p_holm: float | None = metric_field(
-        "J − dense Holm p",
+        "J Holm p",
         "youden_j_p_value after Holm's adjustment.",
         direction="neither",
         format="p_value",
