@@ -95,7 +95,7 @@ def write_circuit_tracer_clt(
     seed: int = 0,
     threshold: bool = True,
     model_name: str = "tiny-llama",
-    input_hook: str = "hook_mlp_in",
+    input_hook: str = "mlp.hook_in",
 ) -> list[Tensors]:
     """circuit-tracer's layout: ``W_enc_{i} [n, d]``, ``b_enc_{i}``, ``b_dec_{i}``, ``threshold_{i}`` in
     ``W_enc_{i}.safetensors``, ``W_dec_{i} [n, n_layers - i, d]`` in ``W_dec_{i}.safetensors``, ``config.yaml``."""

@@ -292,3 +292,44 @@ def test_decoder_norms_stream_in_bounded_pieces(tmp_path: Path, monkeypatch: pyt
     torch.testing.assert_close(norms, expected)
     # rows of 3, 2 and 1 layers of d values: 10, 15 and 30 latents a piece
     assert pieces == [10] * 4 + [8] + [15] * 3 + [3] + [30, 18]
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours"),
+    [("mlp.hook_in", "hook_mlp_in"), ("hook_resid_mid", "hook_resid_mid"), ("ln2.hook_normalized", None)],
+)
+def test_circuit_tracer_hook_names_are_translated(tmp_path: Path, theirs: str, ours: str | None) -> None:
+    """circuit-tracer names hooks the TransformerLens way, relative to a block; its NNSight table maps
+    ``mlp.hook_in`` to the pre-MLP norm's output (what the MLP reads: pseval's ``hook_mlp_in``) and
+    ``hook_resid_mid`` to that norm's input."""
+    tensors = write_circuit_tracer_clt(tmp_path, n_layers=2, d=D, n=N, input_hook=theirs)
+    clt = open_multilayer(tmp_path)
+    assert [e.hook for e in clt.encoders] == [f"blocks.{i}.{ours or theirs}" for i in range(2)]
+    assert clt.metadata["hook_name_out"] == "blocks.{layer}.hook_mlp_out"
+    # circuit-tracer's CrossLayerTranscoder.encode_layer: einsum("...d,fd->...f", x, W_enc) + b_enc, then
+    # JumpReLU as features * (features > threshold); no b_dec subtracted, no input normalisation.
+    x = _xs(1)[0]
+    for i, t in enumerate(tensors):
+        features = torch.einsum("...d,fd->...f", x, t[f"W_enc_{i}"]) + t[f"b_enc_{i}"]
+        expected = features * (features > t[f"threshold_{i}"])
+        torch.testing.assert_close(_codes(per_layer_source(clt, i), x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("hook", "kind", "needle"),
+    [
+        ("hook_mlp_in", "cross_layer_transcoder", "pre-norm residual"),
+        ("hook_resid_post", "cross_layer_transcoder", "cannot tell"),
+        ("mlp.hook_in", "transcoder_set", "model_kind 'transcoder_set'"),
+    ],
+)
+def test_circuit_tracer_unknown_hooks_and_kinds_are_refused(
+    tmp_path: Path, hook: str, kind: str, needle: str
+) -> None:
+    import json
+
+    write_circuit_tracer_clt(tmp_path, n_layers=2, d=D, n=N, input_hook=hook)
+    cfg = json.loads((tmp_path / "config.yaml").read_text())
+    (tmp_path / "config.yaml").write_text(json.dumps({**cfg, "model_kind": kind}))
+    with pytest.raises(SAEError, match=needle):
+        open_multilayer(tmp_path)

@@ -3,8 +3,15 @@
 ``W_enc_{i}.safetensors`` holds ``W_enc_{i} [n, d_model]`` (latents as rows), ``b_enc_{i} [n]``,
 ``b_dec_{i} [d_model]`` and, for JumpReLU CLTs, ``threshold_{i} [n]``; ``W_dec_{i}.safetensors`` holds
 ``W_dec_{i} [n, n_layers - i, d_model]``, layer ``i``'s latents' decoders to layers ``i`` and later.
-``config.yaml`` names the model and ``feature_input_hook`` (``blocks.{i}.`` + that name is what layer ``i``'s
-encoder reads). The encoder is ``x @ W_enc_i.T + b_enc_i`` with no ``b_dec`` subtracted and no input
+``config.yaml`` names the model, ``model_kind`` (``cross_layer_transcoder`` for this layout) and
+``feature_input_hook`` / ``feature_output_hook``: TransformerLens hook names relative to a block, which
+circuit-tracer reads as ``blocks.{i}.`` + the name (its TransformerLens backend) or through its
+TransformerLens-to-HuggingFace table (its NNSight backend, ``circuit_tracer/utils/tl_nnsight_mapping.py``).
+In that table ``hook_resid_mid`` is the pre-MLP norm's input (pseval's ``hook_resid_mid``), ``mlp.hook_in``
+the pre-MLP norm's output, i.e. what the MLP module reads (pseval's ``hook_mlp_in``), ``ln2.hook_normalized``
+the norm's normalised input before its weight, and ``hook_mlp_out`` the MLP output after any post-MLP norm.
+TransformerLens's own ``hook_mlp_in`` is the *pre*-norm residual, which pseval's ``hook_mlp_in`` is not and
+circuit-tracer's table does not list; a config naming it, or any other name, is refused. The encoder is ``x @ W_enc_i.T + b_enc_i`` with no ``b_dec`` subtracted and no input
 normalisation, as sae-lens's ``mntss_clt_layer_transcoder`` converter reads it; the threshold is applied
 where the file holds one (circuit-tracer's JumpReLU), which that converter leaves out (it reads the layer as a
 ReLU transcoder); without a threshold the encoder is a ReLU.
@@ -23,6 +30,15 @@ from pseval.sae.multilayer import LayerEncoder, MultiLayerDictionary
 from pseval.sae.source import TensorRef
 
 CONFIG = "config.yaml"
+_INPUT_HOOKS = {
+    "hook_resid_mid": "hook_resid_mid",
+    "mlp.hook_in": "hook_mlp_in",
+    "ln2.hook_normalized": "ln2.hook_normalized",
+}
+"""circuit-tracer's ``feature_input_hook`` -> pseval's name for the same point (see the module docstring)."""
+_OUTPUT_HOOKS = {"hook_mlp_out": "hook_mlp_out"}
+"""``feature_output_hook`` names with a pseval equivalent. ``mlp.hook_out`` (the MLP module's output, before
+a post-MLP norm where the model has one) is recorded as it is named, with no pseval hook."""
 _ENC = re.compile(r"^W_enc_(\d+)\.safetensors$")
 
 
@@ -47,6 +63,23 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise SAEError(f"cannot read {path} ({type(exc).__name__})", "re-download config.yaml") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("feature_input_hook"), str):
         raise SAEError(f"{path} names no feature_input_hook", "use circuit-tracer's config.yaml as shipped")
+    kind = raw.get("model_kind", "cross_layer_transcoder")
+    if kind != "cross_layer_transcoder":
+        raise SAEError(
+            f"{path} says model_kind {kind!r}; W_enc_{{i}}/W_dec_{{i}} files are a cross_layer_transcoder",
+            "use circuit-tracer's config.yaml as shipped with these files",
+        )
+    hook = raw["feature_input_hook"]
+    if hook not in _INPUT_HOOKS:
+        reason = (
+            "TransformerLens's hook_mlp_in is the pre-norm residual, pseval's the MLP module's (normalised) input"
+            if hook == "hook_mlp_in"
+            else "pseval cannot tell which point of the model it is"
+        )
+        raise SAEError(
+            f"{path}: feature_input_hook {hook!r} is ambiguous ({reason})",
+            f"use one of {', '.join(sorted(_INPUT_HOOKS))} (circuit-tracer's names) in config.yaml",
+        )
     return raw
 
 
@@ -101,7 +134,8 @@ def open_circuit_tracer(folder: Path) -> MultiLayerDictionary:
             f"{folder}: W_enc files for layers {sorted(set(range(n_layers)) - set(files))} are missing",
             "download every W_enc_{i} and W_dec_{i} file",
         )
-    encoders = [_layer(folder, i, files[i], raw["feature_input_hook"], n_layers) for i in range(n_layers)]
+    hook = _INPUT_HOOKS[raw["feature_input_hook"]]
+    encoders = [_layer(folder, i, files[i], hook, n_layers) for i in range(n_layers)]
     if any(not e.decoder for e in encoders):
         raise SAEError(
             f"{folder}: W_dec files are missing", "download every W_dec_{i} file (decoder norms need them)"
@@ -113,7 +147,10 @@ def open_circuit_tracer(folder: Path) -> MultiLayerDictionary:
         "circuit_tracer_cfg": raw,
         "d_model_out": d_out,
         "layers": list(range(n_layers)),
-        "hook_name_out": f"blocks.{{layer}}.{output_hook}" if output_hook else None,
+        "hook_name_out": f"blocks.{{layer}}.{_OUTPUT_HOOKS[output_hook]}"
+        if output_hook in _OUTPUT_HOOKS
+        else None,
+        "feature_output_hook": output_hook,
         "activation": "jumprelu" if all(e.threshold is not None for e in encoders) else "relu",
     }
     return MultiLayerDictionary(
