@@ -4,7 +4,7 @@
 
 - ``layer_{i}``: layer ``i``'s encoder on its own input, top-1 among that layer's latents;
 - ``global_{L}`` (CLT): the latents of every source layer ``<= L`` at once, each scaled by its decoder norm
-  over the layers it writes to; ``global`` (crosscoder): the crosscoder itself, scaled the same way.
+  over the layers it writes to; ``global`` (crosscoder): every latent of all its layers, scaled the same way.
 
 Without a pattern every ``layer_{i}`` and the global view over all layers are scored (a CLT's
 ``global_{L}`` for a smaller ``L`` on request: each costs as many encoder passes as it has layers). A pattern

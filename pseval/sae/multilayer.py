@@ -1,16 +1,16 @@
 """Dictionaries that read or write more than one layer: cross-layer transcoders (CLTs) and crosscoders.
 
 A CLT has one encoder per source layer ``i`` (reading that layer's MLP input) whose latents write to the MLP
-outputs of layers ``i`` and later; a crosscoder has one set of latents whose pre-activation sums the
-contributions of encoders reading several layers. pseval scores them as SAEs over block-wise readers
+outputs of layers ``i`` and later; a Gemma Scope 2 crosscoder is built the same way over a few residual
+layers: one encoder per layer, each with its own latents, each latent writing to every layer of the
+crosscoder. pseval scores them as SAEs over block-wise readers
 (:class:`MultiLayerBlocks`), two ways, each its own result:
 
 - **per layer** (:func:`per_layer_source`): layer ``i``'s encoder on its own input, latents as stored;
 - **global** (:func:`global_source`): every latent of the source layers up to ``L`` at once, read from the
   concatenation of their inputs (a composite hook, :mod:`pseval.models.composite`), each activation scaled by
   its decoder norm over all the layers it writes to, so latents of different layers compare on what they
-  write. For a crosscoder the global dictionary is the crosscoder itself (pre-activations summed over its
-  layers, then the threshold), scaled the same way.
+  write. A crosscoder's global view is every latent of all its layers, scaled the same way.
 
 Only the encoder side is read while scoring (column blocks of ``W_enc``, as
 :class:`~pseval.sae.lazy.SafetensorsBlocks` reads them); decoder norms are computed once, streaming the
@@ -390,11 +390,7 @@ def _source(
 def per_layer_source(dictionary: MultiLayerDictionary, layer: int) -> SAESource:
     """Layer ``layer``'s encoder on its own input, its latents as stored (not scaled)."""
     encoder = dictionary.encoder_for_layer(layer)
-    if dictionary.kind == "clt":
-        decoder = encoder.decoder
-    else:
-        decoder = tuple(ref for e in dictionary.encoders for ref in e.decoder)
-    group = LatentGroup(0, encoder.d_sae, ((0, encoder),), decoder)
+    group = LatentGroup(0, encoder.d_sae, ((0, encoder),), encoder.decoder)
     return _source(
         dictionary,
         f"{dictionary.name}_layer_{layer}",
@@ -408,25 +404,18 @@ def per_layer_source(dictionary: MultiLayerDictionary, layer: int) -> SAESource:
 def global_source(dictionary: MultiLayerDictionary, upto: int | None = None) -> SAESource:
     """Every latent of the source layers up to ``upto`` (default: all) at once, scaled by decoder norms.
 
-    A CLT's latents of layer ``i`` read layer ``i``'s input only; a crosscoder's latents read all its layers
-    (``upto`` must then be left out: its latents exist only as a whole).
+    Each latent reads one layer's input. A crosscoder's views are over its own layers (not contiguous),
+    so ``upto`` must then be left out: its global view is all of them.
     """
-    if dictionary.kind == "crosscoder":
-        if upto is not None and upto != dictionary.encoders[-1].layer:
-            raise SAEError(
-                f"{dictionary.path}: a crosscoder's latents read all its layers",
-                "score its global view whole",
-            )
-        offsets = _offsets(dictionary.encoders)
-        decoder = tuple(ref for e in dictionary.encoders for ref in e.decoder)
-        group = LatentGroup(
-            0, dictionary.encoders[0].d_sae, tuple(zip(offsets, dictionary.encoders, strict=True)), decoder
+    if dictionary.kind == "crosscoder" and upto is not None and upto != dictionary.encoders[-1].layer:
+        raise SAEError(
+            f"{dictionary.path}: a crosscoder's global view covers all its layers",
+            "score its global view whole",
         )
-        hooks = [e.hook for e in dictionary.encoders]
-        return _source(dictionary, f"{dictionary.name}_global", [group], hooks, True, {"view": "global"})
     last = dictionary.encoders[-1].layer if upto is None else upto
     chosen = [e for e in dictionary.encoders if e.layer <= last]
-    missing = sorted(set(range(last + 1)) - {e.layer for e in chosen})
+    wanted = set(range(last + 1)) if dictionary.kind == "clt" else {e.layer for e in dictionary.encoders}
+    missing = sorted(wanted - {e.layer for e in chosen})
     if missing:
         raise SAEError(
             f"{dictionary.path} has no encoder for layers {missing}, which the global view up to layer {last} reads",
@@ -436,7 +425,9 @@ def global_source(dictionary: MultiLayerDictionary, upto: int | None = None) -> 
     for offset, encoder in zip(_offsets(chosen), chosen, strict=True):
         groups.append(LatentGroup(start, encoder.d_sae, ((offset, encoder),), encoder.decoder))
         start += encoder.d_sae
-    name = f"{dictionary.name}_global_{last}"
+    name = (
+        f"{dictionary.name}_global" if dictionary.kind == "crosscoder" else f"{dictionary.name}_global_{last}"
+    )
     return _source(
         dictionary, name, groups, [e.hook for e in chosen], True, {"view": "global", "up_to_layer": last}
     )

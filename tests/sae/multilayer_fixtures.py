@@ -65,16 +65,16 @@ def write_gemma_scope_2_crosscoder(
     seed: int = 0,
     width: str = "16k",
 ) -> tuple[Path, list[Tensors]]:
-    """``layer_{a}_{b}_..._width_{W}_l0_medium/params_layer_{k}.safetensors``: one encoder and decoder per layer;
-    ``b_enc`` and ``threshold`` (the latents') stored in every file, equal."""
+    """``layer_{a}_{b}_..._width_{W}_l0_medium/params_layer_{k}.safetensors``, as Gemma Scope 2's
+    ``JumpReLUMultiLayerSAE`` stacks them: file ``k`` holds layer ``k``'s own latents (``w_enc [d, n]``,
+    ``b_enc``, ``threshold``, ``b_dec``) and their decoders to every layer, ``w_dec [n, len(layers), d]``."""
     g = _gen(seed)
     folder = parent / f"layer_{'_'.join(map(str, layers))}_width_{width}_l0_medium"
     folder.mkdir(parents=True, exist_ok=True)
-    _, b_enc, threshold = _encoder(g, d, n)
     out = []
-    for k in range(len(layers)):
-        w_enc = torch.randn(d, n, generator=g) / math.sqrt(d * len(layers))
-        w_dec = torch.randn(n, d, generator=g) * torch.rand(n, 1, generator=g)
+    for _ in layers:
+        w_enc, b_enc, threshold = _encoder(g, d, n)
+        w_dec = torch.randn(n, len(layers), d, generator=g) * torch.rand(n, 1, 1, generator=g) * 2
         tensors = {
             "w_enc": w_enc,
             "b_enc": b_enc,
@@ -82,7 +82,7 @@ def write_gemma_scope_2_crosscoder(
             "b_dec": torch.randn(d, generator=g),
             "w_dec": w_dec,
         }
-        save_file(tensors, str(folder / f"params_layer_{k}.safetensors"))
+        save_file(tensors, str(folder / f"params_layer_{len(out)}.safetensors"))
         out.append(tensors)
     return folder, out
 

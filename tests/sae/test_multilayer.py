@@ -87,7 +87,7 @@ def test_clt_views_are_the_formula(tmp_path: Path, all_layers_decoder: bool) -> 
     assert float(enc[0, :D].abs().sum()) == 0.0
 
 
-def test_crosscoder_global_sums_encoders(tmp_path: Path) -> None:
+def test_crosscoder_is_the_tutorial_multilayer_sae(tmp_path: Path) -> None:
     folder, tensors = write_gemma_scope_2_crosscoder(tmp_path / "crosscoder", layers=(1, 4, 7, 9), d=D, n=N)
     cc = open_multilayer(folder)
     assert cc.kind == "crosscoder" and [e.hook for e in cc.encoders] == [
@@ -95,16 +95,37 @@ def test_crosscoder_global_sums_encoders(tmp_path: Path) -> None:
     ]
     assert view_ids(cc)[1] == ["layer_1", "layer_4", "layer_7", "layer_9", "global"]
     xs = _xs(4)
-    pre = sum(x @ t["w_enc"] for x, t in zip(xs, tensors, strict=True)) + tensors[0]["b_enc"]
-    norms = torch.stack([t["w_dec"].norm(dim=-1) for t in tensors]).norm(dim=0)
-    expected = jumprelu_activation(pre, tensors[0]["threshold"]) * norms
+    # Gemma Scope 2's JumpReLUMultiLayerSAE: the files stacked on a layer axis, encoded per layer
+    # ("... layer d_in, layer d_in d_sae -> ... layer d_sae") + b_enc, then mask * relu.
+    stacked = {k: torch.stack([t[k] for t in tensors]) for k in tensors[0]}
+    pre = torch.einsum("nld,lds->nls", torch.stack(xs, dim=1), stacked["w_enc"]) + stacked["b_enc"]
+    acts = (pre > stacked["threshold"]) * pre.relu()
+    norms = stacked["w_dec"].flatten(2).norm(dim=-1)  # [layer, n]: each latent over the 4 layers it writes
+    expected = (acts * norms).flatten(1)
     torch.testing.assert_close(_codes(global_source(cc), torch.cat(xs, dim=1)), expected)
-    alone = jumprelu_activation(xs[2] @ tensors[2]["w_enc"] + tensors[2]["b_enc"], tensors[2]["threshold"])
-    torch.testing.assert_close(_codes(per_layer_source(cc, 7), xs[2]), alone, rtol=0, atol=0)
+    torch.testing.assert_close(_codes(per_layer_source(cc, 7), xs[2]), acts[:, 2], rtol=0, atol=0)
+    with pytest.raises(SAEError, match="covers all its layers"):
+        global_source(cc, 4)
     # the logit lens reads a crosscoder latent's decoder at its deepest layer
     torch.testing.assert_close(
-        lazy_blocks(global_source(cc)).latent_rows("W_dec", [5])[0], tensors[3]["w_dec"][5]
+        lazy_blocks(global_source(cc)).latent_rows("W_dec", [N + 5])[0], tensors[1]["w_dec"][5, -1]
     )
+
+
+def test_crosscoder_with_a_per_layer_decoder_is_refused(tmp_path: Path) -> None:
+    folder, tensors = write_gemma_scope_2_crosscoder(tmp_path / "crosscoder", layers=(1, 4), d=D, n=N)
+    save_file(
+        {**tensors[1], "w_dec": tensors[1]["w_dec"][:, 1].contiguous()},
+        str(folder / "params_layer_1.safetensors"),
+    )
+    with pytest.raises(SAEError, match=r"expected \[d_model, n\] and \[n, layers, d_model\]"):
+        open_multilayer(folder)
+    save_file(
+        {**tensors[1], "w_dec": tensors[1]["w_dec"][:, :1].contiguous()},
+        str(folder / "params_layer_1.safetensors"),
+    )
+    with pytest.raises(SAEError, match="writes to"):
+        open_multilayer(folder)
 
 
 def test_views_have_distinct_identities_and_check_every_file(tmp_path: Path) -> None:

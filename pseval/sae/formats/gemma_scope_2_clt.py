@@ -6,11 +6,15 @@
   encoder reads the normalised MLP input of layer ``i`` (``blocks.i.hook_mlp_in``, the input Gemma Scope 2's
   per-layer transcoders read, and the one sae-lens's ``gemma_3`` converter gives a ``clt`` folder).
 - Crosscoder: ``crosscoder/layer_{a}_{b}_{c}_{d}_width_{W}_l0_{L0}/params_layer_{k}.safetensors``, file ``k``
-  the encoder and decoder of the ``k``-th layer named in the folder (``w_enc [d_model, n]``, ``w_dec [n,
-  d_model]``), each reading the residual stream after that layer (``blocks.L.hook_resid_post``); one set of
-  latents whose pre-activation is the sum of the four encoders' contributions plus ``b_enc``, then the JumpReLU
-  threshold. ``b_enc`` and ``threshold`` belong to the latents, not to a layer: where several files hold them
-  they must be equal, or the folder is refused.
+  the ``k``-th layer named in the folder, reading the residual stream after that layer
+  (``blocks.L.hook_resid_post``; the release's ``config.json`` says ``model.layers.{a,b,c,d}.output``). Its
+  tensors are the CLT's: ``w_enc [d_model, n]``, ``b_enc [n]``, ``threshold [n]``, ``b_dec [d_model]`` and
+  ``w_dec [n, 4, d_model]``, the decoders of file ``k``'s own latents to the four layers. Gemma Scope 2's
+  tutorial reads both kinds with one class (``JumpReLUMultiLayerSAE``: the files stacked on a leading layer
+  axis, ``encode`` per layer, ``"... layer d_in, layer d_in d_sae -> ... layer d_sae"`` + ``b_enc``, then
+  ``relu(pre) * (pre > threshold)``; ``decode`` sums over source layers), so a crosscoder's latents are
+  ``4 * n`` (the width in its name counts them all) and each reads one layer. What tells the kinds apart is
+  the folder (``layer_..._width_...`` for a crosscoder) or ``config.json``'s ``type``, not the tensors.
 
 Both are JumpReLU with ``b_dec`` not subtracted from the input and BOS prepended, as every Gemma Scope 2 SAE;
 the model comes from ``config.json`` when the folder has one, else from the repo name in the path.
@@ -98,12 +102,13 @@ def open_gemma_scope_2_multilayer(folder: Path) -> MultiLayerDictionary:
         raise SAEError(
             f"{where}: architecture {raw.get('architecture')!r} is not supported", "use a jump_relu release"
         )
-    first = header_shapes_and_dtypes(files[min(files)])[0]
-    kind = "clt" if len(first.get("w_dec", ())) == 3 else "crosscoder"
+    match = _CROSSCODER_LAYERS.search(folder.name)
+    kind = str(raw.get("type") or ("crosscoder" if match else "clt"))
+    if kind not in ("clt", "crosscoder"):
+        raise SAEError(f"{where}: config.json says type {kind!r}", "use a clt or crosscoder folder")
     if kind == "clt":
         encoders = [_encoder(files[i], i, f"blocks.{i}.hook_mlp_in", where, 3) for i in sorted(files)]
     else:
-        match = _CROSSCODER_LAYERS.search(folder.name)
         layers = [int(x) for x in match.group(1).split("_")] if match else []
         if sorted(files) != list(range(len(layers))):
             raise SAEError(
@@ -112,9 +117,16 @@ def open_gemma_scope_2_multilayer(folder: Path) -> MultiLayerDictionary:
                 "keep the release's folder name and files",
             )
         encoders = [
-            _encoder(files[k], layer, f"blocks.{layer}.hook_resid_post", where, 2)
+            _encoder(files[k], layer, f"blocks.{layer}.hook_resid_post", where, 3)
             for k, layer in enumerate(layers)
         ]
+        writes = {header_shapes_and_dtypes(p)[0]["w_dec"][1] for p in files.values()}
+        if writes != {len(layers)}:
+            raise SAEError(
+                f"{where}: w_dec writes to {sorted(writes)} layers, expected [n, {len(layers)}, d_model] "
+                f"(one decoder per layer named in the folder)",
+                "use the release's params_layer files as shipped",
+            )
     if len({(e.d_in, e.d_sae) for e in encoders}) != 1:
         raise SAEError(f"{where}: the layers' files disagree on d_model or width", "re-download the files")
     d_out = header_shapes_and_dtypes(files[min(files)])[0]["w_dec"][-1]
