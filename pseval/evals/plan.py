@@ -65,6 +65,8 @@ class SAEItem:
     """The result name was given with the spec (``(name, spec)``), not chosen here."""
     weights_check: Callable[[], None] | None = None
     """The NaN/Inf check done while the content hash read the files (raises the first bad tensor's error)."""
+    weights_checked: bool = False
+    """Whether ``weights_check`` ran and passed (a load then skips its own NaN/Inf pass)."""
     site_check: dict[str, Any] | None = None
     """The hook-site check's measurement (:mod:`pseval.evals.site_check`), None when it did not run."""
 
@@ -72,7 +74,8 @@ class SAEItem:
         """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
         if self.sae is not None:
             return self.sae
-        sae: SAE = self.source.load(device=device, dtype=dtype)
+        # Every tensor was checked already when the streamed check of the content hash passed.
+        sae: SAE = self.source.load(device=device, dtype=dtype, checked=self.weights_checked)
         return sae
 
 
@@ -201,6 +204,7 @@ def _check_weights(item: SAEItem) -> None:
         return
     if item.weights_check is not None:
         item.weights_check()
+        item.weights_checked = True
         return
     if item.source.block_reader is not None:  # a cross-layer view: every file of its layers, streamed
         from pseval.sae.weights_check import check_finite_tensors

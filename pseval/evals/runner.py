@@ -466,7 +466,8 @@ def _score_one(group: _Group, item: SAEItem) -> PSEvalResult:
     if run.output_folder is not None:
         result = write_result(result_path(run.output_folder, item.name), result)
     del sae
-    gc.collect()
+    if not lazy:  # a loaded SAE's weights go now; a lazily read one holds nothing a collection would free
+        gc.collect()
     return result
 
 

@@ -121,8 +121,8 @@ class ReconstructionAccumulator:
         self.sum_l2_ratio += float((x_hat_norm / x_norm.clamp(min=1e-12)).sum())
         self.sum_xhat_sq += float((x_hat_norm**2).sum())
         self.sum_xhat_dot_x += float((x_hat * x).sum())
-        self.sum_active += int(active_NF.sum())
         counts_F = active_NF.sum(dim=0, dtype=torch.int64)
+        self.sum_active += int(counts_F.sum())  # the same integer as active_NF.sum(), without a second pass
         self.fire_count_F = counts_F if self.fire_count_F is None else self.fire_count_F + counts_F
         # Chan et al.'s parallel update of the per-dimension mean and sum of squared deviations.
         batch_mean_D = x.mean(dim=0)

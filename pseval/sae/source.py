@@ -78,15 +78,17 @@ class SAESource:
         """Whether the SAE can be scored block by block from its files, never loaded whole."""
         return self.tensors is not None or self.block_reader is not None
 
-    def load(self, device: str = "cpu", dtype: str | None = None) -> SAE:
-        """Materialise the SAE (weights memory-mapped where the format allows), checked for NaN/Inf."""
+    def load(self, device: str = "cpu", dtype: str | None = None, checked: bool = False) -> SAE:
+        """Materialise the SAE (weights memory-mapped where the format allows), checked for NaN/Inf unless
+        ``checked`` (every tensor of these files already checked, at the dtype they load with)."""
         from pseval.sae.formats._common import check_dtype, check_finite
 
         if self.builder is None:
             raise SAEError(f"{self.spec} cannot be loaded: it has no weights reader", "pass the SAE's folder")
         dtype = check_dtype(dtype)
         sae = self.builder(dtype)
-        check_finite(sae, self.spec)
+        if not (checked and dtype is None):
+            check_finite(sae, self.spec)
         # The config from open_sae is authoritative for hook, model and metadata; the weights decide the dtype.
         if {**sae.cfg.arch_fields()} != {**self.cfg.arch_fields()}:
             raise SAEError(
