@@ -268,6 +268,9 @@ def _pseval(setup: Setup, saes: list[Path], flags: list[str], label: str) -> dic
         str(out),
         *setup.extra,
         *flags,
+        # The benchmark's SAEs have random weights (thresholds calibrated to L0 50), which fit no site, so the
+        # hook-site check would stop every run: its cost is measured apart (benchmarks/bench_site_check.py).
+        "--no-site-check",
     ]
     if setup.max_pairs:
         cmd += ["--max-pairs", str(setup.max_pairs)]

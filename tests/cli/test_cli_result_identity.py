@@ -28,7 +28,7 @@ def test_same_name_saes_and_refused_replacement(
     b = write_sae(tmp_path / "runB" / "sae", seed=2, prepend_bos=True)
     out = tmp_path / "results"
     common = ["--model", str(tiny_model_dir), "--dataset", str(tiny_dataset_file), "--out", str(out)]
-    common += ["--no-baselines", "--bootstrap", "0", "--interpret-tokens", "0"]
+    common += ["--no-baselines", "--bootstrap", "0", "--interpret-tokens", "0", "--no-site-check"]
 
     first = _pseval("eval", "--sae", str(a), *common)
     assert first.returncode == 0, first.stderr
