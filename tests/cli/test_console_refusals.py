@@ -23,7 +23,17 @@ Case = Callable[[Path, Path, Path], list[str]]
 def _eval(model: Path, data: Path, sae: Path, out: Path, *extra: str) -> list[str]:
     args = ["eval", "--model", str(model), "--dataset", str(data), "--sae", str(sae)]
     # Random weights fit no site: the site check would stop these runs before what each case tests.
-    return [*args, "--out", str(out), "--bootstrap", "0", "--interpret-tokens", "0", "--no-site-check", *extra]
+    return [
+        *args,
+        "--out",
+        str(out),
+        "--bootstrap",
+        "0",
+        "--interpret-tokens",
+        "0",
+        "--no-site-check",
+        *extra,
+    ]
 
 
 def _sae(tmp: Path, **kwargs: object) -> Path:
