@@ -212,3 +212,17 @@ def test_ray_executor_refuses_cross_layer_folders(tmp_path: Path) -> None:
     write_gemma_scope_2_clt(folder, n_layers=2)
     with pytest.raises(ConfigError, match="--executor local"):
         evaluate_ray("m", [str(folder)], config=PSEvalConfig(model_name="m"), output_folder=tmp_path / "out")
+
+
+@pytest.mark.site_check
+def test_the_site_check_passes_over_cross_layer_views(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    """With the hook-site check on (the default), a CLT folder is scored; its views are named as not checked."""
+    folder = tmp_path / "gemma-scope-2-270m-pt" / "clt" / "width_16k_l0_medium"
+    write_gemma_scope_2_clt(folder, n_layers=2, d=32, n=16, seed=3)
+    out = tmp_path / "results"
+    result = _eval(tiny_model_dir, tiny_dataset_file, folder, out, "--interpret-tokens", "0")
+    assert result.exit_code == 0, result.output
+    assert "cross-layer view(s) not checked" in result.output
+    assert len(list((out / "ps_eval").glob("*.json"))) == 3
