@@ -9,7 +9,6 @@ these functions for each SAE. :func:`score_sae` works over blocks of latents (:m
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from pseval.errors import PsevalError
+from pseval.evals.breakdowns import breakdown, token_count_breakdown, word_breakdown
 from pseval.evals.categories import CodeMetrics, SAEFacts, ThresholdFreeMetrics
 from pseval.evals.config import PSEvalConfig
 from pseval.evals.dense_control import DENSE_DETAILS_KEY, score_dense_control
@@ -96,37 +96,6 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def breakdown(details: Sequence[PairDetail], key: Callable[[PairDetail], str]) -> dict[str, dict[str, Any]]:
-    """PS-Eval metrics per group of pairs (e.g. per part of speech)."""
-    groups: dict[str, list[PairDetail]] = defaultdict(list)
-    for row in details:
-        groups[key(row)].append(row)
-    out: dict[str, dict[str, Any]] = {}
-    for group, rows in sorted(groups.items()):
-        metrics = ps_eval_metrics(
-            [r.label for r in rows], [r.latent_1 for r in rows], [r.latent_2 for r in rows]
-        )
-        out[group] = metrics.model_dump()
-    return out
-
-
-def word_breakdown(details: Sequence[PairDetail]) -> dict[str, dict[str, Any]]:
-    """Per word: pairs, how often both contexts got one latent, and the accuracy."""
-    groups: dict[str, list[PairDetail]] = defaultdict(list)
-    for row in details:
-        groups[row.word].append(row)
-    return {
-        word: {
-            "n_pairs": len(rows),
-            "n_same_meaning": sum(r.label for r in rows),
-            "share_same_latent": float(np.mean([r.predicted_same for r in rows])),
-            "accuracy": float(np.mean([r.correct for r in rows])),
-            "latents": sorted({r.latent_1 for r in rows} | {r.latent_2 for r in rows}),
-        }
-        for word, rows in sorted(groups.items())
-    }
-
-
 def score_codes(
     feats_PF: torch.Tensor,
     data: PromptActivations,
@@ -196,19 +165,7 @@ def _score(
     val1, val2 = value_P[idx1].numpy(), value_P[idx2].numpy()
     same = predict_same(lat1, lat2)
     labels = data.labels
-    metrics = ps_eval_metrics(labels, lat1, lat2)
-
-    enc_cos: list[float | None] = [None] * len(lat1)
-    dec_cos: list[float | None] = [None] * len(lat1)
-    if blocks is not None:
-        active = (lat1 != NO_LATENT) & (lat2 != NO_LATENT)
-        if active.any():
-            a, b = lat1[active].tolist(), lat2[active].tolist()
-            e = cosine_rows(*(blocks.latent_rows("W_enc", ids).float().cpu() for ids in (a, b))).tolist()
-            d = cosine_rows(*(blocks.latent_rows("W_dec", ids).float().cpu() for ids in (a, b))).tolist()
-            for j, i in enumerate(np.flatnonzero(active)):
-                enc_cos[i], dec_cos[i] = e[j], d[j]
-
+    enc_cos, dec_cos = _top_latent_cosines(lat1, lat2, blocks)
     details = [
         PairDetail(
             id=pair.id,
@@ -232,6 +189,50 @@ def _score(
         )
         for i, pair in enumerate(data.pairs)
     ]
+    categories = _pair_categories(lat1, lat2, same, jaccard, code_cos, data, config)
+    categories["codes"] = CodeMetrics(
+        mean_l0_on_prompts=mean_l0,
+        n_latents_active_on_prompts=n_alive,
+        n_distinct_top_latents=int(np.unique(np.concatenate([lat1, lat2])).size),
+        **_silent_prompts(index_P),
+    ).model_dump()
+    unstructured = {
+        "by_pos": breakdown(details, lambda r: r.pos),
+        "by_word": word_breakdown(details),
+    }
+    if any(n > 1 for n in data.word_n_tokens):
+        unstructured |= token_count_breakdown(details, data.pairs, data.word_n_tokens, labels, same, config)
+    return categories, details, unstructured
+
+
+def _top_latent_cosines(
+    lat1: np.ndarray, lat2: np.ndarray, blocks: LatentBlocks | None
+) -> tuple[list[float | None], list[float | None]]:
+    """Per pair: encoder and decoder cosine of the two top latents; None where either context has none."""
+    enc_cos: list[float | None] = [None] * len(lat1)
+    dec_cos: list[float | None] = [None] * len(lat1)
+    if blocks is not None:
+        active = (lat1 != NO_LATENT) & (lat2 != NO_LATENT)
+        if active.any():
+            a, b = lat1[active].tolist(), lat2[active].tolist()
+            e = cosine_rows(*(blocks.latent_rows("W_enc", ids).float().cpu() for ids in (a, b))).tolist()
+            d = cosine_rows(*(blocks.latent_rows("W_dec", ids).float().cpu() for ids in (a, b))).tolist()
+            for j, i in enumerate(np.flatnonzero(active)):
+                enc_cos[i], dec_cos[i] = e[j], d[j]
+    return enc_cos, dec_cos
+
+
+def _pair_categories(
+    lat1: np.ndarray,
+    lat2: np.ndarray,
+    same: np.ndarray,
+    jaccard: np.ndarray,
+    code_cos: np.ndarray,
+    data: PromptActivations,
+    config: PSEvalConfig,
+) -> dict[str, dict[str, Any]]:
+    """``ps_eval``, its word-clustered intervals and ``threshold_free``: the categories read from the pairs."""
+    labels = data.labels
     words = [pair.word for pair in data.pairs]
     boot = ClusterBootstrap(len(words), words, config.bootstrap_resamples, config.seed)
     ci = bootstrap_intervals(
@@ -246,8 +247,8 @@ def _score(
     cos = ranking_scores(labels, code_cos)
     jac_ci = roc_auc_interval(labels, jaccard, boot, config.confidence_level)
     cos_ci = roc_auc_interval(labels, code_cos, boot, config.confidence_level)
-    categories: dict[str, dict[str, Any]] = {
-        "ps_eval": metrics.model_dump(),
+    return {
+        "ps_eval": ps_eval_metrics(labels, lat1, lat2).model_dump(),
         "ps_eval_ci": {
             f"{name}_{side}": getattr(interval, side)
             for name, interval in ci.items()
@@ -270,41 +271,7 @@ def _score(
             code_cosine_average_precision=cos.average_precision,
             interval_method=WORD_CLUSTERED,
         ).model_dump(),
-        "codes": CodeMetrics(
-            mean_l0_on_prompts=mean_l0,
-            n_latents_active_on_prompts=n_alive,
-            n_distinct_top_latents=int(np.unique(np.concatenate([lat1, lat2])).size),
-            **_silent_prompts(index_P),
-        ).model_dump(),
     }
-    unstructured = {
-        "by_pos": breakdown(details, lambda r: r.pos),
-        "by_word": word_breakdown(details),
-    }
-    if any(n > 1 for n in data.word_n_tokens):
-        # Pairs recovered by --multi-token last/mean, reported apart from the paper's single-token pairs.
-        group_of = {
-            pair.id: "single" if n == 1 else "multi"
-            for pair, n in zip(data.pairs, data.word_n_tokens, strict=True)
-        }
-        unstructured["by_token_count"] = breakdown(details, lambda r: group_of[r.id])
-        unstructured["by_token_count_ci"] = {}
-        for group in unstructured["by_token_count"]:
-            rows = [i for i, pair in enumerate(data.pairs) if group_of[pair.id] == group]
-            group_ci = bootstrap_intervals(
-                labels[rows],
-                same[rows],
-                n_resamples=config.bootstrap_resamples,
-                confidence_level=config.confidence_level,
-                seed=config.seed,
-                clusters=[words[i] for i in rows],
-            )
-            unstructured["by_token_count_ci"][group] = {
-                f"{name}_{side}": getattr(interval, side)
-                for name, interval in group_ci.items()
-                for side in ("low", "high")
-            }
-    return categories, details, unstructured
 
 
 def dense_baseline(held_out: PromptActivations, data: PromptActivations, hook: str) -> dict[str, Any]:
