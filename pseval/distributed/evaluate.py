@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pseval.distributed.cluster import RayOptions, check_resources, cluster_gpus, connect, slots, split_hooks
 from pseval.distributed.progress import GroupTask, ProgressBoard, raise_first_error, run_tasks, where_text
@@ -37,46 +39,22 @@ def evaluate_ray(
 
     ``run_log``, when given, receives the names of the SAEs ``evaluated`` and ``skipped`` (finished).
     """
-    from pseval.evals.runner import plan_run, result_path
-
     status = on_status or (lambda _msg: None)
     options = options or RayOptions()
-    if not saes:
-        raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
-    from pseval.evals.multilayer import is_multilayer_spec
-
-    if any(not isinstance(spec, (str, os.PathLike)) or is_multilayer_spec(spec) for spec in saes):
-        raise ConfigError(
-            "--executor ray scores SAE folders and saelens: specs, not cross-layer transcoders or crosscoders",
-            "score those with --executor local",
-        )
     started = time.time()
-    output = Path(output_folder).resolve()
-    # The same SAE given twice (``DIR``, ``DIR/``, ``x/../DIR``) is one spec once its path is resolved.
-    given = [_absolute_spec(str(spec)) for spec in saes]
-    specs = list(dict.fromkeys(given))
-    if len(specs) < len(given):
-        status(f"{len(given) - len(specs)} SAE(s) given more than once: each is scored once")
-
-    def plan(
-        config: PSEvalConfig, quiet: bool = False
-    ) -> tuple[list[str], list[str], dict[int, PSEvalResult]]:
-        """Result names and hooks decided as the local executor decides them, and the finished results."""
-        made = plan_run(
-            specs, config, hook_name, output, force_rerun, (lambda _msg: None) if quiet else status
-        )
-        names = [item.name for item in made.items]
-        hooks = [item.hook for item in made.items]
-        stored = {i: made.finished[name] for i, name in enumerate(names) if name in made.finished}
-        if run_log is not None:
-            run_log["skipped"] = [names[i] for i in sorted(stored)]
-            run_log["evaluated"] = [name for i, name in enumerate(names) if i not in stored]
-        return names, hooks, stored
-
+    run = _RayRun(
+        model=model,
+        specs=_unique_specs(saes, status),
+        hook_name=hook_name,
+        output=Path(output_folder).resolve(),
+        force_rerun=force_rerun,
+        status=status,
+        run_log=run_log,
+    )
     if config.device != "auto":
-        _names, _hooks, stored = plan(config)
-        if len(stored) == len(specs):  # nothing to run: no cluster is needed to say so
-            return [stored[i] for i in range(len(specs))]
+        _names, _hooks, stored = run.plan(config)
+        if len(stored) == len(run.specs):  # nothing to run: no cluster is needed to say so
+            return [stored[i] for i in range(len(run.specs))]
     with connect(options) as ray:
         device = config.device
         if device == "auto":
@@ -85,14 +63,12 @@ def evaluate_ray(
         num_cpus, num_gpus = options.resources(device, ray)
         check_resources(ray, num_cpus, num_gpus)
 
-        names, hooks, stored = plan(config, quiet=config.device != "auto")
-        todo = [i for i in range(len(specs)) if i not in stored]
+        names, hooks, stored = run.plan(config, quiet=config.device != "auto")
+        todo = [i for i in range(len(run.specs)) if i not in stored]
         tasks: list[GroupTask] = []
         members: dict[int, list[int]] = {}
         if todo:
-            weights: dict[str, int] = {}
-            for i in todo:
-                weights[hooks[i]] = weights.get(hooks[i], 0) + 1
+            weights = _hook_weights([hooks[i] for i in todo])
             groups = split_hooks(weights, options.n_groups or slots(ray, num_cpus, num_gpus))
             status(
                 f"{len(todo)} SAE(s) at {len(weights)} hook(s) in {len(groups)} hook group(s) as Ray tasks of "
@@ -104,27 +80,14 @@ def evaluate_ray(
             )
             for index, group_hooks in enumerate(groups):
                 members[index] = [i for i in todo if hooks[i] in group_hooks]
-                task = GroupTask(
-                    index=index,
-                    hooks=group_hooks,
-                    result_files=[result_path(output, names[i]) for i in members[index]],
+                tasks.append(
+                    run.submit(remote, board, config, index, group_hooks, members[index], names, num_cpus)
                 )
-                task.ref = remote.remote(
-                    model,
-                    [(names[i], specs[i]) for i in members[index]],
-                    config,
-                    hook_name,
-                    str(output),
-                    force_rerun,
-                    TaskContext.from_driver(index, num_cpus),
-                    board,
-                )
-                tasks.append(task)
             run_tasks(
                 ray,
                 tasks,
                 board,
-                n_total=len(specs),
+                n_total=len(run.specs),
                 n_done_before=len(stored),
                 started_at=started,
                 show=options.progress,
@@ -132,6 +95,110 @@ def evaluate_ray(
                 title="eval",
             )
             raise_first_error(tasks)
+    return _gather_results(len(run.specs), stored, tasks, members, status)
+
+
+def _hook_weights(todo_hooks: list[str]) -> dict[str, int]:
+    """SAEs to evaluate per hook, hooks in first-seen order: what :func:`split_hooks` balances the groups by."""
+    weights: dict[str, int] = {}
+    for hook in todo_hooks:
+        weights[hook] = weights.get(hook, 0) + 1
+    return weights
+
+
+def _unique_specs(saes: Sequence[str], status: Callable[[str], None]) -> list[str]:
+    """The SAE specs made absolute and given once each; those Ray cannot score are refused up front."""
+    if not saes:
+        raise ConfigError("no SAE to evaluate", "pass at least one SAE with --sae PATH")
+    from pseval.evals.multilayer import is_multilayer_spec
+
+    if any(not isinstance(spec, (str, os.PathLike)) or is_multilayer_spec(spec) for spec in saes):
+        raise ConfigError(
+            "--executor ray scores SAE folders and saelens: specs, not cross-layer transcoders or crosscoders",
+            "score those with --executor local",
+        )
+    # The same SAE given twice (``DIR``, ``DIR/``, ``x/../DIR``) is one spec once its path is resolved.
+    given = [_absolute_spec(str(spec)) for spec in saes]
+    specs = list(dict.fromkeys(given))
+    if len(specs) < len(given):
+        status(f"{len(given) - len(specs)} SAE(s) given more than once: each is scored once")
+    return specs
+
+
+@dataclass(frozen=True)
+class _RayRun:
+    """What every planning and task-submitting step of one :func:`evaluate_ray` call shares."""
+
+    model: str
+    specs: list[str]
+    hook_name: str | None
+    output: Path
+    force_rerun: bool
+    status: Callable[[str], None]
+    run_log: dict[str, list[str]] | None
+
+    def plan(
+        self, config: PSEvalConfig, quiet: bool = False
+    ) -> tuple[list[str], list[str], dict[int, PSEvalResult]]:
+        """Result names and hooks decided as the local executor decides them, and the finished results."""
+        from pseval.evals.runner import plan_run
+
+        made = plan_run(
+            self.specs,
+            config,
+            self.hook_name,
+            self.output,
+            self.force_rerun,
+            (lambda _msg: None) if quiet else self.status,
+        )
+        names = [item.name for item in made.items]
+        hooks = [item.hook for item in made.items]
+        stored = {i: made.finished[name] for i, name in enumerate(names) if name in made.finished}
+        if self.run_log is not None:
+            self.run_log["skipped"] = [names[i] for i in sorted(stored)]
+            self.run_log["evaluated"] = [name for i, name in enumerate(names) if i not in stored]
+        return names, hooks, stored
+
+    def submit(
+        self,
+        remote: Any,
+        board: Any,
+        config: PSEvalConfig,
+        index: int,
+        group_hooks: list[str],
+        members: list[int],
+        names: list[str],
+        num_cpus: float,
+    ) -> GroupTask:
+        """One hook group started as a Ray task that evaluates its SAEs (``members``: their spec indices)."""
+        from pseval.evals.runner import result_path
+
+        task = GroupTask(
+            index=index,
+            hooks=group_hooks,
+            result_files=[result_path(self.output, names[i]) for i in members],
+        )
+        task.ref = remote.remote(
+            self.model,
+            [(names[i], self.specs[i]) for i in members],
+            config,
+            self.hook_name,
+            str(self.output),
+            self.force_rerun,
+            TaskContext.from_driver(index, num_cpus),
+            board,
+        )
+        return task
+
+
+def _gather_results(
+    n_specs: int,
+    stored: dict[int, PSEvalResult],
+    tasks: list[GroupTask],
+    members: dict[int, list[int]],
+    status: Callable[[str], None],
+) -> list[PSEvalResult]:
+    """The finished and the newly evaluated results in the order the SAEs were given; where each group ran."""
     results: dict[int, PSEvalResult] = dict(stored)
     for task in tasks:
         for i, result in zip(members[task.index], task.outcome["results"], strict=True):
@@ -145,7 +212,7 @@ def evaluate_ray(
                 else ""
             )
         )
-    return [results[i] for i in range(len(specs))]
+    return [results[i] for i in range(n_specs)]
 
 
 def _absolute_spec(spec: str) -> str:
