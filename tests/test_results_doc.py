@@ -31,6 +31,7 @@ GENERATED = {
     "rejudge_reliability",
     "rejudge_wic",
     "rejudge_senses",
+    "rejudge_layers_wic",
     "rejudge_layers_senses",
     "rejudge_layers_depth",
     "rejudge_layers_hook_kinds",
