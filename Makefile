@@ -33,7 +33,7 @@ demo: setup
 	$(VENV)/bin/pseval demo
 
 test: setup-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: setup-dev
 	$(PY) -m pytest -q -m "not slow"
