@@ -69,7 +69,7 @@ def test_circuit_tracer_clt_with_real_shapes(tmp_path: Path, tmp_cache: Path) ->
         d=D_MODEL,
         n=WIDTH,
         model_name="google/gemma-3-270m",
-        input_hook="hook_mlp_in",
+        input_hook="mlp.hook_in",  # circuit-tracer's name for the MLP's normalised input
     )
     # The shipped WordNet sense items of 40 lemmas: within-lemma sense retrieval on both views, as on any SAE.
     senses = tmp_path / "senses.jsonl"
