@@ -51,7 +51,8 @@ def evaluate_ray(
         status=status,
         run_log=run_log,
     )
-    if config.device != "auto":
+    planned_before_connecting = config.device != "auto"
+    if planned_before_connecting:
         _names, _hooks, stored = run.plan(config)
         if len(stored) == len(run.specs):  # nothing to run: no cluster is needed to say so
             return [stored[i] for i in range(len(run.specs))]
@@ -63,7 +64,8 @@ def evaluate_ray(
         num_cpus, num_gpus = options.resources(device, ray)
         check_resources(ray, num_cpus, num_gpus)
 
-        names, hooks, stored = run.plan(config, quiet=config.device != "auto")
+        # Planned a second time only to place the tasks: what it skips was said the first time.
+        names, hooks, stored = run.plan(config, quiet=planned_before_connecting)
         todo = [i for i in range(len(run.specs)) if i not in stored]
         tasks: list[GroupTask] = []
         members: dict[int, list[int]] = {}

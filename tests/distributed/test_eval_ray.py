@@ -62,6 +62,10 @@ def test_ray_eval_gives_the_local_results_in_order_and_a_rerun_runs_no_task(
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert again.output.count("skip ") == 3 and "hook group(s)" not in again.output
+    # With --device auto the plan is made only once the cluster says which device: it still says what it skips.
+    auto = runner.invoke(app, [*args, "--device", "auto"])
+    assert auto.exit_code == 0, auto.output
+    assert auto.output.count("skip ") == 3 and "hook group(s)" not in auto.output, auto.output
 
 
 def test_cluster_problems_are_one_line_errors(
