@@ -431,7 +431,7 @@ METRIC_LABEL = {
 def rejudge_architecture_table(payload: dict[str, Any]) -> str:
     """Per hook and metric: the architectures' seed means in order, and which differences exceed the MDD."""
     out = [
-        "| hook | metric | architectures, best first (seed means) | range | MDD, means of 3 seeds "
+        "| hook | metric | architectures, highest first (seed means) | range | MDD, means of 3 seeds "
         "| pairs beyond the MDD |",
         "|---|---|---|---|---|---|",
     ]
