@@ -26,8 +26,15 @@ def main() -> None:
     loaded = load_model(demo.model)
     runs = {}
     for bos in (True, False):
+        # The demo SAEs record prepend_bos=True: read without BOS, the site check would stop the run on
+        # purpose. Measuring what that wrong policy does to the scores is this script's point.
         config = PSEvalConfig(
-            model_name=demo.model, prepend_bos=bos, baselines=False, bootstrap_resamples=0, interpret_tokens=0
+            model_name=demo.model,
+            prepend_bos=bos,
+            baselines=False,
+            bootstrap_resamples=0,
+            interpret_tokens=0,
+            site_check=False,
         )
         runs[bos] = evaluate(loaded, folders, config=config, output_folder=None)
     report = []

@@ -5,7 +5,8 @@ Flow, so that every mistake surfaces before the long work starts and memory does
 1. :func:`pseval.evals.plan.plan_run`: open every SAE from its config (no weights read) and parse its hook;
    resolve its input regime (:mod:`pseval.evals.regime`) and its result identity; pick its result file and
    skip it when that file already holds this very result, or stop, naming what differs, when it holds
-   another (:mod:`pseval.evals.results_store`);
+   another (:mod:`pseval.evals.results_store`); stop when the run's BOS policy contradicts an SAE's config
+   (:func:`pseval.evals.site_check.refuse_bos_contradictions`);
 2. load the model; check each SAE's width against its hook, its BOS token and its activation processing;
    load the dataset splits; measure each SAE at the site it is read at, and stop when it does not fit it
    (:mod:`pseval.evals.site_check`);
@@ -259,6 +260,10 @@ def evaluate(
     plan = plan_run(saes, config, hook_name, output_folder, force_rerun, status)
     items, finished = plan.items, plan.finished
     todo = [item for item in items if item.name not in finished]
+    if config.site_check:  # a BOS policy the SAE's config contradicts is a wrong site: known before the model
+        from pseval.evals import site_check
+
+        site_check.refuse_bos_contradictions(todo)
     for item in todo:
         _check_weights(item)
     if run_log is not None:

@@ -12,10 +12,15 @@ Verdicts (:func:`judge`):
 
 - ``fail`` when FVU > :data:`FVU_LIMIT` (worse than predicting the mean), the L0 is more than
   :data:`L0_FACTOR` times off the recorded L0, or the inputs' median norm is more than :data:`NORM_FACTOR` times
-  off the norm the SAE was trained on (recorded by pseval's trainer as ``activation_scale``; each either way):
-  the run stops before scoring, with one line naming the likely cause and the fix, unless ``--no-site-check``.
+  off the norm the SAE was trained on (recorded by pseval's trainer as ``activation_scale``; each either way),
+  or the run's BOS policy contradicts the one the SAE's config records (``bos_mismatch``): the run stops
+  before scoring, with one line naming the likely cause and the fix, unless ``--no-site-check``.
   The norm catches what FVU cannot: the residual stream carries its features across layers, so a residual
-  SAE read six layers early still reconstructs better than the mean, but the stream's norm grows with depth;
+  SAE read six layers early still reconstructs better than the mean, but the stream's norm grows with depth.
+  A BOS contradiction is known from the configs alone, so :func:`refuse_bos_contradictions` stops the run
+  on it before the model loads: without BOS the first text token becomes the attention sink and the other
+  positions move by a few percent only, which no limit on FVU, L0 or the median norm separates from the
+  training text's own drift (docs/methodology.md);
 - ``poor_sae`` for the same numbers from an SAE pseval trained, read at the model, hook and BOS policy its
   own training record names: the site is known right, so the SAE itself reconstructs poorly (tiny training
   budgets do); recorded and reported, not stopped;
@@ -47,9 +52,12 @@ __all__ = [
     "L0_FACTOR",
     "NORM_FACTOR",
     "SiteCheck",
+    "bos_contradiction",
     "check_sites",
     "judge",
+    "recorded_bos",
     "recorded_stats",
+    "refuse_bos_contradictions",
 ]
 
 FVU_LIMIT = 1.0
@@ -128,10 +136,17 @@ def ratio_off(measured: float, recorded: float | None) -> float | None:
 
 
 def judge(
-    fvu: float | None, l0_ratio: float | None, norm_ratio: float | None, own_site: bool
+    fvu: float | None,
+    l0_ratio: float | None,
+    norm_ratio: float | None,
+    own_site: bool,
+    bos_problem: str | None = None,
 ) -> tuple[Verdict, str | None]:
-    """``(verdict, reason)`` of a measurement (see the module docstring)."""
-    problems: list[str] = []
+    """``(verdict, reason)`` of a measurement (see the module docstring).
+
+    ``bos_problem`` (:func:`bos_contradiction`) is a known wrong site: ``fail`` whatever the numbers.
+    """
+    problems: list[str] = [] if bos_problem is None else [bos_problem]
     if fvu is not None and fvu > FVU_LIMIT:
         problems.append(f"FVU {fvu:.3g} > {FVU_LIMIT:g} (worse than predicting the mean)")
     if l0_ratio is not None and l0_ratio > L0_FACTOR:
@@ -140,7 +155,56 @@ def judge(
         problems.append(f"input norm {norm_ratio:.3g}x off the trained-on norm (limit {NORM_FACTOR:g}x)")
     if not problems:
         return "pass", None
-    return ("poor_sae" if own_site else "fail"), "; ".join(problems)
+    return ("poor_sae" if own_site and bos_problem is None else "fail"), "; ".join(problems)
+
+
+def recorded_bos(metadata: Mapping[str, Any]) -> bool | None:
+    """The BOS policy an SAE was trained with, as its config records it (None: not recorded).
+
+    pseval's trainer and every release reader record ``prepend_bos``; an SAE pseval trained before it did
+    was trained on BOS-prefixed contexts.
+    """
+    recorded = metadata.get("prepend_bos")
+    if recorded is None:
+        return True if metadata.get("trained_with") == PSEVAL_TRAINED else None
+    return bool(recorded)
+
+
+def bos_contradiction(item: Any) -> str | None:
+    """The problem when the run builds an SAE's prompts with another BOS policy than its config records."""
+    recorded = recorded_bos(item.cfg.metadata or {})
+    read = item.regime.prepend_bos
+    if recorded is None or read is None or bool(read) == recorded:
+        return None
+    return (
+        f"its prompts are built {'with' if read else 'without'} BOS ({item.regime.source}) but its config "
+        f"records prepend_bos={recorded}"
+    )
+
+
+def refuse_bos_contradictions(items: Sequence[Any]) -> None:
+    """SAEError naming the first SAE read with a BOS policy its config contradicts (configs only, no model).
+
+    Without BOS the first text token becomes the attention sink and every other position moves a little
+    only, so the measured limits let such a run pass (docs/methodology.md); the recorded policy settles it.
+    """
+    refused = [(item, problem) for item in items if (problem := bos_contradiction(item)) is not None]
+    if not refused:
+        return
+    item, problem = refused[0]
+    more = f" ({len(refused) - 1} more SAE(s) too)" if len(refused) > 1 else ""
+    raise SAEError(
+        f"the SAE {item.name!r} does not fit the site it is read at (bos_mismatch): {problem}{more}",
+        f"{_bos_fix(item)}, or --no-site-check to score it anyway",
+    )
+
+
+def _bos_fix(item: Any) -> str:
+    """Drop the flag that overrides the recorded BOS policy (or pass its opposite)."""
+    flag = "--no-prepend-bos" if item.regime.prepend_bos else "--prepend-bos"
+    if item.regime.source.startswith("--"):
+        return f"drop {item.regime.source} (or pass {flag})"
+    return f"pass {flag}"
 
 
 def own_site(item: Any, config: PSEvalConfig) -> bool:
@@ -153,10 +217,7 @@ def own_site(item: Any, config: PSEvalConfig) -> bool:
     recorded_model = metadata.get("model_name") or item.cfg.model_name
     if not recorded_model or not same_model(str(recorded_model), config.model_name):
         return False
-    recorded_bos = metadata.get("prepend_bos")
-    expected_bos = (
-        True if recorded_bos is None else bool(recorded_bos)
-    )  # the trainer's contexts began with BOS
+    expected_bos = recorded_bos(metadata)  # the trainer's contexts began with BOS
     return bool(item.regime.prepend_bos) == expected_bos and item.regime.processing is None
 
 
@@ -169,13 +230,9 @@ def _likely_cause(item: Any, prepend_bos: bool) -> tuple[str, str]:
             f"it is read at {item.hook} but its config records {recorded_hook}",
             f"drop --hook (or pass --hook {recorded_hook})",
         )
-    recorded_bos = metadata.get("prepend_bos")
-    if item.regime.source.startswith("--") and recorded_bos is not None and bool(recorded_bos) != prepend_bos:
-        flag = "--prepend-bos" if recorded_bos else "--no-prepend-bos"
-        return (
-            f"its prompts are built {item.regime.source} but it was trained with prepend_bos={recorded_bos}",
-            (f"pass {flag}"),
-        )
+    problem = bos_contradiction(item)
+    if problem is not None:
+        return problem, _bos_fix(item)
     if not prepend_bos:
         return (
             "it is read without a BOS token",
@@ -246,7 +303,8 @@ def _measure_one(
     recorded_l0, recorded_fvu, where = recorded_stats(metadata, (item.path, item.sae_id))
     expected_norm = recorded_input_norm(item.cfg)
     l0_ratio, norm_ratio = ratio_off(l0, recorded_l0), ratio_off(norm, expected_norm)
-    verdict, reason = judge(fvu, l0_ratio, norm_ratio, own_site(item, config))
+    bos_problem = bos_contradiction(item)
+    verdict, reason = judge(fvu, l0_ratio, norm_ratio, own_site(item, config), bos_problem)
     return SiteCheck(
         tokens=int(measured["n_tokens"] or 0),
         hook_name=item.hook,
@@ -269,6 +327,8 @@ def _measure_one(
         verdict=verdict,
         reason=reason,
         fvu_not_measured=why_no_fvu,
+        recorded_prepend_bos=recorded_bos(metadata),
+        bos_mismatch=bos_problem is not None,
     )
 
 
@@ -364,8 +424,10 @@ def _report(items: Sequence[Any], checks: dict[str, SiteCheck], status: Callable
     first = checks[failed[0].name]
     cause, fix = _likely_cause(failed[0], first.prepend_bos)
     more = f" ({len(failed) - 1} more SAE(s) fail too)" if len(failed) > 1 else ""
+    tag = " (bos_mismatch)" if first.bos_mismatch else ""
+    likely = "" if first.bos_mismatch and cause in (first.reason or "") else f"; likely cause: {cause}"
     raise SAEError(
-        f"the SAE {failed[0].name!r} does not fit the site it is read at: {first.reason} on "
-        f"{first.tokens:,} corpus tokens at {first.hook_name}; likely cause: {cause}{more}",
+        f"the SAE {failed[0].name!r} does not fit the site it is read at{tag}: {first.reason} on "
+        f"{first.tokens:,} corpus tokens at {first.hook_name}{likely}{more}",
         f"{fix}, or --no-site-check to score it anyway",
     )

@@ -82,6 +82,16 @@ class SiteCheck(BaseModel):
     fvu_not_measured: str | None = Field(
         default=None, description="Why fvu is null (a transcoder whose output pseval cannot compare)."
     )
+    recorded_prepend_bos: bool | None = Field(
+        default=None,
+        description="The BOS policy the SAE's config records (null: none recorded; pseval-trained SAEs that "
+        "predate recording it were trained with BOS).",
+    )
+    bos_mismatch: bool = Field(
+        default=False,
+        description="Whether prepend_bos contradicts recorded_prepend_bos: a known wrong site, refused "
+        "whatever the numbers.",
+    )
 
 
 def _cache_path(loaded: Any, hook: str, n_tokens: int, add_bos: bool, corpus: str, context_size: int) -> Any:

@@ -93,7 +93,24 @@ def test_the_likely_cause_names_what_the_run_overrides() -> None:
     assert "records blocks.2.hook_resid_post" in cause and fix.startswith("drop --hook")
     no_bos = InputRegime(False, source="--no-prepend-bos")
     cause, fix = site_check._likely_cause(_item(meta, RESID, no_bos), False)
-    assert "--no-prepend-bos" in cause and fix == "pass --prepend-bos"
+    assert "--no-prepend-bos" in cause and fix == "drop --no-prepend-bos (or pass --prepend-bos)"
+
+
+def test_a_bos_policy_the_config_contradicts_is_a_wrong_site_whatever_the_numbers() -> None:
+    no_bos, bos = InputRegime(False, source="--no-prepend-bos"), InputRegime(True, source="--prepend-bos")
+    problem = site_check.bos_contradiction(_item({"prepend_bos": True}, RESID, no_bos))
+    assert (
+        problem is not None and "without BOS (--no-prepend-bos)" in problem and "prepend_bos=True" in problem
+    )
+    assert site_check.bos_contradiction(_item({"prepend_bos": False}, RESID, bos)) is not None
+    assert site_check.bos_contradiction(_item({"prepend_bos": True}, RESID, bos)) is None
+    assert site_check.bos_contradiction(_item({}, RESID, no_bos)) is None  # nothing recorded: nothing known
+    old_pseval = {"trained_with": "pseval"}  # trained on BOS-prefixed contexts before it recorded the policy
+    assert site_check.recorded_bos(old_pseval) is True
+    assert site_check.bos_contradiction(_item(old_pseval, RESID, no_bos)) is not None
+    assert site_check.bos_contradiction(_item({"prepend_bos": True}, RESID, InputRegime(None))) is None
+    verdict, reason = judge(0.2, 1.0, 1.01, own_site=True, bos_problem=problem)
+    assert verdict == "fail" and reason == problem
 
 
 def test_own_site_needs_the_recorded_model_hook_and_bos() -> None:
@@ -201,6 +218,58 @@ def test_read_at_another_site_it_stops_before_scoring_with_one_line(
     assert forced.exit_code == 0, forced.output
     saved = json.loads(next(out.glob("ps_eval/*.json")).read_text())
     assert "site_check" not in saved["eval_result_metrics"] and saved["eval_config"]["site_check"] is False
+
+
+@pytest.mark.site_check
+def test_read_without_the_bos_its_config_records_it_stops_before_the_model_loads(
+    trained: dict[str, Path],
+    tiny_model_dir: Path,
+    tiny_dataset_file: Path,
+    tmp_path: Path,
+    tmp_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pseval.models.loading as loading
+
+    out = tmp_path / "out"
+    loads: list[Any] = []
+    real_load = loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    result = _eval(tiny_model_dir, tiny_dataset_file, out, trained["resid"], "--no-prepend-bos")
+    assert result.exit_code == 2, result.output
+    refusals = [line for line in result.output.splitlines() if "does not fit the site" in line]
+    assert len(refusals) == 1 and "Traceback" not in result.output
+    message = refusals[0]
+    assert "bos_mismatch" in message and "without BOS (--no-prepend-bos)" in message
+    assert "records prepend_bos=True" in message
+    assert "drop --no-prepend-bos (or pass --prepend-bos)" in message and "--no-site-check" in message
+    assert not loads and not list(out.glob("ps_eval/*.json"))
+    forced = _eval(
+        tiny_model_dir, tiny_dataset_file, out, trained["resid"], "--no-prepend-bos", "--no-site-check"
+    )
+    assert forced.exit_code == 0, forced.output
+
+
+@pytest.mark.site_check
+def test_the_check_records_a_bos_mismatch_in_its_verdict(
+    trained: dict[str, Path], tiny_llama_loaded: Any, tmp_cache: Path
+) -> None:
+    from pseval.errors import SAEError
+    from pseval.evals.config import PSEvalConfig
+    from pseval.evals.regime import input_regime
+    from pseval.evals.runner import open_items
+    from pseval.metrics.site import site_activations
+
+    config = PSEvalConfig(model_name="tiny", allow_model_mismatch=True, prepend_bos=False)
+    (item,) = open_items([trained["resid"]])
+    item.name, item.regime = "resid", input_regime(item.cfg.metadata, config)
+    corpus = str(trained["resid"].parent / "docs.txt")
+    rows = site_activations(tiny_llama_loaded, [RESID], 2048, False, corpus=corpus, context_size=16)
+    check = site_check._measure_one(tiny_llama_loaded, item, rows, (False, 16, corpus), config, "cpu")
+    assert check.verdict == "fail" and check.bos_mismatch and check.recorded_prepend_bos is True
+    assert check.reason is not None and check.reason.startswith("its prompts are built without BOS")
+    with pytest.raises(SAEError, match="bos_mismatch"):
+        site_check.check_sites(tiny_llama_loaded, [item], config, "cpu")
 
 
 @pytest.mark.site_check
