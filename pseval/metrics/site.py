@@ -4,14 +4,15 @@
 (BOS-prefixed or not, as the SAE's prompts will be) and keeps every requested hook's rows: one pass serves
 every SAE read at those hooks, and the rows (``n_tokens × d_model`` per hook, a few MB) are cached on disk
 next to the prompt activations, so a rerun costs no forward pass at all. :func:`site_reconstruction` then
-measures one SAE on them (its encode and decode only): FVU against the rows of the hook its decoder writes
-(the input hook for an SAE, the output hook for a transcoder) and L0, with the same running sums as the
-standard metrics (:class:`~pseval.metrics.standard.ReconstructionAccumulator`).
+measures one SAE on them (its encode and a sparse decode of its active latents only): FVU against the rows of
+the hook its decoder writes (the input hook for an SAE, the output hook for a transcoder) and L0, with the same
+running sums as the standard metrics (:class:`~pseval.metrics.standard.ReconstructionAccumulator`).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any, Literal
 
 import torch
@@ -32,6 +33,9 @@ SITE_CACHE_VERSION = 1
 
 CONTEXT_SIZE = 128
 """Default tokens per corpus context (BOS included), as the standard metrics and training use."""
+
+SPARSE_DENSITY = 0.1
+"""Above this share of active codes the site check decodes densely (a sparse matmul gains nothing there)."""
 
 Verdict = Literal["pass", "poor_sae", "fail"]
 
@@ -195,6 +199,43 @@ def site_reconstruction(
         )
     accumulator = ReconstructionAccumulator()
     for x_BD, t_BD in zip(x_ND.split(batch_size), target.split(batch_size), strict=True):
-        feats_BF, x_hat_BD = _encode_decode(sae, x_BD)
+        feats_BF, x_hat_BD = (_encode_sparse_decode if _sparse_decodable(sae) else _encode_decode)(sae, x_BD)
         accumulator.update(t_BD, x_hat_BD, feats_BF)
     return accumulator.compute()
+
+
+def _sparse_decodable(sae: Any) -> bool:
+    """Whether ``sae.decode`` is ``codes @ W_dec + b_dec`` in a dtype sparse matmuls take (else: dense decode)."""
+    from pseval.sae.model import SAE
+
+    return (
+        isinstance(sae, SAE)
+        and sae.cfg.normalize_activations not in ("constant_norm_rescale", "layer_norm")
+        and sae.W_dec.dtype in (torch.float32, torch.float64)
+    )
+
+
+def _encode_sparse_decode(sae: Any, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~pseval.metrics.standard._encode_decode` with the decode reading the active latents' rows only.
+
+    The codes are kept as a sparse CSR tensor (one pass over the dense codes finds the active entries; the
+    reconstruction sums count them from it) and decoded by a sparse matmul: the cost follows L0, not the
+    width. The sums run in another order than a dense matmul's, so the reconstruction agrees to float
+    rounding (``tests/metrics/test_site.py``). Codes denser than :data:`SPARSE_DENSITY` are decoded densely.
+    """
+    param = sae.W_dec
+    feats_NF = sae.encode(x_ND.to(device=param.device, dtype=param.dtype))
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the few operations used here are not
+        warnings.simplefilter("ignore", UserWarning)
+        codes_NF = feats_NF.to_sparse_csr()
+        if codes_NF.values().numel() > SPARSE_DENSITY * feats_NF.numel():
+            return feats_NF.to(x_ND.device), sae.decode(feats_NF).to(device=x_ND.device, dtype=x_ND.dtype)
+        del feats_NF
+        values = codes_NF.values()
+        if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):  # as SAE.decode: codes / decoder norms
+            values = values * (1 / param.norm(dim=-1))[codes_NF.col_indices()]
+        scaled_NF = torch.sparse_csr_tensor(
+            codes_NF.crow_indices(), codes_NF.col_indices(), values, codes_NF.shape, dtype=param.dtype
+        )
+        x_hat_ND = torch.sparse.mm(scaled_NF, param) + sae.b_dec
+    return codes_NF, x_hat_ND.to(device=x_ND.device, dtype=x_ND.dtype)

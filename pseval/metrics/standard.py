@@ -83,6 +83,17 @@ def _encode_decode(sae: Any, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 # Reconstruction
 
 
+def active_counts(feats_NF: torch.Tensor) -> torch.Tensor:
+    """How many rows each latent is active in, int64 ``[d_sae]`` on the CPU.
+
+    ``feats_NF`` is dense, or a sparse CSR code holding its active entries only (``Tensor.to_sparse_csr``
+    drops the zeros), whose counts come from its column indices without a pass over every entry.
+    """
+    if feats_NF.layout == torch.sparse_csr:
+        return torch.bincount(feats_NF.col_indices().cpu(), minlength=int(feats_NF.shape[-1]))
+    return (feats_NF.detach() != 0).cpu().sum(dim=0, dtype=torch.int64)
+
+
 class ReconstructionAccumulator:
     """Running sums for the reconstruction metrics, updated one batch at a time.
 
@@ -106,13 +117,12 @@ class ReconstructionAccumulator:
         self.fire_count_F: torch.Tensor | None = None
 
     def update(self, x_ND: torch.Tensor, x_hat_ND: torch.Tensor, feats_NF: torch.Tensor) -> None:
-        """Add a batch: inputs ``x``, reconstructions ``x̂`` and latents."""
+        """Add a batch: inputs ``x``, reconstructions ``x̂`` and latents (dense or sparse CSR)."""
         n = int(x_ND.shape[0])
         if n == 0:
             return
         x = x_ND.detach().to(torch.float64).cpu()
         x_hat = x_hat_ND.detach().to(torch.float64).cpu()
-        active_NF = (feats_NF.detach() != 0).cpu()
         self.d_in = int(x.shape[1])
         self.sum_sq_error += float(((x - x_hat) ** 2).sum())
         x_norm = x.norm(dim=-1)
@@ -121,8 +131,8 @@ class ReconstructionAccumulator:
         self.sum_l2_ratio += float((x_hat_norm / x_norm.clamp(min=1e-12)).sum())
         self.sum_xhat_sq += float((x_hat_norm**2).sum())
         self.sum_xhat_dot_x += float((x_hat * x).sum())
-        counts_F = active_NF.sum(dim=0, dtype=torch.int64)
-        self.sum_active += int(counts_F.sum())  # the same integer as active_NF.sum(), without a second pass
+        counts_F = active_counts(feats_NF)
+        self.sum_active += int(counts_F.sum())  # the number of active entries, without a second pass
         self.fire_count_F = counts_F if self.fire_count_F is None else self.fire_count_F + counts_F
         # Chan et al.'s parallel update of the per-dimension mean and sum of squared deviations.
         batch_mean_D = x.mean(dim=0)
