@@ -144,7 +144,8 @@ class PSEvalConfig(BaseModel):
         "corpus tokens at the site it is read at (hook, BOS policy, context length; a transcoder's output at "
         "its output hook) and stop when FVU > 1, L0 is more than 3x off its recorded L0 or the input norm "
         "more than 1.2x off its trained-on norm (a wrong hook, BOS policy or normalisation; see "
-        "pseval.evals.site_check); False skips the check.",
+        "pseval.evals.site_check), and before the model loads when --prepend-bos/--no-prepend-bos contradicts "
+        "the BOS policy its config records; False skips the check.",
     )
     site_check_tokens: int = Field(
         default=2048, ge=1, description="Held-out corpus text tokens of the site check."

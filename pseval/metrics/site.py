@@ -235,7 +235,12 @@ def _encode_sparse_decode(sae: Any, x_ND: torch.Tensor) -> tuple[torch.Tensor, t
         if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):  # as SAE.decode: codes / decoder norms
             values = values * (1 / param.norm(dim=-1))[codes_NF.col_indices()]
         scaled_NF = torch.sparse_csr_tensor(
-            codes_NF.crow_indices(), codes_NF.col_indices(), values, codes_NF.shape, dtype=param.dtype
+            codes_NF.crow_indices(),
+            codes_NF.col_indices(),
+            values,
+            codes_NF.shape,
+            dtype=param.dtype,
+            check_invariants=False,  # built from a valid CSR tensor's own indices
         )
         x_hat_ND = torch.sparse.mm(scaled_NF, param) + sae.b_dec
     return codes_NF, x_hat_ND.to(device=x_ND.device, dtype=x_ND.dtype)
