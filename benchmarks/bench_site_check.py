@@ -9,8 +9,10 @@ median seconds and
 - ``extra_sae_ratio``: check of two SAEs at one hook / check of one (one corpus pass serves both, so the second
   costs its encode and decode only);
 - with ``--width``, ``extra_sae_vs_encode``: (check of two - check of one) / the bare encode of the check's
-  2,048 rows by one SAE (1.0: the extra SAE costs its encode and nothing else), and the same check with the
-  dense decode it replaced (``check_dense``, ``dense_ratio``), whose FVU must equal the sparse one's.
+  2,048 rows by one SAE (1.0: the extra SAE costs its encode and nothing else); ``per_sae_sparse_vs_encode``
+  and ``per_sae_dense_vs_encode``: one SAE's measurement on the cached rows (encode, decode, sums) with the
+  sparse decode and with the dense one it replaced, over the bare encode; and the whole check with the dense
+  decode (``check_dense``, ``dense_ratio``). The sparse and dense FVUs must agree.
 
 A rerun reads the check's corpus rows from the activation cache, like the prompts, and costs the encode alone.
 
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -96,17 +99,32 @@ def _check(loaded: Any, saes: list[Path], config: PSEvalConfig, dense: bool = Fa
     return {"seconds": seconds, "fvu": checks["sae0"].fvu}
 
 
-def _encode_seconds(loaded: Any, sae_path: Path) -> float:
-    """The bare encode of the check's 2,048 rows by one SAE (rows from the activation cache)."""
+def _per_sae(loaded: Any, sae_path: Path) -> dict[str, Any]:
+    """One SAE on the check's 2,048 rows (from the activation cache): its bare encode, and the check's
+    measurement with the sparse decode and with the dense one (each the encode, decode and sums)."""
     from pseval.sae import load_sae
 
     rows_ND = site.site_activations(loaded, [HOOK], 2048, True)[HOOK]
     sae = load_sae(str(sae_path))
-    start = time.perf_counter()
+    out: dict[str, Any] = {}
     with torch.no_grad():
+        start = time.perf_counter()
         for x_BD in rows_ND.split(1024):
             sae.encode(x_BD)
-    return time.perf_counter() - start
+        out["encode"] = time.perf_counter() - start
+        start = time.perf_counter()
+        out["fvu_sparse"] = site.site_reconstruction(sae, rows_ND)["fvu"]
+        out["measure_sparse"] = time.perf_counter() - start
+        real = site._sparse_decodable
+        site._sparse_decodable = lambda _sae: False  # type: ignore[assignment]
+        try:
+            start = time.perf_counter()
+            out["fvu_dense"] = site.site_reconstruction(sae, rows_ND)["fvu"]
+            out["measure_dense"] = time.perf_counter() - start
+        finally:
+            site._sparse_decodable = real  # type: ignore[assignment]
+    out["seconds"] = out["encode"]
+    return out
 
 
 def measure(loaded: Any, saes: list[Path], config: PSEvalConfig, repeats: int, wide: bool) -> dict[str, Any]:
@@ -118,16 +136,21 @@ def measure(loaded: Any, saes: list[Path], config: PSEvalConfig, repeats: int, w
     }
     if wide:
         steps["check_dense"] = lambda: _check(loaded, saes[:1], check_config, dense=True)
-        steps["encode"] = lambda: {"seconds": _encode_seconds(loaded, saes[0])}
+        steps["encode"] = lambda: _per_sae(loaded, saes[0])
     steps["check_two_saes"] = lambda: _check(loaded, saes[:2], check_config)
     times: dict[str, list[float]] = {key: [] for key in steps}
     fvus: dict[str, float | None] = {}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for key, step in steps.items():
             got = step()
             times[key].append(got["seconds"])
-            if got.get("fvu") is not None:
-                fvus[key] = got["fvu"]
+            for extra in ("measure_sparse", "measure_dense"):
+                if extra in got:
+                    times.setdefault(extra, []).append(got[extra])
+            for name in ("fvu", "fvu_sparse", "fvu_dense"):
+                if got.get(name) is not None:
+                    fvus[key if name == "fvu" else name] = got[name]
+            print(f"repeat {repeat + 1}/{repeats}: {key} {got['seconds']:.1f} s", file=sys.stderr, flush=True)
     return {"times": times, "fvu": fvus}
 
 
@@ -162,7 +185,14 @@ def report(
         out["sparse_vs_dense_check"] = round(median["check"] / median["check_dense"], 4)
         extra = median["check_two_saes"] - median["check"]
         out["extra_sae_vs_encode"] = round(extra / median["encode"], 4)
-        out["fvu_sparse_vs_dense"] = [measured["fvu"].get("check"), measured["fvu"].get("check_dense")]
+        out["per_sae_sparse_vs_encode"] = round(median["measure_sparse"] / median["encode"], 4)
+        out["per_sae_dense_vs_encode"] = round(median["measure_dense"] / median["encode"], 4)
+        out["per_sae_sparse_vs_dense"] = round(median["measure_sparse"] / median["measure_dense"], 4)
+        fvu = measured["fvu"]
+        out["fvu_sparse_vs_dense"] = {
+            "check": [fvu.get("check"), fvu.get("check_dense")],
+            "rows": [fvu.get("fvu_sparse"), fvu.get("fvu_dense")],
+        }
     return out
 
 
