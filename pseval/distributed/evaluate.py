@@ -153,6 +153,10 @@ class _RayRun:
             self.force_rerun,
             (lambda _msg: None) if quiet else self.status,
         )
+        if config.site_check:  # a BOS policy an SAE's config contradicts stops the run before any task starts
+            from pseval.evals.site_check import refuse_bos_contradictions
+
+            refuse_bos_contradictions([item for item in made.items if item.name not in made.finished])
         names = [item.name for item in made.items]
         hooks = [item.hook for item in made.items]
         stored = {i: made.finished[name] for i, name in enumerate(names) if name in made.finished}

@@ -92,3 +92,27 @@ def test_cluster_problems_are_one_line_errors(
     in_task = runner.invoke(app, args)
     assert in_task.exit_code == 2 and "expects d_in=16" in in_task.output, in_task.output
     assert "Traceback" not in in_task.output and in_task.output.count("error:") == 1
+
+
+@pytest.mark.site_check
+def test_a_bos_policy_the_sae_contradicts_stops_the_driver_before_the_cluster(
+    tmp_path: Path, tiny_model_dir: Path, tiny_dataset_file: Path
+) -> None:
+    from pseval.sae.config import config_from_dict
+    from pseval.sae.formats import save_sae
+    from pseval.sae.model import SAE
+
+    fields = {
+        "architecture": "topk",
+        "d_in": 32,
+        "d_sae": 64,
+        "k": 4,
+        "hook_name": "blocks.0.hook_resid_post",
+    }
+    cfg = config_from_dict({**fields, "model_name": "tiny-llama", "metadata": {"prepend_bos": True}})
+    sae = save_sae(SAE.create_random(cfg, seed=0), tmp_path / "sae")
+    args = ["eval", "--model", str(tiny_model_dir), "--dataset", str(tiny_dataset_file), "--sae", str(sae)]
+    args += ["--out", str(tmp_path / "out"), "--executor", "ray", "--ray-address", "127.0.0.1:9"]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--no-prepend-bos"])
+    assert result.exit_code == 2 and "bos_mismatch" in result.output, result.output
+    assert "no Ray cluster answers" not in result.output and "Traceback" not in result.output
