@@ -18,9 +18,9 @@ Verdicts (:func:`judge`):
   The norm catches what FVU cannot: the residual stream carries its features across layers, so a residual
   SAE read six layers early still reconstructs better than the mean, but the stream's norm grows with depth.
   A BOS contradiction is known from the configs alone, so :func:`refuse_bos_contradictions` stops the run
-  on it before the model loads: without BOS the first text token becomes the attention sink and the other
-  positions move by a few percent only, which no limit on FVU, L0 or the median norm separates from the
-  training text's own drift (docs/methodology.md);
+  on it before the model loads: without BOS most positions move by a few percent only (SmolLM2 makes its
+  first text token the attention sink; Gemma-3-270m's stream shrinks by up to a fifth), which no limit on
+  FVU, L0 or the median norm separates from the drift of other text (docs/methodology.md);
 - ``poor_sae`` for the same numbers from an SAE pseval trained, read at the model, hook and BOS policy its
   own training record names: the site is known right, so the SAE itself reconstructs poorly (tiny training
   budgets do); recorded and reported, not stopped;
@@ -185,8 +185,8 @@ def bos_contradiction(item: Any) -> str | None:
 def refuse_bos_contradictions(items: Sequence[Any]) -> None:
     """SAEError naming the first SAE read with a BOS policy its config contradicts (configs only, no model).
 
-    Without BOS the first text token becomes the attention sink and every other position moves a little
-    only, so the measured limits let such a run pass (docs/methodology.md); the recorded policy settles it.
+    Without BOS most positions move a little only, so the measured limits let such a run pass
+    (docs/methodology.md); the recorded policy settles it.
     """
     refused = [(item, problem) for item in items if (problem := bos_contradiction(item)) is not None]
     if not refused:
