@@ -205,13 +205,17 @@ def site_reconstruction(
 
 
 def _sparse_decodable(sae: Any) -> bool:
-    """Whether ``sae.decode`` is ``codes @ W_dec + b_dec`` in a dtype sparse matmuls take (else: dense decode)."""
+    """Whether ``sae.decode`` is ``codes @ W_dec + b_dec`` in a dtype sparse matmuls take, on the CPU.
+
+    Else the decode is dense: on a GPU it costs milliseconds, and the sparse path is measured on CPUs only.
+    """
     from pseval.sae.model import SAE
 
     return (
         isinstance(sae, SAE)
         and sae.cfg.normalize_activations not in ("constant_norm_rescale", "layer_norm")
         and sae.W_dec.dtype in (torch.float32, torch.float64)
+        and sae.W_dec.device.type == "cpu"
     )
 
 
