@@ -472,6 +472,19 @@ def _layer_tables() -> dict[str, Callable[[Path], str]]:
     return dict(module.TABLES)
 
 
+def _wordform_tables() -> dict[str, Callable[[Path], str]]:
+    """The word form x meaning (2 x 2) tables of "Beyond the paper", made by scripts/beyond_paper_tables.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "beyond_paper_tables", Path(__file__).with_name("beyond_paper_tables.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.DOC_TABLES)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "layers": lambda d: layer_table(_cpu(d)),
     "expansion": lambda d: expansion_table(_cpu(d)),
@@ -492,6 +505,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "rejudge_wic": lambda d: rejudge_wic_table(read_summary(d / REJUDGE_PER_SAE)),
     "rejudge_senses": lambda d: rejudge_senses_table(read_summary(d / REJUDGE_PER_SAE)),
     **_layer_tables(),
+    **_wordform_tables(),
 }
 """Each generated table of docs/results.md, made from the CSVs in a folder (docs/results)."""
 
