@@ -36,6 +36,11 @@ GENERATED = {
     "rejudge_layers_depth",
     "rejudge_layers_hook_kinds",
     "rejudge_layers_reliability",
+    "wordform_smollm2_cells",
+    "wordform_smollm2_effects",
+    "wordform_smollm2_vs_random",
+    "wordform_smollm2_auc",
+    "wordform_smollm2_matryoshka",
 }
 # Numbers of docs/results.md that no committed artifact holds yet: the Gemma-3-270m WiC table (its result files
 # were not committed). The list may only shrink.
@@ -121,3 +126,12 @@ def _derived_numbers() -> list[float]:
     for row in rows:
         values += [tables.youden_j(row), tables.youden_j(row, "random_")]
     return values
+
+
+def test_the_word_form_numbers_are_of_the_shipped_2x2_set() -> None:
+    """The 2 x 2 artifact records the SHA-256 of the wordnet-2x2 file it was measured on: the shipped one."""
+    from pseval.data.datasets import dataset_sha256
+
+    with (ARTIFACTS / "wordform_2x2.csv").open(encoding="utf-8", newline="") as fh:
+        recorded = {row["note"] for row in csv.DictReader(fh) if row["section"] == "wordform_dataset"}
+    assert recorded == {dataset_sha256("wordnet-2x2")}
