@@ -312,6 +312,24 @@ def test_documented_single_token_counts(pairs: list[WordPair], gpt2_tokenizer: A
     assert {cell: _number(row[7]) for cell, row in rows.items()} == kept
 
 
+def test_documented_single_token_counts_for_smollm2(pairs: list[WordPair], smollm2_tokenizer: Any) -> None:
+    """The SmolLM2-135M column, and the kept and dropped totals `pseval dataset --no-balance` prints."""
+    rows = {k: v for k, v in _doc_rows("`").items() if k in WORDFORM_CELLS and len(v) == 9}
+    kept_by_split = {}
+    for split in ("dev", "test"):
+        ds = load_dataset(smollm2_tokenizer, name="wordnet-2x2", split=split, balance=False)
+        kept_by_split[split] = (len(ds.pairs), sum(p.split == split for p in pairs))
+        if split == "test":
+            kept = Counter(p.cell for p in ds.pairs)
+            assert {cell: _number(row[8]) for cell, row in rows.items()} == kept
+    (dev_kept, dev_all), (test_kept, test_all) = kept_by_split["dev"], kept_by_split["test"]
+    documented = (
+        f"keeps {dev_kept:,} of the {dev_all:,} dev pairs and {test_kept:,} of the {test_all:,} test pairs "
+        f"({dev_all - dev_kept:,} and {test_all - test_kept:,} dropped for a multi-token word)"
+    )
+    assert documented in _doc_text()
+
+
 def test_documented_check_counts_are_those_of_the_build() -> None:
     stats = json.loads((RESOURCE_DIR / "stats_2x2.json").read_text(encoding="utf-8"))
     rows = {k: v for k, v in _doc_rows("`").items() if k in two.CHECK_DESCRIPTIONS}
