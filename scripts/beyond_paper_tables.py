@@ -638,16 +638,17 @@ def wordform_hooks_share_table(rows: dict[Key, dict[str, Any]], model: str = GEM
 
 
 def wordform_hooks_scale_table(rows: dict[Key, dict[str, Any]], model: str = GEMMA) -> str:
-    """Per hook: the meaning effect as a log odds ratio and as the code cosine's ROC-AUC, beside the controls'."""
-    out = ["| layer | hook | meaning effect, log odds ratio | random control's | − control's (paired) | "
-           "meaning effect, AUC of the code cosine | random control's | dense activations' |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Per hook: the word and meaning effects as log odds ratios, the meaning effect as the code cosine's ROC-AUC."""
+    out = ["| layer | hook | word effect, log odds ratio | meaning effect, log odds ratio | random control's | "
+           "− control's (paired) | meaning effect, AUC of the code cosine | random control's | dense activations' |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     odds, auc = "wordform_log_odds_ratio_same_top_latent", "wordform_auc_code_cosine"
     for name in _saes(rows, model):
         m = NAME.match(name)
         assert m
         hook = f"dense blocks.{m['layer']}.hook_{m['hook']}"
         cells = [
+            _est(rows, odds, model, name, "word_effect", signed=True),
             _est(rows, odds, model, name, "meaning_effect", signed=True),
             _est(rows, odds, model, f"{name} random_sae", "meaning_effect", signed=True),
             _est(
@@ -672,6 +673,8 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "wordform_smollm2_vs_random": lambda d: wordform_versus_random_table(read_wordform_csv(d)),
     "wordform_smollm2_auc": lambda d: wordform_auc_table(read_wordform_csv(d)),
     "wordform_smollm2_matryoshka": lambda d: wordform_pair_table(read_wordform_csv(d)),
+    "wordform_gemma3_share": lambda d: wordform_hooks_share_table(read_wordform_csv(d)),
+    "wordform_gemma3_scales": lambda d: wordform_hooks_scale_table(read_wordform_csv(d)),
 }
 """The 2 x 2 tables of docs/results.md, each made from ``docs/results/wordform_2x2.csv`` (``d``)."""
 
