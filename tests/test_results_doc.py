@@ -41,6 +41,8 @@ GENERATED = {
     "wordform_smollm2_vs_random",
     "wordform_smollm2_auc",
     "wordform_smollm2_matryoshka",
+    "wordform_gemma3_share",
+    "wordform_gemma3_scales",
 }
 # Numbers of docs/results.md that no committed artifact holds yet: the Gemma-3-270m WiC table (its result files
 # were not committed). The list may only shrink.
