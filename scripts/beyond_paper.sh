@@ -17,7 +17,8 @@
 #      docs/results.md).
 # The 2 x 2 part alone (steps 1, 3 and 5, then its figures, CSV and tables; no controls, no multi-token runs):
 #   bash scripts/beyond_paper.sh wordform
-# GEMMA=FOLDER names another folder holding the nine Gemma SAEs under saes/ (default runs/results-gemma3-270m).
+# GEMMA=FOLDER names another folder holding the nine Gemma SAEs under saes/ (default runs/results-gemma3-270m);
+# PSEVAL may be a command with arguments (PSEVAL="python -m pseval").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
