@@ -5,7 +5,12 @@ pseval eval --sae … --dataset wordnet-senses --out runs/layers-3seeds-senses �
 python scripts/rejudge_layers_tables.py --wic runs/layers-3seeds/results \\
     --senses runs/layers-3seeds-senses                                                  # the artifacts
 
-Writes, under docs/results/:
+The Gemma-3-270m grid (docs/results/rejudge_layers_gemma3.yaml) writes the same artifacts under its own prefix:
+
+python scripts/rejudge_layers_tables.py --prefix rejudge_layers_gemma3 --wic runs/gemma-3seeds/results \\
+    --senses runs/gemma-3seeds-senses
+
+Writes, under docs/results/ (names for the default ``--prefix rejudge_layers``; another prefix replaces it):
 
 - ``rejudge_layers_3seeds.csv``: one row per SAE (layer × hook kind × seed), the columns of
   ``rejudge_activation_tiny_3seeds.csv`` (scripts/rejudge_tables.py): PS-Eval with word-clustered intervals, the
@@ -39,9 +44,31 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "docs" / "results"
-PER_SAE = "rejudge_layers_3seeds.csv"
-BY_CONFIG = "rejudge_layers_by_config.csv"
-SUMMARY = "rejudge_layers.json"
+PREFIX = "rejudge_layers"
+"""The SmolLM2 grid's artifact names start with it."""
+GRIDS = {"smollm2": PREFIX, "gemma3": "rejudge_layers_gemma3"}
+"""Each grid of docs/results.md and the prefix of its artifacts and tables."""
+ARCHITECTURE_LABELS = {"topk": "TopK", "batchtopk": "BatchTopK", "jumprelu": "JumpReLU", "relu": "ReLU"}
+
+
+def per_sae_name(prefix: str = PREFIX) -> str:
+    """The per-SAE CSV of the grid whose artifacts start with ``prefix``."""
+    return f"{prefix}_3seeds.csv"
+
+
+def by_config_name(prefix: str = PREFIX) -> str:
+    """The per-config CSV (mean and SD over the seeds)."""
+    return f"{prefix}_by_config.csv"
+
+
+def summary_name(prefix: str = PREFIX) -> str:
+    """The JSON of reliability, per-config tests and contrasts."""
+    return f"{prefix}.json"
+
+
+PER_SAE = per_sae_name()
+BY_CONFIG = by_config_name()
+SUMMARY = summary_name()
 
 HOOK_KINDS = ("resid_post", "attn_out", "mlp_out")
 HOOK_PAIRS = (("attn_out", "resid_post"), ("attn_out", "mlp_out"), ("mlp_out", "resid_post"))
@@ -363,9 +390,21 @@ def sense_only_rows(senses_dir: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["layer"], HOOK_KINDS.index(r["hook_kind"]), r["seed"]))
 
 
-def build(wic_dir: Path | None, senses_dir: Path | None, out: Path) -> None:
-    """Writes the three artifacts from the sweep's WiC results and the sense-retrieval results (either may be
-    missing: its columns, tests and contrasts are then left out)."""
+def describe_saes(results: dict[str, dict[str, Any]]) -> str:
+    """``TopK x8 SAEs per layer x hook kind, seeds 42, 43, 44``, from the results' training configs."""
+    configs = [
+        (result["sae_cfg_dict"].get("metadata") or {}).get("train_config") or {}
+        for result in results.values()
+    ]
+    kinds = sorted({(c.get("architecture"), c.get("expansion_factor")) for c in configs}, key=str)
+    saes = ", ".join(f"{ARCHITECTURE_LABELS.get(str(a), str(a))} x{e}" for a, e in kinds)
+    seeds = ", ".join(str(s) for s in sorted({int(c["seed"]) for c in configs if c.get("seed") is not None}))
+    return f"{saes} SAEs per layer x hook kind, seeds {seeds}"
+
+
+def build(wic_dir: Path | None, senses_dir: Path | None, out: Path, prefix: str = PREFIX) -> None:
+    """Writes the three artifacts, named after ``prefix``, from the sweep's WiC results and the sense-retrieval
+    results (either may be missing: its columns, tests and contrasts are then left out)."""
     from pseval.report.load import load_results
     from pseval.report.reliability import reliability_json, reliability_report
 
@@ -377,14 +416,19 @@ def build(wic_dir: Path | None, senses_dir: Path | None, out: Path) -> None:
     else:
         raise SystemExit("give --wic, --senses or both")
     fields = ("layer", "hook_kind")
-    rt.write_csv(out / PER_SAE, rows)
-    rt.write_csv(out / BY_CONFIG, rt.by_config_rows(rows, group_fields=fields, pooled_field=None))
+    per_sae, by_config, summary = (
+        out / per_sae_name(prefix),
+        out / by_config_name(prefix),
+        out / summary_name(prefix),
+    )
+    rt.write_csv(per_sae, rows)
+    rt.write_csv(by_config, rt.by_config_rows(rows, group_fields=fields, pooled_field=None))
     wic = rt._results(wic_dir) if wic_dir is not None else {}
     senses = rt._results(senses_dir) if senses_dir is not None else {}
     wic_q, n_pairs = wic_quantities(wic) if wic else ({}, 0)
     sense_q, n_lemmas, n_anchors = sense_quantities(senses) if senses else ({}, 0, 0)
     payload: dict[str, Any] = {
-        "what": "TopK x8 SAEs per layer x hook kind, seeds 42, 43, 44; seed means of the SAEs' and their "
+        "what": f"{describe_saes(wic or senses)}; seed means of the SAEs' and their "
         "random controls' statistics; paired 95% percentile cluster-bootstrap intervals (WiC: words, "
         f"senses: lemmas; {N_RESAMPLES} resamples, seed {BOOT_SEED}, shared by every config); two-sided "
         "bootstrap p-values, Holm-adjusted within each family",
@@ -401,8 +445,8 @@ def build(wic_dir: Path | None, senses_dir: Path | None, out: Path) -> None:
     payload["per_sae_numbers_reliability"] = rt.extra_reliability(rows, LEVEL, group_fields=fields)
     payload["configs"] = config_tests(wic_q, sense_q)
     payload["contrasts"] = claim_contrasts(wic_q, sense_q)
-    (out / SUMMARY).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    print(f"{len(rows)} SAEs -> {out / PER_SAE}, {out / BY_CONFIG}, {out / SUMMARY}")
+    summary.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    print(f"{len(rows)} SAEs -> {per_sae}, {by_config}, {summary}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,12 +455,12 @@ def build(wic_dir: Path | None, senses_dir: Path | None, out: Path) -> None:
 LABELS = {"wic_specificity": "WiC specificity", "wic_youden_j": "WiC J", "sense_auroc": "sense AUROC"}
 
 
-def _summary(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+def _summary(folder: Path, prefix: str = PREFIX) -> dict[str, Any]:
+    return json.loads((folder / summary_name(prefix)).read_text(encoding="utf-8"))
 
 
-def _by_config_rows(folder: Path) -> dict[tuple[int, str], dict[str, Any]]:
-    rows = _script("results_tables").read_summary(folder / BY_CONFIG)
+def _by_config_rows(folder: Path, prefix: str = PREFIX) -> dict[tuple[int, str], dict[str, Any]]:
+    rows = _script("results_tables").read_summary(folder / by_config_name(prefix))
     return {(r["layer"], r["hook_kind"]): r for r in rows}
 
 
@@ -430,17 +474,17 @@ def _test_cells(cell: dict[str, Any] | None) -> tuple[str, str]:
     )
 
 
-def wic_table(folder: Path) -> str:
+def wic_table(folder: Path, prefix: str = PREFIX) -> str:
     """Per layer × hook kind: FVU, specificity and J of the SAEs and their random controls (seed mean ± SD), the
     dense cosine's J, and the seed-mean J difference SAE − random with its interval, Holm p and seed SD."""
     rt = _script("results_tables")
-    by_config = _by_config_rows(folder)
+    by_config = _by_config_rows(folder, prefix)
     out = [
         "| layer | hook | FVU | specificity, SAE | specificity, random SAE | J, SAE | J, random SAE | J, dense "
         "| J, SAE − random | p (Holm) | SD over seeds, SAE − random |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for test in _summary(folder)["configs"]:
+    for test in _summary(folder, prefix)["configs"]:
         if "wic_youden_j_sae_minus_random" not in test:
             continue
         r = by_config[(test["layer"], test["hook_kind"])]
@@ -455,17 +499,17 @@ def wic_table(folder: Path) -> str:
     return "\n".join(out)
 
 
-def senses_table(folder: Path) -> str:
+def senses_table(folder: Path, prefix: str = PREFIX) -> str:
     """Per layer × hook kind: macro anchor AUROC of the SAEs, their random controls (seed mean ± SD) and the
     centred dense activation, and the seed-mean differences SAE − random and SAE − dense with intervals."""
     rt = _script("results_tables")
-    by_config = _by_config_rows(folder)
+    by_config = _by_config_rows(folder, prefix)
     out = [
         "| layer | hook | AUROC, SAE | AUROC, random SAE | AUROC, dense (centred) | SAE − random | p (Holm) "
         "| SD over seeds, SAE − random | SAE − dense | p (Holm) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for test in _summary(folder)["configs"]:
+    for test in _summary(folder, prefix)["configs"]:
         if "sense_auroc_sae_minus_random" not in test:
             continue
         r = by_config[(test["layer"], test["hook_kind"])]
@@ -496,7 +540,7 @@ def verdict(row: dict[str, Any]) -> str:
     return "does not hold"
 
 
-def contrast_table(folder: Path, family: str) -> str:
+def contrast_table(folder: Path, family: str, prefix: str = PREFIX) -> str:
     """One claim family's contrasts: the difference of the SAEs, of their random controls, of the dense
     activation and of SAE − random, with paired intervals, and the verdict of the claim "a > b"."""
     rt = _script("results_tables")
@@ -505,7 +549,7 @@ def contrast_table(folder: Path, family: str) -> str:
         "| MDD of 3-seed means: SAEs / SAE − random | claim a > b |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in _summary(folder)["contrasts"][family]:
+    for row in _summary(folder, prefix)["contrasts"][family]:
         sae, _ = _test_cells(row["sae"])
         random, _ = _test_cells(row["random"])
         dense, _ = _test_cells(row.get("dense"))
@@ -518,10 +562,10 @@ def contrast_table(folder: Path, family: str) -> str:
     return "\n".join(out)
 
 
-def reliability_table(folder: Path) -> str:
+def reliability_table(folder: Path, prefix: str = PREFIX) -> str:
     """Reseed SD and MDD of this grid (9 configs × 3 seeds) per metric."""
     rt = _script("results_tables")
-    payload = _summary(folder)
+    payload = _summary(folder, prefix)
     wic = {row["metric"]: row for row in (payload.get("wic_reliability") or {"metrics": []})["metrics"]}
     extra = payload["per_sae_numbers_reliability"]
     out = [
@@ -540,14 +584,22 @@ def reliability_table(folder: Path) -> str:
     return "\n".join(out)
 
 
+def grid_tables(prefix: str) -> dict[str, Callable[[Path], str]]:
+    """The five tables of one grid, named ``<prefix>_wic`` … ``<prefix>_reliability``."""
+    return {
+        f"{prefix}_wic": functools.partial(wic_table, prefix=prefix),
+        f"{prefix}_senses": functools.partial(senses_table, prefix=prefix),
+        f"{prefix}_depth": functools.partial(contrast_table, family="depth", prefix=prefix),
+        f"{prefix}_hook_kinds": functools.partial(contrast_table, family="hook_kinds", prefix=prefix),
+        f"{prefix}_reliability": functools.partial(reliability_table, prefix=prefix),
+    }
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
-    "rejudge_layers_wic": wic_table,
-    "rejudge_layers_senses": senses_table,
-    "rejudge_layers_depth": lambda d: contrast_table(d, "depth"),
-    "rejudge_layers_hook_kinds": lambda d: contrast_table(d, "hook_kinds"),
-    "rejudge_layers_reliability": reliability_table,
+    name: table for prefix in GRIDS.values() for name, table in grid_tables(prefix).items()
 }
-"""The tables of "Layers and hook kinds, re-judged" in docs/results.md, made from the artifacts in a folder."""
+"""The tables of "Layers and hook kinds, re-judged" in docs/results.md (every grid of :data:`GRIDS`), made from
+the artifacts in a folder."""
 
 
 def main() -> None:
@@ -557,8 +609,13 @@ def main() -> None:
         "--senses", type=Path, help="results folder of `pseval eval --dataset wordnet-senses`"
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the artifacts go (docs/results)")
+    parser.add_argument(
+        "--prefix",
+        default=PREFIX,
+        help=f"start of the artifacts' names: {PREFIX} (SmolLM2, the default) or {GRIDS['gemma3']} (Gemma-3-270m)",
+    )
     args = parser.parse_args()
-    build(args.wic, args.senses, args.out)
+    build(args.wic, args.senses, args.out, args.prefix)
 
 
 if __name__ == "__main__":
