@@ -129,3 +129,45 @@ def test_results_of_different_items_are_refused(script: Any) -> None:
     b["eval_result_details"][0]["id"] = "other"
     with pytest.raises(SystemExit, match="b: its items differ"):
         script.wic_quantities({"a": a, "b": b})
+
+
+def test_each_grid_has_its_own_artifacts_and_tables(script: Any) -> None:
+    assert (script.per_sae_name(), script.by_config_name(), script.summary_name()) == (
+        "rejudge_layers_3seeds.csv",
+        "rejudge_layers_by_config.csv",
+        "rejudge_layers.json",
+    )
+    gemma = script.GRIDS["gemma3"]
+    assert (script.per_sae_name(gemma), script.by_config_name(gemma), script.summary_name(gemma)) == (
+        "rejudge_layers_gemma3_3seeds.csv",
+        "rejudge_layers_gemma3_by_config.csv",
+        "rejudge_layers_gemma3.json",
+    )
+    kinds = ("wic", "senses", "depth", "hook_kinds", "reliability")
+    assert set(script.TABLES) == {f"{prefix}_{kind}" for prefix in script.GRIDS.values() for kind in kinds}
+
+
+def test_a_grids_tables_read_its_own_artifacts(script: Any, tmp_path: Path) -> None:
+    """The Gemma tables made from the SmolLM2 artifacts renamed to the Gemma prefix are the SmolLM2 tables, and
+    the SmolLM2 tables do not read the Gemma files."""
+    import shutil
+
+    source = SCRIPT.parents[1] / "docs" / "results"
+    if not (source / script.summary_name()).is_file():
+        pytest.skip("the SmolLM2 artifacts are not in this checkout")
+    gemma = script.GRIDS["gemma3"]
+    for name in (script.per_sae_name, script.by_config_name, script.summary_name):
+        shutil.copy(source / name(), tmp_path / name(gemma))
+    for kind in ("wic", "senses", "depth", "hook_kinds", "reliability"):
+        assert script.TABLES[f"{gemma}_{kind}"](tmp_path) == script.TABLES[f"rejudge_layers_{kind}"](source)
+        with pytest.raises(FileNotFoundError):
+            script.TABLES[f"rejudge_layers_{kind}"](tmp_path)
+
+
+def test_the_sae_description_comes_from_the_training_configs(script: Any) -> None:
+    def result(seed: int) -> dict[str, Any]:
+        config = {"architecture": "topk", "expansion_factor": 4, "seed": seed}
+        return {"sae_cfg_dict": {"metadata": {"train_config": config}}}
+
+    results = {f"s{seed}": result(seed) for seed in (44, 42, 43)}
+    assert script.describe_saes(results) == "TopK x4 SAEs per layer x hook kind, seeds 42, 43, 44"
