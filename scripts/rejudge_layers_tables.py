@@ -474,15 +474,17 @@ def _test_cells(cell: dict[str, Any] | None) -> tuple[str, str]:
     )
 
 
-def wic_table(folder: Path, prefix: str = PREFIX) -> str:
-    """Per layer × hook kind: FVU, specificity and J of the SAEs and their random controls (seed mean ± SD), the
-    dense cosine's J, and the seed-mean J difference SAE − random with its interval, Holm p and seed SD."""
+def wic_table(folder: Path, prefix: str = PREFIX, ce_recovered: bool = False) -> str:
+    """Per layer × hook kind: FVU (and with ``ce_recovered`` the CE loss recovered), specificity and J of the SAEs
+    and their random controls (seed mean ± SD), the dense cosine's J, and the seed-mean J difference SAE − random
+    with its interval, Holm p and seed SD."""
     rt = _script("results_tables")
     by_config = _by_config_rows(folder, prefix)
+    ce_header = " CE recovered |" if ce_recovered else ""
     out = [
-        "| layer | hook | FVU | specificity, SAE | specificity, random SAE | J, SAE | J, random SAE | J, dense "
-        "| J, SAE − random | p (Holm) | SD over seeds, SAE − random |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| layer | hook | FVU |{ce_header} specificity, SAE | specificity, random SAE | J, SAE | J, random SAE "
+        "| J, dense | J, SAE − random | p (Holm) | SD over seeds, SAE − random |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if ce_recovered else ""),
     ]
     for test in _summary(folder, prefix)["configs"]:
         if "wic_youden_j_sae_minus_random" not in test:
@@ -490,8 +492,9 @@ def wic_table(folder: Path, prefix: str = PREFIX) -> str:
         r = by_config[(test["layer"], test["hook_kind"])]
         diff, p = _test_cells(test.get("wic_youden_j_sae_minus_random"))
         sd = test["wic_youden_j_sae_minus_random"]["seed_sd"]
+        ce = f" {rt.mean_sd(r, 'ce_loss_recovered', True)} |" if ce_recovered else ""
         out.append(
-            f"| {test['layer']} | {test['hook_kind']} | {rt.mean_sd(r, 'fvu')} | {rt.mean_sd(r, 'specificity')} "
+            f"| {test['layer']} | {test['hook_kind']} | {rt.mean_sd(r, 'fvu')} |{ce} {rt.mean_sd(r, 'specificity')} "
             f"| {rt.mean_sd(r, 'random_specificity')} | {rt.mean_sd(r, 'youden_j', True)} "
             f"| {rt.mean_sd(r, 'random_youden_j', True)} | {r['dense_youden_j_mean']:+.3f} | {diff} | {p} "
             f"| {rt.num(sd)} |"
@@ -585,9 +588,10 @@ def reliability_table(folder: Path, prefix: str = PREFIX) -> str:
 
 
 def grid_tables(prefix: str) -> dict[str, Callable[[Path], str]]:
-    """The five tables of one grid, named ``<prefix>_wic`` … ``<prefix>_reliability``."""
+    """The five tables of one grid, named ``<prefix>_wic`` … ``<prefix>_reliability``; Gemma's WiC table also
+    shows the CE loss recovered, negative for some of its SAEs."""
     return {
-        f"{prefix}_wic": functools.partial(wic_table, prefix=prefix),
+        f"{prefix}_wic": functools.partial(wic_table, prefix=prefix, ce_recovered=prefix != PREFIX),
         f"{prefix}_senses": functools.partial(senses_table, prefix=prefix),
         f"{prefix}_depth": functools.partial(contrast_table, family="depth", prefix=prefix),
         f"{prefix}_hook_kinds": functools.partial(contrast_table, family="hook_kinds", prefix=prefix),

@@ -158,10 +158,18 @@ def test_a_grids_tables_read_its_own_artifacts(script: Any, tmp_path: Path) -> N
     gemma = script.GRIDS["gemma3"]
     for name in (script.per_sae_name, script.by_config_name, script.summary_name):
         shutil.copy(source / name(), tmp_path / name(gemma))
-    for kind in ("wic", "senses", "depth", "hook_kinds", "reliability"):
+    for kind in ("senses", "depth", "hook_kinds", "reliability"):
         assert script.TABLES[f"{gemma}_{kind}"](tmp_path) == script.TABLES[f"rejudge_layers_{kind}"](source)
+    for kind in ("wic", "senses", "depth", "hook_kinds", "reliability"):
         with pytest.raises(FileNotFoundError):
             script.TABLES[f"rejudge_layers_{kind}"](tmp_path)
+    assert script.wic_table(tmp_path, gemma) == script.TABLES["rejudge_layers_wic"](source)
+    # Gemma's WiC table adds the CE loss recovered after the FVU, one column more on every line.
+    smollm2, gemma_wic = script.TABLES["rejudge_layers_wic"](source), script.TABLES[f"{gemma}_wic"](tmp_path)
+    assert "| FVU | CE recovered |" in gemma_wic and "CE recovered" not in smollm2
+    assert [line.count("|") for line in gemma_wic.splitlines()] == [
+        line.count("|") + 1 for line in smollm2.splitlines()
+    ]
 
 
 def test_the_sae_description_comes_from_the_training_configs(script: Any) -> None:
