@@ -179,3 +179,19 @@ def test_the_sae_description_comes_from_the_training_configs(script: Any) -> Non
 
     results = {f"s{seed}": result(seed) for seed in (44, 42, 43)}
     assert script.describe_saes(results) == "TopK x4 SAEs per layer x hook kind, seeds 42, 43, 44"
+
+
+def test_the_committed_gemma_grid_is_nine_configs_by_three_seeds(script: Any) -> None:
+    import csv
+
+    path = SCRIPT.parents[1] / "docs" / "results" / script.per_sae_name(script.GRIDS["gemma3"])
+    if not path.is_file():
+        pytest.skip("the Gemma-3-270m artifacts are not in this checkout")
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    configs = {(int(r["layer"]), r["hook_kind"]) for r in rows}
+    assert configs == {(layer, hook) for layer in (3, 9, 15) for hook in script.HOOK_KINDS}
+    assert sorted(int(r["seed"]) for r in rows) == [42] * 9 + [43] * 9 + [44] * 9
+    assert {(r["architecture"], r["d_sae"], r["training_tokens"]) for r in rows} == {
+        ("topk", "2560", "32768")
+    }

@@ -43,6 +43,10 @@ GENERATED = {
     "wordform_smollm2_matryoshka",
     "wordform_gemma3_share",
     "wordform_gemma3_scales",
+    "rejudge_layers_gemma3_senses",
+    "rejudge_layers_gemma3_depth",
+    "rejudge_layers_gemma3_hook_kinds",
+    "rejudge_layers_gemma3_reliability",
 }
 # Numbers of docs/results.md that no committed artifact holds yet: the Gemma-3-270m WiC table (its result files
 # were not committed). The list may only shrink.
