@@ -43,6 +43,7 @@ GENERATED = {
     "wordform_smollm2_matryoshka",
     "wordform_gemma3_share",
     "wordform_gemma3_scales",
+    "rejudge_layers_gemma3_wic",
     "rejudge_layers_gemma3_senses",
     "rejudge_layers_gemma3_depth",
     "rejudge_layers_gemma3_hook_kinds",
