@@ -24,6 +24,7 @@ RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"
 CPU_SUMMARY = "summary.csv"
 GPU_EXPANSION = {"1m": "summary_expansion_1m_gpu.csv", "3m": "summary_expansion_3m_gpu.csv"}
 GPU_ACTIVATION = "summary_activation_3m_gpu.csv"
+GEMMA_SUMMARY = "summary_gemma3_270m.csv"
 HOOK_ORDER = ("resid_post", "attn_out", "mlp_out")
 ARCH_LABEL = {
     "standard": "ReLU",
@@ -88,6 +89,18 @@ def layer_table(rows: list[Row]) -> str:
             r = cells.get((layer, kind))
             parts += [ci(r, "specificity"), num(r.get("recall"))] if r else ["–", "–"]
         out.append(f"| {layer} | " + " | ".join(parts) + " |")
+    return "\n".join(out)
+
+
+def gemma_table(rows: list[Row]) -> str:
+    """Every SAE of the single-seed Gemma-3-270m sweep: PS-Eval with intervals and the standard metrics."""
+    head = "| SAE | hook | arch | width | specificity | recall | accuracy | F1 | no-active | FVU | L0 | CE rec. |"
+    out = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["layer"], r["hook_kind"])):
+        cells = [f"`{r['name']}`", f"`{r['hook']}`", r["architecture"], str(r["d_sae"])]
+        cells += [ci(r, "specificity"), ci(r, "recall"), ci(r, "accuracy"), num(r["f1"])]
+        cells += [str(r["n_pairs_no_active"]), num(r["fvu"]), f"{r['l0']:.1f}", num(r["ce_loss_recovered"])]
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -493,6 +506,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
         _cpu(d), read_summary(d / GPU_EXPANSION["1m"]), read_summary(d / GPU_EXPANSION["3m"])
     ),
     "activation_gpu": lambda d: gpu_activation_table(read_summary(d / GPU_ACTIVATION)),
+    "gemma3_270m": lambda d: gemma_table(read_summary(d / GEMMA_SUMMARY)),
     "baselines": lambda d: baseline_table(_cpu(d)),
     "control_j": lambda d: control_table(_cpu(d)),
     "control_summary": lambda d: control_summary_table(_cpu(d)),
