@@ -55,6 +55,7 @@ from pseval.metrics.uncertainty import WORD_CLUSTERED, ClusterBootstrap, bootstr
 from pseval.sae.lazy import InMemoryBlocks, LatentBlocks, feature_blocks, lazy_blocks
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
+from pseval.sae.threads import small_ops
 
 ENCODE_CHUNK = 1024
 """Rows encoded at once: bounds the (chunk × d_sae) feature matrix in memory."""
@@ -125,6 +126,7 @@ def _pair_tensors(data: PromptActivations) -> tuple[torch.Tensor, torch.Tensor]:
     return idx1, idx2
 
 
+@small_ops()  # short passes over a few hundred rows: one thread
 def score_stats(
     stats: CodeStats, data: PromptActivations, config: PSEvalConfig, blocks: LatentBlocks | None = None
 ) -> tuple[dict[str, dict[str, Any]], list[PairDetail], dict[str, Any]]:

@@ -9,8 +9,7 @@ index, counts are integers, and the cosine's sums are float64 (the same to float
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ import torch
 from pseval.metrics.ps_eval import NO_LATENT
 from pseval.metrics.threshold_free import cosine_from_sums, jaccard_of_top
 from pseval.sae.lazy import block_topk, select_topk
+from pseval.sae.threads import small_ops
 
 STATS_ROWS = 256
 """Fewest prompts of a block read at once (more when the block is narrow, see :data:`STATS_ELEMENTS`)."""
@@ -32,23 +32,6 @@ CANDIDATES_GATHERED = 64
 SPARSE_SHARE = 1 / 16
 """Largest share of nonzero codes for which a block is scored in one pass over its nonzero entries (real codes
 are > 99.9 % zero); denser blocks (a random SAE's) are scored in chunks of rows."""
-
-SMALL_OP_THREADS = 1
-"""Threads of the memory-bound passes over a block of codes: more threads gain little on them and, on a
-machine whose cores are shared, stall each other (the encode matmul keeps torch's thread count)."""
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -240,20 +223,20 @@ def code_stats(
     latent is the first of the top-k and only entries > 0 are ever selected. A sparse block (at most
     :data:`SPARSE_SHARE` nonzero, as real codes are) is scored in one pass that finds its nonzero entries
     and then works on them alone; a denser one in chunks of rows that stay in cache. After the first block
-    only the prompts with an entry above their running k-th value are re-ranked. These memory-bound passes
-    run on :data:`SMALL_OP_THREADS` threads.
+    only the prompts with an entry above their running k-th value are re-ranked. These memory-bound passes,
+    and those of the blocks' encode but its matmul, run on one thread (:func:`pseval.sae.threads.small_ops`).
     """
     sums = _Sums(n_prompts, pair_index, k)
     n_seen = 0
-    for start, feats_PB in blocks:
-        if feats_PB.shape[1] == 0:
-            continue
-        with _threads(SMALL_OP_THREADS):
+    with small_ops():  # the blocks' own encode too, but for its matmul
+        for start, feats_PB in blocks:
+            if feats_PB.shape[1] == 0:
+                continue
             if int(torch.count_nonzero(feats_PB)) <= SPARSE_SHARE * feats_PB.numel():
                 sums.add_sparse(feats_PB, start)
             else:
                 sums.add_dense(feats_PB, start)
-        n_seen += feats_PB.shape[1]
+            n_seen += feats_PB.shape[1]
     best_value = sums.top_vals[:, 0].clone()
     top_ids = sums.top_ids
     top_index = torch.where(best_value > 0, top_ids[:, 0], torch.full_like(top_ids[:, 0], NO_LATENT))

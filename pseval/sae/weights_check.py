@@ -21,6 +21,7 @@ import torch
 
 from pseval.errors import SAEError
 from pseval.sae.lazy import all_finite, check_finite_tensors, read_byte_ranges
+from pseval.sae.threads import small_ops
 
 if TYPE_CHECKING:
     from pseval.sae.source import SAESource
@@ -117,6 +118,7 @@ class StreamedCheck:
         _raise_first(self.source, self._bad)
 
 
+@small_ops()  # the finite checks are short passes (the hash does not use torch)
 def hash_and_check(source: SAESource) -> tuple[str, Callable[[], None] | None]:
     """:meth:`SAESource.content_hash`, and the NaN/Inf check when it rode on the same read.
 

@@ -18,6 +18,7 @@ import torch
 
 from pseval.errors import SAEError
 from pseval.sae.config import SAE_CONFIGS, SAEConfig
+from pseval.sae.threads import matmul_threads
 
 # --------------------------------------------------------------------------------------------------
 # input preprocessing (cast, normalisation, b_dec subtraction): the same for every architecture
@@ -79,10 +80,17 @@ def sae_input(
 def affine(
     sae_in_ND: torch.Tensor, W_enc_DB: torch.Tensor, bias_B: torch.Tensor, out_NB: torch.Tensor | None
 ) -> torch.Tensor:
-    """``sae_in @ W_enc + bias``; into ``out_NB`` when given (same matmul, then the bias added in place)."""
+    """``sae_in @ W_enc + bias``; into ``out_NB`` when given (same matmul, then the bias added in place).
+
+    The matmul runs on torch's own thread count even inside :func:`pseval.sae.threads.small_ops`.
+    """
     if out_NB is None:
-        return sae_in_ND @ W_enc_DB + bias_B
-    return torch.matmul(sae_in_ND, W_enc_DB, out=out_NB).add_(bias_B)
+        with matmul_threads():
+            product_NB = sae_in_ND @ W_enc_DB
+        return product_NB + bias_B
+    with matmul_threads():
+        torch.matmul(sae_in_ND, W_enc_DB, out=out_NB)
+    return out_NB.add_(bias_B)
 
 
 Block = Mapping[str, torch.Tensor]

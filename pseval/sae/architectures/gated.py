@@ -6,6 +6,7 @@ import torch
 
 from pseval.sae.architectures.base import Block, SAEArchitecture, affine, register_architecture
 from pseval.sae.config import GatedSAEConfig, SAEConfig
+from pseval.sae.threads import matmul_threads
 
 
 def gated_activation(gate_pre_NF: torch.Tensor, magnitude_pre_NF: torch.Tensor) -> torch.Tensor:
@@ -31,7 +32,9 @@ class GatedSAE(SAEArchitecture):
     def activate(
         cls, cfg: SAEConfig, pre_NB: torch.Tensor, sae_in_ND: torch.Tensor, block: Block, in_place: bool
     ) -> torch.Tensor:
-        gate_pre_NB = sae_in_ND @ block["W_enc"] + block["b_gate"]
+        with matmul_threads():
+            gate_pre_NB = sae_in_ND @ block["W_enc"]
+        gate_pre_NB = gate_pre_NB + block["b_gate"]
         if not in_place:
             return gated_activation(gate_pre_NB, pre_NB)
         # gate * relu(pre) with the product's operands swapped: multiplication is exact and commutative.
