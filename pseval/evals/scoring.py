@@ -52,7 +52,7 @@ from pseval.metrics.threshold_free import (
     topk_jaccard,
 )
 from pseval.metrics.uncertainty import WORD_CLUSTERED, ClusterBootstrap, bootstrap_intervals
-from pseval.sae.lazy import InMemoryBlocks, LatentBlocks, feature_blocks, lazy_blocks
+from pseval.sae.lazy import InMemoryBlocks, LatentBlocks, SafetensorsBlocks, feature_blocks, lazy_blocks
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
 from pseval.sae.threads import small_ops
@@ -471,12 +471,10 @@ def score_sae(
     plan = sense_plan(data)
     all_pairs = data.pair_index + (plan.pairs if plan is not None else [])
     n_pairs = len(data.pair_index)
-    stats, sense_dot = split_stats(
-        code_stats(
-            feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on), n_prompts, all_pairs, k
-        ),
-        n_pairs,
-    )
+    stream = feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on)
+    if isinstance(blocks, SafetensorsBlocks):  # the pairs' encoder cosines then read no second W_enc
+        stream = blocks.keeping_top_columns(stream)
+    stats, sense_dot = split_stats(code_stats(stream, n_prompts, all_pairs, k), n_pairs)
     sense_sims = code_similarities(stats, sense_dot, plan, "sae") if plan is not None else {}
     categories, details, unstructured = score_stats(stats, data, config, blocks)
     del stats

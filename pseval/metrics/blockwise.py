@@ -29,6 +29,11 @@ enough that the per-operation overhead of narrow blocks (many prompts) stays sma
 CANDIDATES_GATHERED = 64
 """Most new top-k candidates of one row gathered directly; beyond, the row's block is ranked by ``topk``."""
 
+GATHERED_SHARE = 1 / 8
+"""In a sparse block, rows with more than :data:`CANDIDATES_GATHERED` new candidates are still gathered (no
+``topk`` over the whole block) while the gathered ``rows x widest row`` matrix is at most this share of the
+block: the first blocks, where every nonzero code is a candidate."""
+
 SPARSE_SHARE = 1 / 16
 """Largest share of nonzero codes for which a block is scored in one pass over its nonzero entries (real codes
 are > 99.9 % zero); denser blocks (a random SAE's) are scored in chunks of rows."""
@@ -184,7 +189,7 @@ class _Sums:
         rows_S = counts_C.nonzero().squeeze(-1)
         counts_S = counts_C[rows_S]
         width = int(counts_S.max())
-        if width > CANDIDATES_GATHERED:
+        if width > CANDIDATES_GATHERED and len(rows_S) * width > feats_PB.numel() * GATHERED_SHARE:
             _merge_block_topk(feats_PB, start, 0, self.k, self.top_vals, self.top_ids, self.floor_P)
             return
         slot_of_P = torch.zeros(self.n_prompts, dtype=torch.long)

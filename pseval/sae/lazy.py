@@ -231,6 +231,7 @@ class SafetensorsBlocks:
             if ref.path not in self._headers:
                 self._headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
         self._slabs: dict[str, tuple[int, int, torch.Tensor]] = {}
+        self._kept_columns: dict[int, torch.Tensor] = {}
         self._vectors: dict[str, torch.Tensor] = {}
         for name in ("b_dec", *self.cfg.extra_parameters):
             if name in self._refs:
@@ -333,6 +334,39 @@ class SafetensorsBlocks:
         matrix_DL = self._checked(name, picked_DL)
         return {i: matrix_DL[:, j].reshape(1, -1) for j, i in enumerate(ids)}
 
+    def keeping_top_columns(
+        self, stream: Iterator[tuple[int, torch.Tensor]]
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``stream`` (:func:`feature_blocks` of these blocks) passed on, keeping the ``W_enc`` columns of each
+        row's running top-1 latent from the slab just read, so :meth:`latent_rows` need not read ``W_enc`` again.
+
+        The running top-1 is the argmax with ties to the lower latent, as :func:`~pseval.metrics.blockwise.code_stats`
+        finds it; at most one column per row is kept. Latents not kept are read from the file as before.
+        """
+        best_P: torch.Tensor | None = None
+        ids_P = torch.zeros(0, dtype=torch.long)
+        for start, feats_PB in stream:
+            cached = self._slabs.get("W_enc")
+            if cached is not None and feats_PB.shape[1] > 0 and cached[0] <= start:
+                value_P, col_P = feats_PB.max(-1)  # the first (lowest) column of each row's maximum
+                new_P = value_P > best_P if best_P is not None else torch.ones_like(value_P, dtype=torch.bool)
+                best_P = value_P if best_P is None else torch.where(new_P, value_P, best_P)
+                ids_P = col_P + start if len(ids_P) == 0 else torch.where(new_P, col_P + start, ids_P)
+                self._keep_columns(cached, ids_P[new_P].unique(), ids_P)
+            yield start, feats_PB
+
+    def _keep_columns(
+        self, slab: tuple[int, int, torch.Tensor], new_L: torch.Tensor, running_P: torch.Tensor
+    ) -> None:
+        lo, hi, slab_DS = slab
+        inside_L = new_L[(new_L >= lo) & (new_L < hi)]
+        columns_DL = slab_DS.index_select(1, inside_L - lo)
+        for j, i in enumerate(inside_L.tolist()):
+            self._kept_columns[i] = columns_DL[:, j]
+        wanted = set(running_P.tolist())
+        for i in [i for i in self._kept_columns if i not in wanted]:
+            del self._kept_columns[i]
+
     # ------------------------------------------------------------------ LatentBlocks
 
     def b_dec(self) -> torch.Tensor:
@@ -358,6 +392,8 @@ class SafetensorsBlocks:
         latent_axis_rows = name == "W_dec"
         if latent_axis_rows != ref.transposed:
             found = {i: self._matrix(name, latent_axis_rows, i, i + 1) for i in ids}
+        elif name == "W_enc" and all(i in self._kept_columns for i in ids):
+            found = {i: self._kept_columns[i] for i in ids}  # kept as the encode read them
         else:
             found = self._strided_latents(name, ids)
         rows = [found[int(i)].reshape(1, -1) for i in latents]

@@ -229,6 +229,31 @@ def test_lazy_saelens_source_scores_like_the_loaded_sae(tmp_path: Path) -> None:
     assert got == want
 
 
+def test_top_encoder_columns_are_kept_from_the_encode_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pairs' top-1 encoder columns come from the slabs the encode read, equal to a second read."""
+    monkeypatch.setattr(lazy_module, "SLAB_ELEMENTS", D_IN * 20)  # several slabs
+    sae = make_sae("jumprelu")
+    _write_saelens(sae, tmp_path / "sae")
+    from pseval.sae.formats.loader import open_sae
+
+    lazy = SafetensorsBlocks(open_sae(tmp_path / "sae"))
+    acts = make_data().acts[HOOK]
+    stats = code_stats(
+        lazy.keeping_top_columns(feature_blocks(lazy, acts, block_size=16)), N_PROMPTS, [(0, 1)], 4
+    )
+    ids = [int(i) for i in stats.top_index_P if int(i) >= 0]
+    assert len(set(ids)) > 3
+
+    def no_second_read(*_args: Any) -> None:
+        raise AssertionError("W_enc read again")
+
+    want = InMemoryBlocks(sae).latent_rows("W_enc", ids)
+    monkeypatch.setattr(lazy, "_strided_latents", no_second_read)
+    assert torch.equal(lazy.latent_rows("W_enc", ids), want)
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("rows_per_read", [3, None])
 def test_safetensors_blocks_read_both_orientations(
