@@ -204,7 +204,7 @@ def _check_weights(item: SAEItem) -> None:
         return
     if item.weights_check is not None:
         item.weights_check()
-        item.weights_checked = True
+        item.weights_checked = item.source.weights_checked = True
         return
     if item.source.block_reader is not None:  # a cross-layer view: every file of its layers, streamed
         from pseval.sae.weights_check import check_finite_tensors

@@ -212,7 +212,8 @@ class SafetensorsBlocks:
     """Blocks read from the ``.safetensors`` files of an :class:`~pseval.sae.source.SAESource` with ``preadv``.
 
     Only the bytes of the requested block are read (``d_in`` strided reads for a column block of a row-major
-    ``W_enc``, one read for a row block); each block is checked for NaN/Inf as it is read.
+    ``W_enc``, one read for a row block); each block is checked for NaN/Inf as it is read, unless the source's
+    files were checked whole already (``SAESource.weights_checked``).
     """
 
     def __init__(self, source: SAESource, dtype: str | None = None) -> None:
@@ -225,12 +226,15 @@ class SafetensorsBlocks:
         if dtype is not None:
             self.cfg.dtype = dtype  # type: ignore[assignment]
         self._dtype = self.cfg.torch_dtype()
+        # Checked already at this dtype (the streamed check of the content hash): not checked again.
+        self._prechecked = source.weights_checked and self.cfg.dtype == source.cfg.dtype
         self._refs = dict(source.tensors)
         self._headers: dict[Path, tuple[dict[str, object], int]] = {}
         for ref in self._refs.values():
             if ref.path not in self._headers:
                 self._headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
         self._slabs: dict[str, tuple[int, int, torch.Tensor]] = {}
+        self._buffers: dict[str, torch.Tensor] = {}
         self._kept_columns: dict[int, torch.Tensor] = {}
         self._vectors: dict[str, torch.Tensor] = {}
         for name in ("b_dec", *self.cfg.extra_parameters):
@@ -252,7 +256,7 @@ class SafetensorsBlocks:
 
     def _checked(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.to(self._dtype)
-        if not all_finite(out):
+        if not self._prechecked and not all_finite(out):
             raise SAEError(
                 f"{self.spec}: tensor {name} contains NaN or Inf values", "re-download or re-train the SAE"
             )
@@ -303,11 +307,26 @@ class SafetensorsBlocks:
             pieces = [
                 (base + (r * n_cols + start) * itemsize, (slab_end - start) * itemsize) for r in range(n_rows)
             ]
-            slab = self._read(self._refs[name].path, pieces, dtype).reshape(n_rows, slab_end - start)
+            raw = read_byte_ranges(self._refs[name].path, pieces, out=self._slab_buffer(name, pieces))
+            slab = raw.view(dtype).reshape(n_rows, slab_end - start)
             cached = (start, slab_end, self._checked(name, slab))
             self._slabs[name] = cached
         slab_start, _, slab = cached
         return slab[:, start - slab_start : end - slab_start]
+
+    def _slab_buffer(self, name: str, pieces: list[tuple[int, int]]) -> torch.Tensor:
+        """The bytes a new slab of ``name`` is read into: one buffer per matrix, reused from slab to slab.
+
+        A slab is larger than glibc's largest mmap threshold (32 MiB), so a fresh one would be faulted in
+        and zeroed page by page each time. Nothing reads the last slab once the next is read (a block is a
+        view of its slab only while it is encoded; kept columns are copies), so it is dropped first.
+        """
+        self._slabs.pop(name, None)
+        nbytes = sum(n for _, n in pieces)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = self._buffers[name] = torch.empty(nbytes, dtype=torch.uint8)
+        return buffer[:nbytes]
 
     def _strided_latents(self, name: str, ids: list[int]) -> dict[int, torch.Tensor]:
         """Latents stored as columns of a row-major matrix: whole file rows read a few at a time, columns kept.

@@ -72,6 +72,9 @@ class SAESource:
     ``tensors`` of their own (the views of a cross-layer transcoder or crosscoder, :mod:`pseval.sae.multilayer`)."""
     parts: tuple[SAESource, ...] = field(default=(), repr=False)
     """Sources whose ``tensors`` hold every weight this one is read from (its NaN/Inf check streams them)."""
+    weights_checked: bool = field(default=False, repr=False)
+    """Every tensor of ``tensors`` was checked for NaN/Inf at the config's dtype (the streamed check of the
+    content hash passed): block reads at that dtype skip their own check."""
 
     @property
     def blockwise(self) -> bool:

@@ -98,3 +98,21 @@ def test_a_run_keeps_no_read_buffer_per_sae(tmp_path: Path) -> None:
     source.content_hash(read_chunks=check.chunks)
     held = [v for v in vars(check).values() if isinstance(v, torch.Tensor)]
     assert held == []
+
+
+def test_block_reads_of_a_checked_sae_are_not_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the streamed check passed, scoring's block reads at the same dtype skip their finite pass."""
+    import pseval.sae.lazy as lazy_module
+
+    item = open_items([str(saved(tmp_path / "sae"))])[0]
+    acts = torch.randn(4, item.source.cfg.d_in)
+    want = list(feature_blocks(SafetensorsBlocks(item.source), acts))
+    _check_weights(item)
+    assert item.source.weights_checked
+    monkeypatch.setattr(lazy_module, "all_finite", _refused)
+    got = list(feature_blocks(SafetensorsBlocks(item.source), acts))
+    assert all(a == c and torch.equal(b, d) for (a, b), (c, d) in zip(want, got, strict=True))
+    with pytest.raises(AssertionError, match="read a second time"):  # another dtype is checked again
+        list(feature_blocks(SafetensorsBlocks(item.source, "float64"), acts))
