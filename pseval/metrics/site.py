@@ -223,9 +223,9 @@ def _encode_sparse_decode(sae: Any, x_ND: torch.Tensor) -> tuple[torch.Tensor, t
     """:func:`~pseval.metrics.standard._encode_decode` with the decode reading the active latents' rows only.
 
     The codes are kept as a sparse CSR tensor (one pass over the dense codes finds the active entries; the
-    reconstruction sums count them from it) and decoded by a sparse matmul: the cost follows L0, not the
-    width. The sums run in another order than a dense matmul's, so the reconstruction agrees to float
-    rounding (``tests/metrics/test_site.py``). Codes denser than :data:`SPARSE_DENSITY` are decoded densely.
+    reconstruction sums count them from it) and decoded by :meth:`~pseval.sae.model.SAE.decode_sparse`, which
+    agrees with the dense decode to float rounding (``tests/metrics/test_site.py``). Codes denser than
+    :data:`SPARSE_DENSITY` are decoded densely.
     """
     param = sae.W_dec
     feats_NF = sae.encode(x_ND.to(device=param.device, dtype=param.dtype))
@@ -235,16 +235,5 @@ def _encode_sparse_decode(sae: Any, x_ND: torch.Tensor) -> tuple[torch.Tensor, t
         if codes_NF.values().numel() > SPARSE_DENSITY * feats_NF.numel():
             return feats_NF.to(x_ND.device), sae.decode(feats_NF).to(device=x_ND.device, dtype=x_ND.dtype)
         del feats_NF
-        values = codes_NF.values()
-        if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):  # as SAE.decode: codes / decoder norms
-            values = values * (1 / param.norm(dim=-1))[codes_NF.col_indices()]
-        scaled_NF = torch.sparse_csr_tensor(
-            codes_NF.crow_indices(),
-            codes_NF.col_indices(),
-            values,
-            codes_NF.shape,
-            dtype=param.dtype,
-            check_invariants=False,  # built from a valid CSR tensor's own indices
-        )
-        x_hat_ND = torch.sparse.mm(scaled_NF, param) + sae.b_dec
+        x_hat_ND = sae.decode_sparse(codes_NF)
     return codes_NF, x_hat_ND.to(device=x_ND.device, dtype=x_ND.dtype)

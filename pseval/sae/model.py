@@ -334,6 +334,32 @@ class SAE(nn.Module):
         out_ND = feats_NF.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
         return self._normalize_out(out_ND, state)
 
+    def decode_sparse(self, codes_NF: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode` of sparse CSR codes (``Tensor.to_sparse_csr``): a sparse matmul that reads the active
+        latents' decoder rows only, so its cost follows L0, not the width.
+
+        Its sums run in another order than the dense matmul's: equal to float rounding. An SAE whose output is
+        de-normalised with its input's statistics (``constant_norm_rescale``, ``layer_norm``) needs
+        :meth:`decode`.
+        """
+        if self.cfg.normalize_activations in ("constant_norm_rescale", "layer_norm"):
+            raise SAEError(
+                f"decode_sparse of an SAE with normalize_activations={self.cfg.normalize_activations!r}",
+                "decode it densely with decode(feats, x_ND)",
+            )
+        values = codes_NF.values().to(self.W_dec.dtype)
+        if isinstance(self.cfg, TopKSAEConfig) and self.cfg.rescale_acts_by_decoder_norm:  # as _decode
+            values = values * (1 / self.W_dec.norm(dim=-1))[codes_NF.col_indices()]
+        scaled_NF = torch.sparse_csr_tensor(
+            codes_NF.crow_indices(),
+            codes_NF.col_indices(),
+            values,
+            codes_NF.shape,
+            dtype=self.W_dec.dtype,
+            check_invariants=False,  # a valid CSR tensor's own indices
+        )
+        return torch.sparse.mm(scaled_NF, self.W_dec) + self.b_dec
+
     def forward(self, x_ND: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x`` (``decode(encode(x))``)."""
         feats_NF, state = self._encode(x_ND)
