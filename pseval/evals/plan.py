@@ -12,6 +12,7 @@ import gc
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pseval.evals.config import PSEvalConfig
 from pseval.evals.regime import InputRegime, input_regime
 from pseval.evals.results_store import (
     DATASET_HASH_KEY,
+    DECODER_ROWS_KEY,
     IDENTITY_VERSION,
     check_destination,
     check_stored,
@@ -29,6 +31,7 @@ from pseval.evals.results_store import (
     result_path,
 )
 from pseval.evals.schema import PSEvalResult
+from pseval.metrics.ps_eval import NO_LATENT
 from pseval.sae.config import SAEConfig
 from pseval.sae.model import SAE
 
@@ -65,8 +68,11 @@ class SAEItem:
     """The result name was given with the spec (``(name, spec)``), not chosen here."""
     weights_check: Callable[[], None] | None = None
     """The NaN/Inf check done while the content hash read the files (raises the first bad tensor's error)."""
-    weights_checked: bool = False
-    """Whether ``weights_check`` ran and passed (a load then skips its own NaN/Inf pass)."""
+    decoder_hash: str | None = None
+    """The hash of the decoder's bytes when they were read with the content hash (a metric of the run reads
+    the whole decoder); None when they were not, or are part of ``content_hash``."""
+    decoder_unhashed: bool = False
+    """The decoder is in neither hash: its result records the hash of the decoder rows its scores read."""
     site_check: dict[str, Any] | None = None
     """The hook-site check's measurement (:mod:`pseval.evals.site_check`), None when it did not run."""
 
@@ -74,9 +80,14 @@ class SAEItem:
         """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
         if self.sae is not None:
             return self.sae
-        # Every tensor was checked already when the streamed check of the content hash passed.
+        # A load skips its own NaN/Inf pass when every tensor was checked before the model pass.
         sae: SAE = self.source.load(device=device, dtype=dtype, checked=self.weights_checked)
         return sae
+
+    @property
+    def weights_checked(self) -> bool:
+        """Whether every tensor of the SAE's files was checked for NaN/Inf before the model pass."""
+        return self.source is not None and bool(getattr(self.source, "weights_checked", False))
 
 
 def sanitize_name(text: str) -> str:
@@ -94,8 +105,12 @@ def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
     return hook
 
 
-def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEItem]:
-    """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights."""
+def open_items(saes: Sequence[Any], hook_name: str | None = None, read_decoder: bool = True) -> list[SAEItem]:
+    """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights.
+
+    Each SAE's files are read once for its content hash and NaN/Inf check: the encoder side, and the decoder
+    only when ``read_decoder`` (a metric of the run reads it whole, :func:`reads_whole_decoder`).
+    """
     from pseval.evals.multilayer import expand_multilayer
     from pseval.sae.formats.loader import open_sae
     from pseval.sae.source import SAESource
@@ -142,19 +157,21 @@ def open_items(saes: Sequence[Any], hook_name: str | None = None) -> list[SAEIte
             if metadata.get("sae_lens_release") and metadata.get("sae_lens_id"):
                 release, sae_id = str(metadata["sae_lens_release"]), str(metadata["sae_lens_id"])
         hook = _record_hook(base, source.cfg.hook_name, hook_name)
-        content_hash, weights_check = hash_and_check(source)  # one read: the hash and the NaN/Inf check
+        read = hash_and_check(source, read_decoder)  # one read: the hashes and the NaN/Inf check
         items.append(
             SAEItem(
                 fixed_name or base,
                 source.cfg,
                 hook,
-                content_hash,
+                read.content_hash,
                 path,
                 release,
                 sae_id,
                 source=source,
                 fixed_name=fixed_name is not None,
-                weights_check=weights_check,
+                weights_check=read.check,
+                decoder_hash=read.decoder_hash,
+                decoder_unhashed=read.decoder_unhashed,
             )
         )
     return items
@@ -192,19 +209,31 @@ def check_sae_fits(loaded: Any, item: NamedSAE | SAEItem, hook: str) -> None:
         )
 
 
-def _check_weights(item: SAEItem) -> None:
+def reads_whole_decoder(config: PSEvalConfig) -> bool:
+    """Whether a metric of the run reads every SAE's whole decoder (the site check's and the standard metrics'
+    reconstructions, folded decoder norms); scoring alone reads the rows of the chosen latents only."""
+    return bool(config.site_check or config.standard_metrics_tokens > 0 or config.fold_decoder_norms)
+
+
+def _check_weights(item: SAEItem, read_decoder: bool = True) -> None:
     """Fail on NaN/Inf weights before any pass, reading each SAE's files at most once.
 
-    Weights readable lazily from safetensors were checked while their content hash read them (files hashed
-    byte by byte); the files of a huge SAE are not read here: its per-latent vectors are checked now and
-    its matrices block by block as scoring reads them (see :mod:`pseval.sae.weights_check`). Any other SAE
-    is loaded (memory-mapped where the format allows) and let go.
+    Weights readable lazily from safetensors were checked while their content hash read them (what scoring
+    reads, when few enough bytes); the decoder too when ``read_decoder`` (a metric of the run reads it whole,
+    :func:`reads_whole_decoder`; otherwise scoring checks the rows it reads). The files of a huge SAE are not read here: its per-latent vectors are checked now
+    and its matrices block by block as scoring reads them (see :mod:`pseval.sae.weights_check`). Any other
+    SAE is loaded (memory-mapped where the format allows) and let go.
     """
     if item.source is None:
         return
     if item.weights_check is not None:
-        item.weights_check()
-        item.weights_checked = item.source.weights_checked = True
+        item.weights_check()  # records the tensors it checked in source.checked_tensors
+        left = set(item.source.tensors or ()) - item.source.checked_tensors
+        if read_decoder and left:
+            from pseval.sae.weights_check import check_finite_tensors
+
+            check_finite_tensors(item.source, names=left)
+            item.source.checked_tensors |= frozenset(left)
         return
     if item.source.block_reader is not None:  # a cross-layer view: every file of its layers, streamed
         from pseval.sae.weights_check import check_finite_tensors
@@ -234,6 +263,7 @@ def result_identity(item: SAEItem, config: PSEvalConfig, dataset_sha256: str | N
     return {
         "identity_version": IDENTITY_VERSION,
         "sae_content_hash": item.content_hash,
+        "sae_decoder_hash": item.decoder_hash,
         "model_name": config.model_name,
         "hook_name": item.hook,
         **item.regime.identity(),
@@ -244,6 +274,33 @@ def result_identity(item: SAEItem, config: PSEvalConfig, dataset_sha256: str | N
             config.standard_metrics_ce_tokens if config.standard_metrics_tokens > 0 else None
         ),
     }
+
+
+def _older_identity(item: SAEItem, identity: dict[str, Any], version: int) -> dict[str, Any] | None:
+    """``identity`` as identity version ``version`` computed it: version 1 hashed every byte of the files."""
+    if version != 1:
+        return None
+    content_hash = item.source.content_hash() if item.source is not None else item.content_hash
+    earlier = {k: v for k, v in identity.items() if k != "sae_decoder_hash"}
+    return {**earlier, "identity_version": 1, "sae_content_hash": content_hash}
+
+
+def chosen_latents(details: Sequence[Any]) -> list[int]:
+    """The latents a result's pairs chose (both contexts), sorted: whose decoder rows its scores read."""
+    chosen = {int(getattr(d, name)) for d in details for name in ("latent_1", "latent_2")}
+    return sorted(chosen - {NO_LATENT})
+
+
+def decoder_rows_identity(item: SAEItem, result: PSEvalResult) -> dict[str, Any]:
+    """The identity key of the decoder rows ``result``'s scores read (its chosen latents), hashed from the
+    SAE's files now: a stored result whose decoder rows changed on disk is not taken for a finished one."""
+    from pseval.sae.lazy import lazy_blocks
+    from pseval.sae.weights_check import decoder_rows_hash
+
+    if not item.decoder_unhashed or DECODER_ROWS_KEY not in (result.result_identity or {}):
+        return {}
+    blocks = lazy_blocks(item.source)
+    return {DECODER_ROWS_KEY: decoder_rows_hash(blocks, chosen_latents(result.eval_result_details))}
 
 
 def _distinct(items: list[SAEItem], status: Callable[[str], None]) -> list[SAEItem]:
@@ -289,7 +346,7 @@ def plan_run(
     from pseval.models.hooks import parse_hook_name
 
     check_token_budgets(config.standard_metrics_tokens, config.standard_metrics_ce_tokens)
-    items = _distinct(open_items(saes, hook_name), status)
+    items = _distinct(open_items(saes, hook_name, reads_whole_decoder(config)), status)
     dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
     taken: set[str] = set()
     identities: dict[str, dict[str, Any]] = {}
@@ -320,7 +377,8 @@ def plan_run(
         check_destination(path)
         if force_rerun:
             continue
-        stored = check_stored(path, identities[item.name])
+        older = partial(_older_identity, item, identities[item.name])
+        stored = check_stored(path, identities[item.name], older, partial(decoder_rows_identity, item))
         if stored is not None:
             finished[item.name] = stored
             status(f"skip {item.name}: finished result found (use --force-rerun to redo)")

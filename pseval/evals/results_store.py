@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,14 @@ from pseval.evals.schema import (
     result_checksum,
 )
 
-IDENTITY_VERSION = 1
-"""Bumped when the meaning of a stored identity changes."""
+IDENTITY_VERSION = 2
+"""Bumped when the meaning of a stored identity changes. 2: ``sae_content_hash`` hashes the bytes scoring reads
+and identifies the decoder by its place, size and mtime (:meth:`pseval.sae.source.SAESource.content_hash`);
+1 hashed every byte."""
+
+DECODER_ROWS_KEY = "sae_decoder_rows_hash"
+"""The identity key of the decoder rows a result's scores read (its chosen latents' rows), added once scored:
+the rest of the decoder is not read unless a metric reads it whole (``sae_decoder_hash`` then)."""
 
 DATASET_HASH_KEY = "dataset_sha256"
 """The identity key of the dataset's content (:func:`pseval.data.datasets.dataset_sha256`)."""
@@ -175,8 +181,18 @@ def identity_difference(stored: dict[str, Any], current: dict[str, Any]) -> str 
     return "; ".join(parts) + more
 
 
-def check_stored(path: Path, identity: dict[str, Any]) -> PSEvalResult | None:
-    """The stored result when it has this identity; ``None`` when there is none; ConfigError when it differs."""
+def check_stored(
+    path: Path,
+    identity: dict[str, Any],
+    older: Callable[[int], dict[str, Any] | None] | None = None,
+    scored: Callable[[PSEvalResult], dict[str, Any]] | None = None,
+) -> PSEvalResult | None:
+    """The stored result when it has this identity; ``None`` when there is none; ConfigError when it differs.
+
+    ``older(version)`` gives the identity as an earlier :data:`IDENTITY_VERSION` computed it (or None), so a
+    result stored by an older pseval is still recognised as finished. ``scored(stored)`` gives the keys known
+    only once an SAE is scored (:data:`DECODER_ROWS_KEY`), computed now for what the stored result read.
+    """
     if not path.exists():
         return None
     stored = read_stored(path)
@@ -185,7 +201,19 @@ def check_stored(path: Path, identity: dict[str, Any]) -> PSEvalResult | None:
             f"{path} holds a result from an older pseval that does not record which SAE weights it scored",
             "pass --force-rerun to replace it, or another --output-folder to keep it",
         )
+    if scored is not None:
+        identity = {**identity, **scored(stored)}
     difference = identity_difference(stored.result_identity, identity)
+    version = stored.result_identity.get("identity_version")
+    if (
+        difference is not None
+        and older is not None
+        and isinstance(version, int)
+        and version < IDENTITY_VERSION
+    ):
+        earlier = older(version)
+        if earlier is not None and identity_difference(stored.result_identity, earlier) is None:
+            return stored
     if difference is not None:
         raise ConfigError(
             f"{path} holds a result of another configuration ({difference})",

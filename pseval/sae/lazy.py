@@ -21,7 +21,7 @@ codes block by block.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -214,7 +214,7 @@ class SafetensorsBlocks:
 
     Only the bytes of the requested block are read (``d_in`` strided reads for a column block of a row-major
     ``W_enc``, one read for a row block); each block is checked for NaN/Inf as it is read, unless the source's
-    files were checked whole already (``SAESource.weights_checked``).
+    tensor was checked before the model pass already (``SAESource.checked_tensors``).
     """
 
     def __init__(self, source: SAESource, dtype: str | None = None) -> None:
@@ -228,7 +228,7 @@ class SafetensorsBlocks:
             self.cfg.dtype = dtype  # type: ignore[assignment]
         self._dtype = self.cfg.torch_dtype()
         # Checked already at this dtype (the streamed check of the content hash): not checked again.
-        self._prechecked = source.weights_checked and self.cfg.dtype == source.cfg.dtype
+        self._prechecked = source.checked_tensors if self.cfg.dtype == source.cfg.dtype else frozenset()
         self._refs = dict(source.tensors)
         self._headers: dict[Path, tuple[dict[str, object], int]] = {}
         for ref in self._refs.values():
@@ -257,7 +257,7 @@ class SafetensorsBlocks:
 
     def _checked(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.to(self._dtype)
-        if not self._prechecked and not all_finite(out):
+        if name not in self._prechecked and not all_finite(out):
             raise SAEError(
                 f"{self.spec}: tensor {name} contains NaN or Inf values", "re-download or re-train the SAE"
             )
@@ -527,25 +527,31 @@ def lazy_blocks(sae_or_source: SAE | SAESource, dtype: str | None = None) -> Lat
     return SafetensorsBlocks(sae_or_source, dtype)
 
 
-def check_finite_tensors(source: SAESource, block_elements: int = BLOCK_ELEMENTS) -> None:
+def check_finite_tensors(
+    source: SAESource, block_elements: int = BLOCK_ELEMENTS, names: Collection[str] | None = None
+) -> None:
     """:meth:`SAESource.load`'s NaN/Inf check without loading: each tensor streamed from its file in pieces.
 
     Tensors are read ``block_elements`` entries at a time into one reused buffer (so memory stays at one
     piece whatever the SAE's width), cast to the SAE's dtype as a load would, and checked in the order of
     a loaded SAE's state dict; the first tensor holding NaN or Inf raises the same :class:`SAEError` as
-    the load.
+    the load. ``names``: only these tensors (by default all).
     """
     from pseval.sae.formats._common import safetensors_header
 
     if source.tensors is None and source.parts:
         for part in source.parts:
-            check_finite_tensors(part, block_elements)
+            check_finite_tensors(part, block_elements, names)
         return
     if source.tensors is None:
         raise SAEError(f"{source.spec} cannot be read lazily", "load it instead")
     dtype = source.cfg.torch_dtype()
     order = ["W_enc", "W_dec", "b_dec", *source.cfg.extra_parameters]
-    names = [n for n in order if n in source.tensors] + [n for n in source.tensors if n not in order]
+    names = [
+        n
+        for n in [*(n for n in order if n in source.tensors), *(n for n in source.tensors if n not in order)]
+        if names is None or n in names
+    ]
     headers: dict[Path, tuple[dict[str, object], int]] = {}
     buf = torch.empty(0, dtype=torch.uint8)
     for name in names:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pseval.errors import SAEError
 
@@ -21,8 +22,15 @@ if TYPE_CHECKING:
     from pseval.sae.lazy import LatentBlocks
     from pseval.sae.model import SAE
 
-#: Files larger than this (in total) are identified by their headers, sizes and mtimes instead of their bytes.
+#: When the bytes :meth:`SAESource.content_hash` would read add up to more than this, the files are identified by
+#: their headers, sizes and mtimes instead.
 FULL_HASH_LIMIT_BYTES = 256 * 1024 * 1024
+
+ByteRanges = Sequence[tuple[int, int]]
+"""Byte ranges ``[begin, end)`` of one file, in order."""
+ReadChunks = Callable[[Path, ByteRanges], Iterable[bytes | memoryview]]
+"""``read_chunks(path, ranges)``: the bytes of those ranges of ``path``, in order; each chunk stays valid until
+the one after the next is asked for (it is hashed while the next is read)."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,14 @@ class SAESource:
     ``tensors`` of their own (the views of a cross-layer transcoder or crosscoder, :mod:`pseval.sae.multilayer`)."""
     parts: tuple[SAESource, ...] = field(default=(), repr=False)
     """Sources whose ``tensors`` hold every weight this one is read from (its NaN/Inf check streams them)."""
-    weights_checked: bool = field(default=False, repr=False)
-    """Every tensor of ``tensors`` was checked for NaN/Inf at the config's dtype (the streamed check of the
-    content hash passed): block reads at that dtype skip their own check."""
+    checked_tensors: frozenset[str] = field(default=frozenset(), repr=False)
+    """The tensors of ``tensors`` checked for NaN/Inf at the config's dtype before the model pass (the streamed
+    check of the content hash): block reads of them at that dtype skip their own check."""
+
+    @property
+    def weights_checked(self) -> bool:
+        """Whether every tensor of ``tensors`` was checked already (a load then skips its own check)."""
+        return self.tensors is not None and self.checked_tensors >= set(self.tensors)
 
     @property
     def blockwise(self) -> bool:
@@ -103,18 +116,30 @@ class SAESource:
         )
         return sae.to(device)
 
-    def hashes_bytes(self) -> bool:
-        """Whether :meth:`content_hash` reads every byte of the files (they are small enough)."""
+    def hashes_bytes(self, apart: Mapping[Path, ByteRanges] | None = None) -> bool:
+        """Whether :meth:`content_hash` (leaving ``apart`` out) reads the bytes it hashes (few enough)."""
         try:
-            return sum(p.stat().st_size for p in set(self.files)) <= FULL_HASH_LIMIT_BYTES
+            return self._hashed_bytes(apart) <= FULL_HASH_LIMIT_BYTES
         except OSError:
             return False
 
-    def content_hash(self, read_chunks: Callable[[Path], Iterable[bytes | memoryview]] | None = None) -> str:
-        """A stable hash of the weight files' bytes (headers, sizes and mtimes when huge) and the config.
+    def _hashed_bytes(self, apart: Mapping[Path, ByteRanges] | None) -> int:
+        skipped = sum(end - begin for ranges in (apart or {}).values() for begin, end in ranges)
+        return sum(p.stat().st_size for p in set(self.files)) - skipped
 
-        ``read_chunks(path)`` yields a file's bytes in order (by default 1 MiB reads): a caller that checks
-        the weights as they stream past hashes and checks them in one read.
+    def content_hash(
+        self, read_chunks: ReadChunks | None = None, apart: Mapping[Path, ByteRanges] | None = None
+    ) -> str:
+        """A stable hash of the config and of the weight files' bytes: which SAE a result is of.
+
+        ``apart`` maps a file to byte ranges left out of this hash but for their place: the decoder
+        (:func:`pseval.sae.weights_check.decoder_ranges`), which scoring reads only a few rows of. A result
+        covers it apart: by the hash of the whole decoder when a metric of the run reads it all, else by the
+        hash of the rows its scores read (:mod:`pseval.evals.plan`). Without ``apart`` every byte is hashed
+        (the identity of results stored with identity version 1). When the hashed bytes would exceed
+        :data:`FULL_HASH_LIMIT_BYTES`, each file is identified by its header, size and mtime instead.
+        ``read_chunks(path, ranges)`` yields those ranges' bytes in order (by default 1 MiB reads): a caller
+        that checks the weights as they stream past hashes and checks them in one read.
         """
         digest = hashlib.sha256()
         digest.update(json.dumps(self.cfg.arch_fields(), sort_keys=True, default=str).encode())
@@ -125,28 +150,62 @@ class SAESource:
             digest.update(self.conversion.encode())
         if not self.files and self.weights_fingerprint is None:
             digest.update(self.spec.encode())
-        files = sorted(set(self.files))
         try:
-            total = sum(p.stat().st_size for p in files)
+            by_bytes = self._hashed_bytes(apart) <= FULL_HASH_LIMIT_BYTES
         except OSError as exc:
             raise SAEError(
                 f"cannot read the files of {self.spec} ({exc})", "check the SAE's folder"
             ) from None
-        for p in files:
+        for p in sorted(set(self.files)):
             digest.update(p.name.encode())
-            if total <= FULL_HASH_LIMIT_BYTES:
-                for chunk in (read_chunks or _file_chunks)(p):
-                    digest.update(chunk)
-            else:
-                stat = p.stat()
+            stat = p.stat()
+            if not by_bytes:
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
                 digest.update(_file_head(p))
+                continue
+            left_out = sorted((apart or {}).get(p, ()))
+            hash_ranges(digest, (read_chunks or _file_chunks)(p, _complement(left_out, stat.st_size)))
+            if left_out:
+                digest.update(f"apart {left_out}".encode())
         return digest.hexdigest()[:16]
 
 
-def _file_chunks(path: Path) -> Iterator[bytes | memoryview]:
+def hash_ranges(digest: Any, chunks: Iterable[bytes | memoryview]) -> None:
+    """``digest.update`` of every chunk in order, each hashed on a second thread while the next is read (both
+    release the GIL), so hashing a file takes about as long as reading it."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pseval-hash") as pool:
+        pending: Future[None] | None = None
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(digest.update, chunk)
+        if pending is not None:
+            pending.result()
+
+
+def _complement(left_out: ByteRanges, size: int) -> list[tuple[int, int]]:
+    """The ranges of ``[0, size)`` outside ``left_out`` (sorted, disjoint)."""
+    ranges, at = [], 0
+    for begin, end in left_out:
+        if begin > at:
+            ranges.append((at, begin))
+        at = max(at, end)
+    if at < size:
+        ranges.append((at, size))
+    return ranges
+
+
+def _file_chunks(path: Path, ranges: ByteRanges) -> Iterator[bytes | memoryview]:
     with path.open("rb") as fh:
-        yield from iter(lambda: fh.read(1 << 20), b"")
+        for begin, end in ranges:
+            fh.seek(begin)
+            left = end - begin
+            while left > 0:
+                chunk = fh.read(min(1 << 20, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
 
 
 def _file_head(path: Path) -> bytes:

@@ -1,30 +1,39 @@
 """Reading an SAE's files once before the model pass: the identity hash and the NaN/Inf check in one stream.
 
-An SAE whose files are small enough to be hashed byte by byte (:data:`pseval.sae.source.FULL_HASH_LIMIT_BYTES`)
-is read once, sequentially: each piece updates the hash and, where it lies inside a floating-point tensor, is
-checked for NaN/Inf as it passes (:func:`hash_and_check`). A larger SAE is identified by its headers, sizes and
-mtimes; before the model pass only its per-latent vectors are read and checked (:func:`check_vectors`), and its
-matrices are checked block by block as scoring reads them (:class:`pseval.sae.lazy.SafetensorsBlocks`), so the
-decoder is read only where a metric needs its rows.
+Scoring reads the encoder side (``W_enc``, the per-latent vectors, ``b_dec``) whole and the decoder only for a
+few rows (the chosen latents' decoder cosines and logit lens). So the encoder side is what is read before the
+model pass, when those bytes are few enough (:data:`pseval.sae.source.FULL_HASH_LIMIT_BYTES`): once,
+sequentially, each piece checked for NaN/Inf as it passes (inside a floating-point tensor) and hashed on a
+second thread while the next is read (:func:`hash_and_check`); scoring then finds it in the page cache. The
+decoder (:func:`decoder_ranges`) is hashed apart: read, checked and hashed in the same stream when a metric of
+the run reads it whole (site check, standard metrics, folded decoder norms), else never read before the model
+pass; a result then records the hash of the decoder rows its scores read, checked when it is kept
+(:mod:`pseval.evals.plan`). A larger SAE is identified by its headers, sizes and mtimes; before the model pass
+only its per-latent vectors are read and checked (:func:`check_vectors`), and its matrices are checked block
+by block as scoring reads them (:class:`pseval.sae.lazy.SafetensorsBlocks`), so its decoder is read only
+where a metric needs its rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from pseval.errors import SAEError
 from pseval.sae.lazy import all_finite, check_finite_tensors, read_byte_ranges
+from pseval.sae.source import hash_ranges
 from pseval.sae.threads import small_ops
 
 if TYPE_CHECKING:
-    from pseval.sae.source import SAESource
+    from pseval.sae.lazy import LatentBlocks
+    from pseval.sae.source import ByteRanges, SAESource
 
 PIECE_BYTES = 1 << 24
 """Bytes read at once (a multiple of every element size): 16 MiB, one reused buffer."""
@@ -85,6 +94,8 @@ class StreamedCheck:
         self._spans = _spans(source)
         self._bad: dict[str, str] = {}
         self._truncated: Path | None = None
+        self._read: set[str] = set()
+        self._floating = {name for spans in self._spans.values() for span in spans for name in span.names}
 
     def _check(self, span: _Span, piece: torch.Tensor) -> None:
         values = piece.view(span.stored).to(self._dtype)
@@ -93,43 +104,113 @@ class StreamedCheck:
             for name in span.names:
                 self._bad.setdefault(name, kind)
 
-    def chunks(self, path: Path) -> Iterator[memoryview]:
-        """Every byte of ``path`` in order (one reused buffer), checking the tensor bytes as they pass."""
+    def chunks(self, path: Path, ranges: ByteRanges) -> Iterator[memoryview]:
+        """The bytes of ``ranges`` of ``path`` in order, checking tensor bytes as they pass; a piece stays valid
+        until the one after the next is asked for (two buffers in turn).
+
+        A tensor lying wholly inside ``ranges`` is checked (and counted in :meth:`raise_if_bad`'s verdict); one
+        outside them is neither read nor checked here.
+        """
         size = os.stat(path).st_size
         spans = self._spans.get(path, [])
         if any(span.end > size for span in spans):
             self._truncated = path
-        cuts = sorted({0, size, *(min(s.begin, size) for s in spans), *(min(s.end, size) for s in spans)})
-        # One buffer for the file, let go when it is read (a run keeps each SAE's check until it is scored).
-        buf = torch.empty(min(size, self.piece_bytes), dtype=torch.uint8)
-        for lo, hi in itertools.pairwise(cuts):
-            inside = next((s for s in spans if s.begin <= lo and hi <= s.end), None)
-            for offset in range(lo, hi, self.piece_bytes):
-                n = min(self.piece_bytes, hi - offset)
-                piece = read_byte_ranges(path, [(offset, n)], out=buf[:n])
-                if inside is not None and not n % inside.stored.itemsize:
-                    self._check(inside, piece)
-                yield piece.numpy().data
+        # Two buffers for the file, taken in turn (the hash of one piece overlaps the read of the next, see
+        # SAESource.content_hash), let go when it is read (a run keeps each SAE's check until it is scored).
+        buffers = [torch.empty(min(size, self.piece_bytes), dtype=torch.uint8) for _ in range(2)]
+        turn = itertools.cycle(buffers)
+        for low, high in ranges:
+            for span in spans:
+                if low <= span.begin and span.end <= high:
+                    self._read.update(span.names)
+            inner = (min(max(x, low), high) for s in spans for x in (s.begin, s.end))
+            cuts = sorted({low, high, *inner})
+            for lo, hi in itertools.pairwise(cuts):
+                inside = next((s for s in spans if s.begin <= lo and hi <= s.end), None)
+                for offset in range(lo, hi, self.piece_bytes):
+                    n = min(self.piece_bytes, hi - offset)
+                    piece = read_byte_ranges(path, [(offset, n)], out=next(turn)[:n])
+                    if inside is not None and not n % inside.stored.itemsize:
+                        self._check(inside, piece)
+                    yield piece.numpy().data
 
     def raise_if_bad(self) -> None:
-        """Raise what :func:`pseval.sae.lazy.check_finite_tensors` raises (the first bad tensor, load order)."""
+        """Raise what :func:`pseval.sae.lazy.check_finite_tensors` raises (the first bad tensor, load order);
+        else record the tensors read as checked (``SAESource.checked_tensors``)."""
         if self._truncated is not None:
             raise SAEError(f"{self._truncated} is truncated", "re-download or re-save the SAE")
         _raise_first(self.source, self._bad)
+        # Integer tensors hold no NaN: checked once read. Tensors never read stay unchecked.
+        read = self._read | (set(self.source.tensors or ()) - self._floating)
+        self.source.checked_tensors = self.source.checked_tensors | frozenset(read)
+
+
+def decoder_ranges(source: SAESource) -> dict[Path, list[tuple[int, int]]]:
+    """The byte ranges of ``source``'s decoder, which scoring reads only a few rows of (none when the
+    architecture's encoder needs it whole: a TopK SAE that rescales by decoder norms)."""
+    from pseval.sae.architectures import architecture_of
+
+    if source.tensors is None or "W_dec" in architecture_of(source.cfg).block_tensors(source.cfg):
+        return {}
+    ranges: dict[Path, list[tuple[int, int]]] = {}
+    for path, spans in _spans(source).items():
+        for span in spans:
+            if span.names == ("W_dec",):  # a place holding only the decoder (not one tied to the encoder)
+                ranges.setdefault(path, []).append((span.begin, span.end))
+    return {path: sorted(found) for path, found in ranges.items()}
+
+
+class WeightsRead(NamedTuple):
+    """What :func:`hash_and_check` read of an SAE's files."""
+
+    content_hash: str
+    """:meth:`SAESource.content_hash`, the decoder left apart when it is hashed apart (see there)."""
+    decoder_hash: str | None
+    """sha256 (16 hex digits) of the decoder's bytes when they were read (``read_decoder``); None when they
+    were not or are inside ``content_hash``."""
+    check: Callable[[], None] | None
+    """Raises the first bad tensor's error and records the tensors checked; None when nothing was read."""
+    decoder_unhashed: bool = False
+    """The decoder's bytes are in neither hash (left apart and not read): a result covers the rows its scores
+    read by their own hash (:func:`decoder_rows_hash`)."""
 
 
 @small_ops()  # the finite checks are short passes (the hash does not use torch)
-def hash_and_check(source: SAESource) -> tuple[str, Callable[[], None] | None]:
-    """:meth:`SAESource.content_hash`, and the NaN/Inf check when it rode on the same read.
+def hash_and_check(source: SAESource, read_decoder: bool = True) -> WeightsRead:
+    """The content hash and, from the same sequential read, the NaN/Inf check of an SAE's files.
 
-    The check is returned as a callable that raises the first bad tensor's error (the same as
-    :func:`~pseval.sae.lazy.check_finite_tensors`), or None when the files were not read byte by byte (huge
-    SAEs, which :func:`check_vectors` and the block reads check instead) or cannot be read lazily.
+    The decoder (:func:`decoder_ranges`) is hashed apart, and read only when ``read_decoder`` (a metric of
+    the run reads it whole). The check is returned as a callable that raises the first bad tensor's error
+    (the same as :func:`~pseval.sae.lazy.check_finite_tensors`), or None when the files were not read byte by
+    byte (huge SAEs, which :func:`check_vectors` and the block reads check instead) or cannot be read lazily.
     """
-    if source.tensors is None or not source.hashes_bytes():
-        return source.content_hash(), None
+    if source.tensors is None:
+        return WeightsRead(source.content_hash(apart={}), None, None)
+    apart = decoder_ranges(source)
+    if not source.hashes_bytes(apart):
+        return WeightsRead(source.content_hash(apart=apart), None, None)
     check = StreamedCheck(source)
-    return source.content_hash(read_chunks=check.chunks), check.raise_if_bad
+    content_hash = source.content_hash(read_chunks=check.chunks, apart=apart)
+    decoder_hash = None
+    if read_decoder and apart:
+        digest = hashlib.sha256()
+        for path in sorted(apart):
+            digest.update(path.name.encode())
+            hash_ranges(digest, check.chunks(path, apart[path]))
+        decoder_hash = digest.hexdigest()[:16]
+    return WeightsRead(content_hash, decoder_hash, check.raise_if_bad, bool(apart) and decoder_hash is None)
+
+
+def decoder_rows_hash(blocks: LatentBlocks, latents: Sequence[int]) -> str:
+    """sha256 (16 hex digits) of ``latents`` and their decoder rows (as float32): the part of the decoder a
+    result's scores read when no metric reads it whole."""
+    digest = hashlib.sha256()
+    ids = sorted({int(i) for i in latents})
+    digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+    if ids:
+        rows_LD = blocks.latent_rows("W_dec", ids).float().cpu().contiguous()
+        digest.update(rows_LD.numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_vectors(source: SAESource) -> None:
@@ -158,4 +239,13 @@ def _raise_first(source: SAESource, bad: dict[str, str]) -> None:
             )
 
 
-__all__ = ["PIECE_BYTES", "StreamedCheck", "check_finite_tensors", "check_vectors", "hash_and_check"]
+__all__ = [
+    "PIECE_BYTES",
+    "StreamedCheck",
+    "WeightsRead",
+    "check_finite_tensors",
+    "check_vectors",
+    "decoder_ranges",
+    "decoder_rows_hash",
+    "hash_and_check",
+]

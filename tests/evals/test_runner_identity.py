@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import weakref
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,60 @@ def test_a_different_result_is_never_replaced_silently(
     with pytest.raises(ConfigError, match=r"content hash"):
         evaluate(env["model"], [sae], config=_config(env, baselines=False), output_folder=env["out"])
     assert path.read_bytes() == before
+
+
+def _overwrite_decoder_row(folder: Path, latent: int) -> None:
+    """Add 1 to the first value of one decoder row in place (header, size and the rest unchanged)."""
+    from pseval.sae.formats._common import safetensors_header
+
+    path = folder / "sae_weights.safetensors"
+    entries, data_start = safetensors_header(path)
+    entry = entries["W_dec"]  # [d_sae, d_in] float32
+    offset = data_start + entry.begin + latent * entry.shape[1] * 4  # type: ignore[attr-defined]
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        value = struct.unpack("<f", fh.read(4))[0]
+        fh.seek(offset)
+        fh.write(struct.pack("<f", value + 1.0))
+
+
+def test_a_changed_decoder_row_a_result_read_is_another_result(
+    tmp_path: Path, env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoder is read only for the chosen latents' rows (no metric reads it whole): the result records their
+    hash, and a rerun compares it with the files' rows now, so an edit of those rows is never taken for the
+    finished result, while an edit of a row no score read leaves the result finished."""
+    sae = write_sae(tmp_path / "sae", seed=1)
+    config = _config(env, baselines=False, site_check=False)
+    first = evaluate(env["model"], [sae], config=config, output_folder=env["out"])[0]
+    identity = first.result_identity or {}
+    assert identity["sae_decoder_hash"] is None and identity["sae_decoder_rows_hash"]
+    chosen = {d.latent_1 for d in first.eval_result_details} | {d.latent_2 for d in first.eval_result_details}
+    unchosen = min(set(range(64)) - chosen)
+    path = result_path(env["out"], "sae")
+    before = path.read_bytes()
+    _no_model(monkeypatch)
+    _overwrite_decoder_row(sae, unchosen)
+    kept = evaluate(env["model"], [sae], config=config, output_folder=env["out"])[0]
+    assert kept.eval_id == first.eval_id and path.read_bytes() == before
+    _overwrite_decoder_row(sae, max(chosen))
+    with pytest.raises(ConfigError, match=r"sae_decoder_rows_hash: .* there, .* now"):
+        evaluate(env["model"], [sae], config=config, output_folder=env["out"])
+    assert path.read_bytes() == before
+
+
+def test_a_metric_reading_the_whole_decoder_puts_its_hash_in_the_identity(
+    tmp_path: Path, env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sae = write_sae(tmp_path / "sae", seed=1)
+    config = _config(env, baselines=False, site_check=False, standard_metrics_tokens=64)
+    first = evaluate(env["model"], [sae], config=config, output_folder=env["out"])[0]
+    identity = first.result_identity or {}
+    assert identity["sae_decoder_hash"] and "sae_decoder_rows_hash" not in identity
+    _no_model(monkeypatch)
+    _overwrite_decoder_row(sae, 0)  # any row: the whole decoder decides the numbers
+    with pytest.raises(ConfigError, match=r"sae_decoder_hash: .* there, .* now"):
+        evaluate(env["model"], [sae], config=config, output_folder=env["out"])
 
 
 def test_bos_regime_per_sae_from_its_config(
