@@ -16,10 +16,27 @@ Sides, for 1 and for ``--n-saes`` (32) JumpReLU SAEs of width 36,864 on SmolLM2 
   same cached activations + the top-1 latent;
 - ``limit``: the physical floor of the same work: load the model and run the truncated forward pass, then
   per SAE one sequential read of the bytes the score needs (``W_enc`` and the per-latent vectors) and one
-  ``prompts x d_in x d_sae`` matmul.
+  ``prompts x d_in x d_sae`` matmul;
+- ``limit_default``: the floor of what the defaults compute. On top of ``limit``'s model load, forward pass,
+  read and prompts matmul: the truncated forward pass over the held-out split's prompts (the dense baseline's
+  threshold; no sense items, as pseval builds them), the read of the decoder rows of the chosen latents
+  (``latents x d_in``, one ``preadv`` per row, sorted), the interpretation's encode as one
+  ``interpret_tokens x d_in x d_sae`` matmul (in row chunks into one reused buffer; the rows are random, drawn
+  before the clock starts: pseval reads them from the corpus activation cache, so leaving that read out only
+  makes the limit stricter), the random control's ``W_enc`` drawn as pseval draws it (uniform, Kaiming bound)
+  and its ``prompts x d_in x d_sae`` matmul, and the logit lens as one ``latents x d_model x vocabulary``
+  matmul against an unembedding of the model's shape. The chosen latents are the distinct top-1 latents of
+  the prompts in pairs, counted off the clock from the JumpReLU codes. Left out, so the floor stays a floor:
+  the firing counts and top-k of the interpretation, the JumpReLU masks, the final norm and top tokens of the
+  logit lens, the bootstrap (2,000 resamples of pair-level statistics), the dense baseline and control
+  (cosines of prompt pairs) and writing the results.
+
+``default_1_vs_limit_1`` compares the defaults with the same-work limit (less work than the defaults do);
+``default_1_vs_limit_default_1`` with ``limit_default``, the like-for-like floor the goal is stated against.
 
 Peak RSS of each run is the child's own (``VmHWM``, written as it exits), so the 1- and 32-SAE figures come from
-the same cache state. Results are printed and written as JSON (``--out``).
+the same cache state. Results are printed and written as JSON (``--out``), then every goal as a table
+(figure, pseval, reference, ratio of medians; of minima, goal, met by the median).
 
     python benchmarks/bench_scale.py [--quick] [--n-saes 32] [--repeats 3] [--out benchmarks/results/scale.json]
 
@@ -39,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,29 +112,50 @@ def _private_cache(root: Path) -> Path:
     return cache
 
 
-def _prompts(max_pairs: int | None, model: str = SMOLLM) -> dict[str, Any]:
-    """The evaluated prompts (token ids, target index) and their activations at the hook, as pseval builds them."""
+def _prompts(max_pairs: int | None, model: str = SMOLLM, held_out: bool = False) -> dict[str, Any]:
+    """The evaluated prompts (token ids, target index) and their activations at the hook, as pseval builds them.
+
+    With ``held_out``, also the held-out split's prompts that a default eval runs the model on (the dense
+    baseline's threshold), without sense items as pseval builds them, for ``limit_default``.
+    """
     from pseval.data.datasets import load_dataset
     from pseval.data.prompts import build_prompts
     from pseval.evals.config import PSEvalConfig
-    from pseval.evals.runner import prompt_activations
+    from pseval.evals.runner import _held_out_split, prompt_activations
+    from pseval.models.hooks import as_module
     from pseval.models.loading import load_model
 
     loaded = load_model(model)
     config = PSEvalConfig(model_name=model, max_pairs=max_pairs)
-    dataset = load_dataset(loaded.tokenizer, name=config.dataset, split=config.split, balance=config.balance,
-                           seed=config.seed, max_pairs=max_pairs, multi_token=config.multi_token)  # fmt: skip
-    prompts = build_prompts(loaded.tokenizer, dataset, template=config.template, position=config.position)
-    acts_PD = prompt_activations(loaded, config, [HOOK]).acts[HOOK]
+
+    def split_prompts(split: str, senses: bool = True) -> Any:
+        dataset = load_dataset(loaded.tokenizer, name=config.dataset, split=split, balance=config.balance,
+                               seed=config.seed, max_pairs=max_pairs, multi_token=config.multi_token)  # fmt: skip
+        if not senses:
+            dataset = dataset.model_copy(update={"senses": None})
+        return build_prompts(loaded.tokenizer, dataset, template=config.template, position=config.position)
+
+    prompts = split_prompts(config.split)
+    data = prompt_activations(loaded, config, [HOOK])
+    acts_PD = data.acts[HOOK]
     if acts_PD.shape[0] != len(prompts.prompts):
         raise SystemExit("the prompt set differs from the one pseval scores")
-    return {
+    out = {
         "input_ids": [p.input_ids for p in prompts.prompts],
         "target_index": [p.target_index for p in prompts.prompts],
         "acts": acts_PD,
         "model_folder": str(getattr(loaded.model, "name_or_path", "")),
         "layer": int(HOOK.split(".")[1]),
+        # The prompts whose top-1 latents are the chosen ones (logit lens, interpretation).
+        "pair_rows": sorted({row for pair in data.pair_index for row in pair}),
+        "vocab_size": int(as_module(loaded.model).get_output_embeddings().weight.shape[0]),
     }
+    held_split = _held_out_split(config.split)
+    if held_out and held_split is not None:
+        held = split_prompts(held_split, senses=False)
+        out["held_out_input_ids"] = [p.input_ids for p in held.prompts]
+        out["held_out_target_index"] = [p.target_index for p in held.prompts]
+    return out
 
 
 def _write_saes(folder: Path, n: int, width: int, acts_PD: torch.Tensor) -> tuple[list[Path], list[float]]:
@@ -146,7 +185,8 @@ def prepare(
 ) -> Setup:
     cache = _private_cache(root)
     os.environ["PSEVAL_CACHE"] = str(cache)
-    data = _prompts(max_pairs)
+    data = _prompts(max_pairs, held_out=True)
+    data["interpret_tokens"] = _interpret_tokens(extra)
     if reuse is None:
         saes, l0s = _write_saes(root / "saes", n_saes, width, data["acts"])
     else:  # SAEs written by an earlier run of this script (their thresholds calibrated then)
@@ -166,6 +206,19 @@ def prepare(
     return setup
 
 
+def _given(extra: list[str]) -> dict[str, str]:
+    """The ``--flag value`` pairs of the arguments added to every ``pseval eval``."""
+    return dict(zip(extra[::2], extra[1::2], strict=True))
+
+
+def _interpret_tokens(extra: list[str]) -> int:
+    """Corpus tokens the default eval's interpretation encodes: ``--interpret-tokens`` if given, else pseval's."""
+    from pseval.evals.config import PSEvalConfig
+
+    default = PSEvalConfig.model_fields["interpret_tokens"].default
+    return int(_given(extra).get("--interpret-tokens", default))
+
+
 def score_parts(setup: Setup) -> dict[str, float]:
     """Seconds of ``score_sae`` on one SAE (read lazily from its file, page cache warm, prompt activations
     cached) with the defaults, without the interpretation pass and without the bootstrap: what each costs."""
@@ -175,8 +228,8 @@ def score_parts(setup: Setup) -> dict[str, float]:
     from pseval.models.loading import load_model
     from pseval.sae.formats.loader import open_sae
 
-    given = dict(zip(setup.extra[::2], setup.extra[1::2], strict=True))
-    fields = {"interpret_tokens": int(given.get("--interpret-tokens", 16384)),
+    given = _given(setup.extra)
+    fields = {"interpret_tokens": _interpret_tokens(setup.extra),
               "bootstrap_resamples": int(given.get("--bootstrap", 2000))}  # fmt: skip
     loaded = load_model(SMOLLM)
     config = PSEvalConfig(model_name=SMOLLM, max_pairs=setup.max_pairs, **fields)
@@ -301,20 +354,24 @@ def one_run(setup: Setup, side: str, n: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- children
 
 
-def _forward(prompts: dict[str, Any]) -> tuple[float, float]:
-    """Load the model with transformers and run one forward pass truncated after the hooked layer."""
+def _truncated_model(prompts: dict[str, Any]) -> Any:
+    """The model loaded with transformers, its layers after the hooked one cut off."""
     from transformers import AutoModelForCausalLM
 
-    started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(prompts["model_folder"], dtype=torch.float32).eval()
     base = model.model
     base.layers = base.layers[: prompts["layer"] + 1]
-    loaded = time.perf_counter()
+    return base
+
+
+def _forward_pass(base: Any, layer: int, ids: list[list[int]], targets: list[int]) -> float:
+    """Seconds of one forward pass over ``ids`` in batches of 32, keeping each prompt's hook vector."""
+    started = time.perf_counter()
     kept: list[torch.Tensor] = []
-    hook = base.layers[prompts["layer"]].register_forward_hook(
+    hook = base.layers[layer].register_forward_hook(
         lambda _m, _i, out: kept.append(out[0] if isinstance(out, tuple) else out)
     )
-    ids, targets, rows = prompts["input_ids"], prompts["target_index"], []
+    rows = []
     with torch.no_grad():
         for lo in range(0, len(ids), 32):
             batch = ids[lo : lo + 32]
@@ -326,13 +383,22 @@ def _forward(prompts: dict[str, Any]) -> tuple[float, float]:
             index = torch.tensor(targets[lo : lo + 32])
             rows.append(kept[0][torch.arange(len(batch)), index])
     hook.remove()
-    return loaded - started, time.perf_counter() - loaded
+    return time.perf_counter() - started
 
 
 def child_forward(prompts: dict[str, Any], _saes: list[Path]) -> dict[str, Any]:
-    """The activation pass of the references: model load + one forward pass truncated after the hook."""
-    load_s, forward_s = _forward(prompts)
-    return {"model_load_s": load_s, "forward_s": forward_s}
+    """The activation pass of the references: model load + one forward pass truncated after the hook; and,
+    timed apart for ``limit_default``, the same pass over the held-out prompts when the set-up has them."""
+    started = time.perf_counter()
+    base = _truncated_model(prompts)
+    load_s = time.perf_counter() - started
+    out = {"model_load_s": load_s,
+           "forward_s": _forward_pass(base, prompts["layer"], prompts["input_ids"], prompts["target_index"])}  # fmt: skip
+    if "held_out_input_ids" in prompts:
+        out["forward_held_out_s"] = _forward_pass(
+            base, prompts["layer"], prompts["held_out_input_ids"], prompts["held_out_target_index"]
+        )
+    return out
 
 
 def child_peer(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
@@ -389,7 +455,95 @@ def child_limit(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
             "per_sae_s": (read_s + matmul_s) / len(saes)}  # fmt: skip
 
 
-CHILDREN = {"forward": child_forward, "peer": child_peer, "limit": child_limit}
+INTERPRET_CHUNK = 2048
+"""Corpus rows per matmul of ``limit_default``'s interpretation encode (one reused output buffer)."""
+
+
+def _chosen_latents(tensors: dict[str, torch.Tensor], pre_PF: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """The distinct top-1 latents of the prompts in pairs (JumpReLU codes from ``acts @ W_enc``), off the clock."""
+    vec = {k.lower(): t for k, t in tensors.items()}
+    W_enc_DF = vec["w_enc"]
+    pre_RF = pre_PF[rows] - vec["b_dec"] @ W_enc_DF + vec["b_enc"]  # (acts - b_dec) @ W_enc + b_enc
+    active_RF = pre_RF > vec["threshold"]
+    top_R = pre_RF.masked_fill(~active_RF, float("-inf")).argmax(-1)
+    return top_R[active_RF.any(-1)].unique()
+
+
+def _read_decoder_rows(path: Path, latents: torch.Tensor) -> torch.Tensor:
+    """The decoder rows of ``latents`` (sorted), one read each: the bytes the logit lens needs."""
+    from pseval.sae.formats._common import safetensors_header
+    from pseval.sae.lazy import read_byte_ranges
+
+    entries, data_start = safetensors_header(path)
+    entry = next(e for k, e in entries.items() if k.lower() == "w_dec")
+    row_bytes = (entry.end - entry.begin) // entry.shape[0]  # type: ignore[attr-defined]
+    start = data_start + entry.begin  # type: ignore[attr-defined]
+    raw = read_byte_ranges(path, [(start + int(i) * row_bytes, row_bytes) for i in latents.tolist()])
+    return raw.view(entry.dtype).reshape(len(latents), -1)  # type: ignore[attr-defined]
+
+
+class _Laps:
+    """Seconds summed by part: ``lap(part)`` adds the time since the last lap (or restart) to ``part``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._since = time.perf_counter()
+
+    def restart(self) -> Callable[[str], None]:
+        self._since = time.perf_counter()
+        return self.lap
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[part] = self.seconds.get(part, 0.0) + now - self._since
+        self._since = now
+
+
+def child_limit_default(prompts: dict[str, Any], saes: list[Path]) -> dict[str, Any]:
+    """The floor of a default eval's per-SAE part (the module docstring lists what it includes and leaves out)."""
+    acts_PD, rows = prompts["acts"], prompts["pair_rows"]
+    d_in = acts_PD.shape[1]
+    gen = torch.Generator().manual_seed(0)
+    # Off the clock: inputs pseval reads or already holds (corpus rows, the model's unembedding).
+    corpus_ND = torch.randn(prompts["interpret_tokens"], d_in, generator=gen)
+    unembed_VD = torch.randn(prompts["vocab_size"], d_in, generator=gen)
+    laps = _Laps()
+    n_latents = []
+    codes_NF = torch.empty(0, 0)
+    for folder in saes:
+        lap = laps.restart()
+        tensors = _read_score_bytes(_sae_file(folder))
+        lap("read_s")
+        W_enc_DF = next(t for k, t in tensors.items() if k.lower() == "w_enc")
+        pre_PF = acts_PD @ W_enc_DF
+        lap("matmul_prompts_s")
+        latents = _chosen_latents(tensors, pre_PF, rows)
+        n_latents.append(len(latents))
+        if codes_NF.shape[1] != W_enc_DF.shape[1]:  # one output buffer, its pages touched once
+            codes_NF = torch.zeros(min(INTERPRET_CHUNK, corpus_ND.shape[0]), W_enc_DF.shape[1])
+        lap = laps.restart()  # the chosen latents and the buffer are off the clock
+        W_dec_LD = _read_decoder_rows(_sae_file(folder), latents)
+        lap("read_decoder_rows_s")
+        for lo in range(0, corpus_ND.shape[0], INTERPRET_CHUNK):
+            chunk_ND = corpus_ND[lo : lo + INTERPRET_CHUNK]
+            torch.matmul(chunk_ND, W_enc_DF, out=codes_NF[: chunk_ND.shape[0]])
+        lap("matmul_interpret_s")
+        bound = (6.0 / d_in) ** 0.5  # as pseval draws its random control: uniform in [-bound, bound)
+        random_DF = torch.rand(W_enc_DF.shape, generator=gen).mul_(2).sub_(1).mul_(bound)
+        lap("random_draw_s")
+        random_PF = acts_PD @ random_DF
+        lap("matmul_random_s")
+        logits_LV = W_dec_LD.float() @ unembed_VD.T
+        lap("matmul_logit_lens_s")
+        del tensors, W_enc_DF, pre_PF, random_DF, random_PF, logits_LV, W_dec_LD
+    parts = laps.seconds
+    work_s = sum(parts.values())
+    return {**parts, "work_s": work_s, "per_sae_s": work_s / len(saes), "n_logit_lens_latents": n_latents,
+            "interpret_tokens": int(corpus_ND.shape[0])}  # fmt: skip
+
+
+CHILDREN = {"forward": child_forward, "peer": child_peer, "limit": child_limit,
+            "limit_default": child_limit_default}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -408,12 +562,68 @@ def _rounded(run: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()}
 
 
+def _marginal(s: dict[str, dict[str, float]], side: str, n_many: int) -> dict[str, float]:
+    """Seconds of each SAE after the first: (``n_many`` SAEs - 1 SAE) / (``n_many`` - 1), of medians and minima."""
+    many, one = s[f"{side}_{n_many}"], s[f"{side}_1"]
+    return {q: (many[q] - one[q]) / max(1, n_many - 1) for q in ("min", "median")}
+
+
+def _goal(figure: str, ours: dict[str, float], ref: dict[str, float], ref_name: str, goal: float,
+          unit: str = "s") -> dict[str, Any]:  # fmt: skip
+    ratio = _ratio(ours, ref)
+    return {"figure": figure, "pseval": round(ours["median"], 3), "reference": ref_name,
+            "reference_value": round(ref["median"], 3), "unit": unit, "ratio_median": ratio["median"],
+            "ratio_min": ratio["min"], "goal_max": goal, "met": ratio["median"] <= goal}  # fmt: skip
+
+
+def goals(
+    s: dict[str, dict[str, float]], runs: dict[str, list[dict[str, Any]]], n_many: int,
+    rss: dict[str, dict[str, float]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every goal of the benchmark: pseval's figure, its reference, the ratio (medians; minima), met by the median."""
+    one, many = "pseval_same_work_1", f"pseval_same_work_{n_many}"
+    rows = [
+        _goal("1 SAE, defaults", s["pseval_default_1"], s["limit_default_1"], "limit_default", 2.0),
+        _goal(f"+1 SAE of {n_many}, same work", _marginal(s, "pseval_same_work", n_many),
+              _summary(runs[f"limit_{n_many}"], "per_sae_s"), "limit/SAE", 1.5),
+    ]  # fmt: skip
+    if f"pseval_default_{n_many}" in s:
+        rows.append(_goal(f"+1 SAE of {n_many}, defaults", _marginal(s, "pseval_default", n_many),
+                          _summary(runs[f"limit_default_{n_many}"], "per_sae_s"), "limit_def/SAE", 1.5))  # fmt: skip
+    return [
+        *rows,
+        _goal("1 SAE, same work", s[one], s["peer_1"], "peer", 1.0),
+        _goal(f"{n_many} SAEs, same work", s[many], s[f"peer_{n_many}"], "peer", 0.8),
+        _goal(f"peak RSS, {n_many} vs 1 SAE", rss[many], rss[one], "1 SAE", 1.15, unit="MiB"),
+    ]
+
+
+def _value(value: float, unit: str) -> str:
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
+    return f"{value:.{0 if value >= 1000 else 1 if value >= 10 else 2}f} s"
+
+
+def goals_table(rows: list[dict[str, Any]]) -> str:
+    """The goals as a table of at most 80 columns."""
+    line = "{:<23} {:>9} {:<20} {:>12} {:>7} {}"
+    out = [line.format("figure", "pseval", "reference", "ratio", "goal", "met"),
+           line.format("", "(median)", "(median)", "(med; min)", "", "")]  # fmt: skip
+    for row in rows:
+        reference = f"{row['reference']} {_value(row['reference_value'], row['unit'])}"
+        ratio = f"{row['ratio_median']:.2f}; {row['ratio_min']:.2f}"
+        out.append(line.format(row["figure"], _value(row["pseval"], row["unit"]), reference, ratio,
+                               f"<= {row['goal_max']:.2f}", "yes" if row["met"] else "no"))  # fmt: skip
+    return "\n".join(row.rstrip() for row in out)
+
+
 def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> dict[str, Any]:
     s = {name: _summary(rs) for name, rs in runs.items()}
     limit_per_sae = _summary(runs[f"limit_{n_many}"], "per_sae_s")
     one, many = "pseval_same_work_1", f"pseval_same_work_{n_many}"
-    marginal = {q: (s[many][q] - s[one][q]) / max(1, n_many - 1) for q in ("min", "median")}
+    marginal = _marginal(s, "pseval_same_work", n_many)
     ratios = {
+        "default_1_vs_limit_default_1": _ratio(s["pseval_default_1"], s["limit_default_1"]),
         "default_1_vs_limit_1": _ratio(s["pseval_default_1"], s["limit_1"]),
         "same_work_1_vs_limit_1": _ratio(s[one], s["limit_1"]),
         f"same_work_{n_many}_vs_limit_{n_many}": _ratio(s[many], s[f"limit_{n_many}"]),
@@ -422,11 +632,16 @@ def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> 
         f"same_work_{n_many}_vs_peer_{n_many}": _ratio(s[many], s[f"peer_{n_many}"]),
     }
     if f"pseval_default_{n_many}" in s:
+        ratios[f"default_{n_many}_vs_limit_default_{n_many}"] = _ratio(
+            s[f"pseval_default_{n_many}"], s[f"limit_default_{n_many}"]
+        )
         ratios[f"default_{n_many}_vs_limit_{n_many}"] = _ratio(
             s[f"pseval_default_{n_many}"], s[f"limit_{n_many}"]
         )
     rss = {name: _summary(rs, "peak_rss_mib") for name, rs in runs.items() if name.startswith("pseval")}
-    parts = ("model_load_s", "forward_s", "read_s", "matmul_s", "sae_lens_import_s", "per_sae_total_s")
+    parts = ("model_load_s", "forward_s", "forward_held_out_s", "read_s", "matmul_s", "matmul_prompts_s",
+             "read_decoder_rows_s", "matmul_interpret_s", "random_draw_s", "matmul_random_s",
+             "matmul_logit_lens_s", "sae_lens_import_s", "per_sae_total_s")  # fmt: skip
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                "torch_threads": torch.get_num_threads(), "load_average_at_end": os.getloadavg()}  # fmt: skip
     parts_s = setup.info.get("score_sae_seconds", {})
@@ -449,6 +664,13 @@ def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> 
         **setup.info,
         "seconds": s,
         "ratios": ratios,
+        "ratio_references": {
+            "limit": "the floor of the same work (--no-baselines --interpret-tokens 0 --logit-lens-tokens 0 "
+            "--bootstrap 0): less work than the defaults do, so default_*_vs_limit_* is not like with like",
+            "limit_default": "the floor of the defaults' work (held-out forward pass, interpretation encode, "
+            "random control, logit lens): what default_*_vs_limit_default_* and the defaults' goal use",
+        },
+        "goals": goals(s, runs, n_many, rss),
         "default_eval_shares": shares,
         "pseval_per_extra_sae_seconds": {q: round(v, 3) for q, v in marginal.items()},
         "limit_per_sae_seconds": limit_per_sae,
@@ -470,6 +692,9 @@ def _compose(run: dict[str, Any], forward: dict[str, Any], side: str) -> dict[st
     else:  # the floor: model load + forward + reads + matmuls, no interpreter start or imports
         run["seconds"] = forward["model_load_s"] + forward["forward_s"] + run["work_s"]
     run.update({k: forward[k] for k in ("model_load_s", "forward_s")})
+    if side == "limit_default":  # the defaults also run the model on the held-out split
+        run["seconds"] += forward["forward_held_out_s"]
+        run["forward_held_out_s"] = forward["forward_held_out_s"]
     return run
 
 
@@ -477,14 +702,14 @@ def run_all(
     setup: Setup, n_many: int, repeats: int, with_default_many: bool, out: Path | None = None
 ) -> dict[str, Any]:
     sides = [("pseval_default", 1), ("pseval_same_work", 1), ("forward", 0), ("peer", 1), ("limit", 1),
-             ("pseval_same_work", n_many), ("peer", n_many), ("limit", n_many)]  # fmt: skip
+             ("limit_default", 1), ("pseval_same_work", n_many), ("peer", n_many), ("limit", n_many)]  # fmt: skip
     if with_default_many:
-        sides.append(("pseval_default", n_many))
+        sides += [("pseval_default", n_many), ("limit_default", n_many)]
     runs: dict[str, list[dict[str, Any]]] = {f"{side}_{n}": [] for side, n in sides}
     for rep in range(repeats):
         for side, n in sides:  # interleaved: every side once per round
             run = one_run(setup, side, n)
-            if side in ("peer", "limit"):
+            if side in ("peer", "limit", "limit_default"):
                 run = _compose(run, runs["forward_0"][-1], side)
             runs[f"{side}_{n}"].append(run)
             print(f"round {rep + 1}/{repeats} {side}_{n}: {run['seconds']:.1f} s, "
@@ -562,6 +787,7 @@ def main() -> None:
         result = run_all(setup, args.n_saes, args.repeats, args.default_many, args.out)
     text = json.dumps(result, indent=2)
     print(text)
+    print(goals_table(result["goals"]))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

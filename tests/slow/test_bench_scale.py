@@ -29,11 +29,52 @@ def test_bench_scale_quick_writes_every_figure(tmp_path: Path) -> None:
         "pseval_same_work_1",
         "peer_1",
         "limit_1",
+        "limit_default_1",
         "pseval_same_work_2",
         "peer_2",
     ):
         assert report["seconds"][side]["min"] > 0, side
-    assert set(report["ratios"]) >= {"default_1_vs_limit_1", "same_work_1_vs_peer_1", "same_work_2_vs_peer_2"}
+    assert set(report["ratios"]) >= {
+        "default_1_vs_limit_default_1",
+        "default_1_vs_limit_1",
+        "same_work_1_vs_peer_1",
+        "same_work_2_vs_peer_2",
+    }
+    # The defaults' limit does the same-work limit's work and more: the held-out pass, the interpretation's
+    # encode of the --interpret-tokens rows, the random control, the logit lens.
+    (limit_default,) = report["runs"]["limit_default_1"]
+    assert limit_default["interpret_tokens"] == 512
+    assert limit_default["n_logit_lens_latents"][0] > 0
+    assert limit_default["forward_held_out_s"] > 0
+    parts = report["parts_median_s"]["limit_default_1"]
+    assert {
+        "read_s",
+        "matmul_prompts_s",
+        "matmul_interpret_s",
+        "matmul_random_s",
+        "matmul_logit_lens_s",
+    } <= set(parts)
+    assert parts["matmul_interpret_s"] > 0, parts
+    goals = {row["figure"]: row for row in report["goals"]}
+    assert set(goals) == {
+        "1 SAE, defaults",
+        "+1 SAE of 2, same work",
+        "1 SAE, same work",
+        "2 SAEs, same work",
+        "peak RSS, 2 vs 1 SAE",
+    }
+    defaults = goals["1 SAE, defaults"]
+    assert defaults["reference"] == "limit_default"
+    assert defaults["reference_value"] == report["seconds"]["limit_default_1"]["median"]
+    assert defaults["ratio_median"] == report["ratios"]["default_1_vs_limit_default_1"]["median"]
+    assert defaults["met"] == (defaults["ratio_median"] <= 2.0)
+    # After the JSON, the same goals as a table that fits 80 columns.
+    table = done.stdout.rstrip("\n").splitlines()[-len(goals) - 2 :]
+    assert table[0].split() == ["figure", "pseval", "reference", "ratio", "goal", "met"], table
+    assert all(len(line) <= 80 for line in table), table
+    assert [line.split()[-1] for line in table[2:]] == [
+        "yes" if row["met"] else "no" for row in report["goals"]
+    ]
     assert report["peak_rss_ratio_many_vs_one"] > 0
     assert all(abs(l0 - 50) < 5 for l0 in report["calibrated_mean_l0"])
     assert set(report["default_eval_shares"]) == {
