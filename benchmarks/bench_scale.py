@@ -279,8 +279,10 @@ import atexit, os, runpy, sys
 def _peak():
     with open("/proc/self/status") as fh:
         kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    with open("/proc/self/io") as fh:
+        read = next(int(line.split()[1]) for line in fh if line.startswith("read_bytes:"))
     with open(os.environ["BENCH_PEAK_FILE"], "w") as out:
-        out.write(str(kib))
+        out.write(f"{kib} {read}")
 atexit.register(_peak)
 sys.argv = sys.argv[1:]
 if sys.argv[0].endswith(".py"):
@@ -289,8 +291,10 @@ else:
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 """Runs a module or script and writes its own peak RSS (``VmHWM``, the high-water mark of the memory it mapped
-after ``exec``). ``wait4``'s ``ru_maxrss`` would not do: Linux carries the parent's peak into the child's across
-``fork`` and ``exec``, and this benchmark's own process holds a model."""
+after ``exec``) and the bytes it made the kernel fetch from storage (``/proc/self/io`` ``read_bytes``: page
+cache hits are not counted, so with the SAE files dropped from the cache it is what the run read of them, plus
+whatever else was not cached). ``wait4``'s ``ru_maxrss`` would not do: Linux carries the parent's peak into the
+child's across ``fork`` and ``exec``, and this benchmark's own process holds a model."""
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -303,8 +307,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}")
-        peak_kib = int(Path(peak_file.name).read_text() or 0)
-    return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024, "output": done.stdout}
+        peak_kib, read_bytes = (int(x) for x in (Path(peak_file.name).read_text() or "0 0").split())
+    return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024, "disk_read_mib": read_bytes / 2**20,
+            "output": done.stdout}  # fmt: skip
 
 
 def _pseval(setup: Setup, saes: list[Path], flags: list[str], label: str) -> dict[str, Any]:
@@ -617,6 +622,18 @@ def goals_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(row.rstrip() for row in out)
 
 
+def disk_read_per_extra_sae(runs: dict[str, list[dict[str, Any]]], n_many: int) -> dict[str, float]:
+    """MiB each side made the kernel fetch from storage per SAE after the first (medians): what it read of
+    each SAE file (the files are dropped from the page cache before every run; the model's stay cached)."""
+    out = {}
+    for side in ("pseval_same_work", "peer", "limit"):
+        one, many = runs.get(f"{side}_1", []), runs.get(f"{side}_{n_many}", [])
+        if one and many and "disk_read_mib" in one[0]:
+            medians = [statistics.median(r["disk_read_mib"] for r in rs) for rs in (one, many)]
+            out[side] = round((medians[1] - medians[0]) / max(1, n_many - 1), 1)
+    return out
+
+
 def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> dict[str, Any]:
     s = {name: _summary(rs) for name, rs in runs.items()}
     limit_per_sae = _summary(runs[f"limit_{n_many}"], "per_sae_s")
@@ -676,6 +693,7 @@ def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> 
         "limit_per_sae_seconds": limit_per_sae,
         "peak_rss_mib": rss,
         "peak_rss_ratio_many_vs_one": round(rss[many]["median"] / rss[one]["median"], 3),
+        "disk_read_mib_per_extra_sae": disk_read_per_extra_sae(runs, n_many),
         "parts_median_s": {
             name: {part: round(statistics.median(r[part] for r in rs), 3) for part in parts if part in rs[0]}
             for name, rs in runs.items()
@@ -688,7 +706,8 @@ def _compose(run: dict[str, Any], forward: dict[str, Any], side: str) -> dict[st
     """A reference's total: the shared activation pass of its round plus its own per-SAE work."""
     run = {**run, "child_wall_s": run["seconds"]}
     if side == "peer":  # a user's one script: its start, imports, model load, forward, then the SAEs
-        run["seconds"] = forward["seconds"] + run["work_s"]
+        # (not the held-out pass the forward child also times, for limit_default: the peer has no use for it)
+        run["seconds"] = forward["seconds"] - forward.get("forward_held_out_s", 0.0) + run["work_s"]
     else:  # the floor: model load + forward + reads + matmuls, no interpreter start or imports
         run["seconds"] = forward["model_load_s"] + forward["forward_s"] + run["work_s"]
     run.update({k: forward[k] for k in ("model_load_s", "forward_s")})

@@ -404,6 +404,18 @@ class SafetensorsBlocks:
                 out[name] = self._vectors[name][start:end]
         return out
 
+    def _file_rows(self, name: str, ids: list[int]) -> dict[int, torch.Tensor]:
+        """Rows ``ids`` (sorted) of a matrix whose file rows are latents, in one read and one check."""
+        ref, entry, data_start = self._entry(name)
+        shape, dtype = entry.shape, entry.dtype  # type: ignore[attr-defined]
+        if len(shape) != 2:
+            raise SAEError(f"{self.spec}: {name} has shape {list(shape)}", "check the SAE's weights")
+        row_bytes = shape[1] * torch.empty(0, dtype=dtype).element_size()
+        base = data_start + entry.begin  # type: ignore[attr-defined]
+        flat = self._read(ref.path, [(base + i * row_bytes, row_bytes) for i in ids], dtype)
+        rows_LC = self._checked(name, flat.reshape(len(ids), shape[1]))
+        return dict(zip(ids, rows_LC, strict=True))
+
     def latent_rows(self, name: str, latents: Sequence[int]) -> torch.Tensor:
         ids = sorted({int(i) for i in latents})
         if not ids:
@@ -411,7 +423,7 @@ class SafetensorsBlocks:
         ref = self._refs[name]
         latent_axis_rows = name == "W_dec"
         if latent_axis_rows != ref.transposed:
-            found = {i: self._matrix(name, latent_axis_rows, i, i + 1) for i in ids}
+            found = self._file_rows(name, ids)
         elif name == "W_enc" and all(i in self._kept_columns for i in ids):
             found = {i: self._kept_columns[i] for i in ids}  # kept as the encode read them
         else:

@@ -55,6 +55,12 @@ def test_bench_scale_quick_writes_every_figure(tmp_path: Path) -> None:
         "matmul_logit_lens_s",
     } <= set(parts)
     assert parts["matmul_interpret_s"] > 0, parts
+    # The peer is one script: its start, the model load and the prompts' forward pass, then its SAEs; not the
+    # held-out pass the shared forward child also times for limit_default.
+    (forward,) = report["runs"]["forward_0"]
+    (peer,) = report["runs"]["peer_1"]
+    want = forward["seconds"] - forward["forward_held_out_s"] + peer["work_s"]
+    assert abs(peer["seconds"] - want) < 5e-3, (peer, forward)  # each figure rounded to 1 ms
     goals = {row["figure"]: row for row in report["goals"]}
     assert set(goals) == {
         "1 SAE, defaults",
@@ -76,6 +82,7 @@ def test_bench_scale_quick_writes_every_figure(tmp_path: Path) -> None:
         "yes" if row["met"] else "no" for row in report["goals"]
     ]
     assert report["peak_rss_ratio_many_vs_one"] > 0
+    assert set(report["disk_read_mib_per_extra_sae"]) == {"pseval_same_work", "peer", "limit"}
     assert all(abs(l0 - 50) < 5 for l0 in report["calibrated_mean_l0"])
     assert set(report["default_eval_shares"]) == {
         "interpret_share_of_default_eval_1",
