@@ -44,6 +44,9 @@ DECODER_ROWS_KEY = "sae_decoder_rows_hash"
 """The identity key of the decoder rows a result's scores read (its chosen latents' rows), added once scored:
 the rest of the decoder is not read unless a metric reads it whole (``sae_decoder_hash`` then)."""
 
+SAE_IDENTITY_KEYS = ("sae_content_hash", "sae_decoder_hash", DECODER_ROWS_KEY)
+"""The identity keys of the SAE's own weights (the rest say how it was evaluated)."""
+
 DATASET_HASH_KEY = "dataset_sha256"
 """The identity key of the dataset's content (:func:`pseval.data.datasets.dataset_sha256`)."""
 

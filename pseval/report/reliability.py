@@ -25,6 +25,7 @@ from rich.table import Table
 from pseval._format import finite_number
 from pseval._io import stable_hash
 from pseval.errors import ConfigError, DataError
+from pseval.evals.results_store import SAE_IDENTITY_KEYS
 from pseval.evals.schema import PSEvalResult
 from pseval.metrics.reliability import metric_reliability, replicate_identity
 
@@ -88,7 +89,7 @@ def comparison_scope(result: PSEvalResult) -> str:
     """A key shared by results whose numbers are comparable: same model, data and evaluation settings."""
     identity = dict(result.result_identity or {})
     if identity:
-        for key in ("sae_content_hash", "hook_name"):
+        for key in (*SAE_IDENTITY_KEYS, "hook_name"):
             identity.pop(key, None)
     else:  # results written before result identities: the evaluation config decides
         identity = {"model_name": result.model_name, **result.eval_config.identity()}

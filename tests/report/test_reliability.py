@@ -73,8 +73,10 @@ def fake_result(
         sae_name=name or f"L12-resid_post-{architecture}-x8-k32" + ("" if seed == 42 else f"-seed{seed}"),
         hook_name="blocks.12.hook_resid_post",
         model_name="tiny",
-        result_identity={
+        result_identity={  # what identifies the SAE itself differs from seed to seed
             "sae_content_hash": f"{architecture}{seed}",
+            "sae_decoder_hash": None,
+            "sae_decoder_rows_hash": f"rows-{architecture}{seed}",
             "model_name": "tiny",
             "hook_name": "blocks.12.hook_resid_post",
             **config.identity(),
