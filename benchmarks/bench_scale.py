@@ -635,22 +635,29 @@ def goals(
     ]
 
 
+def _ratio_text(value: float) -> str:
+    """A ratio in at most 6 characters (quick runs, whose figures mean nothing, give any ratio at all)."""
+    if abs(value) >= 1000:
+        return f"{value:.0e}"
+    return f"{value:.{2 if abs(value) < 10 else 1 if abs(value) < 100 else 0}f}"
+
+
 def _value(value: float, unit: str) -> str:
     if unit == "MiB":
         return f"{value:.0f} MiB"
-    return f"{value:.{0 if value >= 1000 else 1 if value >= 10 else 2}f} s"
+    return f"{value:.{0 if abs(value) >= 1000 else 1 if abs(value) >= 10 else 2}f} s"
 
 
 def goals_table(rows: list[dict[str, Any]]) -> str:
     """The goals as a table of at most 80 columns."""
-    line = "{:<23} {:>9} {:<20} {:>12} {:>7} {}"
+    line = "{:<23} {:>9} {:<20} {:>12} {:>6} {}"
     out = [line.format("figure", "pseval", "reference", "ratio", "goal", "met"),
            line.format("", "(median)", "(median)", "(med; min)", "", "")]  # fmt: skip
     for row in rows:
         reference = f"{row['reference']} {_value(row['reference_value'], row['unit'])}"
-        ratio = f"{row['ratio_median']:.2f}; {row['ratio_min']:.2f}"
+        ratio = f"{_ratio_text(row['ratio_median'])}; {_ratio_text(row['ratio_min'])}"
         out.append(line.format(row["figure"], _value(row["pseval"], row["unit"]), reference, ratio,
-                               f"<= {row['goal_max']:.2f}", "yes" if row["met"] else "no"))  # fmt: skip
+                               f"<={row['goal_max']:g}", "yes" if row["met"] else "no"))  # fmt: skip
     return "\n".join(row.rstrip() for row in out)
 
 

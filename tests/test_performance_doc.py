@@ -51,3 +51,29 @@ def test_the_readme_quotes_what_each_side_read_and_the_interpretation_share() ->
     assert f"{share:.0%}".replace("%", " %") + " of a default eval" in (
         REPO / "pseval" / "evals" / "config.py"
     ).read_text(encoding="utf-8")
+
+
+def test_the_printed_goals_table_fits_80_columns_whatever_the_figures() -> None:
+    """Quick runs give any figures at all (a faster run of more SAEs makes a negative marginal)."""
+    extremes = ((-0.53, -23.8), (1234.5, 123.45), (0.001, 98765.4), (-9999.0, -0.004), (9999.0, -999.5))
+    seconds = [
+        ("+1 SAE of 32, same work", "limit_def/SAE", value, -value, ratio) for value, ratio in extremes
+    ]
+    memory = [("peak RSS, 32 vs 1 SAE", "1 SAE", value, value, 1.0) for value in (1.0, 99999.0)]
+    rows = [
+        {
+            "figure": figure,
+            "pseval": value,
+            "reference": reference,
+            "reference_value": reference_value,
+            "unit": "MiB" if figure.startswith("peak") else "s",
+            "ratio_median": ratio,
+            "ratio_min": -ratio,
+            "goal_max": 1.15,
+            "met": met,
+        }
+        for figure, reference, value, reference_value, ratio in [*seconds, *memory]
+        for met in (True, False)
+    ]
+    table = _bench_scale().goals_table(rows)
+    assert all(len(line) <= 80 for line in table.splitlines()), table

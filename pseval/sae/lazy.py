@@ -21,7 +21,7 @@ codes block by block.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -539,62 +539,6 @@ def lazy_blocks(sae_or_source: SAE | SAESource, dtype: str | None = None) -> Lat
     return SafetensorsBlocks(sae_or_source, dtype)
 
 
-def check_finite_tensors(
-    source: SAESource, block_elements: int = BLOCK_ELEMENTS, names: Collection[str] | None = None
-) -> None:
-    """:meth:`SAESource.load`'s NaN/Inf check without loading: each tensor streamed from its file in pieces.
-
-    Tensors are read ``block_elements`` entries at a time into one reused buffer (so memory stays at one
-    piece whatever the SAE's width), cast to the SAE's dtype as a load would, and checked in the order of
-    a loaded SAE's state dict; the first tensor holding NaN or Inf raises the same :class:`SAEError` as
-    the load. ``names``: only these tensors (by default all).
-    """
-    from pseval.sae.formats._common import safetensors_header
-
-    if source.tensors is None and source.parts:
-        for part in source.parts:
-            check_finite_tensors(part, block_elements, names)
-        return
-    if source.tensors is None:
-        raise SAEError(f"{source.spec} cannot be read lazily", "load it instead")
-    dtype = source.cfg.torch_dtype()
-    order = ["W_enc", "W_dec", "b_dec", *source.cfg.extra_parameters]
-    names = [
-        n
-        for n in [*(n for n in order if n in source.tensors), *(n for n in source.tensors if n not in order)]
-        if names is None or n in names
-    ]
-    headers: dict[Path, tuple[dict[str, object], int]] = {}
-    buf = torch.empty(0, dtype=torch.uint8)
-    for name in names:
-        ref = source.tensors[name]
-        if ref.path not in headers:
-            headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
-        entries, data_start = headers[ref.path]
-        entry = entries.get(ref.key)
-        if entry is None:
-            raise SAEError(f"{ref.path} has no tensor {ref.key}", "re-download or re-save the SAE")
-        stored = entry.dtype  # type: ignore[attr-defined]
-        if not stored.is_floating_point:
-            continue
-        itemsize = torch.empty(0, dtype=stored).element_size()
-        begin, end = data_start + entry.begin, data_start + entry.end  # type: ignore[attr-defined]
-        if (end - begin) % itemsize:
-            raise SAEError(f"{ref.path} is corrupt (tensor {ref.key})", "re-download or re-save the SAE")
-        step = max(1, block_elements) * itemsize
-        if buf.numel() < min(step, end - begin):
-            buf = torch.empty(min(step, end - begin), dtype=torch.uint8)
-        for offset in range(begin, end, step):
-            n = min(step, end - offset)
-            piece = read_byte_ranges(ref.path, [(offset, n)], out=buf[:n]).view(stored).to(dtype)
-            if not all_finite(piece):
-                kind = "NaN" if bool(torch.isnan(piece).any()) else "Inf"
-                raise SAEError(
-                    f"SAE {source.spec}: tensor {name} holds non-finite values ({kind})",
-                    "the weights are corrupt or training diverged; re-download or retrain the SAE",
-                )
-
-
 __all__ = [
     "BLOCK_ELEMENTS",
     "InMemoryBlocks",
@@ -603,7 +547,6 @@ __all__ = [
     "SafetensorsBlocks",
     "block_latents",
     "block_topk",
-    "check_finite_tensors",
     "feature_blocks",
     "lazy_blocks",
     "select_topk",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from pseval.errors import SAEError
-from pseval.sae.lazy import all_finite, check_finite_tensors, read_byte_ranges
+from pseval.sae.lazy import BLOCK_ELEMENTS, all_finite, read_byte_ranges
 from pseval.sae.source import hash_ranges
 from pseval.sae.threads import small_ops
 
@@ -135,7 +135,7 @@ class StreamedCheck:
                     yield piece.numpy().data
 
     def raise_if_bad(self) -> None:
-        """Raise what :func:`pseval.sae.lazy.check_finite_tensors` raises (the first bad tensor, load order);
+        """Raise what :func:`check_finite_tensors` raises (the first bad tensor, load order);
         else record the tensors read as checked (``SAESource.checked_tensors``)."""
         if self._truncated is not None:
             raise SAEError(f"{self._truncated} is truncated", "re-download or re-save the SAE")
@@ -181,7 +181,7 @@ def hash_and_check(source: SAESource, read_decoder: bool = True) -> WeightsRead:
 
     The decoder (:func:`decoder_ranges`) is hashed apart, and read only when ``read_decoder`` (a metric of
     the run reads it whole). The check is returned as a callable that raises the first bad tensor's error
-    (the same as :func:`~pseval.sae.lazy.check_finite_tensors`), or None when the files were not read byte by
+    (the same as :func:`check_finite_tensors`), or None when the files were not read byte by
     byte (huge SAEs, which :func:`check_vectors` and the block reads check instead) or cannot be read lazily.
     """
     if source.tensors is None:
@@ -237,6 +237,62 @@ def _raise_first(source: SAESource, bad: dict[str, str]) -> None:
                 f"SAE {source.spec}: tensor {name} holds non-finite values ({bad[name]})",
                 "the weights are corrupt or training diverged; re-download or retrain the SAE",
             )
+
+
+def check_finite_tensors(
+    source: SAESource, block_elements: int = BLOCK_ELEMENTS, names: Collection[str] | None = None
+) -> None:
+    """:meth:`SAESource.load`'s NaN/Inf check without loading: each tensor streamed from its file in pieces.
+
+    Tensors are read ``block_elements`` entries at a time into one reused buffer (so memory stays at one
+    piece whatever the SAE's width), cast to the SAE's dtype as a load would, and checked in the order of
+    a loaded SAE's state dict; the first tensor holding NaN or Inf raises the same :class:`SAEError` as
+    the load. ``names``: only these tensors (by default all).
+    """
+    from pseval.sae.formats._common import safetensors_header
+
+    if source.tensors is None and source.parts:
+        for part in source.parts:
+            check_finite_tensors(part, block_elements, names)
+        return
+    if source.tensors is None:
+        raise SAEError(f"{source.spec} cannot be read lazily", "load it instead")
+    dtype = source.cfg.torch_dtype()
+    order = ["W_enc", "W_dec", "b_dec", *source.cfg.extra_parameters]
+    names = [
+        n
+        for n in [*(n for n in order if n in source.tensors), *(n for n in source.tensors if n not in order)]
+        if names is None or n in names
+    ]
+    headers: dict[Path, tuple[dict[str, object], int]] = {}
+    buf = torch.empty(0, dtype=torch.uint8)
+    for name in names:
+        ref = source.tensors[name]
+        if ref.path not in headers:
+            headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
+        entries, data_start = headers[ref.path]
+        entry = entries.get(ref.key)
+        if entry is None:
+            raise SAEError(f"{ref.path} has no tensor {ref.key}", "re-download or re-save the SAE")
+        stored = entry.dtype  # type: ignore[attr-defined]
+        if not stored.is_floating_point:
+            continue
+        itemsize = torch.empty(0, dtype=stored).element_size()
+        begin, end = data_start + entry.begin, data_start + entry.end  # type: ignore[attr-defined]
+        if (end - begin) % itemsize:
+            raise SAEError(f"{ref.path} is corrupt (tensor {ref.key})", "re-download or re-save the SAE")
+        step = max(1, block_elements) * itemsize
+        if buf.numel() < min(step, end - begin):
+            buf = torch.empty(min(step, end - begin), dtype=torch.uint8)
+        for offset in range(begin, end, step):
+            n = min(step, end - offset)
+            piece = read_byte_ranges(ref.path, [(offset, n)], out=buf[:n]).view(stored).to(dtype)
+            if not all_finite(piece):
+                kind = "NaN" if bool(torch.isnan(piece).any()) else "Inf"
+                raise SAEError(
+                    f"SAE {source.spec}: tensor {name} holds non-finite values ({kind})",
+                    "the weights are corrupt or training diverged; re-download or retrain the SAE",
+                )
 
 
 __all__ = [

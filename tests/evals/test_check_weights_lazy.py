@@ -15,9 +15,9 @@ from pseval.evals.runner import SAEItem, _check_weights
 from pseval.sae.config import config_from_dict
 from pseval.sae.formats import save_sae
 from pseval.sae.formats.loader import open_sae
-from pseval.sae.lazy import check_finite_tensors
 from pseval.sae.model import SAE
 from pseval.sae.source import SAESource
+from pseval.sae.weights_check import check_finite_tensors
 
 HOOK = "blocks.1.hook_resid_post"
 

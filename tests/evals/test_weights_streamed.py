@@ -17,8 +17,8 @@ from pseval.errors import SAEError
 from pseval.evals.runner import _check_weights, open_items
 from pseval.sae.formats._common import safetensors_header
 from pseval.sae.formats.loader import open_sae
-from pseval.sae.lazy import SafetensorsBlocks, check_finite_tensors, feature_blocks
-from pseval.sae.weights_check import decoder_rows_hash
+from pseval.sae.lazy import SafetensorsBlocks, feature_blocks
+from pseval.sae.weights_check import check_finite_tensors, decoder_rows_hash
 from tests.evals.test_check_weights_lazy import item_of, poison, refuse_load, saved
 
 

@@ -18,8 +18,9 @@ from pseval.evals.multilayer import expand_multilayer, view_ids
 from pseval.models.hooks import canonical_hook_name, hook_width, patch_hook, run_with_cache
 from pseval.sae.architectures.jumprelu import jumprelu_activation
 from pseval.sae.formats.loader import open_multilayer
-from pseval.sae.lazy import check_finite_tensors, feature_blocks, lazy_blocks
+from pseval.sae.lazy import feature_blocks, lazy_blocks
 from pseval.sae.multilayer import global_source, per_layer_source
+from pseval.sae.weights_check import check_finite_tensors
 from tests.helpers import tiny_model
 from tests.sae.multilayer_fixtures import (
     write_circuit_tracer_clt,
