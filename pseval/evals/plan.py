@@ -220,9 +220,10 @@ def _check_weights(item: SAEItem, read_decoder: bool = True) -> None:
 
     Weights readable lazily from safetensors were checked while their content hash read them (what scoring
     reads, when few enough bytes); the decoder too when ``read_decoder`` (a metric of the run reads it whole,
-    :func:`reads_whole_decoder`; otherwise scoring checks the rows it reads). The files of a huge SAE are not read here: its per-latent vectors are checked now
-    and its matrices block by block as scoring reads them (see :mod:`pseval.sae.weights_check`). Any other
-    SAE is loaded (memory-mapped where the format allows) and let go.
+    :func:`reads_whole_decoder`; otherwise scoring checks the rows it reads). The files of a huge SAE are not
+    read here: its per-latent vectors are checked now and its matrices block by block as scoring reads them
+    (see :mod:`pseval.sae.weights_check`). Any other SAE is loaded (memory-mapped where the format allows) and
+    let go.
     """
     if item.source is None:
         return
