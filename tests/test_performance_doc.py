@@ -48,7 +48,7 @@ def test_the_readme_quotes_what_each_side_read_and_the_interpretation_share() ->
     assert f"fetch {read['pseval_same_work']:.0f} MiB from disk, the\nlimit's {read['limit']:.0f} MiB" in text
     assert f"({read['peer']:.0f} MiB per SAE)" in text or f"{read['peer']:.0f} MiB per SAE" in text
     assert f"The interpretation pass is {share:.0%}".replace("%", " %") in text
-    assert f"{share:.0%}".replace("%", " %") + " of a default eval" in (
+    assert f"{share:.0%}".replace("%", "\u00a0%") + " of a default eval" in (  # kept on one line in --help
         REPO / "pseval" / "evals" / "config.py"
     ).read_text(encoding="utf-8")
 
