@@ -472,30 +472,25 @@ def _cpu(folder: Path) -> list[Row]:
     return read_summary(folder / CPU_SUMMARY)
 
 
-def _layer_tables() -> dict[str, Callable[[Path], str]]:
-    """The tables of "Layers and hook kinds, re-judged", made by scripts/rejudge_layers_tables.py."""
+def _script_module(name: str) -> Any:
+    """The module of ``scripts/NAME.py`` (scripts are not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "rejudge_layers_tables", Path(__file__).with_name("rejudge_layers_tables.py")
-    )
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return dict(module.TABLES)
+    return module
+
+
+def _layer_tables() -> dict[str, Callable[[Path], str]]:
+    """The tables of "Layers and hook kinds, re-judged", made by scripts/rejudge_layers_tables.py."""
+    return dict(_script_module("rejudge_layers_tables").TABLES)
 
 
 def _wordform_tables() -> dict[str, Callable[[Path], str]]:
     """The word form x meaning (2 x 2) tables of "Beyond the paper", made by scripts/beyond_paper_tables.py."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "beyond_paper_tables", Path(__file__).with_name("beyond_paper_tables.py")
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.DOC_TABLES)
+    return dict(_script_module("beyond_paper_tables").DOC_TABLES)
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
