@@ -194,7 +194,8 @@ def check_stored(
 
     ``older(version)`` gives the identity as an earlier :data:`IDENTITY_VERSION` computed it (or None), so a
     result stored by an older pseval is still recognised as finished. ``scored(stored)`` gives the keys known
-    only once an SAE is scored (:data:`DECODER_ROWS_KEY`), computed now for what the stored result read.
+    only once an SAE is scored (:data:`DECODER_ROWS_KEY`), computed now for what the stored result read, once
+    every other key matches.
     """
     if not path.exists():
         return None
@@ -204,9 +205,14 @@ def check_stored(
             f"{path} holds a result from an older pseval that does not record which SAE weights it scored",
             "pass --force-rerun to replace it, or another --output-folder to keep it",
         )
-    if scored is not None:
-        identity = {**identity, **scored(stored)}
     difference = identity_difference(stored.result_identity, identity)
+    known_once_scored = {k: v for k, v in stored.result_identity.items() if k not in identity}
+    if (
+        scored is not None
+        and identity_difference(known_once_scored | identity, stored.result_identity) is None
+    ):
+        # Only a result of this very SAE and evaluation is read back against the files (its rows exist here).
+        difference = identity_difference(stored.result_identity, {**identity, **scored(stored)})
     version = stored.result_identity.get("identity_version")
     if (
         difference is not None

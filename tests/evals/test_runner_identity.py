@@ -162,6 +162,24 @@ def test_a_changed_decoder_row_a_result_read_is_another_result(
     assert path.read_bytes() == before
 
 
+def test_a_result_of_a_wider_sae_is_refused_by_name_not_by_reading_its_rows(
+    tmp_path: Path, env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoder rows a stored result read are compared only once the rest of its identity matches: a result
+    of another SAE (here a wider one, whose chosen latents lie past this one's decoder) names what differs."""
+    sae = write_sae(tmp_path / "sae", seed=1)
+    config = _config(env, baselines=False, site_check=False)
+    first = evaluate(env["model"], [sae], config=config, output_folder=env["out"])[0]
+    assert max(max(d.latent_1, d.latent_2) for d in first.eval_result_details) >= 8
+    fields: dict[str, Any] = {"architecture": "topk", "d_in": 32, "d_sae": 8, "k": 4, "hook_name": HOOK,
+                              "model_name": "tiny-llama"}  # fmt: skip
+    save_sae(SAE.create_random(config_from_dict(fields), seed=3), tmp_path / "sae", overwrite=True)
+    _no_model(monkeypatch)
+    with pytest.raises(ConfigError, match=r"content hash .* there, .* now"):
+        evaluate(env["model"], [sae], config=_config(env, baselines=False, site_check=False, topk_overlap_k=4),
+                 output_folder=env["out"])  # fmt: skip
+
+
 def test_a_metric_reading_the_whole_decoder_puts_its_hash_in_the_identity(
     tmp_path: Path, env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
