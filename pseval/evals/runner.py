@@ -18,8 +18,10 @@ Flow, so that every mistake surfaces before the long work starts and memory does
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.metadata
+import json
 import time
 import uuid
 from collections import defaultdict
@@ -55,7 +57,7 @@ from pseval.evals.regime import InputRegime, check_processing, processed
 from pseval.evals.results_store import DECODER_ROWS_KEY, result_path, write_result
 from pseval.evals.schema import EVAL_TYPE_ID, SAE_BENCH_COMMIT_UNKNOWN, PSEvalResult
 from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
-from pseval.evals.senses import ANCHORS_KEY, no_anchor_note
+from pseval.evals.senses import ANCHORS_KEY, count_anchors, no_anchor_note
 
 __all__ = [  # the plan's names stay importable from here
     "NamedSAE",
@@ -104,7 +106,7 @@ def _load_splits(loaded: Any, config: PSEvalConfig, status: Callable[[str], None
         )
 
     evaluated = load(config.split)
-    note = no_anchor_note(evaluated, config.split, lambda: load("all").senses)
+    note = no_anchor_note(evaluated, config.split, lambda: _anchors_of_all(loaded, config, load))
     if note is not None:
         status(note)
     if not config.baselines:
@@ -117,6 +119,25 @@ def _load_splits(loaded: Any, config: PSEvalConfig, status: Callable[[str], None
         return _Splits(evaluated, load(held_split).model_copy(update={"senses": None}), held_split)
     except DataError as exc:
         return _Splits(evaluated, None, None, f"no usable {held_split} split: {exc.problem}")
+
+
+def _anchors_of_all(loaded: Any, config: PSEvalConfig, load: Callable[[str], Any]) -> int:
+    """The sense anchors of ``--split all`` loaded with the run's options, for a status note: counted once per
+    dataset content, options and tokenizer, then read from the cache (loading every split takes a second)."""
+    from pseval._io import cache_dir, stable_hash, write_json_atomic
+    from pseval.data.datasets import dataset_sha256
+
+    options = [config.balance, config.seed, config.max_pairs, config.multi_token]
+    tokenizer = [getattr(loaded, "fingerprint", None), type(loaded.tokenizer).__name__, len(loaded.tokenizer)]
+    key = stable_hash(dataset_sha256(config.dataset), options, tokenizer)
+    path = cache_dir() / "anchors" / f"{key}.json"
+    try:
+        return int(json.loads(path.read_text())["anchors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        n_all = count_anchors(load("all").senses)
+        with contextlib.suppress(OSError):  # a read-only cache only costs the count next time
+            write_json_atomic(path, {"anchors": n_all})
+        return n_all
 
 
 def _prompt_set(
@@ -301,9 +322,11 @@ def evaluate(
         status=status,
     )
     fresh: dict[str, PSEvalResult] = {}
-    for prompt_sets, members in _by_prompt_set(run, todo, bos_ids):
+    groups = _by_prompt_set(run, todo, bos_ids)
+    for i, (prompt_sets, members) in enumerate(groups):
         fresh.update(_score_group(run, prompt_sets, members))
-        gc.collect()
+        if i + 1 < len(groups):  # the next group's activations take the memory this group's held
+            gc.collect()
     return [finished.get(item.name) or fresh[item.name] for item in items]
 
 
@@ -356,18 +379,21 @@ def _by_prompt_set(
     groups: dict[str, list[SAEItem]] = defaultdict(list)
     prompt_sets: dict[str, tuple[Any, Any]] = {}
     splits = run.splits
+    # The prompts depend on the BOS policy and token alone: built once per pair (SAEs of one release share it).
+    digests: dict[tuple[bool | None, int | None], str] = {}
     for item in todo:
-        bos = item.regime.prepend_bos
-        evaluated = _prompt_set(run.loaded, run.config, splits.evaluated, bos, bos_ids[item.name])
-        digest = prompts_digest(evaluated.prompts)
-        if digest not in prompt_sets:
-            held = (
-                _prompt_set(run.loaded, run.config, splits.held_out, bos, bos_ids[item.name])
-                if splits.held_out is not None
-                else None
-            )
-            prompt_sets[digest] = (evaluated, held)
-        groups[digest].append(item)
+        bos, bos_id = item.regime.prepend_bos, bos_ids[item.name]
+        if (bos, bos_id) not in digests:
+            evaluated = _prompt_set(run.loaded, run.config, splits.evaluated, bos, bos_id)
+            digests[bos, bos_id] = digest = prompts_digest(evaluated.prompts)
+            if digest not in prompt_sets:
+                held = (
+                    _prompt_set(run.loaded, run.config, splits.held_out, bos, bos_id)
+                    if splits.held_out is not None
+                    else None
+                )
+                prompt_sets[digest] = (evaluated, held)
+        groups[digests[bos, bos_id]].append(item)
     return [(prompt_sets[digest], members) for digest, members in groups.items()]
 
 

@@ -76,14 +76,13 @@ def count_anchors(senses: SenseSet | None) -> int:
     return 0 if senses is None else sum(len(g.anchors()) for g in senses.groups())
 
 
-def no_anchor_note(
-    dataset: Any, split: str, senses_of_all_splits: Callable[[], SenseSet | None]
-) -> str | None:
+def no_anchor_note(dataset: Any, split: str, anchors_of_all_splits: Callable[[], int]) -> str | None:
     """Why a pair dataset gets no sense-retrieval table (None when it gets one, or has no sense items).
 
     Senses derived from pair labels need a sentence labelled against two partners, one same-sense and one
     different-sense; WiC reuses no sentence within a split, so its splits alone have no such anchor. The note
-    counts those of ``--split all`` (``senses_of_all_splits`` loads it with the same options), where they exist.
+    counts those of ``--split all`` (``anchors_of_all_splits`` counts them, loading it with the same options),
+    where they exist.
     """
     senses = dataset.senses
     if senses is None or senses.source != "pairs" or not senses.items or count_anchors(senses):
@@ -95,7 +94,7 @@ def no_anchor_note(
     if split == "all":
         return why
     try:
-        n_all = count_anchors(senses_of_all_splits())
+        n_all = anchors_of_all_splits()
     except DataError:
         return why
     return f"{why}; --split all has {n_all:,} anchor{'' if n_all == 1 else 's'}" if n_all else why

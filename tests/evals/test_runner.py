@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pseval.activations.collect as collect_module
+import pseval.data.prompts as prompts_module
 from pseval.data.datasets import load_dataset
 from pseval.data.prompts import build_prompts
 from pseval.errors import ConfigError, ModelError, PsevalError, SAEError
@@ -118,10 +119,15 @@ def test_one_activation_pass_for_many_saes_and_skip_finished(
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(collect_module, "collect_activations", spy)
+    built: list[object] = []
+    monkeypatch.setattr(
+        prompts_module, "build_prompts", lambda *a, **k: built.append(a) or build_prompts(*a, **k)
+    )
     config = _config(setup, baselines=False)
     saes = [setup["topk"], setup["relu"]]
     evaluate(setup["model"], saes, config=config, output_folder=setup["out"])
     assert calls == [["blocks.1.hook_resid_post", "blocks.2.hook_attn_out"]]  # both hooks, one collection
+    assert len(built) == 1  # one BOS policy: the prompts are tokenised once for both SAEs
 
     # Finished results are skipped without loading the model or running anything.
     calls.clear()

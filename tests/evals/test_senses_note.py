@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pseval.cli import app
@@ -81,3 +82,37 @@ def test_eval_says_why_a_split_gets_no_sense_retrieval(
     every = CliRunner().invoke(app, [*args, "--split", "all", "--output-folder", str(tmp_path / "all")])
     assert every.exit_code == 0, every.output
     assert "Within-lemma sense retrieval" in every.output and "no within-lemma" not in every.output
+
+
+def test_the_count_of_all_splits_is_loaded_once_per_dataset_content(
+    tmp_path: Path, tmp_cache: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note's count loads every split (a second on WiC): a rerun reads it back, an edited dataset recounts."""
+    import pseval.data.datasets as datasets
+
+    dataset = _write(tmp_path / "pairs.jsonl")
+    sae = make_sae(tmp_path / "sae", "topk", HOOK, seed=3)
+    loads: list[str] = []
+    real_load = datasets.load_dataset
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: loads.append(k["split"]) or real_load(*a, **k)
+    )
+    args = ["eval", "--model", str(tiny_model_dir), "--dataset", str(dataset), "--sae", str(sae)]
+    args += ["--no-balance", "--bootstrap", "0", "--no-baselines", "--force-rerun"]
+
+    def note() -> str:
+        result = CliRunner().invoke(app, [*args, "--output-folder", str(tmp_path / "out")])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert "--split all has 4 anchors" in note() and loads == ["test", "all"]
+    loads.clear()
+    assert "--split all has 4 anchors" in note() and loads == ["test"]
+    # One more dev pair gives GAME a different-sense partner too: a fifth anchor, counted afresh.
+    PAIRS.append(("dev", "play", GAME, BRIGHT, 0))
+    try:
+        _write(dataset)
+    finally:
+        PAIRS.pop()
+    loads.clear()
+    assert "--split all has" in note() and loads == ["test", "all"]

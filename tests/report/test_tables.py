@@ -119,3 +119,19 @@ def test_metrics_fall_back_to_one_line_per_metric_when_narrow() -> None:
         text = console.export_text()
         assert max(len(line) for line in text.splitlines()) <= width
         assert "L12-resid_post-topk-x8-a-long-name" in text and "0.2500" in text and "…" not in text
+
+
+def test_result_tables_load_without_the_figure_modules() -> None:
+    """``pseval eval`` prints its tables through pseval.report.tables: matplotlib (a quarter second to import)
+    is loaded only by the report and figure commands."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pseval.report.tables\n"
+        "assert 'matplotlib' not in sys.modules, 'pseval.report.tables imported matplotlib'\n"
+        "from pseval.report import write_report, make_figures\n"
+        "assert 'matplotlib' in sys.modules and callable(write_report) and callable(make_figures)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
