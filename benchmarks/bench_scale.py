@@ -2,7 +2,8 @@
 
 Every timed run is a subprocess started from the same state: the SAE files dropped from the page cache
 (``posix_fadvise(POSIX_FADV_DONTNEED)``), the prompt activation cache emptied (each run does its own forward
-pass), the model export and the corpus activation cache of ``--interpret-tokens`` kept (a user's second run).
+pass), the model export, the corpus activation cache of ``--interpret-tokens`` and the note's count of
+``--split all`` anchors kept (a user's second run).
 The runs are interleaved (A/B/C, A/B/C, ...) and repeated; each figure is reported as min and median, and
 the ratios are taken between medians (and between minima) measured in the same run.
 

@@ -1,5 +1,5 @@
 """The README and docs/performance.md quote the release-scale benchmark's goals as its committed artifact says:
-the table is made from ``benchmarks/results/scale_read_once.json`` by the benchmark's own function."""
+the table is made from ``benchmarks/results/scale_buffers_reused.json`` by the benchmark's own function."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACT = REPO / "benchmarks" / "results" / "scale_read_once.json"
+ARTIFACT = REPO / "benchmarks" / "results" / "scale_buffers_reused.json"
 
 
 def _bench_scale() -> ModuleType:
@@ -77,3 +77,47 @@ def test_the_printed_goals_table_fits_80_columns_whatever_the_figures() -> None:
     ]
     table = _bench_scale().goals_table(rows)
     assert all(len(line) <= 80 for line in table.splitlines()), table
+
+
+def test_the_readme_shows_from_the_artifact_why_the_peer_goal_is_out_of_reach() -> None:
+    """The missed goal's explanation: pseval's one-SAE run plus every further SAE at the limit's own cost is
+    already more than 0.8x the peer, whose further SAEs cost what the limit's do."""
+    result = json.loads(ARTIFACT.read_text(encoding="utf-8"))
+    seconds, n = result["seconds"], result["n_saes_many"]
+    peer_one, peer_many = seconds["peer_1"]["median"], seconds[f"peer_{n}"]["median"]
+    limit = result["limit_per_sae_seconds"]["median"]
+    goal, one, rest = 0.8 * peer_many, seconds["pseval_same_work_1"]["median"], (n - 1) * limit
+    assert one + rest > goal
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert f"costs it {(peer_many - peer_one) / (n - 1):.2f} s, the limit's {limit:.2f} s" in text
+    assert f"0.8× its {peer_many:.1f} s is {goal:.1f} s" in text
+    assert (
+        f"one-SAE run ({one:.1f} s) plus {n - 1} further SAEs at the limit's own cost ({rest:.1f} s)" in text
+    )
+
+
+def test_the_performance_page_quotes_the_fixed_parts_and_the_peers_read_from_the_artifacts() -> None:
+    result = json.loads(ARTIFACT.read_text(encoding="utf-8"))
+    before = json.loads((ARTIFACT.parent / "scale_read_once.json").read_text(encoding="utf-8"))
+    seconds, n = result["seconds"], result["n_saes_many"]
+    fixed = seconds["pseval_same_work_1"]["median"] - result["pseval_per_extra_sae_seconds"]["median"]
+    limit_parts = result["parts_median_s"]["limit_1"]
+    text = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    floor = limit_parts["model_load_s"] + limit_parts["forward_s"]
+    assert f"forward pass: {fixed:.1f} s against the limit's {floor:.1f} s" in text
+    assert f"{result['disk_read_mib_per_extra_sae']['peer']:.1f} MiB fetched per SAE" in text
+    peers = seconds[f"peer_{n}"]["median"], before["seconds"][f"peer_{n}"]["median"]
+    assert f"took {peers[0]:.1f} s here, {peers[1]:.1f} s there" in text
+
+
+def test_the_readme_quotes_the_1m_latent_run_as_its_artifact_says() -> None:
+    huge = json.loads((ARTIFACT.parent / "scale_huge_buffers_reused.json").read_text(encoding="utf-8"))
+    ours, limit = huge["seconds"]["pseval_same_work"]["median"], huge["seconds"]["limit"]["median"]
+    rss = huge["peak_rss_mib"]
+    over_gib = (rss["pseval_same_work"]["median"] - rss["forward"]["median"]) / 1024
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"128 pairs: {ours:.1f} s vs {limit:.1f} s, **{ours / limit:.2f}×** the limit" in text
+    assert (
+        f"peak RSS {rss['pseval_same_work']['median']:,.0f} MiB, the model's + **{over_gib:.2f} GiB**" in text
+    )
+    assert ours / limit <= 1.5 and over_gib * 1024**3 <= 3e9  # the goals: 1.5x the limit, model + 3 GB

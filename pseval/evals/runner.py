@@ -128,7 +128,13 @@ def _anchors_of_all(loaded: Any, config: PSEvalConfig, load: Callable[[str], Any
     from pseval.data.datasets import dataset_sha256
 
     options = [config.balance, config.seed, config.max_pairs, config.multi_token]
-    tokenizer = [getattr(loaded, "fingerprint", None), type(loaded.tokenizer).__name__, len(loaded.tokenizer)]
+    tok = loaded.tokenizer
+    tokenizer = [
+        getattr(loaded, "fingerprint", None),
+        getattr(tok, "name_or_path", None),
+        type(tok).__name__,
+        len(tok),
+    ]
     key = stable_hash(dataset_sha256(config.dataset), options, tokenizer)
     path = cache_dir() / "anchors" / f"{key}.json"
     try:
