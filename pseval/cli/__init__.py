@@ -15,7 +15,6 @@ from pseval.cli.eval_command import expand_release, register_eval
 from pseval.cli.inputs import dataset, metrics
 from pseval.cli.results import compare, inspect, plot, reliability, report
 from pseval.cli.runs import demo, register_train, sweep
-from pseval.sae.allocator import keep_large_buffers
 
 app.command()(dataset)
 register_eval(app)
@@ -41,7 +40,6 @@ def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    keep_large_buffers()  # each SAE's buffers reuse the last one's memory (see pseval.sae.allocator)
     _quiet_transformers()
     from pseval._progress import set_reporter, stderr_reporter
 

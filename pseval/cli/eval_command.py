@@ -28,6 +28,7 @@ from pseval.cli.app import (
     ray_options,
     title_of,
 )
+from pseval.sae.allocator import keep_large_buffers
 
 EVAL_FLAGS: dict[str, list[str]] = {"model_name": ["--model", "-m"], "bootstrap_resamples": ["--bootstrap"]}
 """PSEvalConfig fields whose option is not the field name with dashes (the first name is the long option)."""
@@ -171,6 +172,7 @@ def _eval(**params: Any) -> None:
         config = config.model_copy(update={"device": resolve_device(config.device)})
     check_writable(run["output_folder"], "--out")
     specs = expand_release(run["sae"], run["release"], run["sae_pattern"])
+    keep_large_buffers()  # each SAE's scoring buffers reuse the last one's memory (pseval.sae.allocator)
     results, kept = _evaluate(config, specs, run, ray)
     title = title_of(results, config.model_name, config.dataset, config.split)
     print_results(results, title, run["output_format"])

@@ -7,9 +7,9 @@ by page again: about a tenth of the time of scoring a width-36,864 SAE. :func:`k
 glibc serve them from the heap instead and keep freed memory for reuse. The peak resident memory stays that
 of the largest SAE (``benchmarks/bench_scale.py`` measures it for 1 and for 32 SAEs).
 
-It changes process-wide settings, so only the command line calls it (a library leaves its host's allocator
-alone); it does nothing where the C library is not glibc, or where the user set the allocator's own
-environment variables.
+It changes process-wide settings, so only ``pseval eval`` calls it, before its first SAE (a library leaves its
+host's allocator alone, and training keeps glibc's defaults); it does nothing where the C library is not glibc,
+or where the user set the allocator's own environment variables.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import platform
 import sys
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from pseval.sae.allocator import keep_large_buffers
 
@@ -25,12 +27,19 @@ def test_the_users_own_setting_stands(monkeypatch: pytest.MonkeyPatch, name: str
     assert keep_large_buffers() is False
 
 
-def test_the_command_line_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pseval.cli as cli
+def test_pseval_eval_sets_it_before_scoring(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only ``pseval eval`` sets it (training and the other commands keep glibc's defaults), before any SAE."""
+    import pseval.cli.eval_command as eval_command
+    from pseval.cli import app
 
-    calls: list[bool] = []
-    monkeypatch.setattr(cli, "keep_large_buffers", lambda: calls.append(True) or True)
-    monkeypatch.setattr(sys, "argv", ["pseval", "--help"])
-    with pytest.raises(SystemExit):
-        cli.main()
-    assert calls == [True]
+    calls: list[str] = []
+    monkeypatch.setattr(eval_command, "keep_large_buffers", lambda: calls.append("keep") or True)
+
+    def scored(*_args: object) -> tuple[list[object], set[str]]:
+        calls.append("scored")
+        return [], set()
+
+    monkeypatch.setattr(eval_command, "_evaluate", scored)
+    result = CliRunner().invoke(app, ["eval", "--sae", str(tmp_path / "sae"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert calls == ["keep", "scored"]
