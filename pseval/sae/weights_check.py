@@ -249,8 +249,6 @@ def check_finite_tensors(
     a loaded SAE's state dict; the first tensor holding NaN or Inf raises the same :class:`SAEError` as
     the load. ``names``: only these tensors (by default all).
     """
-    from pseval.sae.formats._common import safetensors_header
-
     if source.tensors is None and source.parts:
         for part in source.parts:
             check_finite_tensors(part, block_elements, names)
@@ -258,41 +256,24 @@ def check_finite_tensors(
     if source.tensors is None:
         raise SAEError(f"{source.spec} cannot be read lazily", "load it instead")
     dtype = source.cfg.torch_dtype()
-    order = ["W_enc", "W_dec", "b_dec", *source.cfg.extra_parameters]
-    names = [
-        n
-        for n in [*(n for n in order if n in source.tensors), *(n for n in source.tensors if n not in order)]
-        if names is None or n in names
-    ]
-    headers: dict[Path, tuple[dict[str, object], int]] = {}
+    order = _state_order(source)
+    places = sorted(
+        ((path, span) for path, file_spans in _spans(source).items() for span in file_spans),
+        key=lambda place: order.index(place[1].names[0]),  # load order across files; tied tensors read once
+    )
     buf = torch.empty(0, dtype=torch.uint8)
-    for name in names:
-        ref = source.tensors[name]
-        if ref.path not in headers:
-            headers[ref.path] = safetensors_header(ref.path)  # type: ignore[assignment]
-        entries, data_start = headers[ref.path]
-        entry = entries.get(ref.key)
-        if entry is None:
-            raise SAEError(f"{ref.path} has no tensor {ref.key}", "re-download or re-save the SAE")
-        stored = entry.dtype  # type: ignore[attr-defined]
-        if not stored.is_floating_point:
+    for path, span in places:
+        if names is not None and not set(span.names) & set(names):
             continue
-        itemsize = torch.empty(0, dtype=stored).element_size()
-        begin, end = data_start + entry.begin, data_start + entry.end  # type: ignore[attr-defined]
-        if (end - begin) % itemsize:
-            raise SAEError(f"{ref.path} is corrupt (tensor {ref.key})", "re-download or re-save the SAE")
-        step = max(1, block_elements) * itemsize
-        if buf.numel() < min(step, end - begin):
-            buf = torch.empty(min(step, end - begin), dtype=torch.uint8)
-        for offset in range(begin, end, step):
-            n = min(step, end - offset)
-            piece = read_byte_ranges(ref.path, [(offset, n)], out=buf[:n]).view(stored).to(dtype)
+        step = max(1, block_elements) * span.stored.itemsize
+        if buf.numel() < min(step, span.end - span.begin):
+            buf = torch.empty(min(step, span.end - span.begin), dtype=torch.uint8)
+        for offset in range(span.begin, span.end, step):
+            n = min(step, span.end - offset)
+            piece = read_byte_ranges(path, [(offset, n)], out=buf[:n]).view(span.stored).to(dtype)
             if not all_finite(piece):
                 kind = "NaN" if bool(torch.isnan(piece).any()) else "Inf"
-                raise SAEError(
-                    f"SAE {source.spec}: tensor {name} holds non-finite values ({kind})",
-                    "the weights are corrupt or training diverged; re-download or retrain the SAE",
-                )
+                _raise_first(source, dict.fromkeys(span.names, kind))
 
 
 __all__ = [
