@@ -292,16 +292,23 @@ def chosen_latents(details: Sequence[Any]) -> list[int]:
     return sorted(chosen - {NO_LATENT})
 
 
-def decoder_rows_identity(item: SAEItem, result: PSEvalResult) -> dict[str, Any]:
-    """The identity key of the decoder rows ``result``'s scores read (its chosen latents), hashed from the
-    SAE's files now: a stored result whose decoder rows changed on disk is not taken for a finished one."""
+def decoder_rows_key(item: SAEItem, details: Sequence[Any]) -> dict[str, Any]:
+    """The identity key of the decoder rows scores with these per-pair ``details`` read (the chosen latents'),
+    hashed from the SAE's files; empty when the content hashes cover the whole decoder already."""
     from pseval.sae.lazy import lazy_blocks
     from pseval.sae.weights_check import decoder_rows_hash
 
-    if not item.decoder_unhashed or DECODER_ROWS_KEY not in (result.result_identity or {}):
+    if not item.decoder_unhashed:
         return {}
-    blocks = lazy_blocks(item.source)
-    return {DECODER_ROWS_KEY: decoder_rows_hash(blocks, chosen_latents(result.eval_result_details))}
+    return {DECODER_ROWS_KEY: decoder_rows_hash(lazy_blocks(item.source), chosen_latents(details))}
+
+
+def decoder_rows_identity(item: SAEItem, result: PSEvalResult) -> dict[str, Any]:
+    """:func:`decoder_rows_key` of a stored result, read from the files now: a stored result whose decoder rows
+    changed on disk is not taken for a finished one."""
+    if DECODER_ROWS_KEY not in (result.result_identity or {}):
+        return {}
+    return decoder_rows_key(item, result.eval_result_details)
 
 
 def _distinct(items: list[SAEItem], status: Callable[[str], None]) -> list[SAEItem]:

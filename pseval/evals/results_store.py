@@ -37,8 +37,8 @@ from pseval.evals.schema import (
 
 IDENTITY_VERSION = 2
 """Bumped when the meaning of a stored identity changes. 2: ``sae_content_hash`` hashes the bytes scoring reads
-and identifies the decoder by its place, size and mtime (:meth:`pseval.sae.source.SAESource.content_hash`);
-1 hashed every byte."""
+whole and the decoder's place only (:meth:`pseval.sae.source.SAESource.content_hash`), the decoder's bytes
+being covered by ``sae_decoder_hash`` or :data:`DECODER_ROWS_KEY`; 1 hashed every byte."""
 
 DECODER_ROWS_KEY = "sae_decoder_rows_hash"
 """The identity key of the decoder rows a result's scores read (its chosen latents' rows), added once scored:

@@ -44,7 +44,7 @@ from pseval.evals.plan import (
     SAEItem,
     _check_weights,
     check_sae_fits,
-    chosen_latents,
+    decoder_rows_key,
     hook_for,
     open_items,
     plan_run,
@@ -54,7 +54,7 @@ from pseval.evals.plan import (
     sanitize_name,
 )
 from pseval.evals.regime import InputRegime, check_processing, processed
-from pseval.evals.results_store import DECODER_ROWS_KEY, result_path, write_result
+from pseval.evals.results_store import result_path, write_result
 from pseval.evals.schema import EVAL_TYPE_ID, SAE_BENCH_COMMIT_UNKNOWN, PSEvalResult
 from pseval.evals.scoring import PromptActivations, dense_baseline, score_sae
 from pseval.evals.senses import ANCHORS_KEY, count_anchors, no_anchor_note
@@ -502,24 +502,13 @@ def _score_one(group: _Group, item: SAEItem) -> PSEvalResult:
     if item.site_check is not None:
         categories["site_check"] = item.site_check
     result = _result(run, item, data, categories, details, unstructured)
-    result.result_identity = {**run.identities[item.name], **_decoder_rows(item, sae, details)}
+    result.result_identity = {**run.identities[item.name], **decoder_rows_key(item, details)}
     if run.output_folder is not None:
         result = write_result(result_path(run.output_folder, item.name), result)
     del sae
     if not lazy:  # a loaded SAE's weights go now; a lazily read one holds nothing a collection would free
         gc.collect()
     return result
-
-
-def _decoder_rows(item: SAEItem, sae: Any, details: Any) -> dict[str, Any]:
-    """The identity key of the decoder rows the scores read (:data:`DECODER_ROWS_KEY`), when the content
-    hashes do not cover the whole decoder already."""
-    from pseval.sae.lazy import lazy_blocks
-    from pseval.sae.weights_check import decoder_rows_hash
-
-    if not item.decoder_unhashed:
-        return {}
-    return {DECODER_ROWS_KEY: decoder_rows_hash(lazy_blocks(sae), chosen_latents(details))}
 
 
 def _result(
