@@ -13,9 +13,10 @@ Sides, for 1 and for ``--n-saes`` (32) JumpReLU SAEs of width 36,864 on SmolLM2 
 - ``pseval_default``: ``pseval eval --sae ...`` with the defaults (baselines, bootstrap, interpretation);
 - ``pseval_same_work``: ``pseval eval --no-baselines --interpret-tokens 0 --logit-lens-tokens 0 --bootstrap 0``;
 - ``peer``: what a user does without pseval (the SAEBench way): load the model with transformers, one forward
-  pass truncated after the hooked layer, then per SAE ``sae_lens.SAE.load_from_disk`` + ``encode`` of the
+  pass truncated after the hooked layer (batches of 32 in the prompts' order), then per SAE ``sae_lens.SAE.load_from_disk`` + ``encode`` of the
   same cached activations + the top-1 latent;
-- ``limit``: the physical floor of the same work: load the model and run the truncated forward pass, then
+- ``limit``: the physical floor of the same work: load the model and run the truncated forward pass (batches
+  of 32 longest first, as pseval batches them, so padding costs least), then
   per SAE one sequential read of the bytes the score needs (``W_enc`` and the per-latent vectors) and one
   ``prompts x d_in x d_sae`` matmul;
 - ``limit_default``: the floor of what the defaults compute. On top of ``limit``'s model load, forward pass,
@@ -370,8 +371,13 @@ def _truncated_model(prompts: dict[str, Any]) -> Any:
     return base
 
 
-def _forward_pass(base: Any, layer: int, ids: list[list[int]], targets: list[int]) -> float:
-    """Seconds of one forward pass over ``ids`` in batches of 32, keeping each prompt's hook vector."""
+def _forward_pass(
+    base: Any, layer: int, ids: list[list[int]], targets: list[int], by_length: bool = False
+) -> float:
+    """Seconds of one forward pass over ``ids`` in batches of 32, keeping each prompt's hook vector: in the
+    prompts' order (a user's script), or ``by_length`` longest first (as pseval batches them, so a batch's
+    padding is least: the floor of the pass)."""
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i])) if by_length else list(range(len(ids)))
     started = time.perf_counter()
     kept: list[torch.Tensor] = []
     hook = base.layers[layer].register_forward_hook(
@@ -379,31 +385,32 @@ def _forward_pass(base: Any, layer: int, ids: list[list[int]], targets: list[int
     )
     rows = []
     with torch.no_grad():
-        for lo in range(0, len(ids), 32):
-            batch = ids[lo : lo + 32]
+        for lo in range(0, len(order), 32):
+            batch = [ids[i] for i in order[lo : lo + 32]]
             width = max(len(x) for x in batch)
             input_ids = torch.tensor([x + [0] * (width - len(x)) for x in batch])
             mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in batch])
             kept.clear()
             base(input_ids=input_ids, attention_mask=mask)
-            index = torch.tensor(targets[lo : lo + 32])
+            index = torch.tensor([targets[i] for i in order[lo : lo + 32]])
             rows.append(kept[0][torch.arange(len(batch)), index])
     hook.remove()
     return time.perf_counter() - started
 
 
 def child_forward(prompts: dict[str, Any], _saes: list[Path]) -> dict[str, Any]:
-    """The activation pass of the references: model load + one forward pass truncated after the hook; and,
-    timed apart for ``limit_default``, the same pass over the held-out prompts when the set-up has them."""
+    """The activation pass of the references: model load + one forward pass truncated after the hook, in the
+    prompts' order (``forward_s``: the peer's) and longest first (``forward_sorted_s``: the limits'); and, timed
+    apart for ``limit_default``, the held-out prompts' pass longest first when the set-up has them."""
     started = time.perf_counter()
     base = _truncated_model(prompts)
     load_s = time.perf_counter() - started
-    out = {"model_load_s": load_s,
-           "forward_s": _forward_pass(base, prompts["layer"], prompts["input_ids"], prompts["target_index"])}  # fmt: skip
+    layer, ids, targets = prompts["layer"], prompts["input_ids"], prompts["target_index"]
+    out = {"model_load_s": load_s, "forward_s": _forward_pass(base, layer, ids, targets),
+           "forward_sorted_s": _forward_pass(base, layer, ids, targets, by_length=True)}  # fmt: skip
     if "held_out_input_ids" in prompts:
-        out["forward_held_out_s"] = _forward_pass(
-            base, prompts["layer"], prompts["held_out_input_ids"], prompts["held_out_target_index"]
-        )
+        held_ids, held_targets = prompts["held_out_input_ids"], prompts["held_out_target_index"]
+        out["forward_held_out_s"] = _forward_pass(base, layer, held_ids, held_targets, by_length=True)
     return out
 
 
@@ -709,8 +716,8 @@ def report(setup: Setup, runs: dict[str, list[dict[str, Any]]], n_many: int) -> 
             s[f"pseval_default_{n_many}"], s[f"limit_{n_many}"]
         )
     rss = {name: _summary(rs, "peak_rss_mib") for name, rs in runs.items() if name.startswith("pseval")}
-    parts = ("model_load_s", "forward_s", "forward_held_out_s", "read_s", "matmul_s", "matmul_prompts_s",
-             "read_decoder_rows_s", "matmul_interpret_s", "random_draw_s", "matmul_random_s",
+    parts = ("model_load_s", "forward_s", "forward_sorted_s", "forward_held_out_s", "read_s", "matmul_s",
+             "matmul_prompts_s", "read_decoder_rows_s", "matmul_interpret_s", "random_draw_s", "matmul_random_s",
              "matmul_logit_lens_s", "sae_lens_import_s", "per_sae_total_s")  # fmt: skip
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                "torch_threads": torch.get_num_threads(), "load_average_at_end": os.getloadavg()}  # fmt: skip
@@ -759,11 +766,14 @@ def _compose(run: dict[str, Any], forward: dict[str, Any], side: str) -> dict[st
     """A reference's total: the shared activation pass of its round plus its own per-SAE work."""
     run = {**run, "child_wall_s": run["seconds"]}
     if side == "peer":  # a user's one script: its start, imports, model load, forward, then the SAEs
-        # (not the held-out pass the forward child also times, for limit_default: the peer has no use for it)
-        run["seconds"] = forward["seconds"] - forward.get("forward_held_out_s", 0.0) + run["work_s"]
-    else:  # the floor: model load + forward + reads + matmuls, no interpreter start or imports
-        run["seconds"] = forward["model_load_s"] + forward["forward_s"] + run["work_s"]
-    run.update({k: forward[k] for k in ("model_load_s", "forward_s")})
+        # (not the passes the forward child also times for the limits: sorted, held-out)
+        limits_only = forward.get("forward_held_out_s", 0.0) + forward.get("forward_sorted_s", 0.0)
+        run["seconds"] = forward["seconds"] - limits_only + run["work_s"]
+        run["forward_s"] = forward["forward_s"]
+    else:  # the floor: model load + forward (longest first) + reads + matmuls, no interpreter start or imports
+        run["seconds"] = forward["model_load_s"] + forward["forward_sorted_s"] + run["work_s"]
+        run["forward_sorted_s"] = forward["forward_sorted_s"]
+    run["model_load_s"] = forward["model_load_s"]
     if side == "limit_default":  # the defaults also run the model on the held-out split
         run["seconds"] += forward["forward_held_out_s"]
         run["forward_held_out_s"] = forward["forward_held_out_s"]
