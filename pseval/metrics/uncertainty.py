@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, Field
-from scipy import stats
 
 from pseval.errors import ConfigError
 from pseval.metrics.ps_eval import METRIC_NAMES, confusion_indicators, metrics_from_count_arrays
@@ -178,7 +177,12 @@ def mcnemar_exact(correct_a: ArrayLike, correct_b: ArrayLike) -> McNemarResult:
     a_only = int(np.sum(a & ~b))
     b_only = int(np.sum(~a & b))
     discordant = a_only + b_only
-    p_value = 1.0 if discordant == 0 else float(stats.binomtest(a_only, discordant, 0.5).pvalue)
+    p_value = 1.0
+    if discordant:
+        # Imported here: every eval imports this module, and scipy.stats takes half a second to import.
+        from scipy import stats
+
+        p_value = float(stats.binomtest(a_only, discordant, 0.5).pvalue)
     n = int(a.size)
     return McNemarResult(
         n_pairs=n,

@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import norm, rankdata
 
 from pseval.data.schema import WORDFORM_CELLS
 from pseval.metrics.ps_eval import predict_same, top1_latents
@@ -165,6 +164,8 @@ def delong_auc(higher: ArrayLike, lower: ArrayLike) -> tuple[float, float]:
     DeLong, DeLong & Clarke-Pearson (1988), with the placement values computed from mid-ranks (Sun & Xu,
     2014), so it takes O(n log n). The variance is 0 when either sample has fewer than two values.
     """
+    from scipy.stats import rankdata  # here: every eval imports this module, scipy.stats takes half a second
+
     x, y = np.asarray(higher, dtype=np.float64), np.asarray(lower, dtype=np.float64)
     m, n = len(x), len(y)
     if not m or not n:
@@ -188,6 +189,8 @@ def log_odds_ratio(higher: ArrayLike, lower: ArrayLike) -> tuple[float, float]:
 
 
 def _normal_interval(value: float, variance: float, confidence_level: float) -> tuple[float, float]:
+    from scipy.stats import norm
+
     half = float(norm.ppf(0.5 + confidence_level / 2)) * variance**0.5
     return value - half, value + half
 

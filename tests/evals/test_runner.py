@@ -226,3 +226,20 @@ def test_mlp_sae_gets_neuron_baseline_and_interpretation(setup: dict[str, object
     assert "⟦" in first["text"] and first["activation"] > 0
     assert sum(b["n_pairs"] for b in un["by_frequency"].values()) == 10
     assert set(un["by_pos"]) == {"N"}
+
+
+def test_an_eval_imports_neither_scikit_learn_nor_scipy_stats() -> None:
+    """Together they take about a second to import, a tenth of a one-SAE eval: the modules an eval runs load
+    them only where a metric that needs them is computed (the bootstrap, the word-form effects, the CV)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pseval.cli.eval_command, pseval.evals.runner, pseval.evals.scoring\n"
+        "from pseval.metrics.threshold_free import ranking_scores\n"
+        "assert ranking_scores([0, 1, 1], [0.2, 0.1, 0.3]).roc_auc == 0.5\n"
+        "loaded = sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules)\n"
+        "assert not loaded, f'imported {loaded}'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

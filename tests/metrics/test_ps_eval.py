@@ -116,3 +116,29 @@ def test_ranking_scores_and_threshold() -> None:
     assert r.roc_auc == 1.0 and r.average_precision == 1.0
     assert 0.2 < best_threshold(labels, scores) < 0.8
     assert ranking_scores([1, 1], [0.1, 0.2]).roc_auc is None
+
+
+def test_ranking_scores_are_scikit_learns_to_the_last_bits() -> None:
+    """The counts-based ROC-AUC and average precision equal scikit-learn's (ties included) to rounding."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(2, 300))
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        # Scores with many ties (a few integer values), with none, and rounded (some ties).
+        scores = [rng.integers(0, 4, n).astype(float), rng.random(n), np.round(rng.random(n), 2)][trial % 3]
+        got = ranking_scores(labels, scores)
+        assert got.roc_auc == pytest.approx(roc_auc_score(labels, scores), rel=0, abs=1e-15)
+        assert got.average_precision == pytest.approx(
+            average_precision_score(labels, scores), rel=0, abs=1e-14
+        )
+
+
+def test_ranking_scores_hand_computed_with_ties() -> None:
+    # Same-meaning pairs score 0.9, 0.5; different-meaning 0.5, 0.1: of 4 couples, 3 ordered right, 1 tied.
+    r = ranking_scores([1, 1, 0, 0], [0.9, 0.5, 0.5, 0.1])
+    assert r.roc_auc == 3.5 / 4
+    # Thresholds 0.9 (recall 1/2, precision 1), 0.5 (recall 1, precision 2/3), 0.1 (no recall gained).
+    assert r.average_precision == 0.5 * 1 + 0.5 * 2 / 3
