@@ -1,5 +1,6 @@
 """The README and docs/performance.md quote the release-scale benchmark's goals as its committed artifact says:
-the table is made from ``benchmarks/results/scale_buffers_reused.json`` by the benchmark's own function."""
+the table is made from ``benchmarks/results/scale_no_sklearn.json`` by the benchmark's own function; the earlier
+runs the performance page still discusses are quoted from their own artifacts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACT = REPO / "benchmarks" / "results" / "scale_buffers_reused.json"
+ARTIFACT = REPO / "benchmarks" / "results" / "scale_no_sklearn.json"
+PREVIOUS = ARTIFACT.parent / "scale_buffers_reused.json"
+"""The run before the one to trust (scoring buffers reused), discussed under "Earlier runs"."""
 
 
 def _bench_scale() -> ModuleType:
@@ -79,25 +83,57 @@ def test_the_printed_goals_table_fits_80_columns_whatever_the_figures() -> None:
     assert all(len(line) <= 80 for line in table.splitlines()), table
 
 
-def test_the_readme_shows_from_the_artifact_why_the_peer_goal_is_out_of_reach() -> None:
-    """The missed goal's explanation: pseval's one-SAE run plus every further SAE at the limit's own cost is
-    already more than 0.8x the peer, whose further SAEs cost what the limit's do."""
+def test_the_readme_shows_from_the_artifact_what_the_missed_peer_goal_leaves_per_sae() -> None:
+    """The missed goal's arithmetic: after pseval's one-SAE run, 0.8x the peer leaves less per further SAE than
+    pseval's further SAEs take, and more than the limit's (so it is not out of reach by arithmetic)."""
     result = json.loads(ARTIFACT.read_text(encoding="utf-8"))
     seconds, n = result["seconds"], result["n_saes_many"]
     peer_one, peer_many = seconds["peer_1"]["median"], seconds[f"peer_{n}"]["median"]
     limit = result["limit_per_sae_seconds"]["median"]
-    goal, one, rest = 0.8 * peer_many, seconds["pseval_same_work_1"]["median"], (n - 1) * limit
-    assert one + rest > goal
+    ours = result["pseval_per_extra_sae_seconds"]["median"]
+    goal, one = 0.8 * peer_many, seconds["pseval_same_work_1"]["median"]
+    room = (goal - one) / (n - 1)
+    assert limit < room < ours
+    many = next(g for g in result["goals"] if g["figure"] == f"{n} SAEs, same work")
     text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
-    assert f"costs it {(peer_many - peer_one) / (n - 1):.2f} s, the limit's {limit:.2f} s" in text
+    assert f"{n} SAEs take {many['ratio_median']:.2f}× the peer's time, not 0.8×" in text
+    assert f"costs it {(peer_many - peer_one) / (n - 1):.2f} s, less than the limit's {limit:.2f} s" in text
     assert f"0.8× its {peer_many:.1f} s is {goal:.1f} s" in text
     assert (
-        f"one-SAE run ({one:.1f} s) plus {n - 1} further SAEs at the limit's own cost ({rest:.1f} s)" in text
+        f"leaves {room:.2f} s for each of {n - 1} further SAEs after pseval's one-SAE run ({one:.1f} s)"
+        in text
     )
+    assert f"against the {ours:.2f} s each takes" in text
+
+
+def test_the_performance_page_quotes_the_run_to_trust_against_the_one_before() -> None:
+    now = json.loads(ARTIFACT.read_text(encoding="utf-8"))
+    before = json.loads(PREVIOUS.read_text(encoding="utf-8"))
+    text = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    one, one_before = now["seconds"]["pseval_same_work_1"], before["seconds"]["pseval_same_work_1"]
+    rss, rss_before = now["peak_rss_mib"]["pseval_same_work_1"], before["peak_rss_mib"]["pseval_same_work_1"]
+    assert f"took {one['median']:.2f} s against {one_before['median']:.2f} s in the run below" in text
+    assert f"peak RSS is {rss['median']:.0f} MiB against {rss_before['median']:.0f} MiB" in text
+
+    def ratio(result: dict[str, Any], figure: str) -> float:
+        return float(next(g["ratio_median"] for g in result["goals"] if g["figure"] == figure))
+
+    same, defaults = "1 SAE, same work", "1 SAE, defaults"
+    assert f"{ratio(now, same):.2f}× the peer** ({ratio(before, same):.2f}× in the run below)" in text
+    assert f"{ratio(now, defaults):.2f}× their floor** ({ratio(before, defaults):.2f}×)" in text
+    n = now["n_saes_many"]
+    seconds, limit = now["seconds"], now["limit_per_sae_seconds"]["median"]
+    peer_one, peer_many = seconds["peer_1"]["median"], seconds[f"peer_{n}"]["median"]
+    room = (0.8 * peer_many - seconds["pseval_same_work_1"]["median"]) / (n - 1)
+    assert f"leaves room for {room:.2f} s per further SAE, between the limit's {limit:.2f} s" in text
+    assert f"pseval's {now['pseval_per_extra_sae_seconds']['median']:.2f} s" in text
+    assert f"further SAE costs {(peer_many - peer_one) / (n - 1):.2f} s" in text
+    peers = peer_many, before["seconds"][f"peer_{n}"]["median"]
+    assert f"took {peers[0]:.1f} s here, {peers[1]:.1f} s there" in text
 
 
 def test_the_performance_page_quotes_the_fixed_parts_and_the_peers_read_from_the_artifacts() -> None:
-    result = json.loads(ARTIFACT.read_text(encoding="utf-8"))
+    result = json.loads(PREVIOUS.read_text(encoding="utf-8"))
     before = json.loads((ARTIFACT.parent / "scale_read_once.json").read_text(encoding="utf-8"))
     seconds, n = result["seconds"], result["n_saes_many"]
     fixed = seconds["pseval_same_work_1"]["median"] - result["pseval_per_extra_sae_seconds"]["median"]
@@ -127,7 +163,7 @@ def test_the_performance_page_quotes_the_runs_against_the_limits_that_kept_the_p
     """The limits now run the model longest first; what the same code measured against the old ones is quoted
     from their own artifacts."""
     results = ARTIFACT.parent
-    now = json.loads(ARTIFACT.read_text(encoding="utf-8"))
+    now = json.loads(PREVIOUS.read_text(encoding="utf-8"))
     before = json.loads((results / "scale_limit_in_order.json").read_text(encoding="utf-8"))
     huge = json.loads((results / "scale_huge_limit_in_order.json").read_text(encoding="utf-8"))
     text = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
@@ -145,3 +181,19 @@ def test_the_performance_page_quotes_the_runs_against_the_limits_that_kept_the_p
         f"({parts['forward_sorted_s']:.1f} s here, against {parts['forward_s']:.1f} s in the prompts' order"
         in text
     )
+
+
+def test_the_docs_quote_the_1m_latent_rerun_as_its_artifact_says() -> None:
+    huge = json.loads((ARTIFACT.parent / "scale_huge_no_sklearn.json").read_text(encoding="utf-8"))
+    ratio, limit_runs = huge["ratio_same_work_vs_limit"], huge["runs"]["limit"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert f"took **{ratio['median']:.2f}×** the limit ({ratio['min']:.2f}× on the minima;" in readme
+    page = (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
+    seconds = huge["seconds"]
+    forward = sorted(run["forward_sorted_s"] for run in limit_runs)
+    assert (
+        f"| {seconds['pseval_same_work']['median']:.1f} s | {seconds['limit']['median']:.1f} s "
+        f"(forward {forward[0]:.1f}–{forward[-1]:.1f} s," in page
+    )
+    assert f"| **{ratio['median']:.2f}×** ({ratio['min']:.2f}× on the minima) |" in page
+    assert ratio["median"] <= 1.5  # the goal, on the median
