@@ -278,10 +278,21 @@ def result_identity(item: SAEItem, config: PSEvalConfig, dataset_sha256: str | N
 
 
 def _older_identity(item: SAEItem, identity: dict[str, Any], version: int) -> dict[str, Any] | None:
-    """``identity`` as identity version ``version`` computed it: version 1 hashed every byte of the files."""
+    """``identity`` as identity version ``version`` computed it: version 1 hashed every byte of the files with
+    sha256, version 2 the same bytes as now with sha256 (the files are read once more to compute it)."""
+    if version == 2:
+        if item.source is None:  # an SAE object: its fingerprint did not change
+            return {**identity, "identity_version": 2}
+        from pseval.sae.weights_check import hash_and_check
+
+        read = hash_and_check(item.source, identity.get("sae_decoder_hash") is not None, algorithm="sha256")
+        hashes = {"sae_content_hash": read.content_hash, "sae_decoder_hash": read.decoder_hash}
+        return {**identity, "identity_version": 2, **hashes}
     if version != 1:
         return None
-    content_hash = item.source.content_hash() if item.source is not None else item.content_hash
+    content_hash = (
+        item.source.content_hash(algorithm="sha256") if item.source is not None else item.content_hash
+    )
     earlier = {k: v for k, v in identity.items() if k != "sae_decoder_hash"}
     return {**earlier, "identity_version": 1, "sae_content_hash": content_hash}
 

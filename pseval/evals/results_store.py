@@ -35,10 +35,12 @@ from pseval.evals.schema import (
     result_checksum,
 )
 
-IDENTITY_VERSION = 2
-"""Bumped when the meaning of a stored identity changes. 2: ``sae_content_hash`` hashes the bytes scoring reads
-whole and the decoder's place only (:meth:`pseval.sae.source.SAESource.content_hash`), the decoder's bytes
-being covered by ``sae_decoder_hash`` or :data:`DECODER_ROWS_KEY`; 1 hashed every byte."""
+IDENTITY_VERSION = 3
+"""Bumped when the meaning of a stored identity changes. 3: ``sae_content_hash`` and ``sae_decoder_hash`` are
+xxh3 hashes (:data:`pseval.sae.source.BYTES_HASH`), of the same bytes as in 2; 2: ``sae_content_hash`` hashes
+(sha256) the bytes scoring reads whole and the decoder's place only
+(:meth:`pseval.sae.source.SAESource.content_hash`), the decoder's bytes being covered by ``sae_decoder_hash`` or
+:data:`DECODER_ROWS_KEY`; 1 hashed (sha256) every byte."""
 
 DECODER_ROWS_KEY = "sae_decoder_rows_hash"
 """The identity key of the decoder rows a result's scores read (its chosen latents' rows), added once scored:
@@ -221,6 +223,10 @@ def check_stored(
         and version < IDENTITY_VERSION
     ):
         earlier = older(version)
+        if earlier is not None and scored is not None:
+            known_then = {k: v for k, v in stored.result_identity.items() if k not in earlier}
+            if identity_difference(known_then | earlier, stored.result_identity) is None:
+                earlier = {**earlier, **scored(stored)}  # the rows it read, hashed as it hashed them
         if earlier is not None and identity_difference(stored.result_identity, earlier) is None:
             return stored
     if difference is not None:

@@ -26,6 +26,23 @@ if TYPE_CHECKING:
 #: their headers, sizes and mtimes instead.
 FULL_HASH_LIMIT_BYTES = 256 * 1024 * 1024
 
+BYTES_HASH = "xxh3_128"
+"""The hash of an SAE's bytes in its identity: xxh3 (128 bits, 16 hex digits kept) runs at tens of GB/s, so
+hashing the encoder as it is read costs less than reading it; sha256 (identity versions 1 and 2) ran slower
+than this machine's disk and is kept to recognise results stored by them."""
+
+
+def new_digest(algorithm: str = BYTES_HASH) -> Any:
+    """A fresh ``hashlib``-like digest of ``algorithm``: ``"xxh3_128"`` or ``"sha256"``."""
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    if algorithm != "xxh3_128":
+        raise ValueError(f"unknown hash {algorithm!r}")
+    import xxhash
+
+    return xxhash.xxh3_128()
+
+
 ByteRanges = Sequence[tuple[int, int]]
 """Byte ranges ``[begin, end)`` of one file, in order."""
 ReadChunks = Callable[[Path, ByteRanges], Iterable[bytes | memoryview]]
@@ -128,7 +145,10 @@ class SAESource:
         return sum(p.stat().st_size for p in set(self.files)) - skipped
 
     def content_hash(
-        self, read_chunks: ReadChunks | None = None, apart: Mapping[Path, ByteRanges] | None = None
+        self,
+        read_chunks: ReadChunks | None = None,
+        apart: Mapping[Path, ByteRanges] | None = None,
+        algorithm: str = BYTES_HASH,
     ) -> str:
         """A stable hash of the config and of the weight files' bytes: which SAE a result is of.
 
@@ -139,9 +159,10 @@ class SAESource:
         (the identity of results stored with identity version 1). When the hashed bytes would exceed
         :data:`FULL_HASH_LIMIT_BYTES`, each file is identified by its header, size and mtime instead.
         ``read_chunks(path, ranges)`` yields those ranges' bytes in order (by default 1 MiB reads): a caller
-        that checks the weights as they stream past hashes and checks them in one read.
+        that checks the weights as they stream past hashes and checks them in one read. ``algorithm`` is
+        :data:`BYTES_HASH`, or ``"sha256"`` for the identity an earlier version computed.
         """
-        digest = hashlib.sha256()
+        digest = new_digest(algorithm)
         digest.update(json.dumps(self.cfg.arch_fields(), sort_keys=True, default=str).encode())
         digest.update(json.dumps([self.cfg.hook_name, self.cfg.model_name]).encode())
         if self.weights_fingerprint is not None:

@@ -28,7 +28,7 @@ import torch
 
 from pseval.errors import SAEError
 from pseval.sae.lazy import BLOCK_ELEMENTS, all_finite, read_byte_ranges
-from pseval.sae.source import hash_ranges
+from pseval.sae.source import BYTES_HASH, hash_ranges, new_digest
 from pseval.sae.threads import small_ops
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class WeightsRead(NamedTuple):
     content_hash: str
     """:meth:`SAESource.content_hash`, the decoder left apart when it is hashed apart (see there)."""
     decoder_hash: str | None
-    """sha256 (16 hex digits) of the decoder's bytes when they were read (``read_decoder``); None when they
+    """Hash (16 hex digits) of the decoder's bytes when they were read (``read_decoder``); None when they
     were not or are inside ``content_hash``."""
     check: Callable[[], None] | None
     """Raises the first bad tensor's error and records the tensors checked; None when nothing was read."""
@@ -176,24 +176,25 @@ class WeightsRead(NamedTuple):
 
 
 @small_ops()  # the finite checks are short passes (the hash does not use torch)
-def hash_and_check(source: SAESource, read_decoder: bool = True) -> WeightsRead:
+def hash_and_check(source: SAESource, read_decoder: bool = True, algorithm: str = BYTES_HASH) -> WeightsRead:
     """The content hash and, from the same sequential read, the NaN/Inf check of an SAE's files.
 
     The decoder (:func:`decoder_ranges`) is hashed apart, and read only when ``read_decoder`` (a metric of
     the run reads it whole). The check is returned as a callable that raises the first bad tensor's error
     (the same as :func:`check_finite_tensors`), or None when the files were not read byte by
     byte (huge SAEs, which :func:`check_vectors` and the block reads check instead) or cannot be read lazily.
+    Both hashes use ``algorithm`` (:data:`~pseval.sae.source.BYTES_HASH`; ``"sha256"`` for identity version 2).
     """
     if source.tensors is None:
-        return WeightsRead(source.content_hash(apart={}), None, None)
+        return WeightsRead(source.content_hash(apart={}, algorithm=algorithm), None, None)
     apart = decoder_ranges(source)
     if not source.hashes_bytes(apart):
-        return WeightsRead(source.content_hash(apart=apart), None, None)
+        return WeightsRead(source.content_hash(apart=apart, algorithm=algorithm), None, None)
     check = StreamedCheck(source)
-    content_hash = source.content_hash(read_chunks=check.chunks, apart=apart)
+    content_hash = source.content_hash(read_chunks=check.chunks, apart=apart, algorithm=algorithm)
     decoder_hash = None
     if read_decoder and apart:
-        digest = hashlib.sha256()
+        digest = new_digest(algorithm)
         for path in sorted(apart):
             digest.update(path.name.encode())
             hash_ranges(digest, check.chunks(path, apart[path]))

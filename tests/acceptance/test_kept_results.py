@@ -82,3 +82,45 @@ def test_a_result_written_before_checksums_is_still_finished(
     assert path.read_text(encoding="utf-8") == text
     report = runner.invoke(app, ["report", str(out), "--no-figures"])
     assert report.exit_code == 0, report.output
+
+
+STORED_IDENTITY_V2 = Path(__file__).parent / "stored" / "sae_eval_results_identity_v2.json"
+"""A result written with identity version 2 (sha256 content hashes), by the pseval commit before version 3:
+the command of :data:`STORED_V0_1_0` on the same SAE; its paths replaced by @MODEL_DIR@, @DATASET@ and
+@SAE_DIR@."""
+
+
+def test_a_result_stored_with_sha256_identities_is_still_finished(
+    tmp_path: Path,
+    tmp_cache: Path,
+    tiny_model_dir: Path,
+    tiny_dataset_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pseval.evals.plan import open_items
+    from pseval.evals.schema import result_checksum
+
+    sae = write_sae(tmp_path / "sae", seed=1)
+    out = tmp_path / "results"
+    path = out / "ps_eval" / "sae_eval_results.json"
+    path.parent.mkdir(parents=True)
+    text = STORED_IDENTITY_V2.read_text(encoding="utf-8")
+    for placeholder, value in (
+        ("@MODEL_DIR@", tiny_model_dir),
+        ("@DATASET@", tiny_dataset_file),
+        ("@SAE_DIR@", sae.resolve()),
+    ):
+        text = text.replace(placeholder, str(value))
+    stored = json.loads(text)
+    stored["result_identity"]["dataset_sha256"] = dataset_sha256(str(tiny_dataset_file))
+    stored["result_checksum"] = result_checksum(stored)  # the paths are this machine's: signed again
+    text = json.dumps(stored, indent=2)
+    path.write_text(text, encoding="utf-8")
+    assert stored["result_identity"]["identity_version"] == 2
+    assert stored["sae_content_hash"] != open_items([str(sae)])[0].content_hash  # today's hash is another
+
+    refuse_model(monkeypatch)
+    kept = _eval(tiny_model_dir, tiny_dataset_file, out, sae)
+    assert kept.exit_code == 0, kept.output
+    assert f"kept {path}" in kept.output
+    assert path.read_text(encoding="utf-8") == text
