@@ -5,7 +5,8 @@ Three sources of per-latent parameters share one encoder:
 * :class:`InMemoryBlocks` slices an :class:`~pseval.sae.model.SAE`;
 * :class:`SafetensorsBlocks` reads column blocks of ``W_enc`` (and rows of ``W_dec``) straight from a
   ``.safetensors`` file with ``os.preadv`` at the header's offsets, so the weights never sit in memory as a
-  whole (no memory map whose pages would stay resident);
+  whole; a ``W_enc`` that the streamed check read before the model pass (at most 256 MB, so in the page
+  cache) is mapped instead, its blocks strided views of the map, unmapped once the SAE is scored;
 * :class:`RandomBlocks` draws the random-SAE control block by block from its seed, equal to
   :meth:`SAE.create_random <pseval.sae.model.SAE.create_random>`.
 
@@ -209,6 +210,34 @@ class RandomBlocks:
         return torch.cat([r.T if name == "W_enc" else r for r in rows])
 
 
+def _mapped_matrix(
+    path: Path, offset: int, shape: tuple[int, int], dtype: torch.dtype
+) -> torch.Tensor | None:
+    """The ``shape`` matrix at byte ``offset`` of ``path``, mapped copy-on-write and never written (None when it
+    cannot be mapped: the read path then reports why).
+
+    For a matrix the streamed check has read before the model pass (at most
+    :data:`pseval.sae.source.FULL_HASH_LIMIT_BYTES`), its pages are in the page cache: a column block is a
+    strided view of them, which the encode's matmul reads as it would a copy (the same sums, bit for bit), so
+    the slab copy is saved. The mapping goes with the last view of it, when the SAE is scored. (A file cut
+    short while it is scored ends the process with SIGBUS, as any memory-mapped read would, safetensors' own
+    included; the check before the model pass has found it whole.)
+    """
+    import mmap
+
+    nbytes = shape[0] * shape[1] * torch.empty(0, dtype=dtype).element_size()
+    aligned = offset // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+    try:
+        with open(path, "rb") as fh:
+            mapped = mmap.mmap(
+                fh.fileno(), offset - aligned + nbytes, access=mmap.ACCESS_COPY, offset=aligned
+            )
+    except (OSError, ValueError):
+        return None
+    flat = torch.frombuffer(mapped, dtype=dtype, count=shape[0] * shape[1], offset=offset - aligned)
+    return flat.view(shape)
+
+
 class SafetensorsBlocks:
     """Blocks read from the ``.safetensors`` files of an :class:`~pseval.sae.source.SAESource` with ``preadv``.
 
@@ -303,6 +332,10 @@ class SafetensorsBlocks:
         """
         base, n_rows, n_cols, itemsize, dtype = layout
         cached = self._slabs.get(name)
+        if cached is None and dtype == self._dtype and name in self._prechecked:
+            mapped = _mapped_matrix(self._refs[name].path, base, (n_rows, n_cols), dtype)
+            if mapped is not None:  # one slab: the whole matrix where the page cache holds it
+                cached = self._slabs[name] = (0, n_cols, mapped)
         if cached is None or not (cached[0] <= start and end <= cached[1]):
             slab_end = min(n_cols, start + max(end - start, SLAB_ELEMENTS // max(1, n_rows)))
             pieces = [

@@ -197,3 +197,23 @@ def test_block_reads_of_a_checked_sae_are_not_checked_again(
     assert all(a == c and torch.equal(b, d) for (a, b), (c, d) in zip(want, got, strict=True))
     with pytest.raises(AssertionError, match="read a second time"):  # another dtype is checked again
         list(feature_blocks(SafetensorsBlocks(item.source, "float64"), acts))
+
+
+def test_a_checked_encoder_is_encoded_where_the_page_cache_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the streamed check read ``W_enc``, scoring maps it instead of copying it out slab by slab: none of
+    its bytes read again, and codes bit for bit those of the read path, block for block."""
+    import pseval.sae.lazy as lazy_module
+
+    item = open_items([str(saved(tmp_path / "sae"))])[0]
+    acts = torch.randn(6, item.source.cfg.d_in)
+    read_path = list(feature_blocks(SafetensorsBlocks(item.source), acts, block_size=16))  # copied slabs
+    _check_weights(item)
+    read = _count_reads(monkeypatch, lazy_module)
+    mapped = SafetensorsBlocks(item.source)
+    read.clear()  # the per-latent vectors, read when the blocks are opened
+    got = list(feature_blocks(mapped, acts, block_size=16))  # several blocks: strided views of the map
+    assert len(got) > 1 and read == []
+    assert all(a == c and torch.equal(b, d) for (a, b), (c, d) in zip(read_path, got, strict=True))
+    assert mapped._slabs["W_enc"][:2] == (0, item.source.cfg.d_sae)  # one view of the whole matrix
