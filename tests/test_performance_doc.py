@@ -216,3 +216,23 @@ def test_the_docs_quote_the_1m_latent_rerun_as_its_artifact_says() -> None:
     )
     assert f"| **{ratio['median']:.2f}×** ({ratio['min']:.2f}× on the minima) |" in page
     assert ratio["median"] <= 1.5  # the goal, on the median
+
+
+def test_the_docs_quote_the_second_run_of_the_same_code_as_its_artifact_says() -> None:
+    """The 32-SAE goal sits within the run-to-run spread: the second run, which misses it, is quoted too."""
+    rerun = json.loads((ARTIFACT.parent / "scale_mapped_xxh3_rerun.json").read_text(encoding="utf-8"))
+    n = rerun["n_saes_many"]
+    goals = {g["figure"]: g for g in rerun["goals"]}
+    many, plus = goals[f"{n} SAEs, same work"], goals[f"+1 SAE of {n}, same work"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert (
+        f"a second run of the same code put it at {many['ratio_median']:.2f}× ({many['ratio_min']:.2f}× on"
+        in readme
+    )
+    page = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    assert f"missed it: **{many['ratio_median']:.2f}×** ({many['ratio_min']:.2f}× on the minima)" in page
+    assert (
+        f"each further SAE at {plus['pseval']:.2f} s against the limit's {plus['reference_value']:.2f} s"
+        in page
+    )
+    assert not many["met"] and all(g["met"] for figure, g in goals.items() if g is not many)
