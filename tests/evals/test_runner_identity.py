@@ -375,3 +375,38 @@ def test_results_stored_before_the_dataset_hash_are_of_the_files_shipped_then() 
     current = {"dataset": "wordnet-2x2", "dataset_sha256": dataset_sha256("wordnet-2x2")}
     assert "other dataset content" in (identity_difference({"dataset": "wordnet-2x2"}, current) or "")
     assert identity_difference(current, current) is None
+
+
+def test_a_result_stored_with_sha256_hashes_is_kept_with_its_decoder_rows_compared(
+    tmp_path: Path, env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identity version 2 hashed the same bytes with sha256: a result stored so is kept (its SAE hashed the old
+    way once), its decoder rows still compared, so an edit of a row it read is still another result."""
+    from pseval.evals.schema import result_checksum
+    from pseval.sae.formats.loader import open_sae
+    from pseval.sae.weights_check import hash_and_check
+
+    sae = write_sae(tmp_path / "sae", seed=1)
+    config = _config(env, baselines=False, site_check=False)
+    first = evaluate(env["model"], [sae], config=config, output_folder=env["out"])[0]
+    path = result_path(env["out"], "sae")
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    identity = stored["result_identity"]
+    assert identity["identity_version"] == 3 and identity["sae_decoder_rows_hash"]
+    sha256_hash = hash_and_check(open_sae(str(sae)), False, algorithm="sha256").content_hash
+    assert sha256_hash != identity["sae_content_hash"]
+    identity.update(identity_version=2, sae_content_hash=sha256_hash)  # as version 2 wrote it
+    stored["sae_content_hash"] = sha256_hash
+    stored["result_checksum"] = result_checksum(stored)
+    path.write_text(json.dumps(stored, indent=2), encoding="utf-8")
+    before = path.read_bytes()
+
+    _no_model(monkeypatch)
+    kept = evaluate(env["model"], [sae], config=config, output_folder=env["out"])[0]
+    assert kept.eval_id == first.eval_id and kept.sae_content_hash == sha256_hash
+    assert path.read_bytes() == before
+    chosen = {d.latent_1 for d in first.eval_result_details} | {d.latent_2 for d in first.eval_result_details}
+    _overwrite_decoder_row(sae, max(chosen))
+    with pytest.raises(ConfigError, match="--force-rerun"):
+        evaluate(env["model"], [sae], config=config, output_folder=env["out"])
+    assert path.read_bytes() == before
