@@ -226,7 +226,7 @@ def test_the_docs_quote_the_second_run_of_the_same_code_as_its_artifact_says() -
     many, plus = goals[f"{n} SAEs, same work"], goals[f"+1 SAE of {n}, same work"]
     readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     assert (
-        f"a second run of the same code put it at {many['ratio_median']:.2f}× ({many['ratio_min']:.2f}× on"
+        f"two more runs of the same code put it at {many['ratio_median']:.2f}× ({many['ratio_min']:.2f}× on"
         in readme
     )
     page = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
@@ -236,3 +236,32 @@ def test_the_docs_quote_the_second_run_of_the_same_code_as_its_artifact_says() -
         in page
     )
     assert not many["met"] and all(g["met"] for figure, g in goals.items() if g is not many)
+
+
+def test_the_docs_quote_the_third_run_as_its_artifact_says() -> None:
+    third = json.loads((ARTIFACT.parent / "scale_mapped_xxh3_rerun2.json").read_text(encoding="utf-8"))
+    n = third["n_saes_many"]
+    goals = {g["figure"]: g for g in third["goals"]}
+    many, plus = goals[f"{n} SAEs, same work"], goals[f"+1 SAE of {n}, same work"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert f"and {many['ratio_median']:.2f}× ({many['ratio_min']:.2f}×;" in readme
+    assert "met in one run of three, not reliably" in readme
+    page = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    assert (
+        f"gave **{many['ratio_median']:.2f}×** ({many['ratio_min']:.2f}× on the minima; a further SAE" in page
+    )
+    assert f"{plus['pseval']:.2f} s against the limit's {plus['reference_value']:.2f} s" in page
+    runs = [
+        ARTIFACT,
+        ARTIFACT.parent / "scale_mapped_xxh3_rerun.json",
+        ARTIFACT.parent / "scale_mapped_xxh3_rerun2.json",
+    ]
+    met = [
+        next(
+            g["met"]
+            for g in json.loads(run.read_text(encoding="utf-8"))["goals"]
+            if g["figure"] == f"{n} SAEs, same work"
+        )
+        for run in runs
+    ]
+    assert met == [True, False, False]
