@@ -84,6 +84,8 @@ def ranking_scores(labels: ArrayLike, scores: ArrayLike) -> RankingScores:
     """
     y = np.asarray(labels).astype(int)
     s = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(s).all():  # scikit-learn refused them too; ranked, a NaN would count as the top score
+        raise ValueError("ranking scores hold NaN or infinite values")
     if y.size == 0 or np.unique(y).size < 2:
         return RankingScores(roc_auc=None, average_precision=None)
     # Pairs of each class per distinct score, in increasing score order.

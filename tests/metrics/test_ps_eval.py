@@ -136,6 +136,13 @@ def test_ranking_scores_are_scikit_learns_to_the_last_bits() -> None:
         )
 
 
+def test_ranking_scores_refuse_non_finite_scores_as_scikit_learn_did() -> None:
+    """A NaN or infinite similarity is a bug upstream: ranking it as the highest score would give a number."""
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            ranking_scores([0, 1, 1, 0], [0.1, bad, 0.3, 0.2])
+
+
 def test_ranking_scores_hand_computed_with_ties() -> None:
     # Same-meaning pairs score 0.9, 0.5; different-meaning 0.5, 0.1: of 4 couples, 3 ordered right, 1 tied.
     r = ranking_scores([1, 1, 0, 0], [0.9, 0.5, 0.5, 0.1])
