@@ -218,18 +218,27 @@ def test_the_docs_quote_the_1m_latent_rerun_as_its_artifact_says() -> None:
     assert ratio["median"] <= 1.5  # the goal, on the median
 
 
+def _many_and_plus(artifact: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A run's goals by figure, its 32-SAE goal and its further-SAE goal."""
+    result = json.loads((ARTIFACT.parent / artifact).read_text(encoding="utf-8"))
+    n = result["n_saes_many"]
+    goals = {g["figure"]: g for g in result["goals"]}
+    return goals, goals[f"{n} SAEs, same work"], goals[f"+1 SAE of {n}, same work"]
+
+
+def _flat(doc: Path) -> str:
+    return " ".join(doc.read_text(encoding="utf-8").split())
+
+
 def test_the_docs_quote_the_second_run_of_the_same_code_as_its_artifact_says() -> None:
     """The 32-SAE goal sits within the run-to-run spread: the second run, which misses it, is quoted too."""
-    rerun = json.loads((ARTIFACT.parent / "scale_mapped_xxh3_rerun.json").read_text(encoding="utf-8"))
-    n = rerun["n_saes_many"]
-    goals = {g["figure"]: g for g in rerun["goals"]}
-    many, plus = goals[f"{n} SAEs, same work"], goals[f"+1 SAE of {n}, same work"]
-    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    goals, many, plus = _many_and_plus("scale_mapped_xxh3_rerun.json")
+    readme = _flat(REPO / "README.md")
     assert (
         f"two more runs of the same code put it at {many['ratio_median']:.2f}× ({many['ratio_min']:.2f}× on"
         in readme
     )
-    page = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    page = _flat(REPO / "docs" / "performance.md")
     assert f"missed it: **{many['ratio_median']:.2f}×** ({many['ratio_min']:.2f}× on the minima)" in page
     assert (
         f"each further SAE at {plus['pseval']:.2f} s against the limit's {plus['reference_value']:.2f} s"
@@ -239,29 +248,15 @@ def test_the_docs_quote_the_second_run_of_the_same_code_as_its_artifact_says() -
 
 
 def test_the_docs_quote_the_third_run_as_its_artifact_says() -> None:
-    third = json.loads((ARTIFACT.parent / "scale_mapped_xxh3_rerun2.json").read_text(encoding="utf-8"))
-    n = third["n_saes_many"]
-    goals = {g["figure"]: g for g in third["goals"]}
-    many, plus = goals[f"{n} SAEs, same work"], goals[f"+1 SAE of {n}, same work"]
-    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    _, many, plus = _many_and_plus("scale_mapped_xxh3_rerun2.json")
+    readme = _flat(REPO / "README.md")
     assert f"and {many['ratio_median']:.2f}× ({many['ratio_min']:.2f}×;" in readme
     assert "met in one run of three, not reliably" in readme
-    page = " ".join((REPO / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    page = _flat(REPO / "docs" / "performance.md")
     assert (
         f"gave **{many['ratio_median']:.2f}×** ({many['ratio_min']:.2f}× on the minima; a further SAE" in page
     )
     assert f"{plus['pseval']:.2f} s against the limit's {plus['reference_value']:.2f} s" in page
-    runs = [
-        ARTIFACT,
-        ARTIFACT.parent / "scale_mapped_xxh3_rerun.json",
-        ARTIFACT.parent / "scale_mapped_xxh3_rerun2.json",
-    ]
-    met = [
-        next(
-            g["met"]
-            for g in json.loads(run.read_text(encoding="utf-8"))["goals"]
-            if g["figure"] == f"{n} SAEs, same work"
-        )
-        for run in runs
-    ]
+    runs = (ARTIFACT.name, "scale_mapped_xxh3_rerun.json", "scale_mapped_xxh3_rerun2.json")
+    met = [_many_and_plus(run)[1]["met"] for run in runs]
     assert met == [True, False, False]

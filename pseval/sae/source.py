@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 FULL_HASH_LIMIT_BYTES = 256 * 1024 * 1024
 
 BYTES_HASH = "xxh3_128"
-"""The hash of an SAE's bytes in its identity: xxh3 (128 bits, 16 hex digits kept) runs at tens of GB/s, so
-hashing the encoder as it is read costs less than reading it; sha256 (identity versions 1 and 2) ran slower
-than this machine's disk and is kept to recognise results stored by them."""
+"""The hash of an SAE's bytes in its identity: xxh3 (128 bits, 16 hex digits kept), a non-cryptographic hash
+that keeps up with the read it rides on; sha256 (identity versions 1 and 2) did not, and is kept to recognise
+results stored by them."""
 
 
 def new_digest(algorithm: str = BYTES_HASH) -> Any:

@@ -49,6 +49,20 @@ def _eval(model_dir: Path, dataset: Path, out: Path, sae: Path) -> Any:
     return runner.invoke(app, [*args, "--no-baselines", "--bootstrap", "0", "--interpret-tokens", "0"])
 
 
+def _stored_here(stored_file: Path, model_dir: Path, dataset: Path, sae: Path) -> dict[str, Any]:
+    """A stored result with this machine's paths in place of its placeholders, and the tiny dataset's hash."""
+    text = stored_file.read_text(encoding="utf-8")
+    for placeholder, value in (
+        ("@MODEL_DIR@", model_dir),
+        ("@DATASET@", dataset),
+        ("@SAE_DIR@", sae.resolve()),
+    ):
+        text = text.replace(placeholder, str(value))
+    stored: dict[str, Any] = json.loads(text)
+    stored["result_identity"]["dataset_sha256"] = dataset_sha256(str(dataset))
+    return stored
+
+
 def test_a_result_written_before_checksums_is_still_finished(
     tmp_path: Path,
     tmp_cache: Path,
@@ -60,17 +74,9 @@ def test_a_result_written_before_checksums_is_still_finished(
     out = tmp_path / "results"
     path = out / "ps_eval" / "sae_eval_results.json"
     path.parent.mkdir(parents=True)
-    text = STORED_V0_1_0.read_text(encoding="utf-8")
-    for placeholder, value in (
-        ("@MODEL_DIR@", tiny_model_dir),
-        ("@DATASET@", tiny_dataset_file),
-        ("@SAE_DIR@", sae.resolve()),
-    ):
-        text = text.replace(placeholder, str(value))
     # A custom .jsonl result from before datasets were hashed is refused (its content then is unknown), so the
     # file stands for one written once the dataset hash was recorded but before result checksums were.
-    stored = json.loads(text)
-    stored["result_identity"]["dataset_sha256"] = dataset_sha256(str(tiny_dataset_file))
+    stored = _stored_here(STORED_V0_1_0, tiny_model_dir, tiny_dataset_file, sae)
     text = json.dumps(stored, indent=2)
     path.write_text(text, encoding="utf-8")
     assert "result_checksum" not in json.loads(text)
@@ -104,15 +110,7 @@ def test_a_result_stored_with_sha256_identities_is_still_finished(
     out = tmp_path / "results"
     path = out / "ps_eval" / "sae_eval_results.json"
     path.parent.mkdir(parents=True)
-    text = STORED_IDENTITY_V2.read_text(encoding="utf-8")
-    for placeholder, value in (
-        ("@MODEL_DIR@", tiny_model_dir),
-        ("@DATASET@", tiny_dataset_file),
-        ("@SAE_DIR@", sae.resolve()),
-    ):
-        text = text.replace(placeholder, str(value))
-    stored = json.loads(text)
-    stored["result_identity"]["dataset_sha256"] = dataset_sha256(str(tiny_dataset_file))
+    stored = _stored_here(STORED_IDENTITY_V2, tiny_model_dir, tiny_dataset_file, sae)
     stored["result_checksum"] = result_checksum(stored)  # the paths are this machine's: signed again
     text = json.dumps(stored, indent=2)
     path.write_text(text, encoding="utf-8")
