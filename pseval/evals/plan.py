@@ -11,10 +11,11 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pseval.errors import ConfigError, SAEError
 from pseval.evals.checks import check_sae_settings, check_token_budgets
@@ -34,6 +35,9 @@ from pseval.evals.schema import PSEvalResult
 from pseval.metrics.ps_eval import NO_LATENT
 from pseval.sae.config import SAEConfig
 from pseval.sae.model import SAE
+
+if TYPE_CHECKING:
+    from pseval.sae.weights_check import WeightsRead
 
 
 @dataclass
@@ -75,6 +79,15 @@ class SAEItem:
     """The decoder is in neither hash: its result records the hash of the decoder rows its scores read."""
     site_check: dict[str, Any] | None = None
     """The hook-site check's measurement (:mod:`pseval.evals.site_check`), None when it did not run."""
+    unread: bool = False
+    """Its files are not read yet: ``content_hash``, ``decoder_hash`` and ``weights_check`` are set by
+    :meth:`take_read` (:class:`WeightReads` reads them while the model loads)."""
+
+    def take_read(self, read: WeightsRead) -> None:
+        """Record what one read of the SAE's files gave: its hashes and its NaN/Inf check."""
+        self.content_hash, self.decoder_hash = read.content_hash, read.decoder_hash
+        self.weights_check, self.decoder_unhashed = read.check, read.decoder_unhashed
+        self.unread = False
 
     def load(self, device: str, dtype: str | None) -> SAE:
         """The SAE's weights on ``device`` (an SAE passed as an object is used as it is)."""
@@ -105,11 +118,14 @@ def _record_hook(name: str, cfg_hook: str | None, hook_name: str | None) -> str:
     return hook
 
 
-def open_items(saes: Sequence[Any], hook_name: str | None = None, read_decoder: bool = True) -> list[SAEItem]:
+def open_items(
+    saes: Sequence[Any], hook_name: str | None = None, read_decoder: bool = True, read_weights: bool = True
+) -> list[SAEItem]:
     """Open every SAE spec (path, ``saelens:RELEASE/ID``, SAE object or ``(name, SAE)``) without its weights.
 
     Each SAE's files are read once for its content hash and NaN/Inf check: the encoder side, and the decoder
-    only when ``read_decoder`` (a metric of the run reads it whole, :func:`reads_whole_decoder`).
+    only when ``read_decoder`` (a metric of the run reads it whole, :func:`reads_whole_decoder`). Without
+    ``read_weights`` they are left unread (``SAEItem.unread``) for :meth:`SAEItem.take_read`.
     """
     from pseval.evals.multilayer import expand_multilayer
     from pseval.sae.formats.loader import open_sae
@@ -157,23 +173,21 @@ def open_items(saes: Sequence[Any], hook_name: str | None = None, read_decoder: 
             if metadata.get("sae_lens_release") and metadata.get("sae_lens_id"):
                 release, sae_id = str(metadata["sae_lens_release"]), str(metadata["sae_lens_id"])
         hook = _record_hook(base, source.cfg.hook_name, hook_name)
-        read = hash_and_check(source, read_decoder)  # one read: the hashes and the NaN/Inf check
-        items.append(
-            SAEItem(
-                fixed_name or base,
-                source.cfg,
-                hook,
-                read.content_hash,
-                path,
-                release,
-                sae_id,
-                source=source,
-                fixed_name=fixed_name is not None,
-                weights_check=read.check,
-                decoder_hash=read.decoder_hash,
-                decoder_unhashed=read.decoder_unhashed,
-            )
+        item = SAEItem(
+            fixed_name or base,
+            source.cfg,
+            hook,
+            "",
+            path,
+            release,
+            sae_id,
+            source=source,
+            fixed_name=fixed_name is not None,
+            unread=True,
         )
+        if read_weights:
+            item.take_read(hash_and_check(source, read_decoder))  # one read: the hashes and the NaN/Inf check
+        items.append(item)
     return items
 
 
@@ -340,6 +354,38 @@ def _distinct(items: list[SAEItem], status: Callable[[str], None]) -> list[SAEIt
     return distinct
 
 
+class WeightReads:
+    """The files of SAEs read on one background thread, in order, while the main thread loads the model.
+
+    Each read is :func:`~pseval.sae.weights_check.hash_and_check`: the identity hash and the NaN/Inf check of
+    one sequential read, mostly waiting on the disk. Loading the model is mostly imports and module set-up,
+    holding the GIL, so the two overlap. The thread builds no module and sets no default dtype, device or thread
+    count (transformers' process-wide patches while it builds a model touch module construction only; MKL's
+    thread count is process-wide, so the read keeps torch's). :meth:`finish` joins it before the model pass:
+    a bad tensor still stops the run before any forward pass.
+    """
+
+    def __init__(self, items: list[SAEItem], read_decoder: bool) -> None:
+        from pseval.sae.weights_check import ReadBuffers, hash_and_check
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pseval-read")
+        self.items = items
+        read = partial(hash_and_check, read_decoder=read_decoder, own_threads=True, buffers=ReadBuffers())
+        self._reads = [self._pool.submit(read, item.source) for item in items]
+
+    def finish(self) -> None:
+        """Wait for every read and record it in its item (re-raising the first read's error)."""
+        try:
+            for item, read in zip(self.items, self._reads, strict=True):
+                item.take_read(read.result())
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Drop the reads not begun and wait for the one under way (a run stopping early)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass
 class RunPlan:
     """What a run will do, decided from the SAEs' configs alone: names, identities, finished results."""
@@ -347,6 +393,25 @@ class RunPlan:
     items: list[SAEItem]
     identities: dict[str, dict[str, Any]]
     finished: dict[str, PSEvalResult]
+    reads: WeightReads | None = None
+    """The reads still under way (``plan_run(read_later=True)``); :meth:`finish_reads` completes them."""
+    identify: Callable[[SAEItem], dict[str, Any]] | None = None
+
+    def finish_reads(self) -> None:
+        """Complete the reads under way and the identities of their SAEs (a no-op when none are)."""
+        if self.reads is None:
+            return
+        reads, self.reads = self.reads, None
+        reads.finish()
+        assert self.identify is not None
+        for item in reads.items:
+            self.identities[item.name] = self.identify(item)
+
+    def cancel_reads(self) -> None:
+        """Stop the reads under way (a run that fails before they are needed)."""
+        if self.reads is not None:
+            self.reads.cancel()
+            self.reads = None
 
 
 def plan_run(
@@ -356,20 +421,66 @@ def plan_run(
     output_folder: str | Path | None = None,
     force_rerun: bool = False,
     status: Callable[[str], None] = lambda _msg: None,
+    read_later: bool = False,
 ) -> RunPlan:
     """Open every SAE (configs only), decide its result name and identity, and find its finished result.
 
-    Fails before any model work when an SAE is bad or its result file holds another result.
+    Fails before any model work when an SAE is bad or its result file holds another result. The files of an
+    SAE with a stored result are read now (its identity decides whether it is finished); with ``read_later``
+    the others are read on a background thread (:class:`WeightReads`), and the caller completes them with
+    :meth:`RunPlan.finish_reads` (or stops them with :meth:`RunPlan.cancel_reads`) before the model pass.
     """
     from pseval.data.datasets import dataset_sha256
-    from pseval.models.hooks import parse_hook_name
 
     check_token_budgets(config.standard_metrics_tokens, config.standard_metrics_ce_tokens)
-    items = _distinct(open_items(saes, hook_name, reads_whole_decoder(config)), status)
+    read_decoder = reads_whole_decoder(config)
+    items = _distinct(open_items(saes, hook_name, read_decoder, read_weights=False), status)
+    stored_paths = _name_and_check(items, config, output_folder, force_rerun, status)
     dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
+    identify = partial(result_identity, config=config, dataset_sha256=dataset_hash)
+    later = [item for item in items if item.unread and item.name not in stored_paths] if read_later else []
+    plan = RunPlan(items, {}, {}, WeightReads(later, read_decoder) if later else None, identify)
+    reading = {id(item) for item in later}
+    try:
+        for item in items:
+            if id(item) in reading:
+                continue
+            if item.unread:
+                from pseval.sae.weights_check import hash_and_check
+
+                item.take_read(hash_and_check(item.source, read_decoder))
+            plan.identities[item.name] = identify(item)
+            if item.name not in stored_paths:
+                continue
+            older = partial(_older_identity, item, plan.identities[item.name])
+            stored = check_stored(
+                stored_paths[item.name],
+                plan.identities[item.name],
+                older,
+                partial(decoder_rows_identity, item),
+            )
+            if stored is not None:
+                plan.finished[item.name] = stored
+                status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
+    except BaseException:
+        plan.cancel_reads()
+        raise
+    return plan
+
+
+def _name_and_check(
+    items: list[SAEItem],
+    config: PSEvalConfig,
+    output_folder: str | Path | None,
+    force_rerun: bool,
+    status: Callable[[str], None],
+) -> dict[str, Path]:
+    """Check each SAE's settings and hook, decide its input regime and result name, and check its result file
+    can be written; return the result files to compare with (those that exist, unless ``--force-rerun``)."""
+    from pseval.models.hooks import parse_hook_name
+
     taken: set[str] = set()
-    identities: dict[str, dict[str, Any]] = {}
-    finished: dict[str, PSEvalResult] = {}
+    stored: dict[str, Path] = {}
     for item in items:
         parse_hook_name(item.hook)
         check_sae_settings(item.base_name, item.cfg, config, status)
@@ -389,16 +500,10 @@ def plan_run(
         else:
             item.name = item.base_name
         taken.add(item.name)
-        identities[item.name] = result_identity(item, config, dataset_hash)
         if output_folder is None:
             continue
         path = result_path(output_folder, item.name)
         check_destination(path)
-        if force_rerun:
-            continue
-        older = partial(_older_identity, item, identities[item.name])
-        stored = check_stored(path, identities[item.name], older, partial(decoder_rows_identity, item))
-        if stored is not None:
-            finished[item.name] = stored
-            status(f"skip {item.name}: finished result found (use --force-rerun to redo)")
-    return RunPlan(items, identities, finished)
+        if not force_rerun and path.exists():
+            stored[item.name] = path
+    return stored

@@ -285,16 +285,24 @@ def evaluate(
         if (Path(output_folder) / EVAL_TYPE_ID).is_dir():  # where the files go, when it exists already
             check_writable(Path(output_folder) / EVAL_TYPE_ID, "--output-folder")
 
-    # 1. Configs only: every SAE opened, its hook parsed, its regime, identity and result file decided.
-    plan = plan_run(saes, config, hook_name, output_folder, force_rerun, status)
+    # 1. Configs only: every SAE opened, its hook parsed, its regime, identity and result file decided. The
+    # files of SAEs without a stored result are read (hash, NaN/Inf check) while the model loads.
+    plan = plan_run(saes, config, hook_name, output_folder, force_rerun, status, read_later=True)
     items, finished = plan.items, plan.finished
     todo = [item for item in items if item.name not in finished]
-    if config.site_check:  # a BOS policy the SAE's config contradicts is a wrong site: known before the model
-        from pseval.evals import site_check
+    try:
+        if (
+            config.site_check
+        ):  # a BOS policy the SAE's config contradicts is a wrong site: known before the model
+            from pseval.evals import site_check
 
-        site_check.refuse_bos_contradictions(todo)
-    for item in todo:
-        _check_weights(item, reads_whole_decoder(config))
+            site_check.refuse_bos_contradictions(todo)
+        for item in todo:
+            if not item.unread:  # read by the plan (SAE objects, SAEs with a stored result)
+                _check_weights(item, reads_whole_decoder(config))
+    except BaseException:
+        plan.cancel_reads()
+        raise
     if run_log is not None:
         run_log["skipped"] = [item.name for item in items if item.name in finished]
         run_log["evaluated"] = [item.name for item in todo]
@@ -302,10 +310,7 @@ def evaluate(
         return [finished[item.name] for item in items]
 
     # 2. The model: widths, BOS tokens and processing checked, datasets loaded, before any forward pass.
-    from pseval.models.loading import resolve_device
-
-    device = resolve_device(config.device)
-    loaded, bos_ids = _load_checked(model, config, device, todo)
+    loaded, device, bos_ids = _load_while_reading(model, config, plan, todo)
     splits = _load_splits(loaded, config, status)
     if config.baselines and splits.held_out is None:
         status(f"{splits.why_no_held_out}: the dense threshold is chosen by seeded 5-fold cross-validation")
@@ -342,6 +347,26 @@ def _run_config(model: Any, config: PSEvalConfig | None, overrides: dict[str, An
         model_name = model if isinstance(model, str) else getattr(model, "name", "model")
         return PSEvalConfig(model_name=str(model_name), **overrides)
     return PSEvalConfig(**{**config.model_dump(), **overrides}) if overrides else config
+
+
+def _load_while_reading(
+    model: Any, config: PSEvalConfig, plan: RunPlan, todo: list[SAEItem]
+) -> tuple[Any, str, dict[str, int | None]]:
+    """:func:`_load_checked` while the files the plan left unread are read on a background thread
+    (:class:`~pseval.evals.plan.WeightReads`), then those SAEs' NaN/Inf checks: a bad tensor stops the run
+    before any forward pass. Returns the model, its device and each SAE's BOS token."""
+    from pseval.models.loading import resolve_device
+
+    read_later = [item for item in todo if item.unread]
+    try:
+        device = resolve_device(config.device)
+        loaded, bos_ids = _load_checked(model, config, device, todo)
+        plan.finish_reads()
+    finally:
+        plan.cancel_reads()
+    for item in read_later:
+        _check_weights(item, reads_whole_decoder(config))
+    return loaded, device, bos_ids
 
 
 def _load_checked(

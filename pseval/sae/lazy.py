@@ -91,7 +91,7 @@ def read_byte_ranges(
     uint8 tensor of exactly the total size, reused across calls by streaming readers).
     """
     total = sum(n for _, n in pieces)
-    buf = torch.empty(total, dtype=torch.uint8) if out is None else out
+    buf = torch.empty(total, dtype=torch.uint8, device="cpu") if out is None else out
     view = buf.numpy().data
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -22,8 +22,9 @@ import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import torch
 
 from pseval.errors import SAEError
@@ -84,12 +85,59 @@ def _spans(source: SAESource) -> dict[Path, list[_Span]]:
     return spans
 
 
+_FLOAT_BITS: dict[torch.dtype, Any] = {
+    torch.float16: np.uint16(0x7C00),
+    torch.bfloat16: np.uint16(0x7F80),
+    torch.float32: np.uint32(0x7F800000),
+    torch.float64: np.uint64(0x7FF0000000000000),
+}
+"""Each float dtype's exponent mask, as an unsigned integer of its size: all exponent bits set is NaN or Inf."""
+
+
+def finite_on_this_thread(raw: torch.Tensor, stored: torch.dtype, dtype: torch.dtype) -> bool:
+    """True when the bytes ``raw`` (uint8) hold ``stored`` values that stay finite cast to ``dtype``, decided
+    by numpy on the calling thread; False when some value is NaN or Inf, or the cast could overflow (a
+    narrowing cast: :func:`~pseval.sae.lazy.all_finite` decides).
+
+    torch would run the pass on an OpenMP team whose idle threads spin after it; on a background read
+    (:class:`pseval.evals.plan.WeightReads`) they took a core from the model load running beside it.
+    """
+    if stored not in _FLOAT_BITS or dtype not in _FLOAT_BITS:
+        return False
+    if dtype != stored and dtype.itemsize <= stored.itemsize:
+        return False  # float16 <-> bfloat16 or a narrowing cast: may overflow
+    mask = _FLOAT_BITS[stored]
+    if stored in (
+        torch.float32,
+        torch.float64,
+    ):  # a sum first (NaN and Inf propagate); entries if it overflows
+        values = raw.numpy().view(np.float32 if stored == torch.float32 else np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # what the sum is for: told by its result
+            return bool(np.isfinite(np.add.reduce(values))) or bool(np.isfinite(values).all())
+    bits = raw.numpy().view(mask.dtype)
+    return not bool(np.any(np.bitwise_and(bits, mask) == mask))
+
+
+class ReadBuffers:
+    """The two byte buffers a streamed read takes in turn, made once for the reads of many SAEs (a buffer made
+    for each SAE is mapped and faulted in anew: 8,192 page faults per 32 MiB)."""
+
+    def __init__(self, piece_bytes: int = PIECE_BYTES) -> None:
+        self.piece_bytes = piece_bytes
+        self.pair = [torch.empty(piece_bytes, dtype=torch.uint8, device="cpu") for _ in range(2)]
+
+
 class StreamedCheck:
     """The NaN/Inf check of an SAE's tensors riding on a sequential read of its files (see :meth:`chunks`)."""
 
-    def __init__(self, source: SAESource, piece_bytes: int = PIECE_BYTES) -> None:
+    def __init__(
+        self, source: SAESource, piece_bytes: int = PIECE_BYTES, buffers: ReadBuffers | None = None
+    ) -> None:
         self.source = source
         self.piece_bytes = max(8, piece_bytes // 8 * 8)
+        self.buffers = buffers
+        """Buffers shared by the reads of many SAEs (else two per file, let go when it is read); the caller
+        drops them (``None``) once the files are read, as a run keeps each SAE's check until it is scored."""
         self._dtype = source.cfg.torch_dtype()
         self._spans = _spans(source)
         self._bad: dict[str, str] = {}
@@ -98,6 +146,8 @@ class StreamedCheck:
         self._floating = {name for spans in self._spans.values() for span in spans for name in span.names}
 
     def _check(self, span: _Span, piece: torch.Tensor) -> None:
+        if finite_on_this_thread(piece, span.stored, self._dtype):
+            return
         values = piece.view(span.stored).to(self._dtype)
         if not all_finite(values):
             kind = "NaN" if bool(torch.isnan(values).any()) else "Inf"
@@ -115,9 +165,12 @@ class StreamedCheck:
         spans = self._spans.get(path, [])
         if any(span.end > size for span in spans):
             self._truncated = path
-        # Two buffers for the file, taken in turn (the hash of one piece overlaps the read of the next, see
-        # SAESource.content_hash), let go when it is read (a run keeps each SAE's check until it is scored).
-        buffers = [torch.empty(min(size, self.piece_bytes), dtype=torch.uint8) for _ in range(2)]
+        # Two buffers taken in turn (the hash of one piece overlaps the read of the next, see
+        # SAESource.content_hash): the shared ones, else the file's own, let go when it is read.
+        if self.buffers is not None and self.buffers.piece_bytes >= self.piece_bytes:
+            buffers = self.buffers.pair
+        else:
+            buffers = ReadBuffers(min(size, self.piece_bytes)).pair
         turn = itertools.cycle(buffers)
         for low, high in ranges:
             for span in spans:
@@ -175,8 +228,13 @@ class WeightsRead(NamedTuple):
     read by their own hash (:func:`decoder_rows_hash`)."""
 
 
-@small_ops()  # the finite checks are short passes (the hash does not use torch)
-def hash_and_check(source: SAESource, read_decoder: bool = True, algorithm: str = BYTES_HASH) -> WeightsRead:
+def hash_and_check(
+    source: SAESource,
+    read_decoder: bool = True,
+    algorithm: str = BYTES_HASH,
+    own_threads: bool = False,
+    buffers: ReadBuffers | None = None,
+) -> WeightsRead:
     """The content hash and, from the same sequential read, the NaN/Inf check of an SAE's files.
 
     The decoder (:func:`decoder_ranges`) is hashed apart, and read only when ``read_decoder`` (a metric of
@@ -184,13 +242,25 @@ def hash_and_check(source: SAESource, read_decoder: bool = True, algorithm: str 
     (the same as :func:`check_finite_tensors`), or None when the files were not read byte by
     byte (huge SAEs, which :func:`check_vectors` and the block reads check instead) or cannot be read lazily.
     Both hashes use ``algorithm`` (:data:`~pseval.sae.source.BYTES_HASH`; ``"sha256"`` for identity version 2).
+    The finite checks are short passes run on :func:`~pseval.sae.threads.small_ops` threads, unless
+    ``own_threads`` (a read on a background thread: MKL's thread count is process-wide, so setting it there
+    would set the main thread's too). ``buffers``: the read buffers of a caller reading many SAEs.
     """
+    if own_threads:
+        return _hash_and_check(source, read_decoder, algorithm, buffers)
+    with small_ops():
+        return _hash_and_check(source, read_decoder, algorithm, buffers)
+
+
+def _hash_and_check(
+    source: SAESource, read_decoder: bool, algorithm: str, buffers: ReadBuffers | None
+) -> WeightsRead:
     if source.tensors is None:
         return WeightsRead(source.content_hash(apart={}, algorithm=algorithm), None, None)
     apart = decoder_ranges(source)
     if not source.hashes_bytes(apart):
         return WeightsRead(source.content_hash(apart=apart, algorithm=algorithm), None, None)
-    check = StreamedCheck(source)
+    check = StreamedCheck(source, buffers=buffers)
     content_hash = source.content_hash(read_chunks=check.chunks, apart=apart, algorithm=algorithm)
     decoder_hash = None
     if read_decoder and apart:
@@ -199,6 +269,7 @@ def hash_and_check(source: SAESource, read_decoder: bool = True, algorithm: str 
             digest.update(path.name.encode())
             hash_ranges(digest, check.chunks(path, apart[path]))
         decoder_hash = digest.hexdigest()[:16]
+    check.buffers = None
     return WeightsRead(content_hash, decoder_hash, check.raise_if_bad, bool(apart) and decoder_hash is None)
 
 
@@ -279,11 +350,13 @@ def check_finite_tensors(
 
 __all__ = [
     "PIECE_BYTES",
+    "ReadBuffers",
     "StreamedCheck",
     "WeightsRead",
     "check_finite_tensors",
     "check_vectors",
     "decoder_ranges",
     "decoder_rows_hash",
+    "finite_on_this_thread",
     "hash_and_check",
 ]
