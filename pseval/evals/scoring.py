@@ -472,9 +472,9 @@ def score_sae(
     all_pairs = data.pair_index + (plan.pairs if plan is not None else [])
     n_pairs = len(data.pair_index)
     stream = feature_blocks(blocks, acts_PD, config.fold_decoder_norms, device=run_on)
-    if isinstance(blocks, SafetensorsBlocks):  # the pairs' encoder cosines then read no second W_enc
-        stream = blocks.keeping_top_columns(stream)
-    stats, sense_dot = split_stats(code_stats(stream, n_prompts, all_pairs, k), n_pairs)
+    # The running top-1's encoder columns are kept from each slab read: the pairs' cosines read no second W_enc.
+    keep = blocks.keep_top_columns if isinstance(blocks, SafetensorsBlocks) else None
+    stats, sense_dot = split_stats(code_stats(stream, n_prompts, all_pairs, k, after_block=keep), n_pairs)
     sense_sims = code_similarities(stats, sense_dot, plan, "sae") if plan is not None else {}
     categories, details, unstructured = score_stats(stats, data, config, blocks)
     del stats

@@ -9,7 +9,7 @@ index, counts are integers, and the cosine's sums are float64 (the same to float
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -218,9 +218,18 @@ class _Sums:
         self.n_alive += int(alive_B.sum())
 
 
+def _top_index(top_vals_PK: torch.Tensor, top_ids_PK: torch.Tensor) -> torch.Tensor:
+    """Each prompt's top-1 latent, NO_LATENT where no code is positive."""
+    return torch.where(top_vals_PK[:, 0] > 0, top_ids_PK[:, 0], torch.full_like(top_ids_PK[:, 0], NO_LATENT))
+
+
 @torch.no_grad()
 def code_stats(
-    blocks: Iterable[tuple[int, torch.Tensor]], n_prompts: int, pair_index: Sequence[tuple[int, int]], k: int
+    blocks: Iterable[tuple[int, torch.Tensor]],
+    n_prompts: int,
+    pair_index: Sequence[tuple[int, int]],
+    k: int,
+    after_block: Callable[[torch.Tensor], None] | None = None,
 ) -> CodeStats:
     """Accumulate :class:`CodeStats` over ``(start, feats_PB)`` blocks that tile the latents in order.
 
@@ -230,6 +239,8 @@ def code_stats(
     and then works on them alone; a denser one in chunks of rows that stay in cache. After the first block
     only the prompts with an entry above their running k-th value are re-ranked. These memory-bound passes,
     and those of the blocks' encode but its matmul, run on one thread (:func:`pseval.sae.threads.small_ops`).
+    ``after_block(top_P)`` is called after each block with every prompt's running top-1 latent (NO_LATENT
+    while it has none), before the next block is made.
     """
     sums = _Sums(n_prompts, pair_index, k)
     n_seen = 0
@@ -242,9 +253,11 @@ def code_stats(
             else:
                 sums.add_dense(feats_PB, start)
             n_seen += feats_PB.shape[1]
+            if after_block is not None:
+                after_block(_top_index(sums.top_vals, sums.top_ids))
     best_value = sums.top_vals[:, 0].clone()
     top_ids = sums.top_ids
-    top_index = torch.where(best_value > 0, top_ids[:, 0], torch.full_like(top_ids[:, 0], NO_LATENT))
+    top_index = _top_index(sums.top_vals, top_ids)
     k_out = min(k, n_seen)
     return CodeStats(
         top_index, best_value, sums.top_vals[:, :k_out].contiguous(), top_ids[:, :k_out].contiguous(),

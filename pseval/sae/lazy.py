@@ -387,26 +387,18 @@ class SafetensorsBlocks:
         matrix_DL = self._checked(name, picked_DL)
         return {i: matrix_DL[:, j].reshape(1, -1) for j, i in enumerate(ids)}
 
-    def keeping_top_columns(
-        self, stream: Iterator[tuple[int, torch.Tensor]]
-    ) -> Iterator[tuple[int, torch.Tensor]]:
-        """``stream`` (:func:`feature_blocks` of these blocks) passed on, keeping the ``W_enc`` columns of each
-        row's running top-1 latent from the slab just read, so :meth:`latent_rows` need not read ``W_enc`` again.
+    def keep_top_columns(self, top_P: torch.Tensor) -> None:
+        """Keep the ``W_enc`` columns of each row's running top-1 latent ``top_P`` (negative: none yet) that lie in
+        the slab just read, so :meth:`latent_rows` need not read ``W_enc`` again; let go of those no longer top.
 
-        The running top-1 is the argmax with ties to the lower latent, as :func:`~pseval.metrics.blockwise.code_stats`
-        finds it; at most one column per row is kept. Latents not kept are read from the file as before.
+        Called after each block of :func:`feature_blocks` (``code_stats(after_block=...)``, whose running top-1
+        it is): at most one column per row is kept. Latents not kept are read from the file as before.
         """
-        best_P: torch.Tensor | None = None
-        ids_P = torch.zeros(0, dtype=torch.long)
-        for start, feats_PB in stream:
-            cached = self._slabs.get("W_enc")
-            if cached is not None and feats_PB.shape[1] > 0 and cached[0] <= start:
-                value_P, col_P = feats_PB.max(-1)  # the first (lowest) column of each row's maximum
-                new_P = value_P > best_P if best_P is not None else torch.ones_like(value_P, dtype=torch.bool)
-                best_P = value_P if best_P is None else torch.where(new_P, value_P, best_P)
-                ids_P = col_P + start if len(ids_P) == 0 else torch.where(new_P, col_P + start, ids_P)
-                self._keep_columns(cached, ids_P[new_P].unique(), ids_P)
-            yield start, feats_PB
+        cached = self._slabs.get("W_enc")
+        if cached is None:
+            return
+        running_P = top_P[top_P >= 0]
+        self._keep_columns(cached, running_P.unique(), running_P)
 
     def _keep_columns(
         self, slab: tuple[int, int, torch.Tensor], new_L: torch.Tensor, running_P: torch.Tensor

@@ -241,7 +241,7 @@ def test_top_encoder_columns_are_kept_from_the_encode_pass(
     lazy = SafetensorsBlocks(open_sae(tmp_path / "sae"))
     acts = make_data().acts[HOOK]
     stats = code_stats(
-        lazy.keeping_top_columns(feature_blocks(lazy, acts, block_size=16)), N_PROMPTS, [(0, 1)], 4
+        feature_blocks(lazy, acts, block_size=16), N_PROMPTS, [(0, 1)], 4, after_block=lazy.keep_top_columns
     )
     ids = [int(i) for i in stats.top_index_P if int(i) >= 0]
     assert len(set(ids)) > 3

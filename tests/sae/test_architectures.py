@@ -169,13 +169,16 @@ def test_registered_toy_architecture_round_trips_and_scores_blockwise(tmp_path: 
     assert torch.equal(stats.l0_P, (expected_NF > 0).sum(1))
 
 
-def test_the_in_place_jumprelu_rule_is_the_out_of_place_one_on_every_kind_of_value() -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_the_in_place_jumprelu_rule_is_the_out_of_place_one_on_every_kind_of_value(dtype: torch.dtype) -> None:
     from pseval.sae.architectures.jumprelu import jumprelu_activation, jumprelu_activation_
 
     values = [float("nan"), float("-inf"), float("inf"), -0.0, 0.0, -1.5, -0.25, 0.25, 0.5, 1.0, 3.0]
-    thresholds = torch.tensor([-1.0, -0.25, 0.0, 0.25, 0.5, 2.0])
-    pre_NF = torch.tensor(values).repeat_interleave(len(thresholds)).reshape(len(values), len(thresholds))
+    thresholds = torch.tensor([-1.0, -0.25, 0.0, 0.25, 0.5, 2.0], dtype=dtype)
+    pre_NF = torch.tensor(values, dtype=dtype).repeat_interleave(len(thresholds)).reshape(len(values), -1)
     want = jumprelu_activation(pre_NF, thresholds)
     got = jumprelu_activation_(pre_NF.clone(), thresholds)
+    assert got.dtype == want.dtype == dtype
     assert torch.equal(got.isnan(), want.isnan())
     assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0))
+    assert torch.equal(got.nan_to_num(7.0).signbit(), want.nan_to_num(7.0).signbit())
