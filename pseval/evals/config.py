@@ -113,7 +113,7 @@ class PSEvalConfig(BaseModel):
         ge=0,
         description="Corpus tokens (from the training activation cache) for the chosen latents' firing "
         "frequency and top-activating contexts; 0 skips them. Costs one encode of these tokens per SAE: at "
-        "width 36,864 and 256 prompts, 37 % of a default eval (docs/performance.md).",
+        "width 36,864 and 256 prompts, 35–43 % of a default eval (docs/performance.md).",
     )
     logit_lens_tokens: int = Field(
         default=LOGIT_LENS_TOKENS,

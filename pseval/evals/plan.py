@@ -396,6 +396,7 @@ class RunPlan:
     reads: WeightReads | None = None
     """The reads still under way (``plan_run(read_later=True)``); :meth:`finish_reads` completes them."""
     identify: Callable[[SAEItem], dict[str, Any]] | None = None
+    """An item's result identity once its files are read (:func:`result_identity` with the run's settings)."""
 
     def finish_reads(self) -> None:
         """Complete the reads under way and the identities of their SAEs (a no-op when none are)."""
@@ -431,23 +432,22 @@ def plan_run(
     :meth:`RunPlan.finish_reads` (or stops them with :meth:`RunPlan.cancel_reads`) before the model pass.
     """
     from pseval.data.datasets import dataset_sha256
+    from pseval.sae.weights_check import hash_and_check
 
     check_token_budgets(config.standard_metrics_tokens, config.standard_metrics_ce_tokens)
     read_decoder = reads_whole_decoder(config)
     items = _distinct(open_items(saes, hook_name, read_decoder, read_weights=False), status)
     stored_paths = _name_and_check(items, config, output_folder, force_rerun, status)
-    dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
-    identify = partial(result_identity, config=config, dataset_sha256=dataset_hash)
     later = [item for item in items if item.unread and item.name not in stored_paths] if read_later else []
-    plan = RunPlan(items, {}, {}, WeightReads(later, read_decoder) if later else None, identify)
+    plan = RunPlan(items, {}, {}, WeightReads(later, read_decoder) if later else None)
     reading = {id(item) for item in later}
     try:
+        dataset_hash = dataset_sha256(config.dataset)  # once: every SAE of the run reads the same files
+        plan.identify = identify = partial(result_identity, config=config, dataset_sha256=dataset_hash)
         for item in items:
             if id(item) in reading:
                 continue
             if item.unread:
-                from pseval.sae.weights_check import hash_and_check
-
                 item.take_read(hash_and_check(item.source, read_decoder))
             plan.identities[item.name] = identify(item)
             if item.name not in stored_paths:

@@ -291,15 +291,7 @@ def evaluate(
     items, finished = plan.items, plan.finished
     todo = [item for item in items if item.name not in finished]
     try:
-        if (
-            config.site_check
-        ):  # a BOS policy the SAE's config contradicts is a wrong site: known before the model
-            from pseval.evals import site_check
-
-            site_check.refuse_bos_contradictions(todo)
-        for item in todo:
-            if not item.unread:  # read by the plan (SAE objects, SAEs with a stored result)
-                _check_weights(item, reads_whole_decoder(config))
+        _refuse_before_the_model(config, todo)
     except BaseException:
         plan.cancel_reads()
         raise
@@ -347,6 +339,19 @@ def _run_config(model: Any, config: PSEvalConfig | None, overrides: dict[str, An
         model_name = model if isinstance(model, str) else getattr(model, "name", "model")
         return PSEvalConfig(model_name=str(model_name), **overrides)
     return PSEvalConfig(**{**config.model_dump(), **overrides}) if overrides else config
+
+
+def _refuse_before_the_model(config: PSEvalConfig, todo: list[SAEItem]) -> None:
+    """What stops a run before the model loads: a BOS policy an SAE's config contradicts (a wrong site, when the
+    site check runs) and bad tensors of the SAEs whose files the plan read (SAE objects, SAEs with a stored
+    result; the others are checked once read, while the model loads)."""
+    if config.site_check:
+        from pseval.evals import site_check
+
+        site_check.refuse_bos_contradictions(todo)
+    for item in todo:
+        if not item.unread:
+            _check_weights(item, reads_whole_decoder(config))
 
 
 def _load_while_reading(

@@ -170,7 +170,9 @@ def test_registered_toy_architecture_round_trips_and_scores_blockwise(tmp_path: 
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_the_in_place_jumprelu_rule_is_the_out_of_place_one_on_every_kind_of_value(dtype: torch.dtype) -> None:
+def test_the_in_place_jumprelu_rule_is_the_out_of_place_one_on_every_kind_of_value(
+    dtype: torch.dtype,
+) -> None:
     from pseval.sae.architectures.jumprelu import jumprelu_activation, jumprelu_activation_
 
     values = [float("nan"), float("-inf"), float("inf"), -0.0, 0.0, -1.5, -0.25, 0.25, 0.5, 1.0, 3.0]

@@ -16,8 +16,8 @@ def jumprelu_activation(pre_NF: torch.Tensor, threshold_F: torch.Tensor) -> torc
 def jumprelu_activation_(pre_NF: torch.Tensor, threshold_F: torch.Tensor) -> torch.Tensor:
     """:func:`jumprelu_activation` in place: the mask is taken before the ReLU overwrites ``pre``.
 
-    The mask is written as 1.0/0.0 in ``pre``'s dtype, the same factor the out-of-place rule multiplies by (an
-    infinite or NaN ``relu(pre)`` below its threshold still gives NaN): a product of two float tensors takes
+    The mask is written as 1.0/0.0 in ``pre``'s dtype, the same factor the out-of-place rule multiplies by (so
+    every value, NaN and infinities included, comes out as it does there): a product of two float tensors takes
     about half as long as one by a bool mask, which is converted entry by entry."""
     above_NF = torch.gt(pre_NF, threshold_F, out=torch.empty_like(pre_NF))
     return pre_NF.relu_().mul_(above_NF)
