@@ -358,8 +358,8 @@ class WeightReads:
     """The files of SAEs read on one background thread, in order, while the main thread loads the model.
 
     Each read is :func:`~pseval.sae.weights_check.hash_and_check`: the identity hash and the NaN/Inf check of
-    one sequential read, mostly waiting on the disk. Loading the model is mostly imports and module set-up,
-    holding the GIL, so the two overlap. The thread builds no module and sets no default dtype, device or thread
+    one sequential read, much of it spent waiting on the disk or in the kernel's copy, without the GIL. Loading
+    the model is mostly imports and module set-up, holding the GIL, so the two overlap. The thread builds no module and sets no default dtype, device or thread
     count (transformers' process-wide patches while it builds a model touch module construction only; MKL's
     thread count is process-wide, so the read keeps torch's). :meth:`finish` joins it before the model pass:
     a bad tensor still stops the run before any forward pass.

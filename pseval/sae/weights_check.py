@@ -107,10 +107,8 @@ def finite_on_this_thread(raw: torch.Tensor, stored: torch.dtype, dtype: torch.d
     if dtype != stored and dtype.itemsize <= stored.itemsize:
         return False  # float16 <-> bfloat16 or a narrowing cast: may overflow
     mask = _FLOAT_BITS[stored]
-    if stored in (
-        torch.float32,
-        torch.float64,
-    ):  # a sum first (NaN and Inf propagate); entries if it overflows
+    if stored in (torch.float32, torch.float64):
+        # A sum first (NaN and Inf propagate into it); each entry only when it is not finite (or overflowed).
         values = raw.numpy().view(np.float32 if stored == torch.float32 else np.float64)
         with np.errstate(over="ignore", invalid="ignore"):  # what the sum is for: told by its result
             return bool(np.isfinite(np.add.reduce(values))) or bool(np.isfinite(values).all())
@@ -119,8 +117,8 @@ def finite_on_this_thread(raw: torch.Tensor, stored: torch.dtype, dtype: torch.d
 
 
 class ReadBuffers:
-    """The two byte buffers a streamed read takes in turn, made once for the reads of many SAEs (a buffer made
-    for each SAE is mapped and faulted in anew: 8,192 page faults per 32 MiB)."""
+    """The two byte buffers a streamed read takes in turn, made once for the reads of many SAEs (buffers made
+    anew for each SAE are fresh memory the kernel maps in page by page: 8,192 page faults per 32 MiB)."""
 
     def __init__(self, piece_bytes: int = PIECE_BYTES) -> None:
         self.piece_bytes = piece_bytes
