@@ -63,6 +63,25 @@ def _stored_here(stored_file: Path, model_dir: Path, dataset: Path, sae: Path) -
     return stored
 
 
+def _write_stored(
+    stored_file: Path, tmp_path: Path, model_dir: Path, dataset: Path, signed: bool = False
+) -> tuple[Path, Path, dict[str, Any], str]:
+    """``stored_file`` written where ``pseval eval --out OUT`` finds the result of ``write_sae(SAE, seed=1)``,
+    with this machine's paths (its checksum signed again when ``signed``): the SAE, OUT, the result, its text."""
+    sae = write_sae(tmp_path / "sae", seed=1)
+    out = tmp_path / "results"
+    path = out / "ps_eval" / "sae_eval_results.json"
+    path.parent.mkdir(parents=True)
+    stored = _stored_here(stored_file, model_dir, dataset, sae)
+    if signed:  # the paths are this machine's: signed again
+        from pseval.evals.schema import result_checksum
+
+        stored["result_checksum"] = result_checksum(stored)
+    text = json.dumps(stored, indent=2)
+    path.write_text(text, encoding="utf-8")
+    return sae, out, stored, text
+
+
 def test_a_result_written_before_checksums_is_still_finished(
     tmp_path: Path,
     tmp_cache: Path,
@@ -70,15 +89,10 @@ def test_a_result_written_before_checksums_is_still_finished(
     tiny_dataset_file: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sae = write_sae(tmp_path / "sae", seed=1)
-    out = tmp_path / "results"
-    path = out / "ps_eval" / "sae_eval_results.json"
-    path.parent.mkdir(parents=True)
     # A custom .jsonl result from before datasets were hashed is refused (its content then is unknown), so the
     # file stands for one written once the dataset hash was recorded but before result checksums were.
-    stored = _stored_here(STORED_V0_1_0, tiny_model_dir, tiny_dataset_file, sae)
-    text = json.dumps(stored, indent=2)
-    path.write_text(text, encoding="utf-8")
+    sae, out, _, text = _write_stored(STORED_V0_1_0, tmp_path, tiny_model_dir, tiny_dataset_file)
+    path = out / "ps_eval" / "sae_eval_results.json"
     assert "result_checksum" not in json.loads(text)
 
     refuse_model(monkeypatch)
@@ -104,16 +118,11 @@ def test_a_result_stored_with_sha256_identities_is_still_finished(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pseval.evals.plan import open_items
-    from pseval.evals.schema import result_checksum
 
-    sae = write_sae(tmp_path / "sae", seed=1)
-    out = tmp_path / "results"
+    sae, out, stored, text = _write_stored(
+        STORED_IDENTITY_V2, tmp_path, tiny_model_dir, tiny_dataset_file, signed=True
+    )
     path = out / "ps_eval" / "sae_eval_results.json"
-    path.parent.mkdir(parents=True)
-    stored = _stored_here(STORED_IDENTITY_V2, tiny_model_dir, tiny_dataset_file, sae)
-    stored["result_checksum"] = result_checksum(stored)  # the paths are this machine's: signed again
-    text = json.dumps(stored, indent=2)
-    path.write_text(text, encoding="utf-8")
     assert stored["result_identity"]["identity_version"] == 2
     assert stored["sae_content_hash"] != open_items([str(sae)])[0].content_hash  # today's hash is another
 
